@@ -1,0 +1,131 @@
+"""Hugging Face PyTorch checkpoints <-> kdjax Flax models.
+
+    model = kdjax.convert.from_pretrained("/path/to/hf_dir")                 # architecture from config.json
+    clf = kdjax.convert.from_pretrained(dir, task="sequence_classification", num_labels=2)
+    kdjax.convert.save_pretrained(model, "/out")     # loads with transformers.AutoModel.from_pretrained
+
+Loading refuses a partial load: missing, unexpected and mis-shaped tensors are listed by name in the
+error. Tensors that are known and deliberately unused (buffers, pre-training heads) are reported in
+`LoadReport.ignored`; a task head absent from an encoder checkpoint is freshly initialised and listed
+in `LoadReport.initialized` (the situation HF warns about when fine-tuning starts).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from kdjax.convert import hf_bert
+from kdjax.convert.checkpoint_io import LazyTensors, read_config, write_json, write_safetensors
+from kdjax.convert.param_map import ConversionError, LoadReport, flax_to_hf, hf_to_flax
+from kdjax.models import state as state_lib
+from kdjax.models.bert import BertConfig, BertModel, SequenceClassifier
+
+__all__ = ["from_pretrained", "save_pretrained", "ConversionError", "LoadReport"]
+
+_HEAD_FILE = "kdjax_head.safetensors"
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
+                    "merges.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model",
+                    "added_tokens.json")
+
+
+def _bert_from_pretrained(path: str, hf_cfg: dict, task: str, seed: int, overrides: dict
+                          ) -> tuple[nnx.Module, LoadReport]:
+    cfg = BertConfig.from_hf(hf_cfg, **overrides)
+    tensors = LazyTensors(path)
+    head_file = os.path.join(path, _HEAD_FILE)
+    if task == "sequence_classification" and os.path.isfile(head_file):
+        from safetensors.numpy import load_file
+
+        tensors = {**{k: tensors[k] for k in tensors}, **load_file(head_file)}
+    prefix = hf_bert.base_prefix(cfg)
+    has_prefix = any(k.startswith(prefix) for k in tensors)
+    if task == "sequence_classification":
+        build = lambda rngs: SequenceClassifier(cfg, rngs=rngs)
+        may_init = ("classifier.*",)
+    elif task == "encoder":
+        has_pooler = any(k.endswith("pooler.dense.weight") for k in tensors)
+        if not has_pooler and cfg.add_pooling_layer and "add_pooling_layer" not in overrides:
+            cfg = BertConfig.from_hf(hf_cfg, **{**overrides, "add_pooling_layer": False})
+        build = lambda rngs: BertModel(cfg, rngs=rngs)
+        may_init = ()
+    else:
+        raise ValueError(f"unknown task {task!r}; use 'encoder' or 'sequence_classification'")
+    abstract = state_lib.abstract_module(lambda: build(nnx.Rngs(seed)))
+    rules = hf_bert.rules(abstract, prefix if has_prefix else "")
+    shapes = {k: v.shape for k, v in state_lib.flatten(nnx.state(abstract)).items()}
+    flat, report = hf_to_flax(tensors, rules, shapes, ignore=hf_bert.IGNORE, may_init=may_init,
+                              source=path)
+    fill = build(nnx.Rngs(seed)) if report.initialized else None
+    return state_lib.load_flat(abstract, flat, fill), report
+
+
+def from_pretrained(path: str, *, task: str = "encoder", arch: str | None = None, seed: int = 0,
+                    return_report: bool = False, **config_overrides):
+    """Load a Hugging Face checkpoint directory as a kdjax model.
+
+    The architecture comes from config.json's `model_type` unless `arch` names it. `task` is
+    "encoder" (the bare model) or "sequence_classification". `config_overrides` replace config
+    fields (e.g. num_labels=2, classifier_head="dsg_kd", hidden_dropout_prob=0.0).
+    """
+    hf_cfg = read_config(path)
+    model_type = arch or hf_cfg.get("model_type")
+    if model_type in hf_bert.MODEL_TYPES:
+        model, report = _bert_from_pretrained(path, hf_cfg, task, seed, config_overrides)
+    else:
+        raise ValueError(f"{path}: model_type {model_type!r} is not supported "
+                         f"(known: {', '.join(hf_bert.MODEL_TYPES)})")
+    for name in ("ignored", "initialized"):
+        items = getattr(report, name)
+        if items:
+            logging.info("from_pretrained(%s): %d %s: %s", path, len(items), name, ", ".join(items[:20]))
+    return (model, report) if return_report else model
+
+
+def save_pretrained(model: nnx.Module, out_dir: str, *, tokenizer_dir: str | None = None) -> None:
+    """Write `model` as a HF directory (config.json + safetensors) that transformers' AutoModel loads.
+
+    BERT/RoBERTa classifiers with HF-compatible heads are written in the *ForSequenceClassification
+    layout; a DSG-KD head (no HF class) is written beside the encoder in kdjax_head.safetensors.
+    """
+    flat = {k: np.asarray(v, dtype=np.float32) if np.asarray(v).dtype == jnp.bfloat16 else np.asarray(v)
+            for k, v in state_lib.flatten(nnx.state(model, nnx.Param)).items()}
+    if isinstance(model, (BertModel, SequenceClassifier)):
+        cfg: BertConfig = model.cfg
+        hf_cfg = cfg.to_hf()
+        head: dict[str, np.ndarray] = {}
+        if isinstance(model, SequenceClassifier) and cfg.classifier_head in ("bert", "roberta"):
+            tensors = flax_to_hf(flat, hf_bert.rules(model, hf_bert.base_prefix(cfg)))
+            hf_cfg["architectures"] = ["RobertaForSequenceClassification" if cfg.roberta_positions
+                                       else "BertForSequenceClassification"]
+            hf_cfg["id2label"] = {str(i): f"LABEL_{i}" for i in range(cfg.num_labels)}
+            hf_cfg["label2id"] = {f"LABEL_{i}": i for i in range(cfg.num_labels)}
+        elif isinstance(model, SequenceClassifier):
+            all_hf = flax_to_hf(flat, hf_bert.rules(model, ""))
+            head = {k: v for k, v in all_hf.items() if k.startswith("classifier.")}
+            tensors = {k: v for k, v in all_hf.items() if not k.startswith("classifier.")}
+            hf_cfg["kdjax_classifier_head"] = cfg.classifier_head
+            hf_cfg["num_labels"] = cfg.num_labels
+        else:
+            tensors = flax_to_hf(flat, hf_bert.rules(model, ""))
+        hf_cfg["add_pooling_layer"] = cfg.add_pooling_layer
+    else:
+        raise TypeError(f"save_pretrained does not know {type(model).__name__}")
+    os.makedirs(out_dir, exist_ok=True)
+    write_safetensors(tensors, out_dir)
+    if head:
+        from safetensors.numpy import save_file
+
+        save_file(head, os.path.join(out_dir, _HEAD_FILE + ".tmp"))
+        os.replace(os.path.join(out_dir, _HEAD_FILE + ".tmp"), os.path.join(out_dir, _HEAD_FILE))
+    write_json(hf_cfg, os.path.join(out_dir, "config.json"))
+    if tokenizer_dir:
+        for name in _TOKENIZER_FILES:
+            src = os.path.join(tokenizer_dir, name)
+            if os.path.isfile(src):
+                shutil.copy(src, os.path.join(out_dir, name))

@@ -1,0 +1,138 @@
+"""Reading and writing Hugging Face checkpoint directories without loading a PyTorch model.
+
+Supported weight files: model.safetensors, model.safetensors.index.json (sharded),
+pytorch_model.bin and pytorch_model.bin.index.json. Tensors are read lazily, one at a time, so large
+checkpoints convert in little more memory than the converted result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+_SAFE = "model.safetensors"
+_BIN = "pytorch_model.bin"
+
+
+def read_config(path: str) -> dict:
+    cfg_path = os.path.join(path, "config.json")
+    if not os.path.isfile(cfg_path):
+        raise FileNotFoundError(f"{path}: no config.json (expected a Hugging Face model directory)")
+    with open(cfg_path) as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{cfg_path}: invalid JSON: {e}") from None
+
+
+def _torch_load(file: str) -> dict:
+    import torch  # only .bin checkpoints need torch
+
+    return torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+
+
+def _to_numpy(t) -> np.ndarray:
+    import torch
+
+    if t.dtype == torch.bfloat16:
+        t = t.float()
+    return t.detach().cpu().numpy()
+
+
+class LazyTensors(Mapping[str, np.ndarray]):
+    """A read-only name -> numpy mapping over a checkpoint's weight files; reads on access."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._where: dict[str, str] = {}
+        self._bins: dict[str, dict] = {}
+        for index_name, kind in ((_SAFE + ".index.json", "safe"), (_BIN + ".index.json", "bin")):
+            index = os.path.join(path, index_name)
+            if os.path.isfile(index):
+                with open(index) as f:
+                    weight_map = json.load(f)["weight_map"]
+                self._where = {k: os.path.join(path, v) for k, v in weight_map.items()}
+                missing = sorted({v for v in self._where.values() if not os.path.isfile(v)})
+                if missing:
+                    raise FileNotFoundError(f"{index}: shard files missing: {missing}")
+                return
+        for name in (_SAFE, _BIN):
+            file = os.path.join(path, name)
+            if os.path.isfile(file):
+                self._where = {k: file for k in self._keys(file)}
+                return
+        raise FileNotFoundError(f"{path}: no {_SAFE}, {_BIN} or sharded index found")
+
+    @staticmethod
+    def _keys(file: str) -> list[str]:
+        if file.endswith(".safetensors"):
+            from safetensors import safe_open
+
+            with safe_open(file, "np") as f:
+                return list(f.keys())
+        return list(_torch_load(file).keys())
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        file = self._where[name]
+        if file.endswith(".safetensors"):
+            from safetensors import safe_open
+
+            with safe_open(file, "pt") as f:  # "pt" handles bfloat16, which numpy cannot hold
+                return _to_numpy(f.get_tensor(name))
+        if file not in self._bins:
+            self._bins = {file: _torch_load(file)}  # keep one shard mapped at a time
+        return _to_numpy(self._bins[file][name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+
+def write_safetensors(tensors: Mapping[str, np.ndarray], out_dir: str, *,
+                      max_shard_bytes: int = 5 * 2**30) -> None:
+    """Write tensors as model.safetensors, or shards plus an index past `max_shard_bytes`.
+
+    Files are written under temporary names and renamed, so an interrupted save never leaves a
+    directory that looks complete.
+    """
+    from safetensors.numpy import save_file
+
+    os.makedirs(out_dir, exist_ok=True)
+    shards: list[dict[str, np.ndarray]] = [{}]
+    size = 0
+    for name in tensors:
+        arr = np.ascontiguousarray(tensors[name])
+        if shards[-1] and size + arr.nbytes > max_shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][name] = arr
+        size += arr.nbytes
+    meta = {"format": "pt"}
+    if len(shards) == 1:
+        tmp = os.path.join(out_dir, _SAFE + ".tmp")
+        save_file(shards[0], tmp, metadata=meta)
+        os.replace(tmp, os.path.join(out_dir, _SAFE))
+        return
+    weight_map = {}
+    total = 0
+    for i, shard in enumerate(shards):
+        fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        tmp = os.path.join(out_dir, fname + ".tmp")
+        save_file(shard, tmp, metadata=meta)
+        os.replace(tmp, os.path.join(out_dir, fname))
+        weight_map.update({k: fname for k in shard})
+        total += sum(v.nbytes for v in shard.values())
+    write_json({"metadata": {"total_size": total}, "weight_map": weight_map},
+               os.path.join(out_dir, _SAFE + ".index.json"))
+
+
+def write_json(obj, file: str) -> None:
+    tmp = file + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(tmp, file)

@@ -1,0 +1,168 @@
+"""Declarative Hugging Face <-> Flax parameter maps, used in both directions.
+
+A map is a list of `Entry(hf, flax, kind)` naming one PyTorch module and the Flax module that holds
+the same weights; `{i}` stands for a layer index and is expanded by `expand`. `kind` says how the
+module's tensors correspond:
+
+  linear     weight (out, in) <-> kernel (in, out) transposed; bias <-> bias
+  layernorm  weight <-> scale; bias <-> bias
+  rmsnorm    weight <-> scale
+  embed      weight <-> embedding
+  tensor     the names are full tensor names and the values are equal (e.g. learned query tokens)
+  conv       weight (out, in, *k) <-> kernel (*k, in, out); bias <-> bias
+  batchnorm  weight/bias/running_mean/running_var <-> scale/bias/mean/var
+
+Conversion is a pure function of name -> array mappings, so the same map serves loading, saving and
+tests, and a checkpoint can be converted one tensor at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    hf: str
+    flax: str
+    kind: str
+
+
+def _t(x):
+    return np.ascontiguousarray(np.transpose(x))
+
+
+def _conv_to_flax(x):
+    return np.ascontiguousarray(np.moveaxis(x, (0, 1), (-1, -2)))
+
+
+def _conv_to_hf(x):
+    return np.ascontiguousarray(np.moveaxis(x, (-1, -2), (0, 1)))
+
+
+_ident = lambda x: x
+# kind -> list of (hf suffix, flax suffix, hf->flax, flax->hf)
+_KINDS: dict[str, list[tuple[str, str, Callable, Callable]]] = {
+    "linear": [("weight", "kernel", _t, _t), ("bias", "bias", _ident, _ident)],
+    "layernorm": [("weight", "scale", _ident, _ident), ("bias", "bias", _ident, _ident)],
+    "rmsnorm": [("weight", "scale", _ident, _ident)],
+    "embed": [("weight", "embedding", _ident, _ident)],
+    "tensor": [("", "", _ident, _ident)],
+    "conv": [("weight", "kernel", _conv_to_flax, _conv_to_hf), ("bias", "bias", _ident, _ident)],
+    "batchnorm": [("weight", "scale", _ident, _ident), ("bias", "bias", _ident, _ident),
+                  ("running_mean", "mean", _ident, _ident), ("running_var", "var", _ident, _ident)],
+}
+
+
+def _join(a: str, b: str) -> str:
+    return f"{a}.{b}" if a and b else a or b
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorRule:
+    hf: str
+    flax: str
+    to_flax: Callable[[np.ndarray], np.ndarray]
+    to_hf: Callable[[np.ndarray], np.ndarray]
+
+
+def expand(entries: Iterable[Entry], num_layers: int | Mapping[str, int] = 0) -> list[TensorRule]:
+    """Expand module entries into per-tensor rules. `{i}` ranges over num_layers; a mapping
+    {'i': n, 'j': m} expands several independent indices."""
+    counts = {"i": num_layers} if isinstance(num_layers, int) else dict(num_layers)
+    rules: list[TensorRule] = []
+    for e in entries:
+        variants = [({}, e.hf, e.flax)]
+        for name, n in counts.items():
+            token = "{" + name + "}"
+            nxt = []
+            for env, hf, fx in variants:
+                if token in hf or token in fx:
+                    nxt += [({**env, name: k}, hf.replace(token, str(k)), fx.replace(token, str(k)))
+                            for k in range(n)]
+                else:
+                    nxt.append((env, hf, fx))
+            variants = nxt
+        for _, hf, fx in variants:
+            for hs, fs, to_f, to_h in _KINDS[e.kind]:
+                rules.append(TensorRule(_join(hf, hs), _join(fx, fs), to_f, to_h))
+    return rules
+
+
+class ConversionError(ValueError):
+    """A checkpoint does not match the model; the message lists every offending key."""
+
+
+@dataclasses.dataclass
+class LoadReport:
+    missing: list[str] = dataclasses.field(default_factory=list)  # model params absent from checkpoint
+    unexpected: list[str] = dataclasses.field(default_factory=list)  # checkpoint tensors nobody reads
+    mismatched: list[str] = dataclasses.field(default_factory=list)  # "name: checkpoint (a,b) vs model (c,d)"
+    ignored: list[str] = dataclasses.field(default_factory=list)  # known-unused tensors (buffers, heads)
+    initialized: list[str] = dataclasses.field(default_factory=list)  # params left at their fresh init
+
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def describe(self) -> str:
+        parts = []
+        for name in ("missing", "unexpected", "mismatched"):
+            items = getattr(self, name)
+            if items:
+                parts.append(f"{len(items)} {name}: " + ", ".join(items[:50])
+                             + (" ..." if len(items) > 50 else ""))
+        return "; ".join(parts) or "ok"
+
+
+def hf_to_flax(hf_tensors: Mapping[str, np.ndarray], rules: list[TensorRule],
+               flax_shapes: Mapping[str, tuple[int, ...]], *, ignore: Iterable[str] = (),
+               may_init: Iterable[str] = (), source: str = "checkpoint"
+               ) -> tuple[dict[str, np.ndarray], LoadReport]:
+    """Convert HF tensors to flat Flax params (dotted paths).
+
+    `ignore`: glob patterns of checkpoint tensors that are known and deliberately unused.
+    `may_init`: glob patterns of model params that may be absent (e.g. a fresh classification head).
+    Raises ConversionError naming every missing, unexpected and mis-shaped key.
+    """
+    report = LoadReport()
+    out: dict[str, np.ndarray] = {}
+    by_hf = {r.hf: r for r in rules}
+    for name in hf_tensors:
+        if name not in by_hf:
+            (report.ignored if any(fnmatch.fnmatch(name, p) for p in ignore) else report.unexpected
+             ).append(name)
+    for r in rules:
+        if r.flax not in flax_shapes:
+            raise ConversionError(f"parameter map names {r.flax!r}, which the model does not have")
+        if r.hf not in hf_tensors:
+            if any(fnmatch.fnmatch(r.flax, p) for p in may_init):
+                report.initialized.append(r.flax)
+            else:
+                report.missing.append(r.hf)
+            continue
+        value = r.to_flax(np.asarray(hf_tensors[r.hf]))
+        want = tuple(flax_shapes[r.flax])
+        if tuple(value.shape) != want:
+            report.mismatched.append(f"{r.hf}: {source} {tuple(value.shape)} vs model {want}")
+            continue
+        out[r.flax] = value
+    covered = {r.flax for r in rules}
+    for name in flax_shapes:
+        if name not in covered and not any(fnmatch.fnmatch(name, p) for p in may_init):
+            raise ConversionError(f"model parameter {name!r} has no entry in the parameter map")
+    if not report.ok():
+        raise ConversionError(f"{source} does not match the model: {report.describe()}")
+    return out, report
+
+
+def flax_to_hf(flax_params: Mapping[str, np.ndarray], rules: list[TensorRule]) -> dict[str, np.ndarray]:
+    """Convert flat Flax params to HF tensors; every model parameter must be covered by the map."""
+    covered = {r.flax for r in rules}
+    extra = sorted(set(flax_params) - covered)
+    if extra:
+        raise ConversionError(f"model parameters without a parameter-map entry: {extra}")
+    return {r.hf: r.to_hf(np.asarray(flax_params[r.flax])) for r in rules if r.flax in flax_params}

@@ -1,0 +1,52 @@
+"""Building blocks shared by the model families."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+# Hugging Face `hidden_act` names. HF's "gelu" is the exact erf form; "gelu_new"/"gelu_pytorch_tanh"
+# are the tanh approximation.
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu_fast": lambda x: jax.nn.gelu(x, approximate=True),
+    "relu": jax.nn.relu,
+    "silu": jax.nn.silu,
+    "swish": jax.nn.silu,
+    "tanh": jnp.tanh,
+}
+
+
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"unsupported hidden_act {name!r}; known: {sorted(ACTIVATIONS)}") from None
+
+
+def padding_bias(mask: jax.Array, dtype=jnp.float32) -> jax.Array:
+    """(batch, keys) 0/1 mask -> additive (batch, 1, 1, keys) bias, as HF's extended attention mask."""
+    return jnp.where(mask[:, None, None, :].astype(bool), 0.0, jnp.finfo(dtype).min).astype(dtype)
+
+
+def attention_with_probs(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None,
+                         dropout: Callable[[jax.Array], jax.Array] | None = None
+                         ) -> tuple[jax.Array, jax.Array]:
+    """Scaled dot-product attention that also returns the post-softmax probabilities.
+
+    q: (b, q, h, d), k/v: (b, k, h, d), bias broadcastable to (b, h, q, k). Softmax runs in float32
+    whatever the compute dtype, since distillation losses read the probabilities directly.
+    Returns (context (b, q, h, d), probs (b, h, q, k) in float32).
+    """
+    scale = 1.0 / jnp.sqrt(jnp.asarray(q.shape[-1], jnp.float32))
+    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
+    if bias is not None:
+        scores = scores + bias
+    probs = jax.nn.softmax(scores, axis=-1)
+    used = dropout(probs) if dropout is not None else probs
+    ctx = jnp.einsum("bhqk,bkhd->bqhd", used.astype(v.dtype), v)
+    return ctx, probs
