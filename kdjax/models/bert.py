@@ -19,6 +19,19 @@ from kdjax.models.layers import activation, attention_with_probs, padding_bias
 
 _init = nnx.initializers.normal
 
+# Logical axes per parameter path (see kdjax.train.sharding); unmatched parameters are replicated.
+LOGICAL_AXES = (
+    (r"word_embeddings\.embedding$", ("vocab", "embed")),
+    (r"(position|token_type)_embeddings\.embedding$", (None, "embed")),
+    (r"attention\.self\.(query|key|value)\.kernel$", ("embed", "heads")),
+    (r"attention\.self\.(query|key|value)\.bias$", ("heads",)),
+    (r"attention\.output\.dense\.kernel$", ("heads", "embed")),
+    (r"intermediate\.dense\.kernel$", ("embed", "mlp")),
+    (r"intermediate\.dense\.bias$", ("mlp",)),
+    (r"output\.dense\.kernel$", ("mlp", "embed")),
+    (r"(pooler|classifier)\.dense\.kernel$", ("embed", None)),
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class BertConfig:

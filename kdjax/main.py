@@ -1,0 +1,89 @@
+"""kdjax entry point.
+
+    python -m kdjax.main --config=configs/dsg_kd.py:smoke --workdir=/tmp/run [--config.train.steps=10]
+
+Any config key can be overridden on the command line; an unknown key fails naming the key. Running
+again with the same workdir resumes from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/dsg_kd.py:smoke.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, report). "
+                               "Default: workdirs/<config name>-<variant>.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train"], "What to do.")
+
+SYSTEMS = ("dsg_kd",)
+
+
+def missing_paths(cfg) -> list[str]:
+    """Config keys listed in cfg.require whose value is empty."""
+    out = []
+    for key in cfg.get("require", ()):
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        if not node:
+            out.append(key)
+    return out
+
+
+def _default_workdir(config_arg: str) -> str:
+    base, _, variant = config_arg.partition(":")
+    name = os.path.splitext(os.path.basename(base))[0]
+    return os.path.join("workdirs", f"{name}-{variant or 'default'}")
+
+
+class _QuietLibraries(logging.Filter):
+    """Orbax and grain log every save/restore at INFO; keep their warnings, drop the chatter."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        noisy = ("/orbax/" in record.pathname or "/grain/" in record.pathname
+                 or "/etils/" in record.pathname)
+        return record.levelno >= logging.WARNING or not noisy
+
+
+def main(argv) -> None:
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_QuietLibraries())
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cfg = _CONFIG.value
+    if cfg is None:
+        raise app.UsageError("--config is required, e.g. --config=configs/dsg_kd.py:smoke")
+    missing = missing_paths(cfg)
+    if missing:
+        sys.exit("This config needs paths that are not set: "
+                 + ", ".join(f"--config.{k}=..." for k in missing))
+    if cfg.system not in SYSTEMS:
+        sys.exit(f"config.system={cfg.system!r} is not one of {SYSTEMS}")
+    workdir = _WORKDIR.value or _default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(cfg.to_json_best_effort(indent=2))
+    logging.info("workdir %s", os.path.abspath(workdir))
+
+    from kdjax.train.trainer import Trainer
+
+    system = importlib.import_module(f"kdjax.systems.{cfg.system}")
+    task = system.build(cfg, workdir)
+    result = Trainer(cfg, task, workdir).run()
+    print(f"report: {result.report_path}")
+
+
+def run() -> None:
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,266 @@
+"""DSG-KD (thesis ch. 2): a frozen domain-specific BERT teacher distils span-pooled hidden states and
+attention maps of domain words into a general BERT student that classifies clinical notes.
+
+    L_total = CE(S(x^S), y) + alpha * MSE(H^S, H^T) + beta * MSE(A^S, A^T)          (eq. 2.3-2.9)
+
+Composition only: models from kdjax.models.bert, losses from kdjax.losses, notes and knowledge masks
+from kdjax.data, metrics from kdjax.metrics, the loop from kdjax.train.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from typing import Any
+
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from kdjax import assets
+from kdjax.convert import from_pretrained
+from kdjax.data import knowledge, notes as notes_lib, synthetic_notes, tokenizers
+from kdjax.losses.classification import cross_entropy
+from kdjax.losses.distill import attention_loss, hidden_loss, span_mean, uniform_layer_map, word_onehot
+from kdjax.metrics.classification import binary_metrics
+from kdjax.models.bert import LOGICAL_AXES, BertConfig, BertModel, SequenceClassifier
+from kdjax.train.task import Task
+
+
+class Student(nnx.Module):
+    """The trainable part: the student classifier and, when widths differ, the projection of student
+    hidden states onto the teacher's width (the thesis assumes equal widths)."""
+
+    def __init__(self, student: SequenceClassifier, teacher_width: int, rngs: nnx.Rngs):
+        self.student = student
+        d = student.cfg.hidden_size
+        self.hidden_proj = nnx.Linear(d, teacher_width, rngs=rngs) if teacher_width != d else None
+
+    def project(self, x: jax.Array) -> jax.Array:
+        return x if self.hidden_proj is None else self.hidden_proj(x)
+
+
+# ------------------------------------------------------------------------------------------- data
+def load_splits(cfg: ml_collections.ConfigDict) -> tuple[dict[str, list[synthetic_notes.Note]], list[str]]:
+    """train/dev/test notes and the bad rows skipped (empty unless on_bad_input='skip')."""
+    d = cfg.data
+    if d.source == "synthetic":
+        s = d.synthetic
+        return {"train": synthetic_notes.generate_notes(s.num_train, s.seed),
+                "dev": synthetic_notes.generate_notes(s.num_dev, s.seed + 1),
+                "test": synthetic_notes.generate_notes(s.num_test, s.seed + 2)}, []
+    if d.source != "files":
+        raise ValueError(f"data.source must be 'synthetic' or 'files', got {d.source!r}")
+    bad = notes_lib.BadRows()
+    read = functools.partial(notes_lib.load_notes, text_column=d.text_column, label_column=d.label_column,
+                             labels=tuple(d.labels), on_bad=d.on_bad_input, bad=bad)
+    if d.train_file and not d.split_ratios:
+        missing = [k for k in ("train_file", "dev_file", "test_file") if not d[k]]
+        if missing:
+            raise ValueError(f"data: set {missing} or data.split_ratios with a single data.train_file")
+        splits = {s: read(d[f"{s}_file"])[0] for s in ("train", "dev", "test")}
+    elif d.train_file:
+        notes, _ = read(d.train_file)
+        tr, dv, te = notes_lib.split_notes(notes, tuple(d.split_ratios), cfg.seed)
+        splits = {"train": tr, "dev": dv, "test": te}
+    else:
+        raise ValueError("data.source='files' needs data.train_file (a .csv or .jsonl of notes)")
+    for name, rows in splits.items():
+        if not rows:
+            raise ValueError(f"data: the {name} split is empty")
+    if bad.rows:
+        logging.warning("skipped %d bad rows, e.g. %s", len(bad.rows), bad.rows[0])
+    return splits, bad.rows
+
+
+def _tokenizer(side: ml_collections.ConfigDict, name: str, train_texts: list[str], workdir: str):
+    spec = side.tokenizer or side.hf_dir
+    if not spec:
+        raise ValueError(f"{name}.tokenizer: set a tokenizer directory, 'wordpiece:N', or {name}.hf_dir")
+    if spec.startswith("wordpiece:"):
+        return tokenizers.train_wordpiece(train_texts, int(spec.split(":")[1]),
+                                          os.path.join(workdir, "tokenizers", name))
+    return tokenizers.load(assets.resolve(spec))
+
+
+def _encode_fn(tok_s, tok_t, finder, cfg):
+    d = cfg.data
+
+    def encode(note: synthetic_notes.Note) -> dict[str, np.ndarray]:
+        text = knowledge.preprocess_note(note.text) if d.preprocess else note.text
+        spans = finder(text)
+        s = knowledge.encode(tok_s, text, spans, d.student_max_length, d.max_words)
+        t = knowledge.encode(tok_t, text, spans, d.teacher_max_length, d.max_words)
+        out = {f"s_{k}": v for k, v in s.items()}
+        out.update({f"t_{k}": v for k, v in t.items()})
+        out["label"] = np.int32(note.label)
+        return out
+
+    return encode
+
+
+# ----------------------------------------------------------------------------------------- models
+def _bert_init(side: ml_collections.ConfigDict, vocab_size: int, **extra) -> BertConfig:
+    kw = dict(side.init)
+    kw["vocab_size"] = vocab_size
+    kw.update(extra)
+    return BertConfig(**kw)
+
+
+def build_teacher(cfg: ml_collections.ConfigDict, vocab_size: int) -> BertModel:
+    t = cfg.teacher
+    if t.hf_dir:
+        model = from_pretrained(assets.resolve(t.hf_dir), task="encoder")
+    else:
+        model = BertModel(_bert_init(t, vocab_size), rngs=nnx.Rngs(cfg.seed + 1))
+    return model
+
+
+def build_student(cfg: ml_collections.ConfigDict, vocab_size: int) -> SequenceClassifier:
+    s = cfg.student
+    head = dict(num_labels=int(cfg.data.num_labels), classifier_head=s.classifier_head)
+    if s.hf_dir:
+        return from_pretrained(assets.resolve(s.hf_dir), task="sequence_classification", seed=cfg.seed,
+                               **head)
+    return SequenceClassifier(_bert_init(s, vocab_size, **head), rngs=nnx.Rngs(cfg.seed))
+
+
+def layer_map(spec: str, student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
+    """'uniform' or explicit 's:t,s:t,...' over hidden_states indices (0 = embeddings)."""
+    if spec == "uniform":
+        return uniform_layer_map(student_layers, teacher_layers)
+    pairs = [tuple(int(v) for v in p.split(":")) for p in spec.split(",") if p.strip()]
+    for s, t in pairs:
+        if not (0 <= s <= student_layers and 0 <= t <= teacher_layers):
+            raise ValueError(f"kd.layer_map pair {s}:{t} is outside 0..{student_layers} / 0..{teacher_layers}")
+    return pairs
+
+
+# ------------------------------------------------------------------------------------------- task
+def make_loss(cfg: ml_collections.ConfigDict, lmap: list[tuple[int, int]]):
+    kd = cfg.kd
+    k = int(cfg.data.max_words)
+    need_attn = kd.beta > 0
+
+    def loss_fn(model: Student, teacher: BertModel, batch, rngs):
+        s = model.student(batch["s_input_ids"], batch["s_attention_mask"], batch["s_token_type_ids"],
+                          output_hidden_states=True, output_attentions=need_attn, deterministic=False,
+                          rngs=rngs)
+        ce = cross_entropy(s["logits"], batch["label"])
+        metrics = {"ce": ce}
+        loss = ce
+        if kd.alpha > 0 or kd.beta > 0:
+            t = teacher(batch["t_input_ids"], batch["t_attention_mask"], batch["t_token_type_ids"],
+                        output_hidden_states=True, output_attentions=need_attn, deterministic=True)
+            t = jax.lax.stop_gradient(t)
+            if kd.alpha > 0:
+                h = hidden_loss(s["hidden_states"], t["hidden_states"], batch["s_word_ids"],
+                                batch["t_word_ids"], k, lmap, project=model.project)
+                loss = loss + kd.alpha * h
+                metrics["hidn"] = h
+            if need_attn:
+                a = attention_loss(s["attentions"], t["attentions"], batch["s_word_ids"], batch["t_word_ids"],
+                                   k, lmap, keys=kd.attn_keys, heads=kd.attn_heads)
+                loss = loss + kd.beta * a
+                metrics["attn"] = a
+        metrics["domain_words"] = jnp.sum(batch["s_word_ids"].max(-1) > 0)
+        return loss, metrics
+
+    return loss_fn
+
+
+def predict_fn(model: Student, batch) -> dict[str, jax.Array]:
+    out = model.student(batch["s_input_ids"], batch["s_attention_mask"], batch["s_token_type_ids"])
+    return {"prob": jax.nn.softmax(out["logits"], -1), "label": batch["label"]}
+
+
+def evaluate(preds: dict[str, np.ndarray], split: str) -> dict[str, float]:
+    probs, labels = preds["prob"], preds["label"]
+    if probs.shape[-1] == 2:
+        return binary_metrics(labels, probs[:, 1])
+    return {"accuracy": float(np.mean(probs.argmax(-1) == labels))}
+
+
+def word_embeddings(model: BertModel, tok, texts: list[str], finder, max_length: int, project=None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Last-layer embedding of every whitespace word (mean of its subwords), and whether it is a
+    domain word; words cut off by truncation are dropped."""
+    all_words = lambda t: [m.span() for m in knowledge._WORD.finditer(t)]
+    embs, dom = [], []
+    for text in texts:
+        spans = all_words(text)[:128]
+        domain = set(finder(text))
+        enc = knowledge.encode(tok, text, spans, max_length, 128)
+        out = model(jnp.asarray(enc["input_ids"][None]), jnp.asarray(enc["attention_mask"][None]),
+                    jnp.asarray(enc["token_type_ids"][None]))
+        pooled, counts = span_mean(out["last_hidden_state"], word_onehot(jnp.asarray(enc["word_ids"][None]), 128))
+        pooled = project(pooled) if project is not None else pooled
+        keep = np.asarray(counts[0]) > 0
+        embs.append(np.asarray(pooled[0])[keep])
+        dom.append(np.array([sp in domain for sp in spans] + [False] * (128 - len(spans)))[keep])
+    return np.concatenate(embs), np.concatenate(dom)
+
+
+def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
+    splits, bad_rows = load_splits(cfg)
+    train_texts = [n.text for n in splits["train"]]
+    tok_t = _tokenizer(cfg.teacher, "teacher", train_texts, workdir)
+    tok_s = _tokenizer(cfg.student, "student", train_texts, workdir)
+    finder = knowledge.resolve_finder(cfg.data.domain_words)
+    teacher = build_teacher(cfg, len(tok_t))
+    base = build_student(cfg, len(tok_s))
+    for name, m, tok in (("teacher", teacher.cfg, tok_t), ("student", base.cfg, tok_s)):
+        if len(tok) > m.vocab_size:
+            raise ValueError(f"{name}: tokenizer has {len(tok)} tokens but the model only {m.vocab_size}")
+    model = Student(base, teacher.cfg.hidden_size, nnx.Rngs(cfg.seed + 2))
+    lmap = layer_map(cfg.kd.layer_map, base.cfg.num_hidden_layers, teacher.cfg.num_hidden_layers)
+    encode = _encode_fn(tok_s, tok_t, finder, cfg)
+    data = {k: grain.MapDataset.source(v).map(encode) for k, v in splits.items()}
+    terms = synthetic_notes.MEDICAL_TERMS if not cfg.report.medical_terms else \
+        __import__("kdjax.metrics.mwps", fromlist=["load_terms"]).load_terms(cfg.report.medical_terms)
+
+    def report(best: Student, results, preds, wd) -> dict[str, Any]:
+        from kdjax.metrics.mwps import mwps
+
+        out: dict[str, Any] = {}
+        test = splits["test"]
+        if "test" in preds:
+            ok = preds["test"]["prob"].argmax(-1) == preds["test"]["label"]
+            out["mwps"] = {"correct_test_notes": mwps([n.text for n, c in zip(test, ok) if c], terms),
+                           "all_test_notes": mwps([n.text for n in test], terms)}
+        if cfg.report.plot:
+            sample = [n.text for n in test[: cfg.report.plot_notes]]
+            if cfg.data.preprocess:
+                sample = [knowledge.preprocess_note(t) for t in sample]
+            groups = {
+                "teacher": word_embeddings(teacher, tok_t, sample, finder, cfg.data.teacher_max_length),
+                "student (DSG-KD)": word_embeddings(best.student.encoder, tok_s, sample, finder,
+                                                    cfg.data.student_max_length, best.project),
+            }
+            from kdjax.metrics.embedding_plot import plot_embeddings
+
+            path = os.path.join(wd, "embeddings_pca.png")
+            out["embedding_plot"] = {"path": path, **plot_embeddings(groups, path)}
+        if cfg.report.baselines:
+            from kdjax.baselines.bow import run_baselines
+
+            out["baselines"] = run_baselines(train_texts, [n.label for n in splits["train"]],
+                                             [n.text for n in test], [n.label for n in test], cfg.seed)
+            from kdjax.train.logging import format_table
+
+            print("\nBag-of-words baselines (test, x100):")
+            print(format_table({k: v for k, v in out["baselines"].items()}, scale=100.0))
+        return out
+
+    info = {"num_examples": {k: len(v) for k, v in splits.items()}, "bad_rows_skipped": len(bad_rows),
+            "bad_rows": bad_rows[:100], "layer_map": lmap, "teacher_vocab": len(tok_t),
+            "student_vocab": len(tok_s), "hidden_projection": model.hidden_proj is not None}
+    axes = [(p, a) for p, a in LOGICAL_AXES] + [(r"hidden_proj\.kernel$", ("embed", None))]
+    return Task(model=model, loss_fn=make_loss(cfg, lmap), predict_fn=predict_fn, train_data=data["train"],
+                eval_data={"dev": data["dev"], "test": data["test"]}, evaluate=evaluate,
+                logical_axes=axes, teacher=teacher, teacher_logical_axes=LOGICAL_AXES, report=report,
+                info=info)

@@ -1,0 +1,51 @@
+"""What a system hands the trainer: models, losses, data and evaluation, all system-specific."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import grain
+import jax
+import numpy as np
+from flax import nnx
+
+from kdjax.train.sharding import LogicalAxes
+
+Batch = Mapping[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+
+@dataclasses.dataclass
+class Task:
+    model: nnx.Module
+    """Everything trainable: the student and any distillation heads (projections)."""
+
+    loss_fn: Callable[[nnx.Module, nnx.Module | None, Batch, nnx.Rngs], tuple[jax.Array, Metrics]]
+    """(model, frozen teacher, batch, dropout rngs) -> (scalar loss, per-step metrics). Traced once
+    inside the jitted train step."""
+
+    predict_fn: Callable[[nnx.Module, Batch], dict[str, jax.Array]]
+    """Deterministic forward for evaluation; every output has the batch as its leading axis."""
+
+    train_data: grain.MapDataset
+    """Training examples (dicts of numpy arrays); the trainer shards, shuffles, repeats and batches."""
+
+    eval_data: Mapping[str, grain.MapDataset]
+    """Split name -> examples; 'dev' drives early stopping and keep-best, 'test' the final report."""
+
+    evaluate: Callable[[dict[str, np.ndarray], str], dict[str, float]]
+    """(predictions of a whole split, split name) -> metrics, on the host."""
+
+    logical_axes: LogicalAxes = ()
+    teacher: nnx.Module | None = None
+    """Frozen: never differentiated, never in the optimiser, never checkpointed."""
+    teacher_logical_axes: LogicalAxes = ()
+
+    report: Callable[[nnx.Module, dict[str, dict[str, float]], dict[str, dict[str, np.ndarray]], str],
+                     dict[str, Any]] | None = None
+    """Optional extras for the final report (plots, baselines):
+    (best model, split -> metrics, split -> predictions, workdir) -> report entries."""
+
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Facts recorded in the report (data sizes, tokenizers, skipped rows...)."""

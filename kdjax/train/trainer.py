@@ -1,0 +1,309 @@
+"""The trainer shared by every system.
+
+The hot path is functional: the trainable model is split with `nnx.split` into a graph definition and
+pure-dict state, and one `jax.jit` step (explicit NamedShardings in and out, train state donated)
+runs the frozen teacher forward, the student forward and backward and the optax update. The teacher's
+state is an argument of the step but never differentiated, updated or saved.
+
+Resuming: the train state, the grain iterator state and the early-stopping bookkeeping are saved
+together, and dropout keys are derived from (seed, step), so a killed run resumed from its latest
+checkpoint ends with the same parameters as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from kdjax.models.state import flatten, path_str
+from kdjax.train import optim, sharding as shd
+from kdjax.train.checkpoint import Checkpoints, abstract_like
+from kdjax.train.logging import MetricWriter, Progress, format_table, is_main_process
+from kdjax.train.task import Task
+
+
+@dataclasses.dataclass
+class Result:
+    step: int
+    metrics: dict[str, dict[str, float]]  # split -> metrics of the final (best) model
+    report_path: str
+    stopped_early: bool
+
+
+def _opt_state_shardings(abstract_opt: Any, param_shardings: Any, mesh) -> Any:
+    """Optimiser slots (mu, nu, ...) mirror parameters: give each the sharding of the parameter whose
+    path ends its own path; anything else (counts) is replicated."""
+    by_path = {p: s for p, s in flatten(param_shardings).items()}
+    rep = shd.replicated(mesh)
+
+    def pick(key_path, leaf):
+        path = path_str(key_path)
+        best = None
+        for p, s in by_path.items():
+            if (path == p or path.endswith("." + p)) and (best is None or len(p) > len(best[0])):
+                best = (p, s)
+        if best is not None and len(best[1].spec) <= len(getattr(leaf, "shape", ())):
+            return best[1]
+        return rep
+
+    return jax.tree_util.tree_map_with_path(pick, abstract_opt)
+
+
+def total_steps(cfg: ml_collections.ConfigDict, num_train: int, global_batch: int) -> int:
+    steps_per_epoch = max(num_train // global_batch, 1)
+    if cfg.train.get("steps", 0):
+        return int(cfg.train.steps)
+    return int(cfg.train.epochs * steps_per_epoch)
+
+
+class _Stop:
+    """SIGTERM (preemption, SLURM time limit) asks the loop to checkpoint and exit cleanly."""
+
+    def __init__(self):
+        self.requested = False
+        try:
+            self._prev = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not in the main thread
+            self._prev = None
+
+    def _handle(self, *_):
+        self.requested = True
+
+    def restore(self):
+        if self._prev is not None:
+            signal.signal(signal.SIGTERM, self._prev)
+
+
+def _pad_batch(examples: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+    n = len(next(iter(examples.values())))
+    out = {k: np.concatenate([v, np.zeros((size - n,) + v.shape[1:], v.dtype)]) if n < size else v
+           for k, v in examples.items()}
+    out["_valid"] = (np.arange(size) < n).astype(np.float32)
+    return out
+
+
+class Trainer:
+    def __init__(self, cfg: ml_collections.ConfigDict, task: Task, workdir: str):
+        self.cfg, self.task, self.workdir = cfg, task, workdir
+        os.makedirs(workdir, exist_ok=True)
+        self.mesh = shd.make_mesh(dict(cfg.mesh))
+        dp = shd.data_parallel_size(self.mesh)
+        self.global_batch = int(cfg.train.batch_size)
+        if self.global_batch % dp or self.global_batch % jax.process_count():
+            raise ValueError(f"train.batch_size={self.global_batch} must be divisible by the "
+                             f"data-parallel size {dp} and the process count {jax.process_count()}")
+        self.local_batch = self.global_batch // jax.process_count()
+        self.steps = total_steps(cfg, len(task.train_data), self.global_batch)
+        logging.info("mesh %s; %d train examples; %d steps of batch %d", shd.describe(self.mesh),
+                     len(task.train_data), self.steps, self.global_batch)
+        self._build_state()
+        self._build_steps()
+
+    # ----------------------------------------------------------------------------------------- state
+    def _build_state(self) -> None:
+        mesh, task = self.mesh, self.task
+        self.gdef, params, rest = nnx.split(task.model, nnx.Param, ...)
+        params, rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
+        p_specs = shd.param_specs(params, mesh, task.logical_axes)
+        shd.log_specs(params, p_specs)
+        self.param_shardings = shd.named(mesh, p_specs)
+        rep = shd.replicated(mesh)
+        params = jax.device_put(params, self.param_shardings)
+        rest = jax.device_put(rest, jax.tree.map(lambda _: rep, rest))
+        self.tx, self.schedules = optim.build(self.cfg.optim, params, self.steps)
+        opt_sh = _opt_state_shardings(jax.eval_shape(self.tx.init, params), self.param_shardings, mesh)
+        opt_state = jax.jit(self.tx.init, out_shardings=opt_sh)(params)
+        self.state = {"params": params, "opt_state": opt_state, "rest": rest,
+                      "step": jax.device_put(jnp.zeros((), jnp.int32), rep)}
+        self.state_shardings = jax.tree.map(lambda x: x.sharding, self.state)
+        if task.teacher is not None:
+            self.tgdef, tstate = nnx.split(task.teacher)
+            tstate = nnx.to_pure_dict(tstate)
+            t_specs = shd.param_specs(tstate, mesh, task.teacher_logical_axes)
+            self.teacher_state = jax.device_put(tstate, shd.named(mesh, t_specs))
+        else:
+            self.tgdef, self.teacher_state = None, {}
+        self.teacher_shardings = jax.tree.map(lambda x: x.sharding, self.teacher_state)
+
+    def _merge(self, params, rest) -> nnx.Module:
+        return nnx.merge(self.gdef, params, rest)
+
+    def _teacher(self, tstate) -> nnx.Module | None:
+        return nnx.merge(self.tgdef, tstate) if self.tgdef is not None else None
+
+    # ----------------------------------------------------------------------------------------- steps
+    def _build_steps(self) -> None:
+        task, tx = self.task, self.tx
+        base_key = jax.random.key(int(self.cfg.seed))
+        batch_sh = shd.batch_sharding(self.mesh)
+        rep = shd.replicated(self.mesh)
+        schedules = self.schedules
+
+        def train_step(state, tstate, batch):
+            key = jax.random.fold_in(base_key, state["step"])
+
+            def loss_of(params):
+                model = self._merge(params, state["rest"])
+                loss, aux = task.loss_fn(model, self._teacher(tstate), batch, nnx.Rngs(dropout=key))
+                new_rest = nnx.to_pure_dict(nnx.state(model, nnx.Not(nnx.Param)))
+                return loss, (aux, new_rest)
+
+            (loss, (aux, new_rest)), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
+            updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+            params = optax.apply_updates(state["params"], updates)
+            metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), **aux}
+            metrics.update({f"lr/{k}": s(state["step"]) for k, s in schedules.items()})
+            new = {"params": params, "opt_state": opt_state, "rest": new_rest, "step": state["step"] + 1}
+            return new, metrics
+
+        self.train_step = jax.jit(
+            train_step, in_shardings=(self.state_shardings, self.teacher_shardings, batch_sh),
+            out_shardings=(self.state_shardings, rep), donate_argnums=(0,))
+
+        def predict_step(params, rest, batch):
+            return task.predict_fn(self._merge(params, rest), batch)
+
+        self.predict_step = jax.jit(
+            predict_step, in_shardings=(self.param_shardings, self.state_shardings["rest"], batch_sh),
+            out_shardings=batch_sh)
+
+    # ------------------------------------------------------------------------------------------ data
+    def train_iterator(self) -> grain.DatasetIterator:
+        ds = self.task.train_data
+        if jax.process_count() > 1:
+            ds = ds[jax.process_index()::jax.process_count()]
+        ds = ds.shuffle(seed=int(self.cfg.seed)).repeat(None).batch(self.local_batch, drop_remainder=True)
+        return iter(ds.to_iter_dataset())
+
+    def predict(self, params, rest, split: str) -> dict[str, np.ndarray]:
+        """Predictions for a whole split; the last batch is padded and the padding dropped."""
+        ds = self.task.eval_data[split]
+        size = int(self.cfg.eval.get("batch_size", 0) or self.global_batch)
+        if jax.process_count() > 1:
+            ds = ds[jax.process_index()::jax.process_count()]
+            size //= jax.process_count()
+        outs: list[dict[str, np.ndarray]] = []
+        for examples in ds.batch(size, drop_remainder=False):
+            batch = _pad_batch(examples, size)
+            valid = batch["_valid"].astype(bool)
+            pred = self.predict_step(params, rest, shd.global_batch(batch, self.mesh))
+            pred = jax.experimental.multihost_utils.process_allgather(pred, tiled=True) \
+                if jax.process_count() > 1 else jax.device_get(pred)
+            outs.append({k: np.asarray(v)[: len(valid)][valid] if jax.process_count() == 1 else np.asarray(v)
+                         for k, v in pred.items()})
+        return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]} if outs else {}
+
+    def evaluate(self, params, rest, split: str) -> dict[str, float]:
+        return self.task.evaluate(self.predict(params, rest, split), split)
+
+    # ------------------------------------------------------------------------------------------ loop
+    def run(self) -> Result:
+        cfg = self.cfg
+        es = cfg.train.get("early_stopping", ml_collections.ConfigDict())
+        metric = es.get("metric", "")
+        mode = es.get("mode", "max")
+        patience = int(es.get("patience", 0))
+        ckpts = Checkpoints(self.workdir, keep=int(cfg.train.get("keep_checkpoints", 2)),
+                            keep_best=bool(metric), best_mode=mode)
+        it = self.train_iterator()
+        meta = {"best": None, "best_step": None, "bad_evals": 0, "stopped_early": False}
+        start = ckpts.latest_step()
+        if start is not None:
+            self.state, data_state, meta = ckpts.restore(start, abstract_like(self.state))
+            it.set_state(data_state)
+            logging.info("resumed from step %d", start)
+        writer = MetricWriter(self.workdir, resume_step=start)
+        step = int(start or 0)
+        progress = Progress(self.steps, step)
+        stop = _Stop()
+        log_every = int(cfg.train.get("log_every", 50))
+        eval_every = int(cfg.eval.get("every", 0)) or int(cfg.eval.get("every_epochs", 0)) * max(
+            len(self.task.train_data) // self.global_batch, 1)
+        ckpt_every = int(cfg.train.get("checkpoint_every", 0))
+        last_saved = start
+        has_dev = "dev" in self.task.eval_data
+        t0 = time.perf_counter()
+        try:
+            while step < self.steps and not meta["stopped_early"]:
+                batch = shd.global_batch(next(it), self.mesh)
+                self.state, metrics = self.train_step(self.state, self.teacher_state, batch)
+                step += 1
+                if step % log_every == 0 or step == self.steps:
+                    m = jax.device_get(metrics)
+                    rate = progress.update(step, loss=float(m["loss"]))
+                    writer.write(step, "train", {**m, "steps_per_sec": rate})
+                if eval_every and has_dev and (step % eval_every == 0 or step == self.steps):
+                    dev = self.evaluate(self.state["params"], self.state["rest"], "dev")
+                    writer.write(step, "dev", dev)
+                    if metric:
+                        if metric not in dev:
+                            raise KeyError(f"train.early_stopping.metric={metric!r} is not among the dev "
+                                           f"metrics {sorted(dev)}")
+                        value = float(dev[metric])
+                        better = meta["best"] is None or (value > meta["best"] if mode == "max"
+                                                          else value < meta["best"])
+                        if better:
+                            meta.update(best=value, best_step=step, bad_evals=0)
+                            ckpts.save_best(step, self.state["params"], value, {"step": step, **dev})
+                        else:
+                            meta["bad_evals"] += 1
+                            if patience and meta["bad_evals"] >= patience:
+                                meta["stopped_early"] = True
+                                logging.info("early stopping at step %d (best %s=%.4f at %d)", step,
+                                             metric, meta["best"], meta["best_step"])
+                if (ckpt_every and step % ckpt_every == 0) or stop.requested:
+                    ckpts.save(step, self.state, it.get_state(), meta)
+                    last_saved = step
+                if stop.requested:
+                    logging.warning("SIGTERM: checkpoint written at step %d, exiting", step)
+                    raise SystemExit(143)
+            if last_saved != step:
+                ckpts.save(step, self.state, it.get_state(), meta)
+            train_seconds = time.perf_counter() - t0
+            return self._finish(ckpts, step, meta, writer, train_seconds)
+        finally:
+            stop.restore()
+            progress.close()
+            writer.close()
+            ckpts.close()
+
+    def _finish(self, ckpts: Checkpoints, step: int, meta: dict, writer: MetricWriter,
+                train_seconds: float) -> Result:
+        params, source = self.state["params"], "final"
+        best = ckpts.restore_best(abstract_like(params)) if ckpts.best is not None else None
+        if best is not None:
+            params, source = best[0], f"best (step {best[1]['step']})"
+        rest = self.state["rest"]
+        preds = {split: self.predict(params, rest, split) for split in self.task.eval_data}
+        results = {split: self.task.evaluate(p, split) for split, p in preds.items()}
+        for split, m in results.items():
+            writer.write(step, f"final_{split}", m)
+        report: dict[str, Any] = {"step": step, "params": source, "stopped_early": meta["stopped_early"],
+                                  "train_seconds_this_run": train_seconds, "metrics": results,
+                                  "info": self.task.info}
+        if self.task.report is not None:
+            model = self._merge(jax.device_get(params), jax.device_get(rest))
+            report.update(self.task.report(model, results, preds, self.workdir))
+        path = os.path.join(self.workdir, "report.json")
+        if is_main_process():
+            tmp = path + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(report, f, indent=2, default=float)
+            os.replace(tmp, path)
+            print(f"\nEvaluation ({source} parameters, x100):")
+            print(format_table(results, scale=100.0))
+        return Result(step, results, path, bool(meta["stopped_early"]))
