@@ -62,6 +62,8 @@ _SPLITS = [
     re.compile(rf"(?<=[{_HANGUL}])(?=[A-Za-z0-9])"), re.compile(rf"(?<=[A-Za-z0-9])(?=[{_HANGUL}])"),
     re.compile(rf"(?<=[{_HANGUL}A-Za-z])(?=[,;:()\[\]<>!?~+=*\"])"),
     re.compile(rf"(?<=[,;:()\[\]<>!?~+=*\"])(?=[{_HANGUL}A-Za-z])"),
+    # A full stop that ends a word (not a decimal point or an abbreviation inside a token).
+    re.compile(rf"(?<=[{_HANGUL}A-Za-z])(?=\.(\s|$))"),
 ]
 
 

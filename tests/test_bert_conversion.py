@@ -1,0 +1,215 @@
+"""BERT/RoBERTa parity with transformers and HF <-> Flax conversion both ways."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import transformers
+from flax import nnx
+
+import kdjax.convert as kc
+from kdjax.convert.checkpoint_io import write_safetensors
+from kdjax.models.bert import BertConfig, BertModel, SequenceClassifier
+from kdjax.models.state import flatten
+
+TOL = 1e-4
+
+
+def _run_flax(model, enc):
+    return model(jnp.asarray(enc["input_ids"]), jnp.asarray(enc["attention_mask"]),
+                 jnp.asarray(enc["token_type_ids"]) if "token_type_ids" in enc else None,
+                 output_hidden_states=True, output_attentions=True)
+
+
+def _run_torch(model, enc):
+    with torch.no_grad():
+        return model(**{k: torch.tensor(np.asarray(v)) for k, v in enc.items()},
+                     output_hidden_states=True, output_attentions=True)
+
+
+def _max_diffs(ours, theirs):
+    h = max(float(np.abs(np.asarray(a) - b.numpy()).max())
+            for a, b in zip(ours["hidden_states"], theirs.hidden_states))
+    a = max(float(np.abs(np.asarray(x) - y.numpy()).max())
+            for x, y in zip(ours["attentions"], theirs.attentions))
+    assert len(ours["hidden_states"]) == len(theirs.hidden_states)
+    assert len(ours["attentions"]) == len(theirs.attentions)
+    return h, a
+
+
+def test_minilm_real_weights_parity(minilm_dir):
+    tok = transformers.AutoTokenizer.from_pretrained(minilm_dir)
+    texts = ["fever and seizure since yesterday, SpO2 91 %", "보호자 진술상 vomiting 있었으며 today",
+             "short"]
+    enc = dict(tok(texts, padding=True, return_tensors="np"))
+    ours = _run_flax(kc.from_pretrained(minilm_dir), enc)
+    ref = transformers.AutoModel.from_pretrained(minilm_dir, attn_implementation="eager").eval()
+    theirs = _run_torch(ref, enc)
+    h, a = _max_diffs(ours, theirs)
+    assert h <= TOL and a <= TOL, (h, a)
+    assert np.abs(np.asarray(ours["pooler_output"]) - theirs.pooler_output.numpy()).max() <= TOL
+    assert np.abs(np.asarray(ours["last_hidden_state"]) - theirs.last_hidden_state.numpy()).max() <= TOL
+
+
+def _tiny_roberta(tmp_path):
+    torch.manual_seed(0)
+    cfg = transformers.RobertaConfig(vocab_size=120, hidden_size=32, num_hidden_layers=3,
+                                     num_attention_heads=4, intermediate_size=64, max_position_embeddings=40,
+                                     layer_norm_eps=1e-5, type_vocab_size=1)
+    model = transformers.RobertaModel(cfg, add_pooling_layer=True).eval()
+    for p in model.parameters():  # LayerNorms start at (1, 0); perturb so the test sees them
+        p.data.add_(0.05 * torch.randn_like(p))
+    path = str(tmp_path / "roberta")
+    model.save_pretrained(path)
+    # Reload with eager attention: the SDPA kernels return no attention maps.
+    return transformers.AutoModel.from_pretrained(path, attn_implementation="eager").eval(), path
+
+
+def _ids(vocab, pad, shape=(3, 17), seed=0):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(3, vocab, shape).astype(np.int64)
+    mask = np.ones(shape, np.int64)
+    mask[1, shape[1] * 2 // 3:] = 0
+    mask[-1, shape[1] // 3:] = 0
+    ids[mask == 0] = pad
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def test_random_roberta_parity_and_roundtrip(tmp_path):
+    ref, path = _tiny_roberta(tmp_path)
+    ours = kc.from_pretrained(path)
+    assert ours.cfg.roberta_positions
+    enc = _ids(120, ref.config.pad_token_id)
+    out = _run_flax(ours, enc)
+    h, a = _max_diffs(out, _run_torch(ref, enc))
+    assert h <= TOL and a <= TOL, (h, a)
+
+    # Flax -> HF -> Flax is bit-exact, and transformers loads what we write with identical outputs.
+    out_dir = str(tmp_path / "saved")
+    kc.save_pretrained(ours, out_dir)
+    back = kc.from_pretrained(out_dir)
+    a0, a1 = flatten(nnx.state(ours)), flatten(nnx.state(back))
+    assert a0.keys() == a1.keys()
+    for k in a0:
+        np.testing.assert_array_equal(np.asarray(a0[k]), np.asarray(a1[k]), err_msg=k)
+    reloaded = transformers.AutoModel.from_pretrained(out_dir, attn_implementation="eager").eval()
+    assert type(reloaded).__name__ == "RobertaModel"
+    h, a = _max_diffs(out, _run_torch(reloaded, enc))
+    assert h <= TOL and a <= TOL, (h, a)
+    for (k, v), (k2, v2) in zip(sorted(ref.state_dict().items()), sorted(reloaded.state_dict().items())):
+        assert k == k2
+        torch.testing.assert_close(v, v2, rtol=0, atol=0)
+
+
+def test_flax_to_hf_to_flax_bitexact_bert_classifier(tmp_path):
+    cfg = BertConfig(vocab_size=90, hidden_size=24, num_hidden_layers=2, num_attention_heads=3,
+                     intermediate_size=48, max_position_embeddings=32, num_labels=3, classifier_head="bert")
+    model = SequenceClassifier(cfg, rngs=nnx.Rngs(3))
+    out_dir = str(tmp_path / "clf")
+    kc.save_pretrained(model, out_dir)
+    back = kc.from_pretrained(out_dir, task="sequence_classification")
+    a0, a1 = flatten(nnx.state(model)), flatten(nnx.state(back))
+    assert a0.keys() == a1.keys()
+    for k in a0:
+        np.testing.assert_array_equal(np.asarray(a0[k]), np.asarray(a1[k]), err_msg=k)
+    # transformers reads the classifier with the same logits.
+    enc = _ids(90, 0, (2, 9))
+    enc["token_type_ids"] = np.zeros_like(enc["input_ids"])
+    ref = transformers.AutoModelForSequenceClassification.from_pretrained(out_dir).eval()
+    with torch.no_grad():
+        logits = ref(**{k: torch.tensor(v) for k, v in enc.items()}).logits.numpy()
+    ours = model(jnp.asarray(enc["input_ids"]), jnp.asarray(enc["attention_mask"]))["logits"]
+    assert np.abs(np.asarray(ours) - logits).max() <= TOL
+
+
+def test_dsg_kd_head_roundtrip_and_automodel_loads_encoder(tmp_path):
+    cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=20, classifier_head="dsg_kd")
+    model = SequenceClassifier(cfg, rngs=nnx.Rngs(0))
+    out_dir = str(tmp_path / "dsg")
+    kc.save_pretrained(model, out_dir)
+    assert os.path.isfile(os.path.join(out_dir, "kdjax_head.safetensors"))
+    back = kc.from_pretrained(out_dir, task="sequence_classification", classifier_head="dsg_kd")
+    for k, v in flatten(nnx.state(model)).items():
+        np.testing.assert_array_equal(np.asarray(v), np.asarray(flatten(nnx.state(back))[k]))
+    enc = _ids(50, 0, (2, 7))
+    ref = transformers.AutoModel.from_pretrained(out_dir, attn_implementation="eager").eval()
+    h, a = _max_diffs(_run_flax(model.encoder, {**enc, "token_type_ids": np.zeros_like(enc["input_ids"])}),
+                      _run_torch(ref, enc))
+    assert h <= TOL and a <= TOL
+
+
+def test_sharded_and_bin_checkpoints(tmp_path, minilm_dir):
+    ref = transformers.AutoModel.from_pretrained(minilm_dir)
+    expected = flatten(nnx.state(kc.from_pretrained(minilm_dir)))
+    # Sharded safetensors with an index.
+    sharded = tmp_path / "sharded"
+    tensors = {k: v.numpy() for k, v in ref.state_dict().items()}
+    write_safetensors(tensors, str(sharded), max_shard_bytes=20 * 2**20)
+    assert os.path.isfile(sharded / "model.safetensors.index.json")
+    (sharded / "config.json").write_text(json.dumps(ref.config.to_dict()))
+    # pytorch_model.bin
+    binned = tmp_path / "bin"
+    binned.mkdir()
+    torch.save(ref.state_dict(), binned / "pytorch_model.bin")
+    (binned / "config.json").write_text(json.dumps(ref.config.to_dict()))
+    for path in (sharded, binned):
+        got = flatten(nnx.state(kc.from_pretrained(str(path))))
+        for k, v in expected.items():
+            np.testing.assert_array_equal(np.asarray(v), np.asarray(got[k]), err_msg=f"{path}: {k}")
+
+
+def test_partial_or_mismatched_load_is_refused(tmp_path):
+    cfg = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=16)
+    good = str(tmp_path / "good")
+    kc.save_pretrained(BertModel(cfg, rngs=nnx.Rngs(0)), good)
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(os.path.join(good, "model.safetensors"))
+    cases = {
+        "missing": lambda t: t.pop("encoder.layer.1.output.dense.weight"),
+        "unexpected": lambda t: t.__setitem__("encoder.layer.7.extra.weight", np.zeros(3, np.float32)),
+        "mismatched": lambda t: t.__setitem__("encoder.layer.0.attention.self.query.weight",
+                                               np.zeros((16, 8), np.float32)),
+    }
+    for kind, edit in cases.items():
+        d = tmp_path / kind
+        d.mkdir()
+        t = dict(tensors)
+        edit(t)
+        save_file(t, str(d / "model.safetensors"))
+        (d / "config.json").write_text(open(os.path.join(good, "config.json")).read())
+        with pytest.raises(kc.ConversionError) as err:
+            kc.from_pretrained(str(d))
+        msg = str(err.value)
+        assert kind in msg
+        name = {"missing": "encoder.layer.1.output.dense.weight", "unexpected": "encoder.layer.7.extra.weight",
+                "mismatched": "encoder.layer.0.attention.self.query.weight"}[kind]
+        assert name in msg
+
+
+def test_encoder_checkpoint_into_classifier_reports_fresh_head(minilm_dir):
+    model, report = kc.from_pretrained(minilm_dir, task="sequence_classification", num_labels=2,
+                                       classifier_head="dsg_kd", return_report=True)
+    assert report.ok()
+    assert sorted(report.initialized) == ["classifier.dense.bias", "classifier.dense.kernel",
+                                          "classifier.out_proj.bias", "classifier.out_proj.kernel"]
+    assert "embeddings.position_ids" in report.ignored
+    assert model(jnp.ones((1, 5), jnp.int32))["logits"].shape == (1, 2)
+
+
+def test_dropout_active_only_in_training():
+    cfg = BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=16, hidden_dropout_prob=0.5)
+    model = BertModel(cfg, rngs=nnx.Rngs(0))
+    ids = jnp.ones((2, 6), jnp.int32)
+    a = model(ids)["last_hidden_state"]
+    b = model(ids)["last_hidden_state"]
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    c = model(ids, deterministic=False, rngs=nnx.Rngs(dropout=jax.random.key(1)))["last_hidden_state"]
+    assert np.abs(np.asarray(a) - np.asarray(c)).max() > 1e-3

@@ -1,0 +1,155 @@
+"""DSG-KD losses against an independent PyTorch computation written word by word with loops, and
+CE against torch.nn.CrossEntropyLoss."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kdjax.losses.classification import cross_entropy
+from kdjax.losses.distill import attention_loss, hidden_loss, uniform_layer_map
+
+
+def _word_ids(rng, b, l, k, empty_rows=()):
+    ids = np.zeros((b, l), np.int32)
+    for i in range(b):
+        if i in empty_rows:
+            continue
+        pos = 1
+        for w in range(1, k + 1):
+            if rng.random() < 0.3 or pos >= l - 3:
+                continue  # this word is absent (e.g. truncated) in this tokenization
+            n = int(rng.integers(1, 4))
+            pos += int(rng.integers(0, 3))
+            ids[i, pos:pos + n] = w
+            pos += n
+    return ids
+
+
+def _probs(rng, n, b, h, l):
+    x = rng.normal(size=(n, b, h, l, l))
+    return np.exp(x) / np.exp(x).sum(-1, keepdims=True)
+
+
+def _torch_hidden(hs, ht, ws, wt, pairs, proj=None):
+    """Per note, per word: mean over its subword rows; MSE over all layers' valid words stacked."""
+    a, b = [], []
+    for s, t in pairs:
+        for i in range(ws.shape[0]):
+            for w in range(1, ws.max(initial=0) + 1):
+                ms, mt = ws[i] == w, wt[i] == w
+                if ms.any() and mt.any():
+                    vs = torch.tensor(hs[s][i][ms]).mean(0)
+                    a.append(proj(vs) if proj is not None else vs)
+                    b.append(torch.tensor(ht[t][i][mt]).mean(0))
+    if not a:
+        return 0.0
+    return float(F.mse_loss(torch.stack(a), torch.stack(b)))
+
+
+def _torch_attn(as_, at, ws, wt, pairs, keys, mean_heads):
+    a, b = [], []
+    for s, t in pairs:
+        if s == 0:
+            continue
+        for i in range(ws.shape[0]):
+            for w in range(1, max(ws.max(initial=0), wt.max(initial=0)) + 1):
+                ms, mt = ws[i] == w, wt[i] == w
+                if not (ms.any() and mt.any()):
+                    continue
+                rs = torch.tensor(as_[s - 1][i][:, ms]).mean(1)  # (h, keys)
+                rt = torch.tensor(at[t - 1][i][:, mt]).mean(1)
+                if keys == "word":
+                    k = max(ws.max(), wt.max())
+                    rs = torch.stack([rs[:, ws[i] == v].sum(-1) for v in range(1, k + 1)]
+                                     + [rs[:, ws[i] == 0].sum(-1)], -1)
+                    rt = torch.stack([rt[:, wt[i] == v].sum(-1) for v in range(1, k + 1)]
+                                     + [rt[:, wt[i] == 0].sum(-1)], -1)
+                else:
+                    n = max(rs.shape[-1], rt.shape[-1])
+                    rs = F.pad(rs, (0, n - rs.shape[-1]))
+                    rt = F.pad(rt, (0, n - rt.shape[-1]))
+                if mean_heads:
+                    rs, rt = rs.mean(0, keepdim=True), rt.mean(0, keepdim=True)
+                a.append(rs)
+                b.append(rt)
+    return float(F.mse_loss(torch.stack(a), torch.stack(b)))
+
+
+@pytest.mark.parametrize("widths", [(8, 8), (6, 10)])
+def test_hidden_loss_matches_torch_reference(widths):
+    rng = np.random.default_rng(0)
+    b, k = 3, 5
+    ls, lt, ds, dt = 12, 15, *widths
+    n_s, n_t = 2, 4
+    ws, wt = _word_ids(rng, b, ls, k, empty_rows=(2,)), _word_ids(rng, b, lt, k)
+    hs = [rng.normal(size=(b, ls, ds)).astype(np.float32) for _ in range(n_s + 1)]
+    ht = [rng.normal(size=(b, lt, dt)).astype(np.float32) for _ in range(n_t + 1)]
+    pairs = uniform_layer_map(n_s, n_t)
+    assert pairs == [(0, 0), (1, 2), (2, 4)]
+    proj_w = rng.normal(size=(ds, dt)).astype(np.float32)
+    proj = None if ds == dt else (lambda x: x @ proj_w)
+    tproj = None if ds == dt else (lambda x: x @ torch.tensor(proj_w))
+    ours = hidden_loss([jnp.asarray(x) for x in hs], [jnp.asarray(x) for x in ht], jnp.asarray(ws),
+                       jnp.asarray(wt), k, pairs, project=proj)
+    ref = _torch_hidden(hs, ht, ws, wt, pairs, tproj)
+    assert ref > 0
+    np.testing.assert_allclose(float(ours), ref, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("keys,heads", [("word", (4, 4)), ("index", (4, 4)), ("word", (2, 4)),
+                                        ("index", (3, 2))])
+def test_attention_loss_matches_torch_reference(keys, heads):
+    rng = np.random.default_rng(1)
+    b, k, ls, lt = 3, 4, 10, 13
+    ws, wt = _word_ids(rng, b, ls, k), _word_ids(rng, b, lt, k)
+    as_ = list(_probs(rng, 2, b, heads[0], ls).astype(np.float32))
+    at = list(_probs(rng, 3, b, heads[1], lt).astype(np.float32))
+    pairs = [(0, 0), (1, 2), (2, 3)]
+    ours = attention_loss([jnp.asarray(x) for x in as_], [jnp.asarray(x) for x in at], jnp.asarray(ws),
+                          jnp.asarray(wt), k, pairs, keys=keys)
+    ref = _torch_attn(as_, at, ws, wt, pairs, keys, mean_heads=heads[0] != heads[1])
+    np.testing.assert_allclose(float(ours), ref, rtol=1e-5, atol=1e-8)
+
+
+def test_notes_without_domain_words_contribute_nothing():
+    rng = np.random.default_rng(2)
+    b, l, d = 2, 8, 4
+    hs = [jnp.asarray(rng.normal(size=(b, l, d)), jnp.float32) for _ in range(2)]
+    ht = [jnp.asarray(rng.normal(size=(b, l, d)), jnp.float32) for _ in range(2)]
+    none = jnp.zeros((b, l), jnp.int32)
+    assert float(hidden_loss(hs, ht, none, none, 4, [(0, 0), (1, 1)])) == 0.0
+    # A note whose words exist only in the student's tokenization is not compared either.
+    ws = np.zeros((b, l), np.int32)
+    ws[0, 2:4] = 1
+    assert float(hidden_loss(hs, ht, jnp.asarray(ws), none, 4, [(0, 0)])) == 0.0
+    # Adding a domain-word-free note to a batch leaves the loss unchanged.
+    wt = ws.copy()
+    l1 = hidden_loss([h[:1] for h in hs], [h[:1] for h in ht], jnp.asarray(ws[:1]), jnp.asarray(wt[:1]), 4,
+                     [(0, 0), (1, 1)])
+    l2 = hidden_loss(hs, ht, jnp.asarray(ws), jnp.asarray(wt), 4, [(0, 0), (1, 1)])
+    np.testing.assert_allclose(float(l1), float(l2), rtol=1e-6)
+
+
+def test_attention_loss_skips_embedding_layer():
+    rng = np.random.default_rng(3)
+    a = [jnp.asarray(_probs(rng, 1, 1, 2, 6)[0], jnp.float32)]
+    w = jnp.asarray(np.array([[0, 1, 1, 0, 2, 0]], np.int32))
+    assert float(attention_loss(a, a, w, w, 2, [(0, 0)])) == 0.0
+    b = [jnp.asarray(_probs(rng, 1, 1, 2, 6)[0], jnp.float32)]
+    assert float(attention_loss(a, b, w, w, 2, [(0, 0), (1, 1)])) > 0.0
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_cross_entropy_matches_torch(smoothing):
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(7, 5)).astype(np.float32)
+    labels = rng.integers(0, 5, 7)
+    ref = F.cross_entropy(torch.tensor(logits), torch.tensor(labels), label_smoothing=smoothing)
+    ours = cross_entropy(jnp.asarray(logits), jnp.asarray(labels), label_smoothing=smoothing)
+    np.testing.assert_allclose(float(ours), float(ref), rtol=1e-6, atol=1e-6)
+    w = np.array([1, 1, 0, 1, 0, 1, 1], np.float32)
+    ref_w = F.cross_entropy(torch.tensor(logits[w > 0]), torch.tensor(labels[w > 0]), label_smoothing=smoothing)
+    ours_w = cross_entropy(jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(w), label_smoothing=smoothing)
+    np.testing.assert_allclose(float(ours_w), float(ref_w), rtol=1e-6, atol=1e-6)
