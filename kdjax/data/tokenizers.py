@@ -1,6 +1,6 @@
-"""Tokenizers: a user's HF tokenizer directory, or a WordPiece vocabulary trained on the corpus.
+"""Tokenizers: a user's HF tokenizer directory, or a WordPiece vocabulary built from the corpus.
 
-Training one is for runs without a pretrained model (smoke tests, random-init students); it is
+Building one is for runs without a pretrained model (smoke tests, random-init students); it is
 deterministic for a given corpus and size and is saved as a normal HF tokenizer directory.
 """
 
@@ -22,24 +22,61 @@ def load(path: str):
     return tok
 
 
+def wordpiece_vocab(texts: Iterable[str], vocab_size: int, lowercase: bool = False,
+                    max_piece: int = 8) -> list[str]:
+    """A deterministic WordPiece vocabulary: specials, every character (word-initial and '##'
+    continuation), then whole words, word-initial prefixes and '##' suffixes ranked by
+    frequency x (length - 1), ties broken by the piece itself.
+
+    (The `tokenizers` WordPiece trainer gives a different vocabulary in every process, which would
+    make runs irreproducible.)
+    """
+    from collections import Counter
+
+    from tokenizers import normalizers, pre_tokenizers
+
+    norm = normalizers.Sequence([normalizers.NFC()] + ([normalizers.Lowercase()] if lowercase else []))
+    pre = pre_tokenizers.BertPreTokenizer()
+    words: Counter[str] = Counter()
+    for text in texts:
+        words.update(w for w, _ in pre.pre_tokenize_str(norm.normalize_str(text)))
+    chars = sorted({c for w in words for c in w})
+    vocab = list(SPECIALS) + chars + [f"##{c}" for c in chars]
+    scores: Counter[str] = Counter()
+    for w, n in words.items():
+        if len(w) > 1:
+            scores[w] += n * (len(w) - 1)
+        for k in range(2, min(len(w), max_piece + 1)):
+            scores[w[:k]] += n * (k - 1)
+            scores[f"##{w[-k:]}"] += n * (k - 1)
+    seen = set(vocab)
+    for piece, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0])):
+        if len(vocab) >= vocab_size:
+            break
+        if piece not in seen:
+            vocab.append(piece)
+            seen.add(piece)
+    return vocab
+
+
+SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
 def train_wordpiece(texts: Iterable[str], vocab_size: int, out_dir: str, lowercase: bool = False):
-    """Train a BERT-style WordPiece tokenizer on `texts` and save it to out_dir (reused if present)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    """Build a BERT-style WordPiece tokenizer for `texts` and save it to out_dir (reused if present)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from tokenizers.processors import TemplateProcessing
     from transformers import PreTrainedTokenizerFast
 
     if os.path.isfile(os.path.join(out_dir, "tokenizer.json")):
         return load(out_dir)
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    vocab = wordpiece_vocab(texts, vocab_size, lowercase)
+    tok = Tokenizer(models.WordPiece({p: i for i, p in enumerate(vocab)}, unk_token="[UNK]"))
     norms = [normalizers.NFC()] + ([normalizers.Lowercase()] if lowercase else [])
     tok.normalizer = normalizers.Sequence(norms)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(list(texts), trainers.WordPieceTrainer(
-        vocab_size=vocab_size, special_tokens=specials, show_progress=False))
-    from tokenizers.processors import TemplateProcessing
-
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    cls, sep = vocab.index("[CLS]"), vocab.index("[SEP]")
     tok.post_processor = TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
                                             special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",

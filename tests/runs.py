@@ -1,0 +1,52 @@
+"""Helpers for tests that run `python -m kdjax.main` in a subprocess (the device count is fixed when
+JAX starts, so each mesh needs its own process)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def env(devices: int = 1) -> dict:
+    e = dict(os.environ)
+    e["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    e["JAX_PLATFORMS"] = "cpu"
+    e["HF_HUB_OFFLINE"] = "1"
+    e["PYTHONPATH"] = REPO + os.pathsep + e.get("PYTHONPATH", "")
+    return e
+
+
+def command(config: str, workdir: str, *overrides: str) -> list[str]:
+    return [sys.executable, "-m", "kdjax.main", f"--config={os.path.join(REPO, config)}",
+            f"--workdir={workdir}", *overrides]
+
+
+def run(config: str, workdir: str, *overrides: str, devices: int = 1, check: bool = True,
+        timeout: float = 600) -> subprocess.CompletedProcess:
+    p = subprocess.run(command(config, workdir, *overrides), env=env(devices), cwd=REPO,
+                       capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"run failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-6000:]}")
+    return p
+
+
+def train_rows(workdir: str) -> list[dict]:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [r for r in map(json.loads, f) if r["split"] == "train"]
+
+
+def final_params(workdir: str) -> dict[str, np.ndarray]:
+    """The parameters in the latest checkpoint, read with orbax on the host (no sharding)."""
+    import orbax.checkpoint as ocp
+
+    from kdjax.models.state import flatten
+
+    mgr = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"), item_names=("state", "data", "meta"))
+    step = mgr.latest_step()
+    state = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+    mgr.close()
+    return {k: np.asarray(v) for k, v in flatten(state["params"]).items()} | {"__step__": np.asarray(step)}

@@ -1,0 +1,92 @@
+"""End-to-end runs of the trainer through `python -m kdjax.main` on the tiny DSG-KD config."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from tests import runs
+
+TINY = "configs/dsg_kd.py:tiny"
+
+
+@pytest.fixture(scope="module")
+def single_device_run(tmp_path_factory):
+    wd = str(tmp_path_factory.mktemp("one"))
+    runs.run(TINY, wd, devices=1)
+    return wd
+
+
+@pytest.mark.parametrize("mesh", [("--config.mesh.data=4", "--config.mesh.fsdp=2"),
+                                  ("--config.mesh.data=2", "--config.mesh.tensor=4")])
+def test_same_losses_on_1_and_8_devices(single_device_run, tmp_path, mesh):
+    wd = str(tmp_path / "eight")
+    out = runs.run(TINY, wd, *mesh, devices=8)
+    assert "mesh data=" in out.stderr
+    one, eight = runs.train_rows(single_device_run), runs.train_rows(wd)
+    assert [r["step"] for r in one] == [r["step"] for r in eight] == list(range(1, 25))
+    for a, b in zip(one, eight):
+        for key in ("loss", "ce", "hidn", "attn"):
+            np.testing.assert_allclose(a[key], b[key], rtol=2e-4, atol=1e-6, err_msg=f"step {a['step']} {key}")
+    # The run learns something at all: the KD losses fall.
+    assert one[-1]["hidn"] < one[0]["hidn"]
+
+
+def test_report_and_outputs(single_device_run):
+    wd = single_device_run
+    report = json.load(open(os.path.join(wd, "report.json")))
+    assert set(report["metrics"]) == {"dev", "test"}
+    assert {"accuracy", "auroc", "auprc", "recall", "precision", "f1", "average"} <= set(report["metrics"]["test"])
+    assert report["info"]["hidden_projection"] is True  # student 16 wide, teacher 32
+    assert report["info"]["layer_map"] == [[0, 0], [1, 1], [2, 2]]
+    assert os.listdir(os.path.join(wd, "tensorboard"))
+    assert os.path.isdir(os.path.join(wd, "best"))
+    dev_rows = [json.loads(l) for l in open(os.path.join(wd, "metrics.jsonl")) if '"dev"' in l]
+    assert [r["step"] for r in dev_rows] == [12, 24]
+
+
+def test_sigkill_resume_is_exact(tmp_path):
+    steps = ("--config.train.steps=400", "--config.train.checkpoint_every=40", "--config.eval.every=0",
+             "--config.train.early_stopping.metric=")
+    ref = str(tmp_path / "ref")
+    runs.run(TINY, ref, *steps)
+    wd = str(tmp_path / "killed")
+    proc = subprocess.Popen(runs.command(TINY, wd, *steps), env=runs.env(1), cwd=runs.REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = os.path.join(wd, "checkpoints")
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        done = [d for d in (os.listdir(ckpt) if os.path.isdir(ckpt) else []) if d.isdigit()]
+        if done:
+            break
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    saved = sorted(int(d) for d in os.listdir(ckpt) if d.isdigit())
+    assert saved and saved[-1] < 400, f"the run was not killed mid-training: {saved}"
+    runs.run(TINY, wd, *steps)
+    a, b = runs.final_params(ref), runs.final_params(wd)
+    assert int(a["__step__"]) == int(b["__step__"]) == 400
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    ra, rb = runs.train_rows(ref), runs.train_rows(wd)
+    assert [r["loss"] for r in ra] == [r["loss"] for r in rb]
+
+
+def test_unknown_config_key_names_the_key(tmp_path):
+    p = runs.run(TINY, str(tmp_path), "--config.train.stepz=3", check=False)
+    assert p.returncode != 0
+    assert "stepz" in p.stderr
+
+
+def test_paper_config_names_missing_paths(tmp_path):
+    p = runs.run("configs/dsg_kd.py:paper", str(tmp_path), check=False)
+    assert p.returncode != 0
+    for key in ("teacher.hf_dir", "student.hf_dir", "data.train_file"):
+        assert f"--config.{key}=" in p.stderr
