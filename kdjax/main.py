@@ -81,8 +81,24 @@ def main(argv) -> None:
     print(f"report: {result.report_path}")
 
 
+def _parse(argv: list[str]) -> list[str]:
+    """absl flag parsing, with config override errors (unknown keys, bad values) as one clean line."""
+    try:
+        return flags.FLAGS(argv)
+    except (AttributeError, KeyError, TypeError, ValueError, flags.Error) as e:
+        err: object = e
+        while isinstance(err, BaseException) and err.args:  # ml_collections nests KeyError in AttributeError
+            err = err.args[0]
+        msg = " ".join(str(err).split())
+        if isinstance(e, (AttributeError, KeyError)):
+            key = msg.split("'")[1] if msg.count("'") >= 2 else msg
+            culprits = [a.split("=")[0] for a in argv if a.startswith("--config.") and key in a.split("=")[0]]
+            msg = f"unknown config key {culprits[0] if culprits else key!r}: {msg}"
+        sys.exit(f"kdjax: bad command line: {msg}")
+
+
 def run() -> None:
-    app.run(main)
+    app.run(main, flags_parser=_parse)
 
 
 if __name__ == "__main__":

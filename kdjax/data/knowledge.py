@@ -21,6 +21,11 @@ _WORD = re.compile(r"\S+")
 _LATIN = re.compile(r"^[A-Za-z]+$")
 
 
+def all_words(text: str) -> list[Span]:
+    """Every whitespace-separated word."""
+    return [m.span() for m in _WORD.finditer(text)]
+
+
 def latin_words(text: str) -> list[Span]:
     """The thesis's default: whitespace-separated words made only of ASCII letters (English words in
     Korean notes)."""

@@ -27,6 +27,7 @@ from kdjax.data import knowledge, notes as notes_lib, synthetic_notes, tokenizer
 from kdjax.losses.classification import cross_entropy
 from kdjax.losses.distill import attention_loss, hidden_loss, span_mean, uniform_layer_map, word_onehot
 from kdjax.metrics.classification import binary_metrics
+from kdjax.metrics.mwps import load_terms, mwps
 from kdjax.models.bert import LOGICAL_AXES, BertConfig, BertModel, SequenceClassifier
 from kdjax.train.task import Task
 
@@ -189,10 +190,9 @@ def word_embeddings(model: BertModel, tok, texts: list[str], finder, max_length:
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Last-layer embedding of every whitespace word (mean of its subwords), and whether it is a
     domain word; words cut off by truncation are dropped."""
-    all_words = lambda t: [m.span() for m in knowledge._WORD.finditer(t)]
     embs, dom = [], []
     for text in texts:
-        spans = all_words(text)[:128]
+        spans = knowledge.all_words(text)[:128]
         domain = set(finder(text))
         enc = knowledge.encode(tok, text, spans, max_length, 128)
         out = model(jnp.asarray(enc["input_ids"][None]), jnp.asarray(enc["attention_mask"][None]),
@@ -220,12 +220,9 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     lmap = layer_map(cfg.kd.layer_map, base.cfg.num_hidden_layers, teacher.cfg.num_hidden_layers)
     encode = _encode_fn(tok_s, tok_t, finder, cfg)
     data = {k: grain.MapDataset.source(v).map(encode) for k, v in splits.items()}
-    terms = synthetic_notes.MEDICAL_TERMS if not cfg.report.medical_terms else \
-        __import__("kdjax.metrics.mwps", fromlist=["load_terms"]).load_terms(cfg.report.medical_terms)
+    terms = load_terms(cfg.report.medical_terms) if cfg.report.medical_terms else synthetic_notes.MEDICAL_TERMS
 
     def report(best: Student, results, preds, wd) -> dict[str, Any]:
-        from kdjax.metrics.mwps import mwps
-
         out: dict[str, Any] = {}
         test = splits["test"]
         if "test" in preds:

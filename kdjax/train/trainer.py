@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 import optax
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.experimental import multihost_utils
 
 from kdjax.models.state import flatten, path_str
 from kdjax.train import optim, sharding as shd
@@ -198,13 +198,14 @@ class Trainer:
             size //= jax.process_count()
         outs: list[dict[str, np.ndarray]] = []
         for examples in ds.batch(size, drop_remainder=False):
-            batch = _pad_batch(examples, size)
-            valid = batch["_valid"].astype(bool)
-            pred = self.predict_step(params, rest, shd.global_batch(batch, self.mesh))
-            pred = jax.experimental.multihost_utils.process_allgather(pred, tiled=True) \
-                if jax.process_count() > 1 else jax.device_get(pred)
-            outs.append({k: np.asarray(v)[: len(valid)][valid] if jax.process_count() == 1 else np.asarray(v)
-                         for k, v in pred.items()})
+            batch = shd.global_batch(_pad_batch(examples, size), self.mesh)
+            pred = self.predict_step(params, rest, batch)
+            pred["_valid"] = batch["_valid"]
+            if jax.process_count() > 1:
+                pred = multihost_utils.process_allgather(pred, tiled=True)
+            pred = jax.device_get(pred)
+            valid = np.asarray(pred.pop("_valid")).astype(bool)
+            outs.append({k: np.asarray(v)[valid] for k, v in pred.items()})
         return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]} if outs else {}
 
     def evaluate(self, params, rest, split: str) -> dict[str, float]:

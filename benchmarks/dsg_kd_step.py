@@ -1,0 +1,203 @@
+"""DSG-KD train step: kdjax against an equivalent PyTorch step, in the same run on this machine.
+
+Step = frozen teacher forward (hidden states + attentions) + student forward/backward + AdamW update
+(two parameter groups, clipping at 1.0), loss CE + 0.6 * span-pooled hidden MSE + 0.2 * span-pooled
+attention MSE (key axis pooled onto words). Both sides use MiniLM-shaped BERTs (6 layers x 384, 12
+heads, vocabulary 30522), batch 16, sequence 128, 8 domain-word spans per note, float32.
+
+kdjax runs the Trainer's own jitted step (the one `python -m kdjax.main` uses). PyTorch runs
+transformers' BertModel (eager attention, needed for attention maps) with the loss written in torch.
+Model FLOPs are counted analytically (teacher forward + 3x student forward) and compared with a float32
+matmul ceiling measured in the same run. Prints one JSON line.
+
+    python benchmarks/dsg_kd_step.py [--steps 6] [--batch 16] [--seq 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+LAYERS, WIDTH, HEADS, FFN, VOCAB = 6, 384, 12, 1536, 30522
+SPANS, ALPHA, BETA = 8, 0.6, 0.2
+
+
+def make_batch(batch: int, seq: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(5, VOCAB, (batch, seq)).astype(np.int32)
+    words = np.zeros((batch, seq), np.int32)
+    for b in range(batch):
+        starts = np.sort(rng.choice(np.arange(1, seq - 4, 4), SPANS, replace=False))
+        for k, s in enumerate(starts, start=1):
+            words[b, s:s + int(rng.integers(1, 4))] = k
+    ones = np.ones((batch, seq), np.int32)
+    zeros = np.zeros((batch, seq), np.int32)
+    out = {"label": rng.integers(0, 2, batch).astype(np.int32)}
+    for p in ("s", "t"):
+        out.update({f"{p}_input_ids": ids, f"{p}_attention_mask": ones, f"{p}_token_type_ids": zeros,
+                    f"{p}_word_ids": words})
+    return out
+
+
+def model_flops(batch: int, seq: int) -> float:
+    per_token_layer = 2 * (4 * WIDTH * WIDTH + 2 * WIDTH * FFN) + 2 * 2 * seq * WIDTH
+    fwd = per_token_layer * LAYERS * batch * seq
+    return fwd + 3 * fwd  # teacher forward + student forward and backward
+
+
+def matmul_ceiling(n: int = 2048, reps: int = 10) -> float:
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        f(a).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best
+
+
+def bench_kdjax(batch_np, steps: int) -> float:
+    import grain
+    from flax import nnx
+
+    from configs.dsg_kd import get_config
+    from kdjax.models.bert import LOGICAL_AXES, BertConfig, BertModel, SequenceClassifier
+    from kdjax.systems.dsg_kd import Student, evaluate, make_loss, predict_fn
+    from kdjax.train import sharding as shd
+    from kdjax.train.task import Task
+    from kdjax.train.trainer import Trainer
+
+    cfg = get_config("smoke")
+    cfg.train.batch_size = len(batch_np["label"])
+    cfg.train.steps = 1000
+    cfg.kd.attn_keys = "word"
+    bert = BertConfig(vocab_size=VOCAB, hidden_size=WIDTH, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+                      intermediate_size=FFN, classifier_head="dsg_kd")
+    teacher = BertModel(bert, rngs=nnx.Rngs(1))
+    student = Student(SequenceClassifier(bert, rngs=nnx.Rngs(0)), WIDTH, nnx.Rngs(2))
+    lmap = [(i, i) for i in range(LAYERS + 1)]
+    examples = [{k: v[i] for k, v in batch_np.items()} for i in range(len(batch_np["label"]))]
+    task = Task(model=student, loss_fn=make_loss(cfg, lmap), predict_fn=predict_fn,
+                train_data=grain.MapDataset.source(examples), eval_data={}, evaluate=evaluate,
+                logical_axes=LOGICAL_AXES, teacher=teacher, teacher_logical_axes=LOGICAL_AXES)
+    import tempfile
+
+    trainer = Trainer(cfg, task, tempfile.mkdtemp())
+    batch = shd.global_batch(batch_np, trainer.mesh)
+    state = trainer.state
+    for _ in range(2):  # compile + warm up
+        state, m = trainer.train_step(state, trainer.teacher_state, batch)
+    m["loss"].block_until_ready()
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        state, m = trainer.train_step(state, trainer.teacher_state, batch)
+        m["loss"].block_until_ready()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def bench_torch(batch_np, steps: int) -> float:
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    conf = transformers.BertConfig(vocab_size=VOCAB, hidden_size=WIDTH, num_hidden_layers=LAYERS,
+                                   num_attention_heads=HEADS, intermediate_size=FFN,
+                                   attn_implementation="eager")
+    teacher = transformers.BertModel(conf).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    student = transformers.BertModel(conf).train()
+    head = torch.nn.Sequential(torch.nn.Dropout(0.1), torch.nn.Linear(WIDTH, WIDTH), torch.nn.GELU(),
+                               torch.nn.Dropout(0.1), torch.nn.Linear(WIDTH, 2))
+    opt = torch.optim.AdamW([{"params": student.parameters(), "lr": 1e-3},
+                             {"params": head.parameters(), "lr": 1e-3}], weight_decay=0.01)
+    b = {k: torch.tensor(v, dtype=torch.long) for k, v in batch_np.items()}
+    onehot = (b["s_word_ids"][:, None, :] == torch.arange(1, 33)[None, :, None]).float()  # (b, k, l)
+    counts = onehot.sum(-1)
+    valid = counts > 0
+
+    def pool_rows(x):  # (b, l, d) -> (b, k, d)
+        return torch.einsum("bkl,bld->bkd", onehot, x) / counts.clamp(min=1)[..., None]
+
+    def pool_attn(a):  # (b, h, q, k) -> (b, k_words, h, words + 1)
+        rows = torch.einsum("bwq,bhqk->bhwk", onehot, a) / counts.clamp(min=1)[:, None, :, None]
+        on = torch.einsum("bhwk,bvk->bhwv", rows, onehot)
+        rest = rows.sum(-1, keepdim=True) - on.sum(-1, keepdim=True)
+        return torch.cat([on, rest], -1).transpose(1, 2)
+
+    def masked_mse(a, t):
+        w = valid[None, ..., None, None] if a.ndim == 5 else valid[None, ..., None]
+        n = valid.sum() * a.shape[0] * a[0, 0, 0].numel()
+        return ((a - t) ** 2 * w).sum() / n.clamp(min=1)
+
+    def step():
+        with torch.no_grad():
+            t = teacher(b["t_input_ids"], b["t_attention_mask"], b["t_token_type_ids"],
+                        output_hidden_states=True, output_attentions=True)
+        s = student(b["s_input_ids"], b["s_attention_mask"], b["s_token_type_ids"],
+                    output_hidden_states=True, output_attentions=True)
+        logits = head(s.pooler_output)
+        ce = torch.nn.functional.cross_entropy(logits, b["label"])
+        hid = masked_mse(torch.stack([pool_rows(h) for h in s.hidden_states]),
+                         torch.stack([pool_rows(h) for h in t.hidden_states]))
+        att = masked_mse(torch.stack([pool_attn(a) for a in s.attentions]),
+                         torch.stack([pool_attn(a) for a in t.attentions]))
+        loss = ce + ALPHA * hid + BETA * att
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(student.parameters()) + list(head.parameters()), 1.0)
+        opt.step()
+        return loss
+
+    for _ in range(2):
+        step()
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seq", type=int, default=128)
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    batch = make_batch(args.batch, args.seq)
+    ceiling = matmul_ceiling()
+    t_jax = bench_kdjax(batch, args.steps)
+    t_torch = bench_torch(batch, args.steps)
+    flops = model_flops(args.batch, args.seq)
+    print(json.dumps({
+        "benchmark": "dsg_kd_step", "batch": args.batch, "seq": args.seq, "layers": LAYERS, "width": WIDTH,
+        "kdjax_samples_per_s": round(args.batch / t_jax, 2),
+        "torch_samples_per_s": round(args.batch / t_torch, 2),
+        "speedup_vs_torch": round(t_torch / t_jax, 3),
+        "model_gflop_per_step": round(flops / 1e9, 1),
+        "matmul_ceiling_gflops": round(ceiling / 1e9, 1),
+        "kdjax_fraction_of_ceiling": round(flops / t_jax / ceiling, 3),
+        "torch_fraction_of_ceiling": round(flops / t_torch / ceiling, 3),
+        "cpu_threads": os.cpu_count(),
+    }))
+
+
+if __name__ == "__main__":
+    main()
