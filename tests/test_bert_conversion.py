@@ -213,3 +213,33 @@ def test_dropout_active_only_in_training():
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     c = model(ids, deterministic=False, rngs=nnx.Rngs(dropout=jax.random.key(1)))["last_hidden_state"]
     assert np.abs(np.asarray(a) - np.asarray(c)).max() > 1e-3
+
+
+def test_bfloat16_safetensors_and_no_torch_needed(tmp_path, minilm_dir):
+    """Safetensors checkpoints load without PyTorch installed (the main install has none), and
+    bfloat16 tensors are read without torch too."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import kdjax.convert as kc\n"
+            f"m = kc.from_pretrained({minilm_dir!r})\n"
+            "print(m.cfg.num_hidden_layers)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.strip().endswith("6")
+
+    import ml_dtypes
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(os.path.join(minilm_dir, "model.safetensors"))
+    bf = tmp_path / "bf16"
+    bf.mkdir()
+    save_file({k: v.astype(ml_dtypes.bfloat16) if v.dtype == np.float32 else v for k, v in tensors.items()},
+              str(bf / "model.safetensors"))
+    (bf / "config.json").write_text(open(os.path.join(minilm_dir, "config.json")).read())
+    got = flatten(nnx.state(kc.from_pretrained(str(bf))))
+    ref = flatten(nnx.state(kc.from_pretrained(minilm_dir)))
+    for k, v in ref.items():
+        assert got[k].dtype == jnp.float32
+        np.testing.assert_allclose(np.asarray(got[k]), np.asarray(v), rtol=1e-2, atol=1e-2, err_msg=k)

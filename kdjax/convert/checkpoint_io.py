@@ -29,7 +29,11 @@ def read_config(path: str) -> dict:
 
 
 def _torch_load(file: str) -> dict:
-    import torch  # only .bin checkpoints need torch
+    try:
+        import torch  # only .bin checkpoints need torch
+    except ImportError:
+        raise ImportError(f"{file}: reading pytorch_model.bin needs PyTorch (pip install torch==2.13.0), "
+                          "or convert the checkpoint to safetensors") from None
 
     return torch.load(file, map_location="cpu", weights_only=True, mmap=True)
 
@@ -80,11 +84,15 @@ class LazyTensors(Mapping[str, np.ndarray]):
         if file.endswith(".safetensors"):
             from safetensors import safe_open
 
-            with safe_open(file, "pt") as f:  # "pt" handles bfloat16, which numpy cannot hold
-                return _to_numpy(f.get_tensor(name))
+            # The flax reader needs no torch and keeps bfloat16 (as an ml_dtypes numpy dtype).
+            with safe_open(file, "flax") as f:
+                return np.asarray(f.get_tensor(name))
         if file not in self._bins:
             self._bins = {file: _torch_load(file)}  # keep one shard mapped at a time
         return _to_numpy(self._bins[file][name])
+
+    def __contains__(self, name: object) -> bool:  # Mapping's default would read the tensor
+        return name in self._where
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._where)
