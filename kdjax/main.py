@@ -75,8 +75,13 @@ def main(argv) -> None:
 
     from kdjax.train.trainer import Trainer
 
+    from kdjax.errors import InputError
+
     system = importlib.import_module(f"kdjax.systems.{cfg.system}")
-    task = system.build(cfg, workdir)
+    try:
+        task = system.build(cfg, workdir)
+    except (InputError, FileNotFoundError) as e:
+        sys.exit(f"kdjax: {e}")
     result = Trainer(cfg, task, workdir).run()
     print(f"report: {result.report_path}")
 

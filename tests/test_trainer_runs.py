@@ -60,7 +60,7 @@ def uninterrupted_run(tmp_path_factory):
     return wd
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_killed_run_resumes_exactly(uninterrupted_run, tmp_path, sig):
     """SIGKILL: resume from the last periodic checkpoint. SIGTERM (preemption): the run writes a
     checkpoint at the current step and exits; resuming either way ends bit-identical."""
@@ -100,3 +100,41 @@ def test_paper_config_names_missing_paths(tmp_path):
     assert p.returncode != 0
     for key in ("teacher.hf_dir", "student.hf_dir", "data.train_file"):
         assert f"--config.{key}=" in p.stderr
+
+
+def test_early_stopping_keeps_best(tmp_path):
+    # With a zero learning rate the dev metric never improves after the first evaluation.
+    wd = str(tmp_path / "es")
+    runs.run(TINY, wd, "--config.optim.lr=0", "--config.optim.groups.head.lr=0", "--config.eval.every=4",
+             "--config.train.early_stopping.patience=2")
+    report = json.load(open(os.path.join(wd, "report.json")))
+    assert report["stopped_early"] is True
+    assert report["step"] == 12  # evals at 4 (best), 8, 12 (second without improvement)
+    assert report["params"] == "best (step 4)"
+
+
+def test_users_notes_files_with_bad_rows(tmp_path):
+    from kdjax.data.synthetic_notes import generate_notes
+
+    paths = {}
+    for split, n, seed in (("train", 64, 0), ("dev", 16, 1), ("test", 16, 2)):
+        rows = [{"note": x.text, "y": str(x.label)} for x in generate_notes(n, seed)]
+        if split == "train":
+            rows.insert(3, {"note": "", "y": "1"})
+            rows.insert(5, {"note": "fever", "y": "urgent"})
+        p = tmp_path / f"{split}.jsonl"
+        p.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        paths[split] = str(p)
+    common = ["--config.data.source=files", f"--config.data.train_file={paths['train']}",
+              f"--config.data.dev_file={paths['dev']}", f"--config.data.test_file={paths['test']}",
+              "--config.data.text_column=note", "--config.data.label_column=y", "--config.train.steps=4",
+              "--config.eval.every=4"]
+    p = runs.run(TINY, str(tmp_path / "strict"), *common, check=False)
+    assert p.returncode != 0 and "train.jsonl:4: empty text" in p.stderr
+    assert "Traceback" not in p.stderr  # one clear line, not a stack trace
+    wd = str(tmp_path / "skip")
+    runs.run(TINY, wd, *common, "--config.data.on_bad_input=skip")
+    info = json.load(open(os.path.join(wd, "report.json")))["info"]
+    assert info["num_examples"] == {"train": 64, "dev": 16, "test": 16}
+    assert info["bad_rows_skipped"] == 2
+    assert "train.jsonl:6: label 'urgent' is not in the label set" in info["bad_rows"][1]

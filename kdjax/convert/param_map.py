@@ -24,6 +24,8 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
+from kdjax.errors import InputError
+
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
@@ -93,7 +95,7 @@ def expand(entries: Iterable[Entry], num_layers: int | Mapping[str, int] = 0) ->
     return rules
 
 
-class ConversionError(ValueError):
+class ConversionError(InputError):
     """A checkpoint does not match the model; the message lists every offending key."""
 
 

@@ -17,10 +17,11 @@ from typing import Sequence
 import numpy as np
 
 from kdjax.data.synthetic_notes import Note
+from kdjax.errors import InputError
 
 
-class BadInputError(ValueError):
-    pass
+class BadInputError(InputError):
+    """A bad row or file of notes."""
 
 
 @dataclasses.dataclass

@@ -249,8 +249,12 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
                                              [n.text for n in test], [n.label for n in test], cfg.seed)
             from kdjax.train.logging import format_table
 
+            scored = {k: v for k, v in out["baselines"].items() if "unavailable" not in v}
             print("\nBag-of-words baselines (test, x100):")
-            print(format_table({k: v for k, v in out["baselines"].items()}, scale=100.0))
+            print(format_table(scored, scale=100.0))
+            for k, v in out["baselines"].items():
+                if "unavailable" in v:
+                    print(f"{k}: unavailable ({v['unavailable']})")
         return out
 
     info = {"num_examples": {k: len(v) for k, v in splits.items()}, "bad_rows_skipped": len(bad_rows),
