@@ -138,3 +138,27 @@ def test_users_notes_files_with_bad_rows(tmp_path):
     assert info["num_examples"] == {"train": 64, "dev": 16, "test": 16}
     assert info["bad_rows_skipped"] == 2
     assert "train.jsonl:6: label 'urgent' is not in the label set" in info["bad_rows"][1]
+
+
+def test_paper_recipe_from_hf_directories(tmp_path, minilm_dir):
+    """The paper variant as users run it: teacher and student from HF directories (here the real
+    MiniLM for both), the reference code's index key alignment, a few steps on notes files."""
+    from kdjax.data.synthetic_notes import generate_notes
+
+    p = tmp_path / "notes.jsonl"
+    p.write_text("".join(json.dumps({"text": n.text, "label": n.label}, ensure_ascii=False) + "\n"
+                         for n in generate_notes(40, 3)))
+    wd = str(tmp_path / "paper")
+    runs.run("configs/dsg_kd.py:paper", wd, f"--config.teacher.hf_dir={minilm_dir}",
+             f"--config.student.hf_dir={minilm_dir}", f"--config.data.train_file={p}",
+             "--config.data.split_ratios=(0.6,0.2,0.2)", "--config.data.teacher_max_length=64",
+             "--config.data.student_max_length=64", "--config.train.batch_size=4", "--config.train.steps=2",
+             "--config.train.log_every=1",
+             "--config.eval.every=2", "--config.report.plot=False", "--config.report.baselines=False")
+    report = json.load(open(os.path.join(wd, "report.json")))
+    assert report["info"]["num_examples"] == {"train": 24, "dev": 8, "test": 8}
+    assert report["info"]["hidden_projection"] is False and len(report["info"]["layer_map"]) == 7
+    rows = runs.train_rows(wd)
+    assert len(rows) == 2 and all(r["attn"] > 0 and r["hidn"] > 0 for r in rows)
+    cfg = json.load(open(os.path.join(wd, "config.json")))
+    assert cfg["kd"]["attn_keys"] == "index" and cfg["optim"]["groups"]["head"]["lr"] == 0.01

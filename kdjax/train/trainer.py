@@ -107,6 +107,10 @@ class Trainer:
             raise ValueError(f"train.batch_size={self.global_batch} must be divisible by the "
                              f"data-parallel size {dp} and the process count {jax.process_count()}")
         self.local_batch = self.global_batch // jax.process_count()
+        eval_batch = int(cfg.eval.get("batch_size", 0) or self.global_batch)
+        if eval_batch % dp or eval_batch % jax.process_count():
+            raise ValueError(f"eval.batch_size={eval_batch} must be divisible by the data-parallel size {dp} "
+                             f"and the process count {jax.process_count()}")
         self.steps = total_steps(cfg, len(task.train_data), self.global_batch)
         logging.info("mesh %s; %d train examples; %d steps of batch %d", shd.describe(self.mesh),
                      len(task.train_data), self.steps, self.global_batch)
