@@ -14,6 +14,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from kdjax.errors import InputError
+
 Span = tuple[int, int]
 DomainWordFinder = Callable[[str], list[Span]]
 
@@ -55,11 +57,11 @@ def resolve_finder(spec: str | DomainWordFinder) -> DomainWordFinder:
             with open(path, encoding="utf-8") as f:
                 return word_list_finder(f)
         except OSError as e:
-            raise ValueError(f"domain word list {path!r}: {e}") from None
+            raise InputError(f"domain word list {path!r}: {e}") from None
     if ":" in spec:
         mod, fn = spec.split(":", 1)
         return getattr(importlib.import_module(mod), fn)
-    raise ValueError(f"unknown domain-word finder {spec!r}; use 'latin', 'file:PATH' or 'module:function'")
+    raise InputError(f"unknown domain-word finder {spec!r}; use 'latin', 'file:PATH' or 'module:function'")
 
 
 _HANGUL = "\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f"

@@ -60,7 +60,7 @@ def load_notes(path: str, *, text_column: str = "text", label_column: str = "lab
     """Read a .csv (header row) or .jsonl file of notes. Labels are matched as strings against
     `labels` and returned as indices."""
     if on_bad not in ("error", "skip"):
-        raise ValueError(f"data.on_bad_input must be 'error' or 'skip', got {on_bad!r}")
+        raise InputError(f"data.on_bad_input must be 'error' or 'skip', got {on_bad!r}")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"notes file not found: {path}")
     bad = bad if bad is not None else BadRows()
@@ -113,7 +113,7 @@ def _add(notes, bad, where, text, raw_label, labels, on_bad) -> None:
 def split_notes(notes: list[Note], ratios: Sequence[float], seed: int) -> list[list[Note]]:
     """Deterministic shuffled split by ratios (e.g. (0.8, 0.1, 0.1))."""
     if abs(sum(ratios) - 1.0) > 1e-6:
-        raise ValueError(f"split ratios must sum to 1, got {list(ratios)}")
+        raise InputError(f"split ratios must sum to 1, got {list(ratios)}")
     order = np.random.default_rng(seed).permutation(len(notes))
     bounds = np.cumsum([0] + [int(round(r * len(notes))) for r in ratios])
     bounds[-1] = len(notes)

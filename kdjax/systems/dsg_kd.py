@@ -24,6 +24,7 @@ from flax import nnx
 from kdjax import assets
 from kdjax.convert import from_pretrained
 from kdjax.data import knowledge, notes as notes_lib, synthetic_notes, tokenizers
+from kdjax.errors import InputError
 from kdjax.losses.classification import cross_entropy
 from kdjax.losses.distill import attention_loss, hidden_loss, span_mean, uniform_layer_map, word_onehot
 from kdjax.metrics.classification import binary_metrics
@@ -55,24 +56,24 @@ def load_splits(cfg: ml_collections.ConfigDict) -> tuple[dict[str, list[syntheti
                 "dev": synthetic_notes.generate_notes(s.num_dev, s.seed + 1),
                 "test": synthetic_notes.generate_notes(s.num_test, s.seed + 2)}, []
     if d.source != "files":
-        raise ValueError(f"data.source must be 'synthetic' or 'files', got {d.source!r}")
+        raise InputError(f"data.source must be 'synthetic' or 'files', got {d.source!r}")
     bad = notes_lib.BadRows()
     read = functools.partial(notes_lib.load_notes, text_column=d.text_column, label_column=d.label_column,
                              labels=tuple(d.labels), on_bad=d.on_bad_input, bad=bad)
     if d.train_file and not d.split_ratios:
         missing = [k for k in ("train_file", "dev_file", "test_file") if not d[k]]
         if missing:
-            raise ValueError(f"data: set {missing} or data.split_ratios with a single data.train_file")
+            raise InputError(f"data: set {missing} or data.split_ratios with a single data.train_file")
         splits = {s: read(d[f"{s}_file"])[0] for s in ("train", "dev", "test")}
     elif d.train_file:
         notes, _ = read(d.train_file)
         tr, dv, te = notes_lib.split_notes(notes, tuple(d.split_ratios), cfg.seed)
         splits = {"train": tr, "dev": dv, "test": te}
     else:
-        raise ValueError("data.source='files' needs data.train_file (a .csv or .jsonl of notes)")
+        raise InputError("data.source='files' needs data.train_file (a .csv or .jsonl of notes)")
     for name, rows in splits.items():
         if not rows:
-            raise ValueError(f"data: the {name} split is empty")
+            raise InputError(f"data: the {name} split is empty")
     if bad.rows:
         logging.warning("skipped %d bad rows, e.g. %s", len(bad.rows), bad.rows[0])
     return splits, bad.rows
@@ -81,7 +82,7 @@ def load_splits(cfg: ml_collections.ConfigDict) -> tuple[dict[str, list[syntheti
 def _tokenizer(side: ml_collections.ConfigDict, name: str, train_texts: list[str], workdir: str):
     spec = side.tokenizer or side.hf_dir
     if not spec:
-        raise ValueError(f"{name}.tokenizer: set a tokenizer directory, 'wordpiece:N', or {name}.hf_dir")
+        raise InputError(f"{name}.tokenizer: set a tokenizer directory, 'wordpiece:N', or {name}.hf_dir")
     if spec.startswith("wordpiece:"):
         return tokenizers.train_wordpiece(train_texts, int(spec.split(":")[1]),
                                           os.path.join(workdir, "tokenizers", name))
@@ -137,7 +138,7 @@ def layer_map(spec: str, student_layers: int, teacher_layers: int) -> list[tuple
     pairs = [tuple(int(v) for v in p.split(":")) for p in spec.split(",") if p.strip()]
     for s, t in pairs:
         if not (0 <= s <= student_layers and 0 <= t <= teacher_layers):
-            raise ValueError(f"kd.layer_map pair {s}:{t} is outside 0..{student_layers} / 0..{teacher_layers}")
+            raise InputError(f"kd.layer_map pair {s}:{t} is outside 0..{student_layers} / 0..{teacher_layers}")
     return pairs
 
 
@@ -207,7 +208,10 @@ def word_embeddings(model: BertModel, tok, texts: list[str], finder, max_length:
 
 def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     splits, bad_rows = load_splits(cfg)
-    train_texts = [n.text for n in splits["train"]]
+    # Everything downstream (vocabularies, masks, MWPS, baselines, plots) sees the notes as the model does.
+    clean = knowledge.preprocess_note if cfg.data.preprocess else (lambda t: t)
+    texts = {k: [clean(n.text) for n in v] for k, v in splits.items()}
+    train_texts = texts["train"]
     tok_t = _tokenizer(cfg.teacher, "teacher", train_texts, workdir)
     tok_s = _tokenizer(cfg.student, "student", train_texts, workdir)
     finder = knowledge.resolve_finder(cfg.data.domain_words)
@@ -215,7 +219,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     base = build_student(cfg, len(tok_s))
     for name, m, tok in (("teacher", teacher.cfg, tok_t), ("student", base.cfg, tok_s)):
         if len(tok) > m.vocab_size:
-            raise ValueError(f"{name}: tokenizer has {len(tok)} tokens but the model only {m.vocab_size}")
+            raise InputError(f"{name}: tokenizer has {len(tok)} tokens but the model only {m.vocab_size}")
     model = Student(base, teacher.cfg.hidden_size, nnx.Rngs(cfg.seed + 2))
     lmap = layer_map(cfg.kd.layer_map, base.cfg.num_hidden_layers, teacher.cfg.num_hidden_layers)
     encode = _encode_fn(tok_s, tok_t, finder, cfg)
@@ -227,12 +231,10 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         test = splits["test"]
         if "test" in preds:
             ok = preds["test"]["prob"].argmax(-1) == preds["test"]["label"]
-            out["mwps"] = {"correct_test_notes": mwps([n.text for n, c in zip(test, ok) if c], terms),
-                           "all_test_notes": mwps([n.text for n in test], terms)}
+            out["mwps"] = {"correct_test_notes": mwps([t for t, c in zip(texts["test"], ok) if c], terms),
+                           "all_test_notes": mwps(texts["test"], terms)}
         if cfg.report.plot:
-            sample = [n.text for n in test[: cfg.report.plot_notes]]
-            if cfg.data.preprocess:
-                sample = [knowledge.preprocess_note(t) for t in sample]
+            sample = texts["test"][: cfg.report.plot_notes]
             groups = {
                 "teacher": word_embeddings(teacher, tok_t, sample, finder, cfg.data.teacher_max_length),
                 "student (DSG-KD)": word_embeddings(best.student.encoder, tok_s, sample, finder,
@@ -246,7 +248,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
             from kdjax.baselines.bow import run_baselines
 
             out["baselines"] = run_baselines(train_texts, [n.label for n in splits["train"]],
-                                             [n.text for n in test], [n.label for n in test], cfg.seed)
+                                             texts["test"], [n.label for n in test], cfg.seed)
             from kdjax.train.logging import format_table
 
             scored = {k: v for k, v in out["baselines"].items() if "unavailable" not in v}
