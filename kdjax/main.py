@@ -9,7 +9,6 @@ again with the same workdir resumes from its latest checkpoint.
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
 import sys

@@ -53,7 +53,7 @@ class LazyTensors(Mapping[str, np.ndarray]):
         self.path = path
         self._where: dict[str, str] = {}
         self._bins: dict[str, dict] = {}
-        for index_name, kind in ((_SAFE + ".index.json", "safe"), (_BIN + ".index.json", "bin")):
+        for index_name in (_SAFE + ".index.json", _BIN + ".index.json"):
             index = os.path.join(path, index_name)
             if os.path.isfile(index):
                 with open(index) as f:
