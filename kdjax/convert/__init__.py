@@ -3,6 +3,7 @@
     model = kdjax.convert.from_pretrained("/path/to/hf_dir")                 # architecture from config.json
     clf = kdjax.convert.from_pretrained(dir, task="sequence_classification", num_labels=2)
     kdjax.convert.save_pretrained(model, "/out")     # loads with transformers.AutoModel.from_pretrained
+    ced = kdjax.convert.from_pretrained("ced_base.pt", arch="ced_base")      # released CED state dict
 
 Loading refuses a partial load: missing, unexpected and mis-shaped tensors are listed by name in the
 error. Tensors that are known and deliberately unused (buffers, pre-training heads) are reported in
@@ -20,11 +21,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from kdjax.convert import ced as ced_map
 from kdjax.convert import hf_bert
 from kdjax.convert.checkpoint_io import LazyTensors, read_config, write_json, write_safetensors
 from kdjax.convert.param_map import ConversionError, LoadReport, flax_to_hf, hf_to_flax
 from kdjax.models import state as state_lib
 from kdjax.models.bert import BertConfig, BertModel, SequenceClassifier
+from kdjax.models.ced import CED, CedConfig
 
 __all__ = ["from_pretrained", "save_pretrained", "ConversionError", "LoadReport"]
 
@@ -65,21 +68,44 @@ def _bert_from_pretrained(path: str, hf_cfg: dict, task: str, seed: int, overrid
     return state_lib.load_flat(abstract, flat, fill), report
 
 
+def _ced_from_pretrained(path: str, arch: str | None, seed: int, overrides: dict
+                         ) -> tuple[nnx.Module, LoadReport]:
+    tensors = LazyTensors(path)
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json")) and arch is None:
+        cfg = CedConfig.from_json({**read_config(path)["ced"], **overrides})
+    else:
+        cfg = ced_map.infer_config(tensors, arch, **overrides)
+    ced_map.check_front_end(tensors, cfg, path)
+    tensors = ced_map.adapt_position_embeddings(tensors, cfg)
+    abstract = state_lib.abstract_module(lambda: CED(cfg, rngs=nnx.Rngs(seed)))
+    shapes = {k: v.shape for k, v in state_lib.flatten(nnx.state(abstract)).items()}
+    ignore = ced_map.IGNORE + (() if cfg.num_classes else ("outputlayer.*",))
+    flat, report = hf_to_flax(tensors, ced_map.rules(cfg), shapes, ignore=ignore, source=path)
+    return state_lib.load_flat(abstract, flat), report
+
+
 def from_pretrained(path: str, *, task: str = "encoder", arch: str | None = None, seed: int = 0,
                     return_report: bool = False, **config_overrides):
-    """Load a Hugging Face checkpoint directory as a kdjax model.
+    """Load a checkpoint as a kdjax model.
 
-    The architecture comes from config.json's `model_type` unless `arch` names it. `task` is
-    "encoder" (the bare model) or "sequence_classification". `config_overrides` replace config
-    fields (e.g. num_labels=2, classifier_head="dsg_kd", hidden_dropout_prob=0.0).
+    BERT family: a Hugging Face directory; the architecture comes from config.json's `model_type`
+    unless `arch` names it. `task` is "encoder" (the bare model) or "sequence_classification".
+    CED: a released state dict (.pt/.pth/.safetensors file, or a directory written by
+    `save_pretrained`) with `arch` one of ced_tiny/mini/small/base (inferred from shapes if omitted).
+    `config_overrides` replace config fields (e.g. num_labels=2, classifier_head="dsg_kd",
+    hidden_dropout_prob=0.0; for CED e.g. num_classes=0 to drop the AudioSet head, target_length).
     """
-    hf_cfg = read_config(path)
-    model_type = arch or hf_cfg.get("model_type")
-    if model_type in hf_bert.MODEL_TYPES:
-        model, report = _bert_from_pretrained(path, hf_cfg, task, seed, config_overrides)
+    model_type = arch
+    if model_type is None:  # a bare state-dict file can only be CED; a directory says in config.json
+        model_type = "ced" if os.path.isfile(path) else read_config(path).get("model_type")
+    if model_type in ced_map.ARCHS + ("ced", "kdjax_ced"):
+        model, report = _ced_from_pretrained(path, model_type if model_type in ced_map.ARCHS else None,
+                                             seed, config_overrides)
+    elif model_type in hf_bert.MODEL_TYPES:
+        model, report = _bert_from_pretrained(path, read_config(path), task, seed, config_overrides)
     else:
         raise ValueError(f"{path}: model_type {model_type!r} is not supported "
-                         f"(known: {', '.join(hf_bert.MODEL_TYPES)})")
+                         f"(known: {', '.join(hf_bert.MODEL_TYPES + ced_map.ARCHS)})")
     for name in ("ignored", "initialized"):
         items = getattr(report, name)
         if items:
@@ -90,12 +116,19 @@ def from_pretrained(path: str, *, task: str = "encoder", arch: str | None = None
 def save_pretrained(model: nnx.Module, out_dir: str, *, tokenizer_dir: str | None = None) -> None:
     """Write `model` as a HF directory (config.json + safetensors) that transformers' AutoModel loads.
 
+    CED is written as model.safetensors holding the released PyTorch state dict (names, fused qkv,
+    front-end buffers), which the PyTorch CED loads with strict=True, plus a config.json for kdjax.
     BERT/RoBERTa classifiers with HF-compatible heads are written in the *ForSequenceClassification
     layout; a DSG-KD head (no HF class) is written beside the encoder in kdjax_head.safetensors.
     """
     flat = {k: np.asarray(v, dtype=np.float32) if np.asarray(v).dtype == jnp.bfloat16 else np.asarray(v)
             for k, v in state_lib.flatten(nnx.state(model, nnx.Param)).items()}
-    if isinstance(model, (BertModel, SequenceClassifier)):
+    if isinstance(model, CED):
+        flat.update({k: np.asarray(v) for k, v in state_lib.flatten(nnx.state(model, nnx.BatchStat)).items()})
+        tensors = {**flax_to_hf(flat, ced_map.rules(model.cfg)), **ced_map.extra_tensors(model.cfg)}
+        head = {}
+        hf_cfg = {"model_type": "kdjax_ced", "ced": model.cfg.to_json()}
+    elif isinstance(model, (BertModel, SequenceClassifier)):
         cfg: BertConfig = model.cfg
         hf_cfg = cfg.to_hf()
         head: dict[str, np.ndarray] = {}

@@ -1,7 +1,8 @@
 """Reading and writing Hugging Face checkpoint directories without loading a PyTorch model.
 
 Supported weight files: model.safetensors, model.safetensors.index.json (sharded),
-pytorch_model.bin and pytorch_model.bin.index.json. Tensors are read lazily, one at a time, so large
+pytorch_model.bin and pytorch_model.bin.index.json, or a single state-dict file (.safetensors, or a
+torch .pt/.pth/.bin/.ckpt, optionally wrapped as {"model": ...} or {"state_dict": ...}). Tensors are read lazily, one at a time, so large
 checkpoints convert in little more memory than the converted result.
 """
 
@@ -35,7 +36,16 @@ def _torch_load(file: str) -> dict:
         raise ImportError(f"{file}: reading pytorch_model.bin needs PyTorch (pip install torch==2.13.0), "
                           "or convert the checkpoint to safetensors") from None
 
-    return torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    try:
+        obj = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # legacy (non-zip) serialisation cannot be memory-mapped
+        obj = torch.load(file, map_location="cpu", weights_only=True)
+    for key in ("model", "state_dict"):  # training checkpoints wrap the state dict
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise ValueError(f"{file}: expected a state dict (name -> tensor), got {type(obj).__name__}")
+    return obj
 
 
 def _to_numpy(t) -> np.ndarray:
@@ -53,6 +63,9 @@ class LazyTensors(Mapping[str, np.ndarray]):
         self.path = path
         self._where: dict[str, str] = {}
         self._bins: dict[str, dict] = {}
+        if os.path.isfile(path):
+            self._where = {k: path for k in self._keys(path)}
+            return
         for index_name in (_SAFE + ".index.json", _BIN + ".index.json"):
             index = os.path.join(path, index_name)
             if os.path.isfile(index):

@@ -11,6 +11,10 @@ module's tensors correspond:
   tensor     the names are full tensor names and the values are equal (e.g. learned query tokens)
   conv       weight (out, in, *k) <-> kernel (*k, in, out); bias <-> bias
   batchnorm  weight/bias/running_mean/running_var <-> scale/bias/mean/var
+  pos_embed  (1, D, *grid) channels-first tensor <-> (1, *grid, D) channels-last
+
+`parts=("q", "k", "v")` splits one fused checkpoint module into equal slices along its output axis,
+one per Flax module (the Flax name holds `{part}`); saving concatenates them again.
 
 Conversion is a pure function of name -> array mappings, so the same map serves loading, saving and
 tests, and a checkpoint can be converted one tensor at a time.
@@ -32,6 +36,7 @@ class Entry:
     hf: str
     flax: str
     kind: str
+    parts: tuple[str, ...] = ()
 
 
 def _t(x):
@@ -55,6 +60,8 @@ _KINDS: dict[str, list[tuple[str, str, Callable, Callable]]] = {
     "embed": [("weight", "embedding", _ident, _ident)],
     "tensor": [("", "", _ident, _ident)],
     "conv": [("weight", "kernel", _conv_to_flax, _conv_to_hf), ("bias", "bias", _ident, _ident)],
+    "pos_embed": [("", "", lambda x: np.ascontiguousarray(np.moveaxis(x, 1, -1)),
+                   lambda x: np.ascontiguousarray(np.moveaxis(x, -1, 1)))],
     "batchnorm": [("weight", "scale", _ident, _ident), ("bias", "bias", _ident, _ident),
                   ("running_mean", "mean", _ident, _ident), ("running_var", "var", _ident, _ident)],
 }
@@ -70,6 +77,7 @@ class TensorRule:
     flax: str
     to_flax: Callable[[np.ndarray], np.ndarray]
     to_hf: Callable[[np.ndarray], np.ndarray]
+    part: tuple[int, int] | None = None  # (index, count): this rule reads slice `index` of `count`
 
 
 def expand(entries: Iterable[Entry], num_layers: int | Mapping[str, int] = 0) -> list[TensorRule]:
@@ -91,7 +99,11 @@ def expand(entries: Iterable[Entry], num_layers: int | Mapping[str, int] = 0) ->
             variants = nxt
         for _, hf, fx in variants:
             for hs, fs, to_f, to_h in _KINDS[e.kind]:
-                rules.append(TensorRule(_join(hf, hs), _join(fx, fs), to_f, to_h))
+                if e.parts:
+                    rules += [TensorRule(_join(hf, hs), _join(fx.replace("{part}", p), fs), to_f, to_h,
+                                         (j, len(e.parts))) for j, p in enumerate(e.parts)]
+                else:
+                    rules.append(TensorRule(_join(hf, hs), _join(fx, fs), to_f, to_h))
     return rules
 
 
@@ -143,10 +155,17 @@ def hf_to_flax(hf_tensors: Mapping[str, np.ndarray], rules: list[TensorRule],
         if r.hf not in hf_tensors:
             if any(fnmatch.fnmatch(r.flax, p) for p in may_init):
                 report.initialized.append(r.flax)
-            else:
+            elif r.hf not in report.missing:
                 report.missing.append(r.hf)
             continue
-        value = r.to_flax(np.asarray(hf_tensors[r.hf]))
+        value = np.asarray(hf_tensors[r.hf])
+        if r.part is not None:
+            index, count = r.part
+            if value.shape[0] % count:
+                report.mismatched.append(f"{r.hf}: {source} {value.shape} does not split in {count}")
+                continue
+            value = np.split(value, count, axis=0)[index]
+        value = r.to_flax(value)
         want = tuple(flax_shapes[r.flax])
         if tuple(value.shape) != want:
             report.mismatched.append(f"{r.hf}: {source} {tuple(value.shape)} vs model {want}")
@@ -167,4 +186,17 @@ def flax_to_hf(flax_params: Mapping[str, np.ndarray], rules: list[TensorRule]) -
     extra = sorted(set(flax_params) - covered)
     if extra:
         raise ConversionError(f"model parameters without a parameter-map entry: {extra}")
-    return {r.hf: r.to_hf(np.asarray(flax_params[r.flax])) for r in rules if r.flax in flax_params}
+    out: dict[str, np.ndarray] = {}
+    parts: dict[str, dict[int, np.ndarray]] = {}
+    for r in rules:
+        if r.flax not in flax_params:
+            continue
+        value = r.to_hf(np.asarray(flax_params[r.flax]))
+        if r.part is None:
+            out[r.hf] = value
+        else:
+            got = parts.setdefault(r.hf, {})
+            got[r.part[0]] = value
+            if len(got) == r.part[1]:
+                out[r.hf] = np.concatenate([got[j] for j in range(r.part[1])], axis=0)
+    return out
