@@ -37,6 +37,11 @@ class Task:
     evaluate: Callable[[dict[str, np.ndarray], str], dict[str, float]]
     """(predictions of a whole split, split name) -> metrics, on the host."""
 
+    train_transform: Callable[[dict[str, np.ndarray], np.random.Generator], dict[str, np.ndarray]] | None = None
+    """Per-example random transform (augmentation, random crop) applied on the host after shuffling and
+    repeating; its generator comes from (seed, position in the stream), so a resumed run draws
+    exactly what the uninterrupted run would have."""
+
     logical_axes: LogicalAxes = ()
     teacher: nnx.Module | None = None
     """Frozen: never differentiated, never in the optimiser, never checkpointed."""

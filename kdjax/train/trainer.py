@@ -190,7 +190,10 @@ class Trainer:
         ds = self.task.train_data
         if jax.process_count() > 1:
             ds = ds[jax.process_index()::jax.process_count()]
-        ds = ds.shuffle(seed=int(self.cfg.seed)).repeat(None).batch(self.local_batch, drop_remainder=True)
+        ds = ds.shuffle(seed=int(self.cfg.seed)).repeat(None)
+        if self.task.train_transform is not None:
+            ds = ds.random_map(self.task.train_transform, seed=int(self.cfg.seed) + 1)
+        ds = ds.batch(self.local_batch, drop_remainder=True)
         return iter(ds.to_iter_dataset())
 
     def predict(self, params, rest, split: str) -> dict[str, np.ndarray]:
