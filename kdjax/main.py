@@ -22,7 +22,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, met
                                "Default: workdirs/<config name>-<variant>.")
 _MODE = flags.DEFINE_enum("mode", "train", ["train"], "What to do.")
 
-SYSTEMS = ("dsg_kd",)
+SYSTEMS = ("dsg_kd", "audio_tagging")
 
 
 def missing_paths(cfg) -> list[str]:

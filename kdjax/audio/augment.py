@@ -56,13 +56,16 @@ def shift(wave: np.ndarray, samples: int, rollover: bool = True) -> np.ndarray:
     return out
 
 
-def stretch(wave: np.ndarray, rate: float) -> np.ndarray:
-    """Time stretch by `rate` keeping the pitch (librosa's phase vocoder); length becomes len / rate."""
+def stretch(wave: np.ndarray, rate: float, n_fft: int = 512) -> np.ndarray:
+    """Time stretch by `rate` keeping the pitch (librosa's phase vocoder); length becomes len / rate.
+    A 512-point STFT (32 ms at 16 kHz) is ten times cheaper than librosa's 2048 default and matches
+    the front end's resolution."""
     import librosa
 
-    if len(wave) < 512:  # shorter than one STFT frame: nothing a phase vocoder can do
+    if len(wave) < n_fft:  # shorter than one STFT frame: nothing a phase vocoder can do
         return wave
-    return librosa.effects.time_stretch(wave.astype(np.float32), rate=rate).astype(np.float32)
+    return librosa.effects.time_stretch(wave.astype(np.float32), rate=rate, n_fft=n_fft,
+                                        hop_length=n_fft // 4).astype(np.float32)
 
 
 def flip(wave: np.ndarray) -> np.ndarray:
@@ -70,8 +73,18 @@ def flip(wave: np.ndarray) -> np.ndarray:
     return -wave
 
 
-def augment(wave: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> tuple[np.ndarray, list[str]]:
-    """Apply each augmentation with its probability, in a random order. Returns (wave, names applied)."""
+def augment(wave: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig, crop_to: int | None = None
+            ) -> tuple[np.ndarray, list[str]]:
+    """Apply each augmentation with its probability, in a random order. Returns (wave, names applied).
+
+    `crop_to`: the length the caller will crop to afterwards. A longer clip is first cut at random to
+    what the slowest stretch could still need, so long clips cost no more than short ones.
+    """
+    if crop_to is not None:
+        keep = int(np.ceil(crop_to * max(cfg.stretch_rate))) + 512
+        if len(wave) > keep:
+            start = int(rng.integers(0, len(wave) - keep + 1))
+            wave = wave[start:start + keep]
     ops = {
         "noise": (cfg.noise_p, lambda w: add_white_noise(w, rng.uniform(*cfg.snr_db), rng)),
         "shift": (cfg.shift_p, lambda w: shift(

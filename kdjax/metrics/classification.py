@@ -59,3 +59,19 @@ def binary_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     }
     out["average"] = float(np.mean([out[k] for k in NAMES]))
     return out
+
+
+def multiclass_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """labels (n,), probs (n, classes): accuracy, balanced accuracy (mean per-class recall over the
+    classes present) and macro F1, as scikit-learn defines them."""
+    labels = np.asarray(labels).astype(int)
+    pred = np.asarray(probs).argmax(-1)
+    present = np.unique(labels)
+    recall = [np.mean(pred[labels == c] == c) for c in present]
+    f1 = []
+    for c in np.union1d(present, np.unique(pred)):
+        tp = np.sum((pred == c) & (labels == c))
+        denom = np.sum(pred == c) + np.sum(labels == c)
+        f1.append(2 * tp / denom if denom else 0.0)
+    return {"accuracy": float(np.mean(pred == labels)), "balanced_accuracy": float(np.mean(recall)),
+            "macro_f1": float(np.mean(f1))}

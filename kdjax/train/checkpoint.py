@@ -2,7 +2,9 @@
 
 `workdir/checkpoints/<step>/` holds `state` (params, optimiser state, non-param model state, step),
 `data` (the grain iterator state, JSON) and `meta` (early-stopping bookkeeping, JSON), so a killed run
-resumes exactly. `workdir/best/<step>/` holds the parameters with the best validation metric.
+resumes exactly. `workdir/best/<step>/` holds the model (parameters and non-parameter state such as BatchNorm
+statistics, which must travel with the parameters they were computed with) with the best validation
+metric.
 Teachers are frozen and never saved here. Orbax writes to a temporary directory and renames it when
 complete, so a run killed mid-save never leaves a checkpoint that looks whole.
 """
@@ -28,7 +30,7 @@ class Checkpoints:
                 max_to_keep=1, create=True, enable_async_checkpointing=False,
                 best_fn=lambda m: m["value"], best_mode=best_mode)
             self.best = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "best"),
-                                              options=best_opts, item_names=("params", "meta"))
+                                              options=best_opts, item_names=("model", "meta"))
 
     def latest_step(self) -> int | None:
         return self.latest.latest_step()
@@ -45,23 +47,23 @@ class Checkpoints:
             meta=ocp.args.JsonRestore()))
         return out["state"], out["data"], out["meta"]
 
-    def save_best(self, step: int, params: Any, value: float, meta: dict) -> None:
+    def save_best(self, step: int, model: Any, value: float, meta: dict) -> None:
         assert self.best is not None
         self.best.save(step, args=ocp.args.Composite(
-            params=ocp.args.StandardSave(params), meta=ocp.args.JsonSave({**meta, "value": value})),
+            model=ocp.args.StandardSave(model), meta=ocp.args.JsonSave({**meta, "value": value})),
             metrics={"value": float(value)}, force=True)
         self.best.wait_until_finished()
 
     def best_step(self) -> int | None:
         return None if self.best is None else self.best.best_step()
 
-    def restore_best(self, abstract_params: Any) -> tuple[Any, dict] | None:
+    def restore_best(self, abstract_model: Any) -> tuple[Any, dict] | None:
         step = self.best_step()
         if step is None:
             return None
         out = self.best.restore(step, args=ocp.args.Composite(
-            params=ocp.args.StandardRestore(abstract_params), meta=ocp.args.JsonRestore()))
-        return out["params"], out["meta"]
+            model=ocp.args.StandardRestore(abstract_model), meta=ocp.args.JsonRestore()))
+        return out["model"], out["meta"]
 
     def close(self) -> None:
         self.latest.close()

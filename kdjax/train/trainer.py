@@ -266,7 +266,8 @@ class Trainer:
                                                           else value < meta["best"])
                         if better:
                             meta.update(best=value, best_step=step, bad_evals=0)
-                            ckpts.save_best(step, self.state["params"], value, {"step": step, **dev})
+                            ckpts.save_best(step, {"params": self.state["params"], "rest": self.state["rest"]},
+                                            value, {"step": step, **dev})
                         else:
                             meta["bad_evals"] += 1
                             if patience and meta["bad_evals"] >= patience:
@@ -291,11 +292,11 @@ class Trainer:
 
     def _finish(self, ckpts: Checkpoints, step: int, meta: dict, writer: MetricWriter,
                 train_seconds: float) -> Result:
-        params, source = self.state["params"], "final"
-        best = ckpts.restore_best(abstract_like(params)) if ckpts.best is not None else None
+        params, rest, source = self.state["params"], self.state["rest"], "final"
+        best = (ckpts.restore_best(abstract_like({"params": params, "rest": rest}))
+                if ckpts.best is not None else None)
         if best is not None:
-            params, source = best[0], f"best (step {best[1]['step']})"
-        rest = self.state["rest"]
+            params, rest, source = best[0]["params"], best[0]["rest"], f"best (step {best[1]['step']})"
         preds = {split: self.predict(params, rest, split) for split in self.task.eval_data}
         results = {split: self.task.evaluate(p, split) for split, p in preds.items()}
         for split, m in results.items():
