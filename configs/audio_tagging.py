@@ -19,7 +19,9 @@ def get_config(variant: str = "real_sounds") -> ml_collections.ConfigDict:
     c.seed = 0
     c.mesh = {"data": -1, "fsdp": 1, "tensor": 1}
     c.data = ml_collections.ConfigDict({
-        "source": "real_sounds", "labels": LABELS, "sample_rate": 16000, "clip_seconds": 2.0,
+        "source": "real_sounds",  # or 'manifest': users' clips listed in data.manifest_file
+        "manifest_file": "",  # JSONL: {"audio": path, "label": name, "split": train|validation|test}
+        "labels": LABELS, "sample_rate": 16000, "clip_seconds": 2.0,
         "on_bad_input": "error",  # or 'skip': unreadable clips are skipped, counted and listed
     })
     c.model = ml_collections.ConfigDict({

@@ -6,6 +6,8 @@ labels, and its `real_sounds` variant is the learning test of the audio stack on
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 
 import grain
 import jax
@@ -37,11 +39,38 @@ def build_model(cfg: ml_collections.ConfigDict, num_classes: int) -> ced_lib.CED
                        rngs=nnx.Rngs(cfg.seed))
 
 
+SPLITS = ("train", "validation", "test")
+
+
+def read_manifest(file: str) -> list[dict]:
+    """Users' clips: JSONL rows {"audio": path, "label": name, "split": train|validation|test}; relative
+    paths are read from the manifest's folder."""
+    rows, root = [], os.path.dirname(os.path.abspath(file))
+    with open(file, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"{file}:{n}: invalid JSON ({e.msg})") from None
+            missing = [k for k in ("audio", "label", "split") if k not in row]
+            if missing:
+                raise InputError(f"{file}:{n}: missing {', '.join(missing)}")
+            if row["split"] not in SPLITS:
+                raise InputError(f"{file}:{n}: split {row['split']!r} is not one of {SPLITS}")
+            rows.append({**row, "audio": os.path.join(root, row["audio"])})
+    return rows
+
+
 def load_rows(cfg: ml_collections.ConfigDict) -> dict[str, list[dict]]:
     d = cfg.data
     if d.source == "real_sounds":
-        return {s: real_sounds.manifest(split=s) for s in ("train", "validation", "test")}
-    raise InputError(f"data.source must be 'real_sounds', got {d.source!r}")
+        return {s: real_sounds.manifest(split=s) for s in SPLITS}
+    if d.source == "manifest":
+        rows = read_manifest(d.manifest_file)
+        return {s: [r for r in rows if r["split"] == s] for s in SPLITS}
+    raise InputError(f"data.source must be 'real_sounds' or 'manifest', got {d.source!r}")
 
 
 def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
@@ -57,7 +86,8 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
             raise InputError(f"{split}: labels {unknown} are not in data.labels {labels}")
         waves, bad = load_many([r["audio"] for r in items], d.sample_rate, d.on_bad_input)
         skipped += bad
-        good = [r for r in items if not any(s.startswith(r["audio"] + ":") for s in bad)]
+        bad_paths = {b.split(": ", 1)[0] for b in bad}
+        good = [r for r in items if r["audio"] not in bad_paths]
         data[split] = [{"wave": w, "label": np.int32(index[r["label"]])} for w, r in zip(waves, good)]
 
     def fixed(ex):  # evaluation: the clip's start, zero-padded, with its mask
