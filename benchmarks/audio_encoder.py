@@ -1,0 +1,118 @@
+"""Audio encoder throughput: log-mel + CED-base forward on 10-s clips, kdjax against the PyTorch
+reference (tests/torch_ced.py, the same architecture and weights) in the same run; and the front end
+alone against librosa and torch. Prints one JSON line.
+
+kdjax runs one jitted function (front end + encoder) over the split NNX state, as the trainer does.
+PyTorch runs in inference mode with `torch.set_num_threads` equal to the cores XLA uses.
+
+    python benchmarks/audio_encoder.py [--batch 4] [--reps 3] [--size ced_base]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+SECONDS, SR = 10.0, 16000
+
+
+def timed(fn, reps: int) -> float:
+    fn()  # compile / warm up
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--size", default="ced_base")
+    ap.add_argument("--frontend-batch", type=int, default=16)
+    args = ap.parse_args()
+
+    import jax
+    import librosa
+    import torch
+    from flax import nnx
+
+    from kdjax.audio import log_mel
+    from kdjax.convert import from_pretrained
+    from tests.torch_ced import TorchCED
+
+    threads = os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    n = int(SECONDS * SR)
+    wave = (0.1 * rng.standard_normal((args.batch, n))).astype(np.float32)
+
+    torch.manual_seed(0)
+    ref = TorchCED(args.size).eval()
+    import tempfile
+
+    path = os.path.join(tempfile.mkdtemp(), "ced.pt")
+    torch.save(ref.state_dict(), path)
+    model = from_pretrained(path, arch=args.size)
+    gdef, state = nnx.split(model)
+    state = nnx.to_pure_dict(state)
+    encode = jax.jit(lambda s, w: nnx.merge(gdef, s)(w)["last_hidden_state"])
+    wj = jax.device_put(wave)
+    t_jax = timed(lambda: encode(state, wj).block_until_ready(), args.reps)
+    wt = torch.from_numpy(wave)
+
+    def torch_fwd():
+        with torch.inference_mode():
+            return ref(wt)["last_hidden_state"]
+
+    t_torch = timed(torch_fwd, args.reps)
+    err = float(np.abs(np.asarray(encode(state, wj)) - torch_fwd().numpy()).max())
+
+    # front end alone
+    fb = args.frontend_batch
+    fw = (0.1 * rng.standard_normal((fb, n))).astype(np.float32)
+    fe = jax.jit(lambda w: log_mel(w))
+    fwj = jax.device_put(fw)
+    t_fe_jax = timed(lambda: fe(fwj).block_until_ready(), args.reps)
+    fwt = torch.from_numpy(fw)
+
+    def fe_torch():
+        with torch.inference_mode():
+            return ref.front_end(fwt)
+
+    t_fe_torch = timed(fe_torch, args.reps)
+
+    def fe_librosa():
+        return [librosa.power_to_db(librosa.feature.melspectrogram(
+            y=x, sr=SR, n_fft=512, hop_length=160, win_length=512, n_mels=64, fmin=0, fmax=8000, htk=True,
+            norm=None, pad_mode="reflect"), amin=1e-10, top_db=120.0) for x in fw]
+
+    t_fe_librosa = timed(fe_librosa, args.reps)
+
+    out = {
+        "benchmark": "audio_encoder", "model": args.size, "clip_seconds": SECONDS, "batch": args.batch,
+        "tokens_per_clip": int(encode(state, wj).shape[1]),
+        "kdjax_clips_per_s": round(args.batch / t_jax, 3), "torch_clips_per_s": round(args.batch / t_torch, 3),
+        "speedup_vs_torch": round(t_torch / t_jax, 3), "max_abs_diff_tokens": err,
+        "frontend_batch": fb,
+        "frontend_kdjax_clips_per_s": round(fb / t_fe_jax, 1),
+        "frontend_torch_clips_per_s": round(fb / t_fe_torch, 1),
+        "frontend_librosa_clips_per_s": round(fb / t_fe_librosa, 1),
+        "frontend_speedup_vs_torch": round(t_fe_torch / t_fe_jax, 3),
+        "frontend_speedup_vs_librosa": round(t_fe_librosa / t_fe_jax, 3),
+        "cpu_threads": threads, "jax": jax.__version__, "torch": torch.__version__,
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
