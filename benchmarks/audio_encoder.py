@@ -20,6 +20,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.common import matmul_ceiling  # noqa: E402
+
 SECONDS, SR = 10.0, 16000
 
 
@@ -98,11 +100,19 @@ def main() -> None:
 
     t_fe_librosa = timed(fe_librosa, args.reps)
 
+    # analytic encoder FLOPs per clip: 12 blocks of qkv/proj/MLP GEMMs plus attention scores and mixing
+    d, t = model.cfg.embed_dim, int(encode(state, wj).shape[1])
+    flop_clip = model.cfg.depth * t * (2 * (4 * d * d + 2 * d * 4 * d) + 4 * t * d)
+    ceiling = matmul_ceiling()
     out = {
         "benchmark": "audio_encoder", "model": args.size, "clip_seconds": SECONDS, "batch": args.batch,
         "tokens_per_clip": int(encode(state, wj).shape[1]),
         "kdjax_clips_per_s": round(args.batch / t_jax, 3), "torch_clips_per_s": round(args.batch / t_torch, 3),
         "speedup_vs_torch": round(t_torch / t_jax, 3), "max_abs_diff_tokens": err,
+        "model_gflop_per_clip": round(flop_clip / 1e9, 1),
+        "matmul_ceiling_gflops": round(ceiling / 1e9, 1),
+        "kdjax_fraction_of_ceiling": round(flop_clip * args.batch / t_jax / ceiling, 3),
+        "torch_fraction_of_ceiling": round(flop_clip * args.batch / t_torch / ceiling, 3),
         "frontend_batch": fb,
         "frontend_kdjax_clips_per_s": round(fb / t_fe_jax, 1),
         "frontend_torch_clips_per_s": round(fb / t_fe_torch, 1),

@@ -25,6 +25,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.common import matmul_ceiling  # noqa: E402
+
 LAYERS, WIDTH, HEADS, FFN, VOCAB = 6, 384, 12, 1536, 30522
 SPANS, ALPHA, BETA = 8, 0.6, 0.2
 
@@ -50,21 +52,6 @@ def model_flops(batch: int, seq: int) -> float:
     per_token_layer = 2 * (4 * WIDTH * WIDTH + 2 * WIDTH * FFN) + 2 * 2 * seq * WIDTH
     fwd = per_token_layer * LAYERS * batch * seq
     return fwd + 3 * fwd  # teacher forward + student forward and backward
-
-
-def matmul_ceiling(n: int = 2048, reps: int = 10) -> float:
-    import jax
-    import jax.numpy as jnp
-
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        f(a).block_until_ready()
-        best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best
 
 
 def bench_kdjax(batch_np, steps: int) -> float:
