@@ -12,21 +12,26 @@ from kdjax.data import real_sounds
 from tests import runs
 
 CONFIG = "configs/audio_tagging.py:real_sounds"
-QUICK = ("--config.train.batch_size=4", "--config.data.clip_seconds=0.5", "--config.optim.decay=constant",
+QUICK = ("--config.model.depth=2", "--config.train.batch_size=4", "--config.data.clip_seconds=0.5", "--config.optim.decay=constant",
          "--config.optim.warmup_ratio=0", "--config.train.log_every=1", "--config.eval.every=0")
 
 
 def test_ced_tiny_learns_real_sounds(tmp_path):
+    """200 steps from random init. Held out: the validation and test clips (48; no checkpoint selection,
+    so validation is as unseen as test). Five classes: chance 0.2, majority class 0.29."""
     wd = str(tmp_path / "learn")
     runs.run(CONFIG, wd, timeout=1200)
     with open(os.path.join(wd, "report.json")) as f:
         report = json.load(f)
-    test = report["metrics"]["test"]
-    majority = report["info"]["majority_class_accuracy"]["test"]  # 0.29; five classes: 0.2 balanced
-    assert test["accuracy"] >= 0.5 and test["accuracy"] >= majority + 0.2, test
-    assert test["balanced_accuracy"] >= 0.4, test
+    m, n = report["metrics"], report["info"]["num_examples"]
+    assert report["params"] == "final"
+    held_out = (m["dev"]["accuracy"] * n["validation"] + m["test"]["accuracy"] * n["test"]) / (
+        n["validation"] + n["test"])
+    majority = report["info"]["majority_class_accuracy"]["test"]
+    assert held_out >= 0.45 and held_out >= majority + 0.15, m
+    assert (m["dev"]["balanced_accuracy"] + m["test"]["balanced_accuracy"]) / 2 >= 0.4, m
     losses = [r["loss"] for r in runs.train_rows(wd)]
-    assert np.mean(losses[-3:]) < losses[0] - 0.3, losses
+    assert np.mean(losses[-3:]) < np.log(5) - 0.25, losses  # log 5: the loss of a uniform guess
 
 
 def test_augmented_run_resumes_exactly(tmp_path):
@@ -81,3 +86,24 @@ def test_manifest_with_bad_clips_errors_or_skips(tmp_path):
     assert info["bad_audio_skipped"] == 2
     assert info["num_examples"] == {"train": 8, "validation": 4, "test": 4}
     assert any("missing.flac: audio file not found" in b for b in info["bad_audio"])
+
+
+def test_finetune_keeps_released_encoder_and_adds_a_fresh_head(tmp_path):
+    import torch
+    from flax import nnx
+
+    from configs.audio_tagging import get_config
+    from kdjax.models import state as state_lib
+    from kdjax.systems.audio_tagging import build_model
+    from tests.torch_ced import TorchCED
+
+    torch.manual_seed(0)
+    ref = TorchCED("ced_tiny")
+    torch.save(ref.state_dict(), tmp_path / "ced_tiny.pt")
+    cfg = get_config("finetune")
+    cfg.model.checkpoint = str(tmp_path / "ced_tiny.pt")
+    model = build_model(cfg, num_classes=5)
+    assert model.cfg.embed_dim == 192 and model.outputlayer.layers[1].kernel.shape == (192, 5)
+    flat = state_lib.flatten(nnx.state(model))
+    np.testing.assert_array_equal(flat["blocks.11.mlp.fc2.kernel"], ref.blocks[11].mlp.fc2.weight.detach().numpy().T)
+    np.testing.assert_array_equal(flat["init_bn.mean"], ref.init_bn[1].running_mean.numpy())

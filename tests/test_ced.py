@@ -122,6 +122,10 @@ def test_save_pretrained_loads_strictly_into_pytorch_and_back(reference, tmp_pat
     again = from_pretrained(str(tmp_path / "out"))
     a, b = state_lib.flatten(nnx.state(model)), state_lib.flatten(nnx.state(again))
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    # a bare .safetensors state dict with the released names loads too
+    bare = from_pretrained(str(tmp_path / "out" / "model.safetensors"), arch="ced_tiny")
+    c = state_lib.flatten(nnx.state(bare))
+    assert all(np.array_equal(a[k], c[k]) for k in a)
 
 
 def test_fused_qkv_is_split_into_q_k_v(reference):

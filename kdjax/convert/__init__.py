@@ -80,6 +80,8 @@ def _ced_from_pretrained(path: str, arch: str | None, seed: int, overrides: dict
     abstract = state_lib.abstract_module(lambda: CED(cfg, rngs=nnx.Rngs(seed)))
     shapes = {k: v.shape for k, v in state_lib.flatten(nnx.state(abstract)).items()}
     ignore = ced_map.IGNORE + (() if cfg.num_classes else ("outputlayer.*",))
+    # depth < the checkpoint's keeps its first blocks (a truncated encoder); the rest are reported ignored
+    ignore += tuple(f"blocks.{i}.*" for i in range(cfg.depth, 64))
     flat, report = hf_to_flax(tensors, ced_map.rules(cfg), shapes, ignore=ignore, source=path)
     return state_lib.load_flat(abstract, flat), report
 

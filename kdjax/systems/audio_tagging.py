@@ -30,6 +30,8 @@ from kdjax.train.task import Task
 def build_model(cfg: ml_collections.ConfigDict, num_classes: int) -> ced_lib.CED:
     m = cfg.model
     overrides = dict(m.overrides)
+    if m.depth:
+        overrides["depth"] = int(m.depth)
     if m.checkpoint:  # a released CED: keep its encoder, give it a fresh head for these labels
         encoder = from_pretrained(assets.resolve(m.checkpoint), arch=m.arch or None, num_classes=0, **overrides)
         model = ced_lib.CED(dataclasses.replace(encoder.cfg, num_classes=num_classes), rngs=nnx.Rngs(cfg.seed))
