@@ -40,13 +40,20 @@ def train_rows(workdir: str) -> list[dict]:
 
 
 def final_params(workdir: str) -> dict[str, np.ndarray]:
-    """The parameters in the latest checkpoint, read with orbax on the host (no sharding)."""
+    """The parameters in the latest checkpoint, restored onto this process's first device whatever
+    mesh wrote them."""
+    import jax
     import orbax.checkpoint as ocp
 
     from kdjax.models.state import flatten
 
     mgr = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"), item_names=("state", "data", "meta"))
     step = mgr.latest_step()
-    state = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
     mgr.close()
+    item = os.path.join(workdir, "checkpoints", str(step), "state")
+    ckptr = ocp.StandardCheckpointer()
+    here = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here),
+                          ckptr.metadata(item).item_metadata)
+    state = ckptr.restore(item, target)
     return {k: np.asarray(v) for k, v in flatten(state["params"]).items()} | {"__step__": np.asarray(step)}

@@ -6,6 +6,7 @@ import os
 import shutil
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from kdjax.data import real_sounds
@@ -34,17 +35,22 @@ def test_ced_tiny_learns_real_sounds(tmp_path):
     assert np.mean(losses[-3:]) < np.log(5) - 0.25, losses  # log 5: the loss of a uniform guess
 
 
-def test_augmented_run_resumes_exactly(tmp_path):
+@pytest.fixture(scope="module")
+def six_steps(tmp_path_factory):
+    wd = str(tmp_path_factory.mktemp("six") / "a")
+    runs.run(CONFIG, wd, *QUICK, "--config.train.steps=6", "--config.train.checkpoint_every=3")
+    return wd
+
+
+def test_augmented_run_resumes_exactly(six_steps, tmp_path):
     """A 6-step run, and a copy of its workdir cut back to the step-3 checkpoint and resumed: same
     parameters, same losses. Augmentation and crop draws come from (seed, stream position), which the
     checkpointed grain iterator state restores."""
-    a, b = str(tmp_path / "a"), str(tmp_path / "b")
-    quick = (*QUICK, "--config.train.steps=6", "--config.train.checkpoint_every=3")
-    runs.run(CONFIG, a, *quick)
+    a, b = six_steps, str(tmp_path / "b")
     shutil.copytree(a, b)
     shutil.rmtree(os.path.join(b, "checkpoints", "6"))
     os.remove(os.path.join(b, "report.json"))
-    runs.run(CONFIG, b, *quick)
+    runs.run(CONFIG, b, *QUICK, "--config.train.steps=6", "--config.train.checkpoint_every=3")
     pa, pb = runs.final_params(a), runs.final_params(b)
     assert int(pa["__step__"]) == int(pb["__step__"]) == 6
     for k in pa:
@@ -52,6 +58,19 @@ def test_augmented_run_resumes_exactly(tmp_path):
     assert [r["loss"] for r in runs.train_rows(a)] == [r["loss"] for r in runs.train_rows(b)]
     with open(os.path.join(b, "metrics.jsonl")) as f:
         assert [r["step"] for r in map(json.loads, f) if r["split"] == "train"] == [1, 2, 3, 4, 5, 6]
+
+
+def test_same_losses_on_8_devices(six_steps, tmp_path):
+    """CED's logical axes on a data x fsdp x tensor = 2 x 2 x 2 mesh: the same run, the same numbers
+    (BatchNorm statistics are global over the sharded batch)."""
+    wd = str(tmp_path / "mesh")
+    runs.run(CONFIG, wd, *QUICK, "--config.train.steps=6", "--config.train.checkpoint_every=3",
+             "--config.mesh.data=2", "--config.mesh.fsdp=2", "--config.mesh.tensor=2", devices=8)
+    one, eight = runs.train_rows(six_steps), runs.train_rows(wd)
+    np.testing.assert_allclose([r["loss"] for r in eight], [r["loss"] for r in one], rtol=2e-4)
+    pa, pb = runs.final_params(six_steps), runs.final_params(wd)
+    for k in ("init_bn.scale", "blocks.1.attn.q_proj.kernel", "outputlayer.layers.1.kernel"):
+        np.testing.assert_allclose(pb[k], pa[k], atol=2e-4, err_msg=k)
 
 
 def _manifest(tmp_path, bad: bool) -> str:
