@@ -14,25 +14,14 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import matmul_ceiling  # noqa: E402
+from benchmarks.common import matmul_ceiling, timed  # noqa: E402
 
 SECONDS, SR = 10.0, 16000
-
-
-def timed(fn, reps: int) -> float:
-    fn()  # compile / warm up
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 def main() -> None:

@@ -3,6 +3,22 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+
+import numpy as np
+
+
+def timed(fn: Callable[[], object], reps: int, warmup: int = 1) -> float:
+    """Median wall time of `fn()` over `reps` calls, after `warmup` calls (compilation, caches).
+    `fn` must block until its work is done."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
 
 
 def matmul_ceiling(n: int = 2048, reps: int = 10) -> float:

@@ -19,13 +19,12 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import matmul_ceiling  # noqa: E402
+from benchmarks.common import matmul_ceiling, timed  # noqa: E402
 
 LAYERS, WIDTH, HEADS, FFN, VOCAB = 6, 384, 12, 1536, 30522
 SPANS, ALPHA, BETA = 8, 0.6, 0.2
@@ -83,16 +82,13 @@ def bench_kdjax(batch_np, steps: int) -> float:
     trainer = Trainer(cfg, task, tempfile.mkdtemp())
     batch = shd.global_batch(batch_np, trainer.mesh)
     state = trainer.state
-    for _ in range(2):  # compile + warm up
-        state, m = trainer.train_step(state, trainer.teacher_state, batch)
-    m["loss"].block_until_ready()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
+
+    def step():
+        nonlocal state
         state, m = trainer.train_step(state, trainer.teacher_state, batch)
         m["loss"].block_until_ready()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+
+    return timed(step, steps, warmup=2)  # the first call compiles
 
 
 def bench_torch(batch_np, steps: int) -> float:
@@ -149,14 +145,7 @@ def bench_torch(batch_np, steps: int) -> float:
         opt.step()
         return loss
 
-    for _ in range(2):
-        step()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+    return timed(step, steps, warmup=2)
 
 
 def main() -> None:

@@ -97,6 +97,8 @@ def from_pretrained(path: str, *, task: str = "encoder", arch: str | None = None
     `config_overrides` replace config fields (e.g. num_labels=2, classifier_head="dsg_kd",
     hidden_dropout_prob=0.0; for CED e.g. num_classes=0 to drop the AudioSet head, target_length).
     """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such checkpoint file or directory")
     model_type = arch
     if model_type is None:  # a bare state-dict file can only be CED; a directory says in config.json
         model_type = "ced" if os.path.isfile(path) else read_config(path).get("model_type")
