@@ -62,8 +62,8 @@ def test_bad_audio_names_the_file(tmp_path):
     good = str(tmp_path / "full.wav")
     with pytest.raises(AudioError):
         load_many([good, files["nan"]])
-    waves, skipped = load_many([good] + list(files.values()) + [good], on_bad="skip")
-    assert len(waves) == 2 and len(skipped) == len(files)
+    waves, kept, skipped = load_many([good] + list(files.values()) + [good], on_bad="skip")
+    assert len(waves) == 2 and kept == [0, len(files) + 1] and len(skipped) == len(files)
     assert all(any(s.startswith(p) for s in skipped) for p in files.values())
 
 

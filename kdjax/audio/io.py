@@ -79,19 +79,21 @@ def load_audio(path: str, sample_rate: int = 16000) -> np.ndarray:
 
 
 def load_many(paths: Sequence[str], sample_rate: int = 16000, on_bad: str = "error"
-              ) -> tuple[list[np.ndarray], list[str]]:
-    """Load every file; with on_bad='skip', bad files are left out and listed as 'path: reason'."""
+              ) -> tuple[list[np.ndarray], list[int], list[str]]:
+    """Load every file. Returns (waves, the indices into `paths` they came from, skipped); with
+    on_bad='skip', bad files are left out and listed in `skipped` as 'path: reason'."""
     if on_bad not in ("error", "skip"):
         raise InputError(f"data.on_bad_input must be 'error' or 'skip', got {on_bad!r}")
-    waves, skipped = [], []
-    for p in paths:
+    waves, kept, skipped = [], [], []
+    for i, p in enumerate(paths):
         try:
             waves.append(load_audio(p, sample_rate))
+            kept.append(i)
         except AudioError as e:
             if on_bad == "error":
                 raise
             skipped.append(str(e))
-    return waves, skipped
+    return waves, kept, skipped
 
 
 def crop_or_pad(wave: np.ndarray, length: int, rng: np.random.Generator | None = None

@@ -8,7 +8,9 @@ config on load and written back on save so the result loads into the PyTorch mod
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+from collections.abc import Mapping
 
 import jax
 import numpy as np
@@ -96,13 +98,16 @@ def _resize(x: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     return x
 
 
-def adapt_position_embeddings(tensors, cfg: CedConfig) -> dict:
-    """Lazy mapping -> dict with position embeddings fitted to the config's patch grid."""
-    out = {k: tensors[k] for k in tensors}
+def adapt_position_embeddings(tensors, cfg: CedConfig) -> Mapping:
+    """The checkpoint's tensors with its position embeddings fitted to the config's patch grid; the
+    others stay lazy (read on access)."""
+    fitted = {}
     for name, grid in (("time_pos_embed", (1, cfg.time_patches)), ("freq_pos_embed", (cfg.freq_patches, 1))):
-        if name in out and tuple(out[name].shape[2:]) != grid:
-            out[name] = _resize(np.asarray(out[name]), grid)
-    return out
+        if name in tensors:
+            value = np.asarray(tensors[name])
+            if tuple(value.shape[2:]) != grid:
+                fitted[name] = _resize(value, grid)
+    return collections.ChainMap(fitted, tensors)
 
 
 def extra_tensors(cfg: CedConfig) -> dict[str, np.ndarray]:

@@ -86,11 +86,9 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         unknown = sorted({r["label"] for r in items} - set(index))
         if unknown:
             raise InputError(f"{split}: labels {unknown} are not in data.labels {labels}")
-        waves, bad = load_many([r["audio"] for r in items], d.sample_rate, d.on_bad_input)
+        waves, kept, bad = load_many([r["audio"] for r in items], d.sample_rate, d.on_bad_input)
         skipped += bad
-        bad_paths = {b.split(": ", 1)[0] for b in bad}
-        good = [r for r in items if r["audio"] not in bad_paths]
-        data[split] = [{"wave": w, "label": np.int32(index[r["label"]])} for w, r in zip(waves, good)]
+        data[split] = [{"wave": w, "label": np.int32(index[items[i]["label"]])} for w, i in zip(waves, kept)]
 
     def fixed(ex):  # evaluation: the clip's start, zero-padded, with its mask
         wave, mask = crop_or_pad(ex["wave"], length)
