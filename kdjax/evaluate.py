@@ -1,0 +1,112 @@
+"""Score caption files with the captioning suite and print the thesis's table columns.
+
+    python -m kdjax.evaluate --predictions preds.jsonl --references refs.jsonl [--out scores.json]
+        [--tokenization ptb|loae] [--metrics bleu_4,cider_d,...] [--per-item]
+        [--sbert-model DIR] [--echecker CKPT --echecker-model-dir DIR] [--spice-jar JAR]
+
+predictions.jsonl: one {"id": ..., "caption": "..."} per line ("prediction" or "text" also accepted).
+references.jsonl: {"id": ..., "captions": ["...", ...]} per line ("references" also accepted), or one
+{"id": ..., "caption": "..."} line per reference. Items are joined on "id"; every prediction needs
+references and every reference id a prediction. The JSON written holds the scores (x100), the
+tokenisation, unavailable metrics with the files they need, and per-item scores with --per-item.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import OrderedDict
+
+from kdjax.metrics import captioning
+
+
+def _read_jsonl(path: str) -> list[tuple[int, dict]]:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n}: not JSON ({e.msg})") from None
+            if not isinstance(row, dict) or "id" not in row:
+                raise ValueError(f"{path}:{n}: expected an object with an \"id\"")
+            rows.append((n, row))
+    return rows
+
+
+def _text(path: str, n: int, row: dict, keys: tuple[str, ...]):
+    for k in keys:
+        if k in row:
+            return row[k]
+    raise ValueError(f"{path}:{n}: none of the keys {list(keys)} (id {row['id']!r})")
+
+
+def read_items(pred_path: str, ref_path: str) -> tuple[list, list[str], list[list[str]]]:
+    """(ids, predictions, references) joined on id, in the predictions file's order."""
+    preds: OrderedDict = OrderedDict()
+    for n, row in _read_jsonl(pred_path):
+        text = _text(pred_path, n, row, ("caption", "prediction", "text"))
+        if not isinstance(text, str):
+            raise ValueError(f"{pred_path}:{n}: the prediction must be a string, got {type(text).__name__}")
+        key = json.dumps(row["id"])
+        if key in preds:
+            raise ValueError(f"{pred_path}:{n}: duplicate id {row['id']!r}")
+        preds[key] = text
+    refs: dict[str, list[str]] = {}
+    for n, row in _read_jsonl(ref_path):
+        text = _text(ref_path, n, row, ("captions", "references", "caption"))
+        texts = [text] if isinstance(text, str) else text
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            raise ValueError(f"{ref_path}:{n}: references must be a string or a non-empty list of strings")
+        refs.setdefault(json.dumps(row["id"]), []).extend(texts)
+    no_refs = [k for k in preds if k not in refs]
+    no_pred = [k for k in refs if k not in preds]
+    if no_refs:
+        raise ValueError(f"{len(no_refs)} predictions have no references in {ref_path}: ids {', '.join(no_refs[:10])}")
+    if no_pred:
+        raise ValueError(f"{len(no_pred)} reference ids have no prediction in {pred_path}: ids {', '.join(no_pred[:10])}")
+    return [json.loads(k) for k in preds], list(preds.values()), [refs[k] for k in preds]
+
+
+def main(argv: list[str] | None = None) -> captioning.CaptionEvaluation:
+    ap = argparse.ArgumentParser(prog="python -m kdjax.evaluate", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--predictions", required=True)
+    ap.add_argument("--references", required=True)
+    ap.add_argument("--out", default=None, help="JSON output (default: <predictions>.scores.json)")
+    ap.add_argument("--tokenization", default="ptb", choices=("ptb", "loae"))
+    ap.add_argument("--metrics", default=",".join(captioning.METRICS))
+    ap.add_argument("--per-item", action="store_true")
+    for field in ("sbert_model", "echecker", "echecker_model_dir", "spice_jar", "meteor_jar", "ptb_jar"):
+        ap.add_argument("--" + field.replace("_", "-"), dest=field, default=None)
+    args = ap.parse_args(argv)
+    ids, preds, refs = read_items(args.predictions, args.references)
+    cfg = captioning.MetricConfig(**{f: getattr(args, f) for f in ("sbert_model", "echecker", "echecker_model_dir",
+                                                                   "spice_jar", "meteor_jar", "ptb_jar")})
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    result = captioning.evaluate(preds, refs, metrics=metrics, tokenization=args.tokenization,
+                                 per_item=args.per_item, config=cfg)
+    out = args.out or os.path.splitext(args.predictions)[0] + ".scores.json"
+    payload = result.to_json()
+    if args.per_item:
+        payload["ids"] = ids
+    tmp = out + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=2)
+    os.replace(tmp, out)
+    print(result.table())
+    print(f"written: {out}")
+    return result
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
