@@ -48,6 +48,8 @@ def locate(jar: Jar, explicit: str | None = None) -> str:
     for source, path in candidates:
         if not path:
             continue
+        if problems:
+            break  # the first path given is the one meant: say it is wrong rather than use another copy
         path = os.path.expanduser(path)
         if not os.path.isfile(path):
             problems.append(f"{source}: {path} does not exist")
