@@ -195,9 +195,8 @@ def evaluate(predictions: Sequence[str], references: Sequence[Sequence[str]],
                    "echecker_clotho_audiocaps_base.ckpt or _tiny.ckpt; $KDJAX_ECHECKER) and echecker_model_dir "
                    "(a Hugging Face directory of its model_type, e.g. bert-base-uncased, for config and "
                    "tokenizer; $KDJAX_ECHECKER_MODEL_DIR)")
-            unavailable["fer"] = why
-            for m in ("fense", "spider_fl"):
-                unavailable[m] = "needs the fluency-error detector, which is unavailable (see 'fer')"
+            for m in ("fer", "fense", "spider_fl"):
+                unavailable[m] = why
     if "sbert" in need:
         path = cfg.sbert_model or DEFAULT_SBERT
         if not cfg.sbert_model:
