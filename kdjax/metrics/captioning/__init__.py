@@ -5,5 +5,6 @@ See suite.py for the suite and one module per metric for its definition and refe
 
 from kdjax.metrics.captioning.suite import (COLUMNS, METRICS, CaptionEvaluation, MetricConfig, evaluate,
                                             write_json)
+from kdjax.metrics.captioning.task_eval import CaptionTaskEvaluator
 
-__all__ = ["COLUMNS", "METRICS", "CaptionEvaluation", "MetricConfig", "evaluate", "write_json"]
+__all__ = ["CaptionTaskEvaluator", "COLUMNS", "METRICS", "CaptionEvaluation", "MetricConfig", "evaluate", "write_json"]
