@@ -92,13 +92,7 @@ def main(argv: list[str] | None = None) -> captioning.CaptionEvaluation:
     result = captioning.evaluate(preds, refs, metrics=metrics, tokenization=args.tokenization,
                                  per_item=args.per_item, config=cfg)
     out = args.out or os.path.splitext(args.predictions)[0] + ".scores.json"
-    payload = result.to_json()
-    if args.per_item:
-        payload["ids"] = ids
-    tmp = out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, out)
+    captioning.write_json(result, out, **({"ids": ids} if args.per_item else {}))
     print(result.table())
     print(f"written: {out}")
     return result

@@ -2,7 +2,6 @@
 on a 600-item corpus of real caption text with 1-5 references per item."""
 
 import json
-import os
 import stat
 import sys
 

@@ -243,8 +243,9 @@ def evaluate(predictions: Sequence[str], references: Sequence[Sequence[str]],
     return result
 
 
-def write_json(result: CaptionEvaluation, path: str) -> None:
+def write_json(result: CaptionEvaluation, path: str, **extra: Any) -> None:
+    """Atomically write `result.to_json()` (plus `extra` entries) to `path`."""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(result.to_json(), f, indent=2)
+        json.dump({**result.to_json(), **extra}, f, indent=2)
     os.replace(tmp, path)
