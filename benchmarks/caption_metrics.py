@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import timed  # noqa: E402
 from kdjax.data import caption_corpus  # noqa: E402
 from kdjax.metrics import captioning  # noqa: E402
-from kdjax.metrics.captioning import cider, meteor  # noqa: E402
+from kdjax.metrics.captioning import bleu, cider, meteor, rouge  # noqa: E402
 
 COCO = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "meteor", "cider_d")
 
@@ -55,8 +55,10 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=1000)
     ap.add_argument("--no-sbert", action="store_true")
     args = ap.parse_args()
+    from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.meteor.meteor import Meteor
+    from pycocoevalcap.rouge.rouge import Rouge
 
     preds, refs = caption_corpus.build(args.items, 5, seed=0)
     row: dict = {"benchmark": "caption_metrics", "items": args.items, "refs_per_item": 5}
@@ -78,6 +80,16 @@ def main() -> None:
     r_tok = [[s.split() for s in gts[i]] for i in range(len(preds))]
     row["kdjax_cider_s"] = timed(lambda: cider.score(c_tok, r_tok), reps=5)
     row["pycocoevalcap_cider_s"] = timed(lambda: Cider().compute_score(gts, res), reps=3)
+    # what kdjax computes itself (BLEU-1..4, ROUGE-L, CIDEr-D) vs the same in pycocoevalcap
+    c_str, r_str = [res[i][0] for i in range(len(preds))], [gts[i] for i in range(len(preds))]
+    row["kdjax_ngram_metrics_s"] = timed(lambda: (bleu.score(c_tok, r_tok), rouge.score(c_str, r_str),
+                                                  cider.score(c_tok, r_tok)), reps=5)
+    row["pycocoevalcap_ngram_metrics_s"] = timed(lambda: (Bleu(4).compute_score(gts, res, verbose=0),
+                                                          Rouge().compute_score(gts, res),
+                                                          Cider().compute_score(gts, res)), reps=3)
+    # the METEOR jar alone (same Java code for both; kdjax pipelines the requests)
+    m = meteor.shared()
+    row["kdjax_meteor_jar_s"] = timed(lambda: m.score(c_str, r_str), reps=3)
 
     if not args.no_sbert:
         from sentence_transformers import SentenceTransformer
@@ -96,6 +108,7 @@ def main() -> None:
     row["suite_speedup_cold"] = row["pycocoevalcap_suite_s_cold"] / row["kdjax_suite_s_cold"]
     row["suite_speedup_warm"] = row["pycocoevalcap_suite_s_warm"] / row["kdjax_suite_s_warm"]
     row["cider_speedup"] = row["pycocoevalcap_cider_s"] / row["kdjax_cider_s"]
+    row["ngram_metrics_speedup"] = row["pycocoevalcap_ngram_metrics_s"] / row["kdjax_ngram_metrics_s"]
     meteor._close_all()
     print(json.dumps({k: round(v, 4) if isinstance(v, float) and k != "max_abs_diff_x1" else v
                       for k, v in row.items()}))
