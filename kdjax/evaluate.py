@@ -19,25 +19,8 @@ import os
 import sys
 from collections import OrderedDict
 
+from kdjax.data import jsonl
 from kdjax.metrics import captioning
-
-
-def _read_jsonl(path: str) -> list[tuple[int, dict]]:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not JSON ({e.msg})") from None
-            if not isinstance(row, dict) or "id" not in row:
-                raise ValueError(f"{path}:{n}: expected an object with an \"id\"")
-            rows.append((n, row))
-    return rows
 
 
 def _text(path: str, n: int, row: dict, keys: tuple[str, ...]):
@@ -50,7 +33,7 @@ def _text(path: str, n: int, row: dict, keys: tuple[str, ...]):
 def read_items(pred_path: str, ref_path: str) -> tuple[list, list[str], list[list[str]]]:
     """(ids, predictions, references) joined on id, in the predictions file's order."""
     preds: OrderedDict = OrderedDict()
-    for n, row in _read_jsonl(pred_path):
+    for n, row in jsonl.read_rows(pred_path, ("id",)):
         text = _text(pred_path, n, row, ("caption", "prediction", "text"))
         if not isinstance(text, str):
             raise ValueError(f"{pred_path}:{n}: the prediction must be a string, got {type(text).__name__}")
@@ -59,7 +42,7 @@ def read_items(pred_path: str, ref_path: str) -> tuple[list, list[str], list[lis
             raise ValueError(f"{pred_path}:{n}: duplicate id {row['id']!r}")
         preds[key] = text
     refs: dict[str, list[str]] = {}
-    for n, row in _read_jsonl(ref_path):
+    for n, row in jsonl.read_rows(ref_path, ("id",)):
         text = _text(ref_path, n, row, ("captions", "references", "caption"))
         texts = [text] if isinstance(text, str) else text
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):

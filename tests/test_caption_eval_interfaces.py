@@ -103,7 +103,7 @@ def test_cli_names_bad_rows(tmp_path):
     with pytest.raises(ValueError, match="1 predictions have no references .*ids 2"):
         cli.main(args)
     (tmp_path / "r.jsonl").write_text('{"id": 1, "captions": ["a"]}\n{"id": 2, "captions": [}\n')
-    with pytest.raises(ValueError, match="r.jsonl:2: not JSON"):
+    with pytest.raises(ValueError, match="r.jsonl:2: invalid JSON"):
         cli.main(args)
     _write_jsonl(tmp_path / "r.jsonl", [{"id": 1, "captions": ["a"]}, {"id": 2, "refs": ["b"]}])
     with pytest.raises(ValueError, match="r.jsonl:2: none of the keys"):

@@ -6,7 +6,6 @@ labels, and its `real_sounds` variant is the learning test of the audio stack on
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import grain
@@ -19,7 +18,7 @@ from kdjax import assets
 from kdjax.audio.augment import AugmentConfig, augment
 from kdjax.audio.io import crop_or_pad, load_many
 from kdjax.convert import from_pretrained
-from kdjax.data import real_sounds
+from kdjax.data import jsonl, real_sounds
 from kdjax.errors import InputError
 from kdjax.losses.classification import cross_entropy
 from kdjax.metrics.classification import multiclass_metrics
@@ -48,20 +47,10 @@ def read_manifest(file: str) -> list[dict]:
     """Users' clips: JSONL rows {"audio": path, "label": name, "split": train|validation|test}; relative
     paths are read from the manifest's folder."""
     rows, root = [], os.path.dirname(os.path.abspath(file))
-    with open(file, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{file}:{n}: invalid JSON ({e.msg})") from None
-            missing = [k for k in ("audio", "label", "split") if k not in row]
-            if missing:
-                raise InputError(f"{file}:{n}: missing {', '.join(missing)}")
-            if row["split"] not in SPLITS:
-                raise InputError(f"{file}:{n}: split {row['split']!r} is not one of {SPLITS}")
-            rows.append({**row, "audio": os.path.join(root, row["audio"])})
+    for n, row in jsonl.read_rows(file, ("audio", "label", "split")):
+        if row["split"] not in SPLITS:
+            raise InputError(f"{file}:{n}: split {row['split']!r} is not one of {SPLITS}")
+        rows.append({**row, "audio": os.path.join(root, row["audio"])})
     return rows
 
 
