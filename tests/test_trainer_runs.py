@@ -61,25 +61,34 @@ def uninterrupted_run(tmp_path_factory):
     return wd
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
-def test_killed_run_resumes_exactly(uninterrupted_run, tmp_path, sig):
-    """SIGKILL: resume from the last periodic checkpoint. SIGTERM (preemption): the run writes a
-    checkpoint at the current step and exits; resuming either way ends bit-identical."""
-    wd = str(tmp_path / "killed")
+def _start_and_stop(wd: str, sig: int, after_step: int) -> list[int]:
+    """Start (or resume) the run in `wd`, send `sig` once a checkpoint beyond `after_step` exists;
+    returns the saved steps."""
     proc = subprocess.Popen(runs.command(TINY, wd, *KILL_RUN), env=runs.env(1), cwd=runs.REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = os.path.join(wd, "checkpoints")
+    steps = lambda: sorted(int(d) for d in (os.listdir(ckpt) if os.path.isdir(ckpt) else []) if d.isdigit())
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if any(d.isdigit() for d in (os.listdir(ckpt) if os.path.isdir(ckpt) else [])):
+        if steps() and steps()[-1] > after_step:
             break
         time.sleep(0.005)
     os.kill(proc.pid, sig)
     proc.wait(timeout=120)
     # 143: the SIGTERM handler wrote its checkpoint and exited (it exits only after saving).
     assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 143)
-    saved = sorted(int(d) for d in os.listdir(ckpt) if d.isdigit())
-    assert saved and saved[-1] < 120, f"the run was not stopped mid-training: {saved}"
+    saved = steps()
+    assert saved and after_step < saved[-1] < 120, f"the run was not stopped mid-training: {saved}"
+    return saved
+
+
+def test_killed_run_resumes_exactly(uninterrupted_run, tmp_path):
+    """Preempted (SIGTERM: the run writes a checkpoint at the current step and exits), resumed, killed
+    (SIGKILL: resume from the last periodic checkpoint), resumed again: the run ends bit-identical to
+    an uninterrupted one."""
+    wd = str(tmp_path / "killed")
+    first = _start_and_stop(wd, signal.SIGTERM, 0)
+    _start_and_stop(wd, signal.SIGKILL, first[-1])
     runs.run(TINY, wd, *KILL_RUN)
     a, b = runs.final_params(uninterrupted_run), runs.final_params(wd)
     assert int(a["__step__"]) == int(b["__step__"]) == 120
