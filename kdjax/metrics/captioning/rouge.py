@@ -19,19 +19,24 @@ BETA = 1.2
 _CHUNK = 4096  # pairs per DP batch; pairs are length-sorted so padding stays small
 
 
-def lcs_lengths(a: list[np.ndarray], b: list[np.ndarray]) -> np.ndarray:
-    """LCS length of each pair (a[k], b[k]) of integer sequences."""
-    out = np.zeros(len(a), np.int64)
-    order = np.argsort([len(x) * 10_000 + len(y) for x, y in zip(a, b)], kind="stable")
+def _padded(ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray, width: int, pad: int) -> np.ndarray:
+    """Rows ids[starts[k] : starts[k] + lengths[k]], right-padded with `pad` to `width`."""
+    cols = np.arange(width)
+    pos = np.minimum(starts[:, None] + cols[None, :], max(len(ids) - 1, 0))
+    vals = ids[pos] if len(ids) else np.zeros(pos.shape, np.int64)
+    return np.where(cols[None, :] < lengths[:, None], vals, pad)
+
+
+def lcs_lengths(ids: np.ndarray, a_start: np.ndarray, a_len: np.ndarray, b_start: np.ndarray,
+                b_len: np.ndarray) -> np.ndarray:
+    """LCS length of each pair of token sequences given as (start, length) slices of flat `ids`."""
+    out = np.zeros(len(a_len), np.int64)
+    order = np.lexsort((b_len, a_len))
     for s in range(0, len(order), _CHUNK):
         idx = order[s:s + _CHUNK]
-        la = max((len(a[k]) for k in idx), default=0)
-        lb = max((len(b[k]) for k in idx), default=0)
-        A = np.full((len(idx), la), -1, np.int64)  # distinct pads never match each other
-        B = np.full((len(idx), lb), -2, np.int64)
-        for r, k in enumerate(idx):
-            A[r, :len(a[k])] = a[k]
-            B[r, :len(b[k])] = b[k]
+        la, lb = int(a_len[idx].max(initial=0)), int(b_len[idx].max(initial=0))
+        A = _padded(ids, a_start[idx], a_len[idx], la, -1)  # distinct pads never match each other
+        B = _padded(ids, b_start[idx], b_len[idx], lb, -2)
         L = np.zeros((len(idx), lb + 1), np.int64)
         for i in range(la):
             match = (A[:, i:i + 1] == B).astype(np.int64)
@@ -47,9 +52,10 @@ def score(cand: list[str], refs: list[list[str]]) -> tuple[float, np.ndarray]:
     item_of_ref = np.repeat(np.arange(len(cand)), num_refs)
     toks = [s.split(" ") for s in cand] + [s.split(" ") for r in refs for s in r]
     ids, lengths = ngrams.token_ids(toks)
-    seqs = np.split(ids, np.cumsum(lengths)[:-1])
-    c_seqs, r_seqs = seqs[:len(cand)], seqs[len(cand):]
-    lcs = lcs_lengths([c_seqs[i] for i in item_of_ref], r_seqs).astype(np.float64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    n = len(cand)
+    lcs = lcs_lengths(ids, starts[:n][item_of_ref], lengths[:n][item_of_ref], starts[n:],
+                      lengths[n:]).astype(np.float64)
     prec = lcs / lengths[:len(cand)][item_of_ref]
     rec = lcs / lengths[len(cand):]
     first = np.concatenate([[0], np.cumsum(num_refs)[:-1]])
