@@ -8,8 +8,8 @@
   tokenised with truncation and padded to 64 tokens, as FENSE's `infer_preprocess` does.
 - FENSE_i = SB_i * (1 - 0.9 error_i); SPIDEr-FL_i = SPIDEr_i * (1 - 0.9 error_i).
 
-Both networks are kdjax's JAX BERT on converted weights, run in length-sorted batches padded to a few
-bucket lengths (so a corpus compiles a handful of shapes, not one per batch).
+Both networks are kdjax's JAX BERT on converted weights, run in length-sorted batches of a fixed size
+padded to multiples of 8 tokens (a corpus compiles a few shapes, not one per batch).
 """
 
 from __future__ import annotations
@@ -27,10 +27,9 @@ ECHECKER_MAX_LEN = 64
 
 
 def _bucket(n: int, limit: int) -> int:
-    b = 16
-    while b < n:
-        b *= 2
-    return min(b, limit)
+    """Padded length: the next multiple of 8 (batches are length-sorted, so a corpus compiles a few
+    shapes, and little compute goes to padding)."""
+    return min(max(8, -(-n // 8) * 8), limit)
 
 
 def _pad_rows(batch: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
