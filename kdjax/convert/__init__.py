@@ -17,23 +17,27 @@ import logging
 import os
 import shutil
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from kdjax.convert import ced as ced_map
-from kdjax.convert import hf_bert
+from kdjax.convert import hf_bert, hf_llama
 from kdjax.convert.checkpoint_io import LazyTensors, read_config, write_json, write_safetensors
-from kdjax.convert.param_map import ConversionError, LoadReport, flax_to_hf, hf_to_flax
+from kdjax.convert.param_map import ConversionError, HFView, LoadReport, flax_to_hf, hf_to_flax
 from kdjax.models import state as state_lib
 from kdjax.models.bert import BertConfig, BertModel, SequenceClassifier
 from kdjax.models.ced import CED, CedConfig
+from kdjax.models.llama import LlamaConfig, LlamaForCausalLM
+from kdjax.models.lora import layers as lora_layers
 
 __all__ = ["from_pretrained", "save_pretrained", "load_bert", "ConversionError", "LoadReport"]
 
 _HEAD_FILE = "kdjax_head.safetensors"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
-                    "merges.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model",
+                    "merges.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model", "tokenizer.model",
+                    "generation_config.json",
                     "added_tokens.json")
 
 
@@ -93,14 +97,37 @@ def _ced_from_pretrained(path: str, arch: str | None, seed: int, overrides: dict
     return state_lib.load_flat(abstract, flat), report
 
 
+def _llama_from_pretrained(path: str, hf_cfg: dict, seed: int, mesh, overrides: dict
+                           ) -> tuple[nnx.Module, LoadReport]:
+    cfg = LlamaConfig.from_hf(hf_cfg, **overrides)
+    abstract = state_lib.abstract_module(lambda: LlamaForCausalLM(cfg, rngs=nnx.Rngs(seed)))
+    shapes = {k: v.shape for k, v in state_lib.flatten(nnx.state(abstract)).items()}
+    dtype = jnp.dtype(cfg.param_dtype)
+    if mesh is not None:  # each tensor goes straight to its shards
+        from kdjax.models.llama import LOGICAL_AXES
+        from kdjax.train import sharding as shd
+
+        specs = shd.param_specs({k: jax.ShapeDtypeStruct(v, dtype)
+                                 for k, v in shapes.items()}, mesh, LOGICAL_AXES)
+        put = lambda name, x: jax.device_put(np.asarray(x, dtype), shd.named(mesh, specs[name]))
+    else:
+        put = lambda name, x: jnp.asarray(x, dtype)
+    flat, report = hf_to_flax(LazyTensors(path), hf_llama.rules(cfg), shapes, ignore=hf_llama.ignore(cfg),
+                              source=path, put=put)
+    return state_lib.load_flat(abstract, flat), report
+
+
 def from_pretrained(path: str, *, task: str = "encoder", arch: str | None = None, seed: int = 0,
-                    return_report: bool = False, **config_overrides):
+                    return_report: bool = False, mesh=None, **config_overrides):
     """Load a checkpoint as a kdjax model.
 
     BERT family: a Hugging Face directory; the architecture comes from config.json's `model_type`
     unless `arch` names it. `task` is "encoder" (the bare model) or "sequence_classification".
     CED: a released state dict (.pt/.pth/.safetensors file, or a directory written by
     `save_pretrained`) with `arch` one of ced_tiny/mini/small/base (inferred from shapes if omitted).
+    LLaMA: a HF LlamaForCausalLM directory (sharded safetensors included), converted one tensor at a
+    time; with `mesh`, each tensor is placed on its shards as it is read (a 7B model never exists whole
+    on one host device). Overrides such as dtype="bfloat16", param_dtype="bfloat16", remat=True.
     `config_overrides` replace config fields (e.g. num_labels=2, classifier_head="dsg_kd",
     hidden_dropout_prob=0.0; for CED e.g. num_classes=0 to drop the AudioSet head, target_length).
     """
@@ -112,16 +139,32 @@ def from_pretrained(path: str, *, task: str = "encoder", arch: str | None = None
     if model_type in ced_map.ARCHS + ("ced", "kdjax_ced"):
         model, report = _ced_from_pretrained(path, model_type if model_type in ced_map.ARCHS else None,
                                              seed, config_overrides)
+    elif model_type in hf_llama.MODEL_TYPES:
+        model, report = _llama_from_pretrained(path, read_config(path), seed, mesh, config_overrides)
     elif model_type in hf_bert.MODEL_TYPES:
         model, report = _bert_from_pretrained(path, read_config(path), task, seed, config_overrides)
     else:
         raise ValueError(f"{path}: model_type {model_type!r} is not supported "
-                         f"(known: {', '.join(hf_bert.MODEL_TYPES + ced_map.ARCHS)})")
+                         f"(known: {', '.join(hf_bert.MODEL_TYPES + hf_llama.MODEL_TYPES + ced_map.ARCHS)})")
     for name in ("ignored", "initialized"):
         items = getattr(report, name)
         if items:
             logging.info("from_pretrained(%s): %d %s: %s", path, len(items), name, ", ".join(items[:20]))
     return (model, report) if return_report else model
+
+
+class _host_view:
+    """A parameter converted to a float32/host numpy array only when read (see param_map.HFView)."""
+
+    def __init__(self, value):
+        self.value = value
+        self.shape, self.dtype = value.shape, value.dtype
+
+    def __array__(self, dtype=None, copy=None):
+        arr = np.asarray(jax.device_get(self.value))
+        if arr.dtype == jnp.bfloat16:
+            arr = arr.astype(np.float32)
+        return arr if dtype is None else arr.astype(dtype)
 
 
 def save_pretrained(model: nnx.Module, out_dir: str, *, tokenizer_dir: str | None = None) -> None:
@@ -132,9 +175,16 @@ def save_pretrained(model: nnx.Module, out_dir: str, *, tokenizer_dir: str | Non
     BERT/RoBERTa classifiers with HF-compatible heads are written in the *ForSequenceClassification
     layout; a DSG-KD head (no HF class) is written beside the encoder in kdjax_head.safetensors.
     """
-    flat = {k: np.asarray(v, dtype=np.float32) if np.asarray(v).dtype == jnp.bfloat16 else np.asarray(v)
-            for k, v in state_lib.flatten(nnx.state(model, nnx.Param)).items()}
-    if isinstance(model, CED):
+    # bfloat16 is written as float32 (transformers and PyTorch read both; float32 is exact for both)
+    flat = {k: _host_view(v) for k, v in state_lib.flatten(nnx.state(model, nnx.Param)).items()}
+    if isinstance(model, LlamaForCausalLM):
+        if lora_layers(model):
+            raise ValueError("this model has LoRA adapters: save them with kdjax.convert.peft.save_adapters, or "
+                             "save kdjax.models.lora.merged_copy(model) for a plain merged checkpoint")
+        tensors = HFView(flat, hf_llama.rules(model.cfg))
+        head = {}
+        hf_cfg = model.cfg.to_hf()
+    elif isinstance(model, CED):
         flat.update({k: np.asarray(v) for k, v in state_lib.flatten(nnx.state(model, nnx.BatchStat)).items()})
         tensors = {**flax_to_hf(flat, ced_map.rules(model.cfg)), **ced_map.extra_tensors(model.cfg)}
         head = {}

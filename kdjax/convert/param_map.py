@@ -5,6 +5,7 @@ the same weights; `{i}` stands for a layer index and is expanded by `expand`. `k
 module's tensors correspond:
 
   linear     weight (out, in) <-> kernel (in, out) transposed; bias <-> bias
+  linear_nobias  the same without a bias (LLaMA projections)
   layernorm  weight <-> scale; bias <-> bias
   rmsnorm    weight <-> scale
   embed      weight <-> embedding
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -55,6 +56,7 @@ _ident = lambda x: x
 # kind -> list of (hf suffix, flax suffix, hf->flax, flax->hf)
 _KINDS: dict[str, list[tuple[str, str, Callable, Callable]]] = {
     "linear": [("weight", "kernel", _t, _t), ("bias", "bias", _ident, _ident)],
+    "linear_nobias": [("weight", "kernel", _t, _t)],
     "layernorm": [("weight", "scale", _ident, _ident), ("bias", "bias", _ident, _ident)],
     "rmsnorm": [("weight", "scale", _ident, _ident)],
     "embed": [("weight", "embedding", _ident, _ident)],
@@ -134,12 +136,15 @@ class LoadReport:
 
 def hf_to_flax(hf_tensors: Mapping[str, np.ndarray], rules: list[TensorRule],
                flax_shapes: Mapping[str, tuple[int, ...]], *, ignore: Iterable[str] = (),
-               may_init: Iterable[str] = (), source: str = "checkpoint"
-               ) -> tuple[dict[str, np.ndarray], LoadReport]:
+               may_init: Iterable[str] = (), source: str = "checkpoint",
+               put: Callable[[str, np.ndarray], Any] | None = None) -> tuple[dict[str, Any], LoadReport]:
     """Convert HF tensors to flat Flax params (dotted paths).
 
     `ignore`: glob patterns of checkpoint tensors that are known and deliberately unused.
     `may_init`: glob patterns of model params that may be absent (e.g. a fresh classification head).
+    `put(flax_name, array)`: where each converted tensor goes (e.g. a device array in the parameter
+    dtype and sharding); the host copy is dropped at once, so a large checkpoint converts one tensor at
+    a time in little more memory than the result.
     Raises ConversionError naming every missing, unexpected and mis-shaped key.
     """
     report = LoadReport()
@@ -170,7 +175,8 @@ def hf_to_flax(hf_tensors: Mapping[str, np.ndarray], rules: list[TensorRule],
         if tuple(value.shape) != want:
             report.mismatched.append(f"{r.hf}: {source} {tuple(value.shape)} vs model {want}")
             continue
-        out[r.flax] = value
+        out[r.flax] = put(r.flax, value) if put is not None else value
+        del value
     covered = {r.flax for r in rules}
     for name in flax_shapes:
         if name not in covered and not any(fnmatch.fnmatch(name, p) for p in may_init):
@@ -180,23 +186,42 @@ def hf_to_flax(hf_tensors: Mapping[str, np.ndarray], rules: list[TensorRule],
     return out, report
 
 
+class HFView(Mapping[str, np.ndarray]):
+    """Flat Flax params seen as HF tensors, converted on access: writing a checkpoint from it holds one
+    output shard in host memory at a time, not a second copy of the model."""
+
+    def __init__(self, flax_params: Mapping[str, Any], rules: list[TensorRule]):
+        covered = {r.flax for r in rules}
+        extra = sorted(set(flax_params) - covered)
+        if extra:
+            raise ConversionError(f"model parameters without a parameter-map entry: {extra}")
+        self._params = flax_params
+        self._by_hf: dict[str, list[TensorRule]] = {}
+        for r in rules:
+            if r.flax in flax_params:
+                self._by_hf.setdefault(r.hf, []).append(r)
+        for name, rs in self._by_hf.items():
+            if rs[0].part is not None and len(rs) != rs[0].part[1]:
+                raise ConversionError(f"{name}: only {len(rs)} of its {rs[0].part[1]} parts are in the model")
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        rs = self._by_hf[name]
+        if rs[0].part is None:
+            return rs[0].to_hf(np.asarray(self._params[rs[0].flax]))
+        rs = sorted(rs, key=lambda r: r.part[0])
+        return np.concatenate([r.to_hf(np.asarray(self._params[r.flax])) for r in rs], axis=0)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_hf)
+
+    def __len__(self) -> int:
+        return len(self._by_hf)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_hf
+
+
 def flax_to_hf(flax_params: Mapping[str, np.ndarray], rules: list[TensorRule]) -> dict[str, np.ndarray]:
     """Convert flat Flax params to HF tensors; every model parameter must be covered by the map."""
-    covered = {r.flax for r in rules}
-    extra = sorted(set(flax_params) - covered)
-    if extra:
-        raise ConversionError(f"model parameters without a parameter-map entry: {extra}")
-    out: dict[str, np.ndarray] = {}
-    parts: dict[str, dict[int, np.ndarray]] = {}
-    for r in rules:
-        if r.flax not in flax_params:
-            continue
-        value = r.to_hf(np.asarray(flax_params[r.flax]))
-        if r.part is None:
-            out[r.hf] = value
-        else:
-            got = parts.setdefault(r.hf, {})
-            got[r.part[0]] = value
-            if len(got) == r.part[1]:
-                out[r.hf] = np.concatenate([got[j] for j in range(r.part[1])], axis=0)
-    return out
+    view = HFView(flax_params, rules)
+    return {k: view[k] for k in view}

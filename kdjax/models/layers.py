@@ -50,3 +50,11 @@ def attention_with_probs(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Arr
     used = dropout(probs) if dropout is not None else probs
     ctx = jnp.einsum("bhqk,bkhd->bqhd", used.astype(v.dtype), v)
     return ctx, probs
+
+
+def linear(layer: Callable[..., jax.Array], x: jax.Array, *, deterministic: bool, rngs) -> jax.Array:
+    """Apply a projection that may have been swapped for a LoRA layer (kdjax.models.lora): LoRA layers
+    take the dropout controls, plain ones do not. Models call their LoRA-able projections through this."""
+    if getattr(layer, "takes_dropout", False):
+        return layer(x, deterministic=deterministic, rngs=rngs)
+    return layer(x)
