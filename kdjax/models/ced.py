@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from kdjax.audio.features import log_mel
+from kdjax.models.layers import linear
 
 # Logical axes per parameter path (kdjax.train.sharding); unmatched parameters are replicated.
 LOGICAL_AXES = (
@@ -121,13 +122,13 @@ class Attention(nnx.Module):
         self.v_proj = _linear(d, d, cfg, rngs)
         self.proj = _linear(d, d, cfg, rngs)
 
-    def __call__(self, x: jax.Array, mask: jax.Array | None) -> jax.Array:
+    def __call__(self, x: jax.Array, mask: jax.Array | None, **kw) -> jax.Array:
         b, n, _ = x.shape
         shape = (b, n, self.cfg.num_heads, self.cfg.head_dim)
-        q, k, v = (p(x).reshape(shape) for p in (self.q_proj, self.k_proj, self.v_proj))
+        q, k, v = (linear(p, x, **kw).reshape(shape) for p in (self.q_proj, self.k_proj, self.v_proj))
         key_mask = None if mask is None else mask[:, None, None, :].astype(bool)
         ctx = jax.nn.dot_product_attention(q, k, v, mask=key_mask)
-        return self.proj(ctx.reshape(b, n, -1))
+        return linear(self.proj, ctx.reshape(b, n, -1), **kw)
 
 
 class Mlp(nnx.Module):
@@ -136,8 +137,8 @@ class Mlp(nnx.Module):
         self.fc1 = _linear(cfg.embed_dim, hidden, cfg, rngs)
         self.fc2 = _linear(hidden, cfg.embed_dim, cfg, rngs)
 
-    def __call__(self, x):
-        return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
+    def __call__(self, x, **kw):
+        return linear(self.fc2, jax.nn.gelu(linear(self.fc1, x, **kw), approximate=False), **kw)
 
 
 class Block(nnx.Module):
@@ -150,8 +151,9 @@ class Block(nnx.Module):
 
     def __call__(self, x, mask, *, deterministic: bool, rngs: nnx.Rngs | None):
         drop = lambda y: self.dropout(y, deterministic=deterministic, rngs=rngs)
-        x = x + drop(self.attn(self.norm1(x), mask))
-        return x + drop(self.mlp(self.norm2(x)))
+        kw = dict(deterministic=deterministic, rngs=rngs)  # for LoRA layers (kdjax.models.lora)
+        x = x + drop(self.attn(self.norm1(x), mask, **kw))
+        return x + drop(self.mlp(self.norm2(x), **kw))
 
 
 class PatchEmbed(nnx.Module):
