@@ -85,7 +85,7 @@ def bench_kdjax(batch_np, steps: int) -> float:
 
     def step():
         nonlocal state
-        state, m = trainer.train_step(state, trainer.teacher_state, batch)
+        state, m = trainer.train_step(state, trainer.frozen_state, trainer.teacher_state, batch)
         m["loss"].block_until_ready()
 
     return timed(step, steps, warmup=2)  # the first call compiles

@@ -43,6 +43,10 @@ class Task:
     exactly what the uninterrupted run would have."""
 
     logical_axes: LogicalAxes = ()
+    frozen: Any = None
+    """nnx filter selecting parameters of `model` that stay fixed (a pretrained base under LoRA): they are
+    never differentiated, never in the optimiser and never in the train checkpoint; `build` must recreate
+    them identically (from the pretrained checkpoint or a seed) so that a resumed run is exact."""
     teacher: nnx.Module | None = None
     """Frozen: never differentiated, never in the optimiser, never checkpointed."""
     teacher_logical_axes: LogicalAxes = ()

@@ -120,11 +120,15 @@ class Trainer:
     # ----------------------------------------------------------------------------------------- state
     def _build_state(self) -> None:
         mesh, task = self.mesh, self.task
-        self.gdef, params, rest = nnx.split(task.model, nnx.Param, ...)
-        params, rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
+        self.gdef, frozen, params, rest = nnx.split(task.model, task.frozen or nnx.Nothing, nnx.Param, ...)
+        params, rest, frozen = nnx.to_pure_dict(params), nnx.to_pure_dict(rest), nnx.to_pure_dict(frozen)
         p_specs = shd.param_specs(params, mesh, task.logical_axes)
         shd.log_specs(params, p_specs)
         self.param_shardings = shd.named(mesh, p_specs)
+        self.frozen_state = jax.device_put(frozen, shd.named(mesh, shd.param_specs(frozen, mesh, task.logical_axes)))
+        self.frozen_shardings = jax.tree.map(lambda x: x.sharding, self.frozen_state)
+        logging.info("%d trainable and %d frozen parameters", sum(x.size for x in jax.tree.leaves(params)),
+                     sum(x.size for x in jax.tree.leaves(frozen)))
         rep = shd.replicated(mesh)
         params = jax.device_put(params, self.param_shardings)
         rest = jax.device_put(rest, jax.tree.map(lambda _: rep, rest))
@@ -143,8 +147,8 @@ class Trainer:
             self.tgdef, self.teacher_state = None, {}
         self.teacher_shardings = jax.tree.map(lambda x: x.sharding, self.teacher_state)
 
-    def _merge(self, params, rest) -> nnx.Module:
-        return nnx.merge(self.gdef, params, rest)
+    def _merge(self, params, rest, frozen) -> nnx.Module:
+        return nnx.merge(self.gdef, frozen, params, rest)
 
     def _teacher(self, tstate) -> nnx.Module | None:
         return nnx.merge(self.tgdef, tstate) if self.tgdef is not None else None
@@ -157,11 +161,11 @@ class Trainer:
         rep = shd.replicated(self.mesh)
         schedules = self.schedules
 
-        def train_step(state, tstate, batch):
+        def train_step(state, frozen, tstate, batch):
             key = jax.random.fold_in(base_key, state["step"])
 
             def loss_of(params):
-                model = self._merge(params, state["rest"])
+                model = self._merge(params, state["rest"], frozen)
                 loss, aux = task.loss_fn(model, self._teacher(tstate), batch, nnx.Rngs(dropout=key))
                 new_rest = nnx.to_pure_dict(nnx.state(model, nnx.Not(nnx.Param)))
                 return loss, (aux, new_rest)
@@ -175,14 +179,15 @@ class Trainer:
             return new, metrics
 
         self.train_step = jax.jit(
-            train_step, in_shardings=(self.state_shardings, self.teacher_shardings, batch_sh),
+            train_step, in_shardings=(self.state_shardings, self.frozen_shardings, self.teacher_shardings, batch_sh),
             out_shardings=(self.state_shardings, rep), donate_argnums=(0,))
 
-        def predict_step(params, rest, batch):
-            return task.predict_fn(self._merge(params, rest), batch)
+        def predict_step(params, rest, frozen, batch):
+            return task.predict_fn(self._merge(params, rest, frozen), batch)
 
         self.predict_step = jax.jit(
-            predict_step, in_shardings=(self.param_shardings, self.state_shardings["rest"], batch_sh),
+            predict_step, in_shardings=(self.param_shardings, self.state_shardings["rest"], self.frozen_shardings,
+                                        batch_sh),
             out_shardings=batch_sh)
 
     # ------------------------------------------------------------------------------------------ data
@@ -206,7 +211,7 @@ class Trainer:
         outs: list[dict[str, np.ndarray]] = []
         for examples in ds.batch(size, drop_remainder=False):
             batch = shd.global_batch(_pad_batch(examples, size), self.mesh)
-            pred = self.predict_step(params, rest, batch)
+            pred = self.predict_step(params, rest, self.frozen_state, batch)
             pred["_valid"] = batch["_valid"]
             if jax.process_count() > 1:
                 pred = multihost_utils.process_allgather(pred, tiled=True)
@@ -248,7 +253,7 @@ class Trainer:
         try:
             while step < self.steps and not meta["stopped_early"]:
                 batch = shd.global_batch(next(it), self.mesh)
-                self.state, metrics = self.train_step(self.state, self.teacher_state, batch)
+                self.state, metrics = self.train_step(self.state, self.frozen_state, self.teacher_state, batch)
                 step += 1
                 if step % log_every == 0 or step == self.steps:
                     m = jax.device_get(metrics)
@@ -305,7 +310,7 @@ class Trainer:
                                   "train_seconds_this_run": train_seconds, "metrics": results,
                                   "info": self.task.info}
         if self.task.report is not None:
-            model = self._merge(jax.device_get(params), jax.device_get(rest))
+            model = self._merge(jax.device_get(params), jax.device_get(rest), jax.device_get(self.frozen_state))
             report.update(self.task.report(model, results, preds, self.workdir))
         path = os.path.join(self.workdir, "report.json")
         if is_main_process():
