@@ -13,6 +13,7 @@ in `LoadReport.initialized` (the situation HF warns about when fine-tuning start
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -23,7 +24,7 @@ import numpy as np
 from flax import nnx
 
 from kdjax.convert import ced as ced_map
-from kdjax.convert import hf_bert, hf_llama
+from kdjax.convert import hf_bert, hf_llama, hf_qformer
 from kdjax.convert.checkpoint_io import LazyTensors, read_config, write_json, write_safetensors
 from kdjax.convert.param_map import ConversionError, HFView, LoadReport, flax_to_hf, hf_to_flax
 from kdjax.models import state as state_lib
@@ -31,8 +32,10 @@ from kdjax.models.bert import BertConfig, BertModel, SequenceClassifier
 from kdjax.models.ced import CED, CedConfig
 from kdjax.models.llama import LlamaConfig, LlamaForCausalLM
 from kdjax.models.lora import layers as lora_layers
+from kdjax.models.qformer import QFormer, QFormerConfig
 
-__all__ = ["from_pretrained", "save_pretrained", "load_bert", "ConversionError", "LoadReport"]
+__all__ = ["from_pretrained", "save_pretrained", "load_bert", "load_qformer", "qformer_tensors", "ConversionError",
+           "LoadReport"]
 
 _HEAD_FILE = "kdjax_head.safetensors"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
@@ -117,6 +120,30 @@ def _llama_from_pretrained(path: str, hf_cfg: dict, seed: int, mesh, overrides: 
     return state_lib.load_flat(abstract, flat), report
 
 
+def load_qformer(tensors, hf_cfg: dict, *, hf_prefix: str = "qformer.", query_tokens: str = "query_tokens",
+                 source: str = "", seed: int = 0, **overrides) -> tuple[nnx.Module, LoadReport]:
+    """A kdjax Q-Former from HF-named tensors: a Blip2Model's `qformer.*` + `query_tokens` (the defaults),
+    or a bare Blip2QFormerModel's (hf_prefix="", query tokens under any name). `hf_cfg` is the
+    Blip2QFormerConfig dict; overrides set e.g. window=17."""
+    cfg = QFormerConfig.from_hf(hf_cfg, **overrides)
+    if query_tokens in tensors and "num_query_tokens" not in overrides:
+        cfg = dataclasses.replace(cfg, num_query_tokens=int(np.shape(tensors[query_tokens])[1]))
+    abstract = state_lib.abstract_module(lambda: QFormer(cfg, rngs=nnx.Rngs(seed)))
+    shapes = {k: v.shape for k, v in state_lib.flatten(nnx.state(abstract)).items()}
+    ignore = hf_qformer.IGNORE + (("vision_model.*", "language_model.*", "language_projection.*")
+                                  if hf_prefix else ())
+    flat, report = hf_to_flax(tensors, hf_qformer.rules(cfg, hf_prefix, query_tokens), shapes, ignore=ignore,
+                              source=source)
+    return state_lib.load_flat(abstract, flat), report
+
+
+def qformer_tensors(model: nnx.Module, *, hf_prefix: str = "qformer.", query_tokens: str = "query_tokens"
+                    ) -> dict[str, np.ndarray]:
+    """The Q-Former's parameters under transformers' names (the inverse of `load_qformer`)."""
+    flat = {k: _host_view(v) for k, v in state_lib.flatten(nnx.state(model, nnx.Param)).items()}
+    return flax_to_hf(flat, hf_qformer.rules(model.cfg, hf_prefix, query_tokens))
+
+
 def from_pretrained(path: str, *, task: str = "encoder", arch: str | None = None, seed: int = 0,
                     return_report: bool = False, mesh=None, **config_overrides):
     """Load a checkpoint as a kdjax model.
@@ -139,6 +166,10 @@ def from_pretrained(path: str, *, task: str = "encoder", arch: str | None = None
     if model_type in ced_map.ARCHS + ("ced", "kdjax_ced"):
         model, report = _ced_from_pretrained(path, model_type if model_type in ced_map.ARCHS else None,
                                              seed, config_overrides)
+    elif model_type == "blip-2":  # the Q-Former of a BLIP-2 checkpoint
+        hf_cfg = read_config(path)
+        model, report = load_qformer(LazyTensors(path), hf_cfg.get("qformer_config", {}), source=path, seed=seed,
+                                     **config_overrides)
     elif model_type in hf_llama.MODEL_TYPES:
         model, report = _llama_from_pretrained(path, read_config(path), seed, mesh, config_overrides)
     elif model_type in hf_bert.MODEL_TYPES:

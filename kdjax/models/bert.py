@@ -123,19 +123,23 @@ class Embeddings(nnx.Module):
 
 
 class SelfAttention(nnx.Module):
-    def __init__(self, cfg: BertConfig, rngs: nnx.Rngs):
+    """Multi-head attention; with `kv_dim` and `kv=` it is cross-attention to another sequence (the
+    Q-Former's attention to encoder tokens)."""
+
+    def __init__(self, cfg: BertConfig, rngs: nnx.Rngs, kv_dim: int | None = None):
         self.cfg = cfg
         h = cfg.hidden_size
-        self.query, self.key, self.value = (_dense(cfg, h, h, rngs) for _ in range(3))
+        self.query = _dense(cfg, h, h, rngs)
+        self.key, self.value = (_dense(cfg, kv_dim or h, h, rngs) for _ in range(2))
         self.dropout = nnx.Dropout(cfg.attention_probs_dropout_prob)
 
-    def __call__(self, x, bias, *, deterministic, rngs):
-        b, l, _ = x.shape
-        split = lambda t: t.reshape(b, l, self.cfg.num_attention_heads, self.cfg.head_dim)
+    def __call__(self, x, bias, *, kv=None, deterministic, rngs):
+        src = x if kv is None else kv
+        split = lambda t: t.reshape(*t.shape[:2], self.cfg.num_attention_heads, self.cfg.head_dim)
         drop = lambda p: self.dropout(p, deterministic=deterministic, rngs=rngs)
-        ctx, probs = attention_with_probs(split(self.query(x)), split(self.key(x)), split(self.value(x)),
+        ctx, probs = attention_with_probs(split(self.query(x)), split(self.key(src)), split(self.value(src)),
                                           bias, drop)
-        return ctx.reshape(b, l, -1), probs
+        return ctx.reshape(*x.shape[:2], -1), probs
 
 
 class DenseResidualNorm(nnx.Module):
@@ -152,12 +156,12 @@ class DenseResidualNorm(nnx.Module):
 
 
 class Attention(nnx.Module):
-    def __init__(self, cfg: BertConfig, rngs: nnx.Rngs):
-        self.self = SelfAttention(cfg, rngs)
+    def __init__(self, cfg: BertConfig, rngs: nnx.Rngs, kv_dim: int | None = None):
+        self.self = SelfAttention(cfg, rngs, kv_dim)
         self.output = DenseResidualNorm(cfg, cfg.hidden_size, rngs)
 
-    def __call__(self, x, bias, *, deterministic, rngs):
-        ctx, probs = self.self(x, bias, deterministic=deterministic, rngs=rngs)
+    def __call__(self, x, bias, *, kv=None, deterministic, rngs):
+        ctx, probs = self.self(x, bias, kv=kv, deterministic=deterministic, rngs=rngs)
         return self.output(ctx, x, deterministic=deterministic, rngs=rngs), probs
 
 
