@@ -1,0 +1,86 @@
+"""Feature-distillation losses against PyTorch's own losses (1e-6), and the negative samplers."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kdjax.losses import feature
+
+
+def _data(seed=0, b=12, d=24, scale=1.0):
+    rng = np.random.RandomState(seed)
+    return [rng.normal(0, scale, (b, d)).astype(np.float32) for _ in range(3)]
+
+
+def _close(ours, ref):
+    assert abs(float(ours) - float(ref)) <= 1e-6 * max(1.0, abs(float(ref))), (float(ours), float(ref))
+
+
+@pytest.mark.parametrize("scale", [0.1, 1.0, 5.0])
+def test_triplet_margin_equals_torch(scale):
+    a, p, n = _data(scale=scale)
+    for swap in (False, True):
+        ref = torch.nn.TripletMarginLoss(margin=1.0, p=2, swap=swap)(*map(torch.tensor, (a, p, n)))
+        _close(feature.triplet_margin(*map(jnp.asarray, (a, p, n)), swap=swap), ref)
+    ref = torch.nn.TripletMarginLoss(margin=0.3, p=1)(*map(torch.tensor, (a, p, n)))
+    _close(feature.triplet_margin(*map(jnp.asarray, (a, p, n)), margin=0.3, p=1), ref)
+
+
+@pytest.mark.parametrize("scale", [0.1, 1.0, 5.0])
+def test_smooth_l1_mse_cosine_equal_torch(scale):
+    a, b, _ = _data(1, scale=scale)
+    ta, tb = torch.tensor(a), torch.tensor(b)
+    _close(feature.smooth_l1(jnp.asarray(a), jnp.asarray(b)), torch.nn.SmoothL1Loss()(ta, tb))
+    _close(feature.smooth_l1(jnp.asarray(a), jnp.asarray(b), beta=0.5), torch.nn.SmoothL1Loss(beta=0.5)(ta, tb))
+    _close(feature.mse(jnp.asarray(a), jnp.asarray(b)), torch.nn.MSELoss()(ta, tb))
+    y = np.where(np.arange(len(a)) % 3 == 0, -1, 1)
+    _close(feature.cosine(jnp.asarray(a), jnp.asarray(b)),
+           torch.nn.CosineEmbeddingLoss()(ta, tb, torch.ones(len(a))))
+    _close(feature.cosine(jnp.asarray(a), jnp.asarray(b), jnp.asarray(y), margin=0.1),
+           torch.nn.CosineEmbeddingLoss(margin=0.1)(ta, tb, torch.tensor(y)))
+
+
+def test_info_nce_equals_cross_entropy_over_similarities():
+    a, b, _ = _data(2)
+    ta, tb = F.normalize(torch.tensor(a), dim=-1), F.normalize(torch.tensor(b), dim=-1)
+    logits = ta @ tb.T / 0.07
+    labels = torch.arange(len(a))
+    _close(feature.info_nce(jnp.asarray(a), jnp.asarray(b)), F.cross_entropy(logits, labels))
+    sym = 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+    _close(feature.info_nce(jnp.asarray(a), jnp.asarray(b), symmetric=True), sym)
+    scale = jnp.exp(jnp.log(1 / 0.07))  # EffAAC's learnable logit scale at its initial value
+    _close(feature.info_nce(jnp.asarray(a), jnp.asarray(b), scale=scale, symmetric=True), sym)
+    # padded rows (weight 0) are dropped as anchors and as negatives
+    w = np.ones(len(a), np.float32)
+    w[-3:] = 0
+    ref = F.cross_entropy(ta[:-3] @ tb[:-3].T / 0.07, labels[:-3])
+    _close(feature.info_nce(jnp.asarray(a), jnp.asarray(b), weights=jnp.asarray(w)), ref)
+
+
+def test_losses_have_gradients_like_torch():
+    a, p, n = _data(3)
+    ta = torch.tensor(a, requires_grad=True)
+    torch.nn.TripletMarginLoss()(ta, torch.tensor(p), torch.tensor(n)).backward()
+    g = jax.grad(lambda x: feature.triplet_margin(x, jnp.asarray(p), jnp.asarray(n)))(jnp.asarray(a))
+    np.testing.assert_allclose(np.asarray(g), ta.grad.numpy(), atol=1e-6)
+
+
+def test_negative_samplers_never_pick_the_positive():
+    a, c, _ = _data(4, b=9)
+    aj, cj = jnp.asarray(a), jnp.asarray(c)
+    roll = np.asarray(feature.pick_negatives(aj, cj, "roll"))
+    np.testing.assert_array_equal(roll, (np.arange(9) + 1) % 9)
+    picks = np.stack([np.asarray(feature.pick_negatives(aj, cj, "random", jax.random.key(s))) for s in range(200)])
+    assert (picks != np.arange(9)).all()
+    assert all(len(np.unique(picks[:, i])) == 8 for i in range(9))  # every other clip gets drawn
+    hard = np.asarray(feature.pick_negatives(aj, cj, "hardest"))
+    d = ((a[:, None] - c[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    np.testing.assert_array_equal(hard, d.argmin(1))
+    with pytest.raises(ValueError, match="unknown negative sampler"):
+        feature.pick_negatives(aj, cj, "semi-hard")
