@@ -24,7 +24,7 @@ import numpy as np
 from flax import nnx
 
 from kdjax.convert import ced as ced_map
-from kdjax.convert import hf_bert, hf_llama, hf_qformer
+from kdjax.convert import hf_bert, hf_llama, hf_qformer, hf_resnet, hf_vit
 from kdjax.convert.checkpoint_io import LazyTensors, read_config, write_json, write_safetensors
 from kdjax.convert.param_map import ConversionError, HFView, LoadReport, flax_to_hf, hf_to_flax
 from kdjax.models import state as state_lib
@@ -33,9 +33,11 @@ from kdjax.models.ced import CED, CedConfig
 from kdjax.models.llama import LlamaConfig, LlamaForCausalLM
 from kdjax.models.lora import layers as lora_layers
 from kdjax.models.qformer import QFormer, QFormerConfig
+from kdjax.models.resnet import ResNet, ResNetConfig
+from kdjax.models.vit import ViT, ViTConfig
 
-__all__ = ["from_pretrained", "save_pretrained", "load_bert", "load_qformer", "qformer_tensors", "ConversionError",
-           "LoadReport"]
+__all__ = ["from_pretrained", "save_pretrained", "load_bert", "load_qformer", "qformer_tensors", "load_image_model",
+           "ConversionError", "LoadReport"]
 
 _HEAD_FILE = "kdjax_head.safetensors"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
@@ -128,13 +130,10 @@ def load_qformer(tensors, hf_cfg: dict, *, hf_prefix: str = "qformer.", query_to
     cfg = QFormerConfig.from_hf(hf_cfg, **overrides)
     if query_tokens in tensors and "num_query_tokens" not in overrides:
         cfg = dataclasses.replace(cfg, num_query_tokens=int(np.shape(tensors[query_tokens])[1]))
-    abstract = state_lib.abstract_module(lambda: QFormer(cfg, rngs=nnx.Rngs(seed)))
-    shapes = {k: v.shape for k, v in state_lib.flatten(nnx.state(abstract)).items()}
     ignore = hf_qformer.IGNORE + (("vision_model.*", "language_model.*", "language_projection.*")
                                   if hf_prefix else ())
-    flat, report = hf_to_flax(tensors, hf_qformer.rules(cfg, hf_prefix, query_tokens), shapes, ignore=ignore,
-                              source=source)
-    return state_lib.load_flat(abstract, flat), report
+    return _load_family(tensors, lambda: QFormer(cfg, rngs=nnx.Rngs(seed)),
+                        hf_qformer.rules(cfg, hf_prefix, query_tokens), ignore, source)
 
 
 def qformer_tensors(model: nnx.Module, *, hf_prefix: str = "qformer.", query_tokens: str = "query_tokens"
@@ -142,6 +141,32 @@ def qformer_tensors(model: nnx.Module, *, hf_prefix: str = "qformer.", query_tok
     """The Q-Former's parameters under transformers' names (the inverse of `load_qformer`)."""
     flat = {k: _host_view(v) for k, v in state_lib.flatten(nnx.state(model, nnx.Param)).items()}
     return flax_to_hf(flat, hf_qformer.rules(model.cfg, hf_prefix, query_tokens))
+
+
+def _load_family(tensors, build, rules, ignore, source: str, put=None) -> tuple[nnx.Module, LoadReport]:
+    abstract = state_lib.abstract_module(build)
+    shapes = {k: v.shape for k, v in state_lib.flatten(nnx.state(abstract)).items()}
+    flat, report = hf_to_flax(tensors, rules, shapes, ignore=ignore, source=source, put=put)
+    return state_lib.load_flat(abstract, flat), report
+
+
+def load_image_model(tensors, hf_cfg: dict, *, source: str = "", seed: int = 0, **overrides
+                     ) -> tuple[nnx.Module, LoadReport]:
+    """A frozen-teacher image encoder from HF-named tensors: ViTModel / ViTForImageClassification
+    (model_type "vit") or ResNetModel / ResNetForImageClassification ("resnet")."""
+    kind = hf_cfg.get("model_type")
+    if kind == "vit":
+        prefix = "vit." if any(k.startswith("vit.") for k in tensors) else ""
+        has_pooler = any(k.endswith("pooler.dense.weight") for k in tensors)
+        cfg = ViTConfig.from_hf(hf_cfg, **{"add_pooling_layer": has_pooler, **overrides})
+        return _load_family(tensors, lambda: ViT(cfg, rngs=nnx.Rngs(seed)), hf_vit.rules(cfg, prefix),
+                            hf_vit.IGNORE, source)
+    if kind == "resnet":
+        prefix = "resnet." if any(k.startswith("resnet.") for k in tensors) else ""
+        cfg = ResNetConfig.from_hf(hf_cfg, **overrides)
+        return _load_family(tensors, lambda: ResNet(cfg, rngs=nnx.Rngs(seed)), hf_resnet.rules(cfg, prefix),
+                            hf_resnet.IGNORE, source)
+    raise ValueError(f"{source}: model_type {kind!r} is not an image model kdjax knows (vit, resnet)")
 
 
 def from_pretrained(path: str, *, task: str = "encoder", arch: str | None = None, seed: int = 0,
@@ -166,6 +191,9 @@ def from_pretrained(path: str, *, task: str = "encoder", arch: str | None = None
     if model_type in ced_map.ARCHS + ("ced", "kdjax_ced"):
         model, report = _ced_from_pretrained(path, model_type if model_type in ced_map.ARCHS else None,
                                              seed, config_overrides)
+    elif model_type in ("vit", "resnet"):
+        model, report = load_image_model(LazyTensors(path), read_config(path), source=path, seed=seed,
+                                         **config_overrides)
     elif model_type == "blip-2":  # the Q-Former of a BLIP-2 checkpoint
         hf_cfg = read_config(path)
         model, report = load_qformer(LazyTensors(path), hf_cfg.get("qformer_config", {}), source=path, seed=seed,
@@ -215,6 +243,10 @@ def save_pretrained(model: nnx.Module, out_dir: str, *, tokenizer_dir: str | Non
         tensors = HFView(flat, hf_llama.rules(model.cfg))
         head = {}
         hf_cfg = model.cfg.to_hf()
+    elif isinstance(model, (ViT, ResNet)):
+        flat.update({k: _host_view(v) for k, v in state_lib.flatten(nnx.state(model, nnx.BatchStat)).items()})
+        rules = hf_vit.rules(model.cfg) if isinstance(model, ViT) else hf_resnet.rules(model.cfg)
+        tensors, head, hf_cfg = HFView(flat, rules), {}, model.cfg.to_hf()
     elif isinstance(model, CED):
         flat.update({k: np.asarray(v) for k, v in state_lib.flatten(nnx.state(model, nnx.BatchStat)).items()})
         tensors = {**flax_to_hf(flat, ced_map.rules(model.cfg)), **ced_map.extra_tensors(model.cfg)}

@@ -10,7 +10,7 @@ module's tensors correspond:
   rmsnorm    weight <-> scale
   embed      weight <-> embedding
   tensor     the names are full tensor names and the values are equal (e.g. learned query tokens)
-  conv       weight (out, in, *k) <-> kernel (*k, in, out); bias <-> bias
+  conv       weight (out, in, *k) <-> kernel (*k, in, out); bias <-> bias (conv_nobias: no bias)
   batchnorm  weight/bias/running_mean/running_var <-> scale/bias/mean/var
   pos_embed  (1, D, *grid) channels-first tensor <-> (1, *grid, D) channels-last
 
@@ -62,6 +62,7 @@ _KINDS: dict[str, list[tuple[str, str, Callable, Callable]]] = {
     "embed": [("weight", "embedding", _ident, _ident)],
     "tensor": [("", "", _ident, _ident)],
     "conv": [("weight", "kernel", _conv_to_flax, _conv_to_hf), ("bias", "bias", _ident, _ident)],
+    "conv_nobias": [("weight", "kernel", _conv_to_flax, _conv_to_hf)],
     "pos_embed": [("", "", lambda x: np.ascontiguousarray(np.moveaxis(x, 1, -1)),
                    lambda x: np.ascontiguousarray(np.moveaxis(x, -1, 1)))],
     "batchnorm": [("weight", "scale", _ident, _ident), ("bias", "bias", _ident, _ident),

@@ -21,17 +21,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from kdjax.audio.features import log_mel
-from kdjax.models.layers import linear
+from kdjax.models.vit import BLOCK_LOGICAL_AXES, Block, _linear, _norm
 
 # Logical axes per parameter path (kdjax.train.sharding); unmatched parameters are replicated.
-LOGICAL_AXES = (
-    (r"attn\.(q|k|v)_proj\.kernel$", ("embed", "heads")),
-    (r"attn\.(q|k|v)_proj\.bias$", ("heads",)),
-    (r"attn\.proj\.kernel$", ("heads", "embed")),
-    (r"mlp\.fc1\.kernel$", ("embed", "mlp")),
-    (r"mlp\.fc1\.bias$", ("mlp",)),
-    (r"mlp\.fc2\.kernel$", ("mlp", "embed")),
-)
+LOGICAL_AXES = BLOCK_LOGICAL_AXES
 
 SIZES = {  # name -> (embed_dim, num_heads); all sizes have depth 12
     "ced_tiny": (192, 3),
@@ -101,59 +94,6 @@ class CedConfig:
         if "dtype" in d:
             d["dtype"] = jnp.dtype(d["dtype"])
         return cls(**d)
-
-
-def _linear(n_in: int, n_out: int, cfg: CedConfig, rngs: nnx.Rngs) -> nnx.Linear:
-    # timm's ViT init: truncated normal 0.02 on weights, zero biases
-    return nnx.Linear(n_in, n_out, dtype=cfg.dtype, kernel_init=nnx.initializers.truncated_normal(0.02),
-                      rngs=rngs)
-
-
-def _norm(n: int, cfg: CedConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:
-    return nnx.LayerNorm(n, epsilon=cfg.layer_norm_eps, dtype=cfg.dtype, rngs=rngs)
-
-
-class Attention(nnx.Module):
-    def __init__(self, cfg: CedConfig, rngs: nnx.Rngs):
-        self.cfg = cfg
-        d = cfg.embed_dim
-        self.q_proj = _linear(d, d, cfg, rngs)
-        self.k_proj = _linear(d, d, cfg, rngs)
-        self.v_proj = _linear(d, d, cfg, rngs)
-        self.proj = _linear(d, d, cfg, rngs)
-
-    def __call__(self, x: jax.Array, mask: jax.Array | None, **kw) -> jax.Array:
-        b, n, _ = x.shape
-        shape = (b, n, self.cfg.num_heads, self.cfg.head_dim)
-        q, k, v = (linear(p, x, **kw).reshape(shape) for p in (self.q_proj, self.k_proj, self.v_proj))
-        key_mask = None if mask is None else mask[:, None, None, :].astype(bool)
-        ctx = jax.nn.dot_product_attention(q, k, v, mask=key_mask)
-        return linear(self.proj, ctx.reshape(b, n, -1), **kw)
-
-
-class Mlp(nnx.Module):
-    def __init__(self, cfg: CedConfig, rngs: nnx.Rngs):
-        hidden = int(cfg.embed_dim * cfg.mlp_ratio)
-        self.fc1 = _linear(cfg.embed_dim, hidden, cfg, rngs)
-        self.fc2 = _linear(hidden, cfg.embed_dim, cfg, rngs)
-
-    def __call__(self, x, **kw):
-        return linear(self.fc2, jax.nn.gelu(linear(self.fc1, x, **kw), approximate=False), **kw)
-
-
-class Block(nnx.Module):
-    def __init__(self, cfg: CedConfig, rngs: nnx.Rngs):
-        self.norm1 = _norm(cfg.embed_dim, cfg, rngs)
-        self.attn = Attention(cfg, rngs)
-        self.norm2 = _norm(cfg.embed_dim, cfg, rngs)
-        self.mlp = Mlp(cfg, rngs)
-        self.dropout = nnx.Dropout(cfg.dropout)
-
-    def __call__(self, x, mask, *, deterministic: bool, rngs: nnx.Rngs | None):
-        drop = lambda y: self.dropout(y, deterministic=deterministic, rngs=rngs)
-        kw = dict(deterministic=deterministic, rngs=rngs)  # for LoRA layers (kdjax.models.lora)
-        x = x + drop(self.attn(self.norm1(x), mask, **kw))
-        return x + drop(self.mlp(self.norm2(x), **kw))
 
 
 class PatchEmbed(nnx.Module):

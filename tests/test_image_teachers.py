@@ -1,0 +1,95 @@
+"""Image teachers: ViT and ResNet parity with transformers (random weights), conversion both ways, and the
+image input pipeline."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import transformers
+
+from kdjax import convert
+from kdjax.data import images
+
+
+def _randomise_bn(hf, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    for m in hf.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+def _nhwc(x: torch.Tensor) -> jnp.ndarray:
+    return jnp.asarray(x.permute(0, 2, 3, 1).numpy())
+
+
+def test_vit_matches_transformers_and_round_trips(tmp_path):
+    hc = transformers.ViTConfig(hidden_size=48, num_hidden_layers=2, num_attention_heads=4, intermediate_size=96,
+                                image_size=32, patch_size=8)
+    torch.manual_seed(0)
+    hf = transformers.ViTModel(hc).eval()
+    hf.save_pretrained(tmp_path / "vit")
+    model = convert.from_pretrained(str(tmp_path / "vit"), feature="pooler")
+    px = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = hf(pixel_values=px, output_hidden_states=True)
+    out = model(_nhwc(px), output_hidden_states=True)
+    assert np.abs(np.asarray(out["last_hidden_state"]) - ref.last_hidden_state.numpy()).max() < 1e-4
+    assert np.abs(np.asarray(out["pooler_output"]) - ref.pooler_output.numpy()).max() < 1e-4
+    np.testing.assert_array_equal(np.asarray(out["features"]), np.asarray(out["pooler_output"]))
+    convert.save_pretrained(model, str(tmp_path / "back"))
+    again = transformers.ViTModel.from_pretrained(tmp_path / "back").eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(again(pixel_values=px).last_hidden_state.numpy(),
+                                   ref.last_hidden_state.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("layer_type", ["bottleneck", "basic"])
+def test_resnet_matches_transformers_and_round_trips(tmp_path, layer_type):
+    hc = transformers.ResNetConfig(embedding_size=16, hidden_sizes=[32, 64, 96], depths=[2, 1, 1], layer_type=layer_type)
+    torch.manual_seed(0)
+    hf = transformers.ResNetModel(hc).eval()
+    _randomise_bn(hf)
+    hf.save_pretrained(tmp_path / "rn")
+    model = convert.from_pretrained(str(tmp_path / "rn"))
+    px = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = hf(pixel_values=px)
+    out = model(_nhwc(px))
+    ref_last = ref.last_hidden_state.permute(0, 2, 3, 1).numpy()
+    assert np.abs(np.asarray(out["last_hidden_state"]) - ref_last).max() < 1e-4
+    assert np.abs(np.asarray(out["features"]) - ref.pooler_output[:, :, 0, 0].numpy()).max() < 1e-4
+    convert.save_pretrained(model, str(tmp_path / "back"))
+    again = transformers.ResNetModel.from_pretrained(tmp_path / "back").eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(again(pixel_values=px).pooler_output.numpy(), ref.pooler_output.numpy(),
+                                   atol=1e-6)
+
+
+def test_random_resized_crop_and_normalisation():
+    # an image whose red channel is the column and green channel the row: crops keep that geometry
+    h, w = 120, 200
+    img = np.zeros((h, w, 3), np.uint8)
+    img[..., 0] = np.linspace(0, 255, w).astype(np.uint8)[None, :]
+    img[..., 1] = np.linspace(0, 255, h).astype(np.uint8)[:, None]
+    a = images.random_resized_crop(img, np.random.default_rng(0), 64)
+    b = images.random_resized_crop(img, np.random.default_rng(0), 64)
+    np.testing.assert_array_equal(a, b)  # the generator decides everything
+    assert a.shape == (64, 64, 3) and a.dtype == np.uint8
+    assert (np.diff(a[..., 0].astype(int), axis=1) >= -1).all() and (np.diff(a[..., 1].astype(int), axis=0) >= -1).all()
+    areas = []
+    for s in range(200):
+        box = images.crop_box(h, w, np.random.default_rng(s))
+        top, left, ch, cw = box
+        assert 0 <= top and top + ch <= h and 0 <= left and left + cw <= w
+        areas.append(ch * cw / (h * w))
+    assert 0.08 - 1e-6 <= min(areas) and max(areas) <= 1.0 and np.std(areas) > 0.1
+    x = images.normalize(a)
+    assert x.dtype == np.float32
+    np.testing.assert_allclose(x[0, 0], (a[0, 0] / 255.0 - images.IMAGENET_MEAN) / images.IMAGENET_STD, rtol=1e-6)
+    c = images.center_crop(img, 64)
+    assert c.shape == (64, 64, 3)
