@@ -35,6 +35,17 @@ def resolve(spec: str) -> str:
     return path
 
 
+def model_dir(spec: str) -> str:
+    """A model checkpoint path: like `resolve`, and a .gguf file becomes a cached HF directory
+    (kdjax.convert.gguf)."""
+    path = resolve(spec)
+    if path.endswith(".gguf"):
+        from kdjax.convert.gguf import to_hf_dir
+
+        return to_hf_dir(path)
+    return path
+
+
 def available(spec: str) -> bool:
     try:
         resolve(spec)

