@@ -20,9 +20,11 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. con
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, report). "
                                "Default: workdirs/<config name>-<variant>.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train"], "What to do.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "caption"],
+                          "train, or caption audio files (--audio) with a trained workdir.")
+_AUDIO = flags.DEFINE_multi_string("audio", [], "Audio files to caption (--mode=caption); repeat the flag.")
 
-SYSTEMS = ("dsg_kd", "audio_tagging")
+SYSTEMS = ("dsg_kd", "audio_tagging", "multi2cap")
 
 
 def missing_paths(cfg) -> list[str]:
@@ -68,8 +70,9 @@ def main(argv) -> None:
         sys.exit(f"config.system={cfg.system!r} is not one of {SYSTEMS}")
     workdir = _WORKDIR.value or _default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(cfg.to_json_best_effort(indent=2))
+    if _MODE.value == "train":
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(cfg.to_json_best_effort(indent=2))
     logging.info("workdir %s", os.path.abspath(workdir))
 
     from kdjax.train.trainer import Trainer
@@ -77,6 +80,17 @@ def main(argv) -> None:
     from kdjax.errors import InputError
 
     system = importlib.import_module(f"kdjax.systems.{cfg.system}")
+    if _MODE.value == "caption":
+        if not hasattr(system, "caption_files"):
+            sys.exit(f"kdjax: system {cfg.system!r} does not caption audio")
+        if not _AUDIO.value:
+            sys.exit("kdjax: --mode=caption needs --audio=file.wav (repeatable)")
+        try:
+            for path, text in system.caption_files(cfg, workdir, list(_AUDIO.value)):
+                print(f"{path}\t{text}")
+        except (InputError, FileNotFoundError) as e:
+            sys.exit(f"kdjax: {e}")
+        return
     try:
         task = system.build(cfg, workdir)
     except (InputError, FileNotFoundError) as e:

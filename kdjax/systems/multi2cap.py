@@ -1,0 +1,319 @@
+"""Multi2Cap (thesis ch. 3): LOAE's audio captioner (CED + LoRA -> Q-Former -> projector -> LLaMA + LoRA)
+trained with L_total = L_cap + lambda * L_cfd, where L_cfd distils a frozen image teacher's view of the
+clip's video frame into the audio encoder (thesis eq. 3.1-3.3). lambda = 0 is LOAE.
+
+What is trained: the LoRA factors of CED and LLaMA, the Q-Former, the projector and the CFD heads. The
+CED and LLaMA base weights are `Task.frozen` (outside the optimiser and the checkpoint, reloaded from
+their checkpoints on resume); the image teacher is the frozen `Task.teacher`, or a feature cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any
+
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from kdjax import assets
+from kdjax.audio.augment import AugmentConfig, augment
+from kdjax.audio.io import crop_or_pad, load_audio, load_many
+from kdjax.convert import from_pretrained
+from kdjax.data import images as img_lib
+from kdjax.data import captions as caption_data
+from kdjax.data import tokenizers
+from kdjax.errors import InputError
+from kdjax.losses import feature as feature_losses
+from kdjax.losses.classification import cross_entropy
+from kdjax.metrics.captioning import CaptionTaskEvaluator, MetricConfig
+from kdjax.models import ced as ced_lib
+from kdjax.models import llama as llama_lib
+from kdjax.models import lora
+from kdjax.models import qformer as qformer_lib
+from kdjax.models import resnet as resnet_lib
+from kdjax.models import vit as vit_lib
+from kdjax.models.generate import config_from
+from kdjax.models.multi2cap import Multi2Cap, Multi2CapConfig
+from kdjax.train.task import Task
+
+# LLaMA's patterns first: its `self_attn.q_proj` would also match CED's `attn.q_proj`.
+LOGICAL_AXES = llama_lib.LOGICAL_AXES + qformer_lib.LOGICAL_AXES + ced_lib.LOGICAL_AXES
+FROZEN = ("audio_encoder", "decoder")
+
+
+def _lora_cfg(node) -> lora.LoraConfig:
+    return lora.LoraConfig(targets=tuple(node.targets), rank=int(node.rank), alpha=float(node.alpha),
+                           dropout=float(node.dropout))
+
+
+def build_tokenizer(cfg: ml_collections.ConfigDict, texts: list[str] | None, workdir: str):
+    """The decoder's tokenizer; a random-init decoder gets a word-level vocabulary of the training captions,
+    saved in the workdir (so resuming and captioning reuse it)."""
+    d = cfg.decoder
+    if d.checkpoint:
+        return tokenizers.load(assets.model_dir(d.checkpoint))
+    out = os.path.join(workdir, "tokenizer")
+    if texts is None and not os.path.isfile(os.path.join(out, "tokenizer.json")):
+        raise FileNotFoundError(f"{out}: no tokenizer (train this workdir first)")
+    return tokenizers.train_word_level(texts or [], out)
+
+
+def build_model(cfg: ml_collections.ConfigDict, tok) -> Multi2Cap:
+    rngs = nnx.Rngs(int(cfg.seed))
+    a = cfg.audio
+    overrides = {"num_classes": 0, "chunk_mode": a.chunk_mode, **dict(a.overrides)}
+    if a.depth:
+        overrides["depth"] = int(a.depth)
+    if a.checkpoint:
+        ced = from_pretrained(assets.resolve(a.checkpoint), arch=a.arch or None, **overrides)
+    else:
+        ced = ced_lib.CED(ced_lib.CedConfig.preset(a.arch, **overrides), rngs=rngs)
+    d = cfg.decoder
+    dec_over = {"dtype": d.dtype, "param_dtype": d.param_dtype, "remat": bool(d.remat)}
+    if d.checkpoint:
+        decoder = from_pretrained(assets.model_dir(d.checkpoint), **dec_over)
+        if d.num_layers:  # keep the first layers only (quick experiments on small machines)
+            decoder.model.layers = nnx.List(list(decoder.model.layers)[:int(d.num_layers)])
+            decoder.cfg = dataclasses.replace(decoder.cfg, num_hidden_layers=int(d.num_layers))
+    else:
+        lc = llama_lib.LlamaConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                   pad_token_id=tok.pad_token_id, **dict(d.random), **dec_over)
+        decoder = llama_lib.LlamaForCausalLM(lc, rngs=rngs)
+    q = cfg.qformer
+    qcfg = qformer_lib.QFormerConfig(encoder_hidden_size=ced.cfg.embed_dim, **dict(q))
+    qformer = qformer_lib.QFormer(qcfg, rngs=rngs)
+    lora.apply(ced, _lora_cfg(a.lora), rngs)
+    lora.apply(decoder, _lora_cfg(d.lora), rngs)
+    bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+    encode = lambda s: tok(s, add_special_tokens=False)["input_ids"]
+    lam = float(cfg.cfd.weight)
+    mcfg = Multi2CapConfig(prompt_prefix=tuple(bos + encode(cfg.prompt.prefix)),
+                           prompt_suffix=tuple(encode(cfg.prompt.suffix)), audio_feature=cfg.cfd.audio_feature,
+                           cfd_dim=int(cfg.cfd.dim) if lam > 0 else 0, image_dim=teacher_dim(cfg) if lam > 0 else 0)
+    return Multi2Cap(mcfg, ced, qformer, decoder, rngs=rngs)
+
+
+def build_teacher(cfg: ml_collections.ConfigDict) -> nnx.Module | None:
+    t = cfg.teacher
+    if t.kind == "none" or float(cfg.cfd.weight) == 0:
+        return None
+    if t.checkpoint:
+        return from_pretrained(assets.resolve(t.checkpoint), **({"feature": t.feature} if t.kind == "vit" else {}))
+    rngs = nnx.Rngs(int(cfg.seed) + 7)
+    logging.warning("teacher.checkpoint is empty: the image teacher is randomly initialised (smoke runs only)")
+    if t.kind == "vit":
+        return vit_lib.ViT(vit_lib.ViTConfig(image_size=int(cfg.data.image_size), feature=t.feature, **dict(t.random)),
+                           rngs=rngs)
+    if t.kind == "resnet":
+        return resnet_lib.ResNet(resnet_lib.ResNetConfig(**dict(t.random)), rngs=rngs)
+    raise ValueError(f"teacher.kind must be vit, resnet or none, got {t.kind!r}")
+
+
+def teacher_dim(cfg: ml_collections.ConfigDict) -> int:
+    t = cfg.teacher
+    if t.checkpoint:
+        from kdjax.convert.checkpoint_io import read_config
+
+        c = read_config(assets.resolve(t.checkpoint))
+        return int(c["hidden_sizes"][-1] if t.kind == "resnet" else c["hidden_size"])
+    if t.kind == "vit":
+        return int(dict(t.random).get("hidden_size", vit_lib.ViTConfig.hidden_size))
+    return int(tuple(dict(t.random).get("hidden_sizes", resnet_lib.ResNetConfig.hidden_sizes))[-1])
+
+
+def cached_image_features(cfg: ml_collections.ConfigDict, teacher: nnx.Module, examples: list[dict],
+                          ids: list[str]) -> np.ndarray:
+    """The teacher's features of each training image (centre crop), from `teacher.cache_file` when it holds
+    every id, else computed in batches and written there (atomically)."""
+    file = cfg.teacher.cache_file
+    if file and os.path.isfile(file):
+        with np.load(file, allow_pickle=False) as z:
+            index = {k: i for i, k in enumerate(z["ids"].tolist())}
+            if all(i in index for i in ids):
+                return z["features"][[index[i] for i in ids]]
+            logging.warning("%s lacks some clips; recomputing the image feature cache", file)
+    size = int(cfg.data.image_size)
+    gdef, state = nnx.split(teacher)
+    run = jax.jit(lambda s, x: nnx.merge(gdef, s)(x)["features"])
+    feats = []
+    for i in range(0, len(examples), 16):
+        chunk = [img_lib.normalize(img_lib.center_crop(ex["image"], size)) for ex in examples[i:i + 16]]
+        feats.append(np.asarray(run(state, jnp.asarray(np.stack(chunk)))))
+    out = np.concatenate(feats).astype(np.float32)
+    if file:
+        tmp = file + ".tmp.npz"
+        np.savez(tmp, ids=np.array(ids), features=out)
+        os.replace(tmp, file)
+    return out
+
+
+def cfd_loss(kind: str, audio: jax.Array, image: jax.Array, cfg: ml_collections.ConfigDict,
+             key: jax.Array) -> jax.Array:
+    """Thesis eq. 3.2 (triplet: anchor image, positive the clip's audio, negative another clip's audio) and the
+    Table 3.5 alternatives."""
+    if kind == "triplet":
+        neg = feature_losses.pick_negatives(image, audio, cfg.negatives, key)
+        return feature_losses.triplet_margin(image, audio, audio[neg], margin=float(cfg.margin))
+    if kind == "smooth_l1":
+        return feature_losses.smooth_l1(audio, image)
+    if kind == "mse":
+        return feature_losses.mse(audio, image)
+    if kind == "info_nce":
+        return feature_losses.info_nce(image, audio, temperature=float(cfg.temperature))
+    if kind == "cosine":
+        return feature_losses.cosine(audio, image)
+    raise ValueError(f"unknown cfd.loss {kind!r} (triplet, smooth_l1, mse, info_nce, cosine)")
+
+
+def _tokenize_refs(tok, captions: list[str], length: int) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.full((len(captions), length), tok.pad_token_id, np.int32)
+    lens = np.zeros(len(captions), np.int32)
+    for i, c in enumerate(captions):
+        t = (tok(c, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])[:length]
+        ids[i, :len(t)], lens[i] = t, len(t)
+    return ids, lens
+
+
+def decoder_fn(tok):
+    eos, pad = tok.eos_token_id, tok.pad_token_id
+
+    def decode(tokens: np.ndarray) -> list[str]:
+        out = []
+        for row in np.asarray(tokens):
+            ids = [int(t) for t in row]
+            if eos in ids:
+                ids = ids[:ids.index(eos)]
+            out.append(tok.decode([t for t in ids if t != pad], skip_special_tokens=True).strip())
+        return out
+
+    return decode
+
+
+def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
+    d = cfg.data
+    rows = caption_data.load(d)
+    tok = build_tokenizer(cfg, [c for r in rows["train"] for c in r["captions"]], workdir)
+    model = build_model(cfg, tok)
+    teacher = build_teacher(cfg)
+    lam = float(cfg.cfd.weight)
+    length = int(round(d.clip_seconds * d.sample_rate))
+    cap_len = int(d.max_caption_tokens)
+    use_images = lam > 0
+
+    data, skipped = {}, []
+    for split, items in rows.items():
+        waves, kept, bad = load_many([r["audio"] for r in items], d.sample_rate, d.on_bad_input)
+        skipped += bad
+        examples = []
+        for wave, i in zip(waves, kept):
+            r = items[i]
+            ids, lens = _tokenize_refs(tok, r["captions"], cap_len)
+            ex = {"wave": wave, "caption_ids": ids, "caption_lens": lens, "index": np.int32(len(examples))}
+            if use_images and split == "train":
+                if not r.get("image"):
+                    raise InputError(f"{r['id']}: CFD (cfd.weight > 0) needs an image for every training clip")
+                ex["image"] = img_lib.center_crop(img_lib.load_rgb(r["image"]), int(d.image_size) * 8 // 7)
+            examples.append((ex, r))
+        data[split] = examples
+    references = {s: [r["captions"] for _, r in v] for s, v in data.items()}
+    if teacher is not None and cfg.teacher.cache:  # features once per clip; no image model in the step
+        feats = cached_image_features(cfg, teacher, [ex for ex, _ in data["train"]], [r["id"] for _, r in data["train"]])
+        for (ex, _), f in zip(data["train"], feats):
+            ex["image_features"] = f
+            del ex["image"]
+        teacher = None
+
+    aug_cfg = AugmentConfig.from_config(cfg.augment.ops) if cfg.augment.enabled else None
+    image_size = int(d.image_size)
+
+    def train_transform(ex, rng: np.random.Generator):
+        wave = ex["wave"]
+        if aug_cfg is not None:
+            wave, _ = augment(wave, rng, aug_cfg, crop_to=length)
+        wave, mask = crop_or_pad(wave, length, rng)
+        j = int(rng.integers(len(ex["caption_lens"])))  # one of the references (Clotho has 5)
+        out = {"wave": wave.astype(np.float32), "mask": mask, "caption_ids": ex["caption_ids"][j],
+               "caption_mask": (np.arange(cap_len) < ex["caption_lens"][j]).astype(np.int32)}
+        if "image" in ex:
+            out["image"] = img_lib.normalize(img_lib.random_resized_crop(ex["image"], rng, image_size))
+        if "image_features" in ex:
+            out["image_features"] = ex["image_features"]
+        return out
+
+    def fixed(ex):  # evaluation: the clip's start, padded
+        wave, mask = crop_or_pad(ex["wave"], length)
+        return {"wave": wave, "mask": mask, "index": ex["index"]}
+
+    gen_cfg = config_from({"eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
+                           **dict(cfg.eval.generate)})
+    loss_kind = cfg.cfd.loss
+
+    def loss_fn(model, teacher, batch, rngs):
+        out = model(batch["wave"], batch["mask"], batch["caption_ids"], batch["caption_mask"], deterministic=False,
+                    rngs=rngs)
+        l_cap = cross_entropy(out["logits"], batch["caption_ids"], batch["caption_mask"])
+        m = batch["caption_mask"].astype(jnp.float32)
+        acc = jnp.sum((out["logits"].argmax(-1) == batch["caption_ids"]) * m) / jnp.maximum(m.sum(), 1.0)
+        metrics = {"l_cap": l_cap, "token_acc": acc}
+        loss = l_cap
+        if lam > 0:
+            img = teacher(batch["image"])["features"] if teacher is not None else batch["image_features"]
+            a, i = model.cfd_embeddings(out["audio_feature"], jax.lax.stop_gradient(img))
+            l_cfd = cfd_loss(loss_kind, a, i, cfg.cfd, rngs.dropout())
+            metrics["l_cfd"] = l_cfd
+            loss = loss + lam * l_cfd
+        return loss, metrics
+
+    def predict_fn(model, batch):
+        tokens, lengths = model.caption(batch["wave"], batch["mask"], gen_cfg)
+        return {"tokens": tokens, "lengths": lengths, "index": batch["index"]}
+
+    mcfg = MetricConfig.from_config(cfg.eval.metric_config) if cfg.eval.get("metric_config") else None
+    info: dict[str, Any] = {}
+    evaluator = CaptionTaskEvaluator({"dev": references["validation"], "test": references["test"]}, decoder_fn(tok),
+                                     metrics=tuple(cfg.eval.metrics), tokenization=cfg.eval.tokenization,
+                                     config=mcfg, info=info)
+    strip = lambda ex: {k: v for k, v in ex.items() if k != "index"}
+    info.update({
+        "num_examples": {s: len(v) for s, v in data.items()}, "bad_audio_skipped": len(skipped),
+        "bad_audio": skipped[:100], "clip_samples": length, "decoder_vocab": len(tok),
+        "prompt_tokens": [len(model.cfg.prompt_prefix), len(model.cfg.prompt_suffix)],
+        "trainable_params": int(sum(x.size for x in jax.tree.leaves(
+            nnx.split(model, lora.frozen_filter(FROZEN), nnx.Param, ...)[2]))),
+        "lora_params": lora.count(model),
+    })
+    return Task(
+        model=model, loss_fn=loss_fn, predict_fn=predict_fn,
+        train_data=grain.MapDataset.source([strip(ex) for ex, _ in data["train"]]),
+        eval_data={"dev": grain.MapDataset.source([ex for ex, _ in data["validation"]]).map(fixed),
+                   "test": grain.MapDataset.source([ex for ex, _ in data["test"]]).map(fixed)},
+        evaluate=evaluator, train_transform=train_transform, logical_axes=LOGICAL_AXES,
+        frozen=lora.frozen_filter(FROZEN), teacher=teacher,
+        teacher_logical_axes=vit_lib.LOGICAL_AXES if cfg.teacher.kind == "vit" else resnet_lib.LOGICAL_AXES,
+        info=info)
+
+
+def caption_files(cfg: ml_collections.ConfigDict, workdir: str, files: list[str]) -> list[tuple[str, str]]:
+    """Caption audio files with the trained model in `workdir` (best parameters if kept, else the latest)."""
+    from kdjax.train.restore import restore_trained
+
+    tok = build_tokenizer(cfg, None, workdir)
+    model = restore_trained(cfg, build_model(cfg, tok), lora.frozen_filter(FROZEN), workdir).audio_only()
+    gen_cfg = config_from({"eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
+                           **dict(cfg.eval.generate)})
+    length = int(round(cfg.data.clip_seconds * cfg.data.sample_rate))
+    gdef, state = nnx.split(model)
+    run = jax.jit(lambda s, w, m: nnx.merge(gdef, s).caption(w, m, gen_cfg))
+    decode = decoder_fn(tok)
+    out = []
+    for f in files:
+        wave, mask = crop_or_pad(load_audio(f, int(cfg.data.sample_rate)), length)
+        tokens, _ = run(state, jnp.asarray(wave[None]), jnp.asarray(mask[None]))
+        out.append((f, decode(np.asarray(tokens))[0]))
+    return out
