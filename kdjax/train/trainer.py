@@ -97,8 +97,12 @@ def _pad_batch(examples: dict[str, np.ndarray], size: int) -> dict[str, np.ndarr
 
 
 class Trainer:
-    def __init__(self, cfg: ml_collections.ConfigDict, task: Task, workdir: str):
-        self.cfg, self.task, self.workdir = cfg, task, workdir
+    """`abstract=True` takes a Task whose model and teacher come from `nnx.eval_shape`: the state is then
+    ShapeDtypeStructs carrying their shardings, nothing is allocated, and `lower_train_step` gives the
+    real step for ahead-of-time compilation (memory, FLOPs, does it fit)."""
+
+    def __init__(self, cfg: ml_collections.ConfigDict, task: Task, workdir: str, *, abstract: bool = False):
+        self.cfg, self.task, self.workdir, self.abstract = cfg, task, workdir, abstract
         os.makedirs(workdir, exist_ok=True)
         self.mesh = shd.make_mesh(dict(cfg.mesh))
         dp = shd.data_parallel_size(self.mesh)
@@ -125,27 +129,42 @@ class Trainer:
         p_specs = shd.param_specs(params, mesh, task.logical_axes)
         shd.log_specs(params, p_specs)
         self.param_shardings = shd.named(mesh, p_specs)
-        self.frozen_state = jax.device_put(frozen, shd.named(mesh, shd.param_specs(frozen, mesh, task.logical_axes)))
+        self.frozen_state = self._place(frozen, shd.named(mesh, shd.param_specs(frozen, mesh, task.logical_axes)))
         self.frozen_shardings = jax.tree.map(lambda x: x.sharding, self.frozen_state)
         logging.info("%d trainable and %d frozen parameters", sum(x.size for x in jax.tree.leaves(params)),
                      sum(x.size for x in jax.tree.leaves(frozen)))
         rep = shd.replicated(mesh)
-        params = jax.device_put(params, self.param_shardings)
-        rest = jax.device_put(rest, jax.tree.map(lambda _: rep, rest))
+        params = self._place(params, self.param_shardings)
+        rest = self._place(rest, jax.tree.map(lambda _: rep, rest))
         self.tx, self.schedules = optim.build(self.cfg.optim, params, self.steps)
         opt_sh = _opt_state_shardings(jax.eval_shape(self.tx.init, params), self.param_shardings, mesh)
-        opt_state = jax.jit(self.tx.init, out_shardings=opt_sh)(params)
+        if self.abstract:
+            opt_state = self._place(jax.eval_shape(self.tx.init, params), opt_sh)
+        else:
+            opt_state = jax.jit(self.tx.init, out_shardings=opt_sh)(params)
         self.state = {"params": params, "opt_state": opt_state, "rest": rest,
-                      "step": jax.device_put(jnp.zeros((), jnp.int32), rep)}
+                      "step": self._place(jnp.zeros((), jnp.int32), rep)}
         self.state_shardings = jax.tree.map(lambda x: x.sharding, self.state)
         if task.teacher is not None:
             self.tgdef, tstate = nnx.split(task.teacher)
             tstate = nnx.to_pure_dict(tstate)
             t_specs = shd.param_specs(tstate, mesh, task.teacher_logical_axes)
-            self.teacher_state = jax.device_put(tstate, shd.named(mesh, t_specs))
+            self.teacher_state = self._place(tstate, shd.named(mesh, t_specs))
         else:
             self.tgdef, self.teacher_state = None, {}
         self.teacher_shardings = jax.tree.map(lambda x: x.sharding, self.teacher_state)
+
+    def _place(self, tree: Any, shardings: Any) -> Any:
+        """Arrays on their shardings; abstract: ShapeDtypeStructs that carry them."""
+        if self.abstract:
+            return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
+        return jax.device_put(tree, shardings)
+
+    def lower_train_step(self, batch: dict[str, jax.ShapeDtypeStruct]) -> jax.stages.Lowered:
+        """The jitted train step lowered for a global batch of these shapes (sharded over the batch axes)."""
+        sh = shd.batch_sharding(self.mesh)
+        batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sh) for k, v in batch.items()}
+        return self.train_step.lower(self.state, self.frozen_state, self.teacher_state, batch)
 
     def _merge(self, params, rest, frozen) -> nnx.Module:
         return nnx.merge(self.gdef, frozen, params, rest)

@@ -1,0 +1,187 @@
+"""Multi2Cap smoke-size train step and captioning: kdjax against an equivalent PyTorch stack, same run.
+
+Train step = CED-tiny (4 blocks, LoRA on attention) -> windowed Q-Former (2 layers x 192) -> projector ->
+LLaMA decoder with LoRA on q/v (SmolLM2-135M's real weights when installed, else the smoke config's random
+tiny LLaMA), + the small ResNet image teacher, the CFD heads and the triplet loss; forward, backward and
+AdamW (clip 1.0) on the trainable parameters only; batch 8, 4-s clips, 24 caption tokens, 112-px images.
+kdjax runs the Trainer's own jitted step on a batch from its own pipeline. PyTorch runs the same shapes:
+the reference CED (tests/torch_ced.py; its attention projection is fused, so peft's LoRA sits on the fused
+qkv), transformers' Blip2QFormerModel over the windows, LlamaForCausalLM with peft LoRA (r 8, alpha 32,
+dropout 0.1, q_proj/v_proj), ResNetModel, torch.optim.AdamW.
+
+Captioning = the decoder's beam search (3 beams) from the same prompt embeddings (prefix, audio tokens,
+suffix) for 8 clips, min = max = 30 new tokens so both sides generate the same number of tokens: kdjax's
+jitted `generate` against transformers' `generate(inputs_embeds=...)`. Prints one JSON line.
+
+    python benchmarks/multi2cap_step.py [--steps 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.common import timed  # noqa: E402
+
+NEW_TOKENS, BEAMS = 30, 3
+
+
+def kdjax_side(cfg, workdir: str, steps: int):
+    import jax
+    from flax import nnx
+
+    from kdjax.models.generate import GenerateConfig, generate
+    from kdjax.systems import multi2cap
+    from kdjax.train import sharding as shd
+    from kdjax.train.trainer import Trainer
+
+    task = multi2cap.build(cfg, workdir)
+    trainer = Trainer(cfg, task, workdir)
+    batch_np = next(trainer.train_iterator())
+    batch = shd.global_batch(batch_np, trainer.mesh)
+    state = {"s": trainer.state}
+
+    def step():
+        state["s"], m = trainer.train_step(state["s"], trainer.frozen_state, trainer.teacher_state, batch)
+        jax.block_until_ready(m["loss"])
+
+    step_s = timed(step, reps=steps, warmup=2)
+    model = trainer._merge(state["s"]["params"], state["s"]["rest"], trainer.frozen_state)
+    a = model.encode_audio(batch["wave"], batch["mask"])
+    x, m = model.prompt(a["audio_tokens"], a["audio_mask"])
+    gen = GenerateConfig(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, num_beams=BEAMS,
+                         eos_token_id=model.decoder.cfg.eos_token_id if isinstance(model.decoder.cfg.eos_token_id, int)
+                         else model.decoder.cfg.eos_token_id[0], pad_token_id=0)
+    gdef, dstate = nnx.split(model.decoder)
+    run = jax.jit(lambda s, x, m: generate(nnx.merge(gdef, s), x, m, gen))
+    gen_s = timed(lambda: jax.block_until_ready(run(dstate, x, m)), reps=3, warmup=1)
+    return step_s, gen_s, batch_np, np.asarray(x), np.asarray(m)
+
+
+def torch_side(cfg, batch_np, prompt_x, prompt_m, steps: int):
+    import peft
+    import torch
+    import transformers
+
+    from kdjax import assets
+    from tests.torch_ced import TorchCED
+
+    torch.manual_seed(0)
+    torch.set_num_threads(os.cpu_count() or 1)
+    ced = TorchCED("ced_tiny", num_classes=0, chunk_mode="concat")
+    ced.blocks = torch.nn.Sequential(*list(ced.blocks)[:int(cfg.audio.depth)])
+    ced = peft.get_peft_model(ced, peft.LoraConfig(r=8, lora_alpha=32, lora_dropout=0.1, target_modules=["qkv"]))
+    q = cfg.qformer
+    qf = transformers.Blip2QFormerModel(transformers.Blip2QFormerConfig(
+        hidden_size=q.hidden_size, num_hidden_layers=q.num_hidden_layers, num_attention_heads=q.num_attention_heads,
+        intermediate_size=q.intermediate_size, cross_attention_frequency=1, encoder_hidden_size=192,
+        hidden_dropout_prob=q.hidden_dropout_prob, attention_probs_dropout_prob=q.attention_probs_dropout_prob))
+    query = torch.nn.Parameter(torch.randn(1, 1, q.hidden_size) * 0.02)
+    if cfg.decoder.checkpoint:
+        llm = transformers.LlamaForCausalLM.from_pretrained(assets.model_dir(cfg.decoder.checkpoint),
+                                                            dtype=torch.float32)
+    else:
+        r = dict(cfg.decoder.random)
+        llm = transformers.LlamaForCausalLM(transformers.LlamaConfig(vocab_size=64, **r))
+    llm = peft.get_peft_model(llm, peft.LoraConfig(r=8, lora_alpha=32, lora_dropout=0.1,
+                                                   target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    hidden = llm.config.hidden_size
+    proj = torch.nn.Linear(q.hidden_size, hidden)
+    t = dict(cfg.teacher.random)
+    teacher = transformers.ResNetModel(transformers.ResNetConfig(
+        embedding_size=t["embedding_size"], hidden_sizes=list(t["hidden_sizes"]), depths=list(t["depths"]),
+        layer_type=t["layer_type"])).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    cfd_a, cfd_i = torch.nn.Linear(192, int(cfg.cfd.dim)), torch.nn.Linear(t["hidden_sizes"][-1], int(cfg.cfd.dim))
+    modules = [ced, qf, proj, cfd_a, cfd_i, llm]
+    params = [p for m in modules for p in m.parameters() if p.requires_grad] + [query]
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
+    triplet = torch.nn.TripletMarginLoss(margin=1.0)
+    b = {k: torch.tensor(np.asarray(v)) for k, v in batch_np.items()}
+    images = b["image"].permute(0, 3, 1, 2).contiguous()
+    embed = llm.get_input_embeddings()
+    pre, suf = cfg_prompt_ids(cfg)
+    pre_ids, suf_ids = torch.tensor(pre), torch.tensor(suf)
+    window = int(q.window)
+    for m in modules:
+        m.train()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        enc = ced(b["wave"])["last_hidden_state"]  # (b, n, 192)
+        nb, n, e = enc.shape
+        w = n // window
+        win = enc[:, :w * window].reshape(nb * w, window, e)
+        qo = qf(query_embeds=query.expand(nb * w, -1, -1), encoder_hidden_states=win).last_hidden_state
+        audio = proj(qo.reshape(nb, w, -1))
+        cap = b["caption_ids"].long()
+        x = torch.cat([embed(pre_ids).expand(nb, -1, -1), audio, embed(suf_ids).expand(nb, -1, -1), embed(cap)], 1)
+        mask = torch.cat([torch.ones(nb, x.shape[1] - cap.shape[1], dtype=torch.long), b["caption_mask"].long()], 1)
+        h = llm(inputs_embeds=x, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
+        p = x.shape[1] - cap.shape[1]
+        logits = llm.get_output_embeddings()(h[:, p - 1:p - 1 + cap.shape[1]])
+        l_cap = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), cap.reshape(-1),
+                                                  reduction="none")
+        cm = b["caption_mask"].float().reshape(-1)
+        l_cap = (l_cap * cm).sum() / cm.sum()
+        with torch.no_grad():
+            img = teacher(pixel_values=images).pooler_output.flatten(1)
+        a_, i_ = cfd_a(enc.mean(1)), cfd_i(img)
+        loss = l_cap + 0.5 * triplet(i_, a_, a_.roll(-1, 0))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+
+    step_s = timed(step, reps=steps, warmup=1)
+    llm.eval()
+    base = llm.get_base_model()
+    x = torch.tensor(prompt_x)
+    m = torch.tensor(prompt_m).long()
+    with torch.no_grad():
+        gen_s = timed(lambda: base.generate(inputs_embeds=x, attention_mask=m, num_beams=BEAMS, do_sample=False,
+                                            max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, pad_token_id=0),
+                      reps=3, warmup=1)
+    return step_s, gen_s
+
+
+def cfg_prompt_ids(cfg):
+    from kdjax.systems import multi2cap
+
+    tok = multi2cap.build_tokenizer(cfg, ["a"], tempfile.mkdtemp())
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]
+    bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+    return bos + enc(cfg.prompt.prefix), enc(cfg.prompt.suffix)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=5)
+    args = ap.parse_args()
+    from configs.multi2cap import get_config
+
+    cfg = get_config("smoke")
+    with tempfile.TemporaryDirectory() as work:
+        k_step, k_gen, batch, px, pm = kdjax_side(cfg, work, args.steps)
+    t_step, t_gen = torch_side(cfg, batch, px, pm, args.steps)
+    b = int(cfg.train.batch_size)
+    gen_tokens = px.shape[0] * NEW_TOKENS
+    row = {"benchmark": "multi2cap_step", "decoder": cfg.decoder.checkpoint or "random tiny LLaMA", "batch": b,
+           "kdjax_step_s": round(k_step, 4), "torch_step_s": round(t_step, 4),
+           "kdjax_samples_per_s": round(b / k_step, 3), "torch_samples_per_s": round(b / t_step, 3),
+           "train_speedup": round(t_step / k_step, 3),
+           "kdjax_caption_tokens_per_s": round(gen_tokens / k_gen, 2),
+           "torch_caption_tokens_per_s": round(gen_tokens / t_gen, 2),
+           "caption_speedup": round(t_gen / k_gen, 3)}
+    print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
