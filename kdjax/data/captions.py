@@ -56,7 +56,7 @@ def load(d) -> dict[str, list[dict]]:
             raise InputError("data.source='manifest' needs data.manifest_file")
         rows = read_manifest(d.manifest_file)
     else:
-        raise InputError(f"data.source must be 'embedded' or 'manifest', got {d.source!r}")
+        raise InputError(f"data.source must be 'embedded', 'manifest' or 'tfds', got {d.source!r}")
     empty = [s for s in SPLITS if not rows[s]]
     if empty:
         raise InputError(f"data ({d.source}): no examples in split(s) {empty}")

@@ -128,7 +128,7 @@ def teacher_dim(cfg: ml_collections.ConfigDict) -> int:
     return int(tuple(dict(t.random).get("hidden_sizes", resnet_lib.ResNetConfig.hidden_sizes))[-1])
 
 
-def cached_image_features(cfg: ml_collections.ConfigDict, teacher: nnx.Module, examples: list[dict],
+def cached_image_features(cfg: ml_collections.ConfigDict, teacher: nnx.Module, examples,
                           ids: list[str]) -> np.ndarray:
     """The teacher's features of each training image (centre crop), from `teacher.cache_file` when it holds
     every id, else computed in batches and written there (atomically)."""
@@ -260,38 +260,67 @@ def decoder_fn(tok):
     return decode
 
 
+def _sources(cfg: ml_collections.ConfigDict) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """Per split, a random-access sequence of raw clips {"id", "wave", "image" (uint8 or None), "captions"}:
+    decoded on access for array_record datasets (large corpora never sit in memory), loaded up front for
+    the embedded set and JSONL manifests (bad audio files stop the run or are skipped and counted); and a
+    function giving a split's captions (without decoding audio)."""
+    d = cfg.data
+    if d.source == "tfds":
+        from kdjax.data import tfds_builders
+
+        if not d.tfds_dir:
+            raise InputError("data.source='tfds' needs data.tfds_dir (a directory written by kdjax.data.tfds_builders)")
+        raw = {s: tfds_builders.open_split(d.tfds_dir, s) for s in caption_data.SPLITS}
+        captions = lambda split: [[c.decode() if isinstance(c, bytes) else c for c in r["captions"]]
+                                  for r in raw[split]]
+        return {s: grain.MapDataset.source(src).map(tfds_builders.decode_row) for s, src in raw.items()}, captions, []
+    rows = caption_data.load(d)
+    out, skipped = {}, []
+    for split, items in rows.items():
+        waves, kept, bad = load_many([r["audio"] for r in items], d.sample_rate, d.on_bad_input)
+        skipped += bad
+        out[split] = [{"id": items[i]["id"], "wave": w, "captions": items[i]["captions"],
+                       "image_path": items[i].get("image")} for w, i in zip(waves, kept)]
+    return out, (lambda split: [list(r["captions"]) for r in out[split]]), skipped
+
+
 def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     d = cfg.data
-    rows = caption_data.load(d)
-    tok = build_tokenizer(cfg, [c for r in rows["train"] for c in r["captions"]], workdir)
+    sources, captions_of, skipped = _sources(cfg)
+    tok = build_tokenizer(cfg, None if cfg.decoder.checkpoint else [c for cs in captions_of("train") for c in cs],
+                          workdir)
     model = build_model(cfg, tok)
     teacher = build_teacher(cfg)
     lam = float(cfg.cfd.weight)
     length = int(round(d.clip_seconds * d.sample_rate))
     cap_len = int(d.max_caption_tokens)
     use_images = lam > 0
+    keep_side = int(d.image_size) * 8 // 7
 
-    data, skipped = {}, []
-    for split, items in rows.items():
-        waves, kept, bad = load_many([r["audio"] for r in items], d.sample_rate, d.on_bad_input)
-        skipped += bad
-        examples = []
-        for wave, i in zip(waves, kept):
-            r = items[i]
-            ids, lens = _tokenize_refs(tok, r["captions"], cap_len)
-            ex = {"wave": wave, "caption_ids": ids, "caption_lens": lens, "index": np.int32(len(examples))}
+    def example(split):
+        def make(index, r):
+            ids, lens = _tokenize_refs(tok, list(r["captions"]), cap_len)
+            ex = {"wave": np.asarray(r["wave"], np.float32), "caption_ids": ids, "caption_lens": lens,
+                  "index": np.int32(index)}
             if use_images and split == "train":
-                if not r.get("image"):
+                img = r.get("image")
+                if img is None and r.get("image_path"):
+                    img = img_lib.load_rgb(r["image_path"])
+                if img is None:
                     raise InputError(f"{r['id']}: CFD (cfd.weight > 0) needs an image for every training clip")
-                ex["image"] = img_lib.center_crop(img_lib.load_rgb(r["image"]), int(d.image_size) * 8 // 7)
-            examples.append((ex, r))
-        data[split] = examples
-    references = {s: [r["captions"] for _, r in v] for s, v in data.items()}
+                ex["image"] = img_lib.center_crop(img, keep_side)
+            return ex
+        return make
+
+    data = {s: grain.MapDataset.source(src).map_with_index(example(s)) if not isinstance(src, list)
+            else grain.MapDataset.source([example(s)(i, r) for i, r in enumerate(src)]) for s, src in sources.items()}
+    references = {s: captions_of(s) for s in ("validation", "test")}
     if teacher is not None and cfg.teacher.cache:  # features once per clip; no image model in the step
-        feats = cached_image_features(cfg, teacher, [ex for ex, _ in data["train"]], [r["id"] for _, r in data["train"]])
-        for (ex, _), f in zip(data["train"], feats):
-            ex["image_features"] = f
-            del ex["image"]
+        train = data["train"]
+        feats = cached_image_features(cfg, teacher, train, [str(i) for i in range(len(train))])
+        data["train"] = train.map_with_index(
+            lambda i, ex: {**{k: v for k, v in ex.items() if k != "image"}, "image_features": feats[i]})
         teacher = None
 
     aug_cfg = AugmentConfig.from_config(cfg.augment.ops) if cfg.augment.enabled else None
@@ -331,6 +360,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     strip = lambda ex: {k: v for k, v in ex.items() if k != "index"}
     info.update({
         "num_examples": {s: len(v) for s, v in data.items()}, "bad_audio_skipped": len(skipped),
+        "data_source": d.source,
         "bad_audio": skipped[:100], "clip_samples": length, "decoder_vocab": len(tok),
         "prompt_tokens": [len(model.cfg.prompt_prefix), len(model.cfg.prompt_suffix)],
         "trainable_params": int(sum(x.size for x in jax.tree.leaves(
@@ -338,10 +368,8 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         "lora_params": lora.count(model),
     })
     return Task(
-        model=model, loss_fn=loss_fn, predict_fn=predict_fn,
-        train_data=grain.MapDataset.source([strip(ex) for ex, _ in data["train"]]),
-        eval_data={"dev": grain.MapDataset.source([ex for ex, _ in data["validation"]]).map(fixed),
-                   "test": grain.MapDataset.source([ex for ex, _ in data["test"]]).map(fixed)},
+        model=model, loss_fn=loss_fn, predict_fn=predict_fn, train_data=data["train"].map(strip),
+        eval_data={"dev": data["validation"].map(fixed), "test": data["test"].map(fixed)},
         evaluate=evaluator, train_transform=train_transform, logical_axes=LOGICAL_AXES,
         frozen=lora.frozen_filter(FROZEN), teacher=teacher,
         teacher_logical_axes=vit_lib.LOGICAL_AXES if cfg.teacher.kind == "vit" else resnet_lib.LOGICAL_AXES,
