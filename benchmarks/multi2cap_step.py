@@ -11,9 +11,13 @@ dropout 0.1, q_proj/v_proj), ResNetModel, torch.optim.AdamW.
 
 Captioning = the decoder's beam search (3 beams) from the same prompt embeddings (prefix, audio tokens,
 suffix) for 8 clips, min = max = 30 new tokens so both sides generate the same number of tokens: kdjax's
-jitted `generate` against transformers' `generate(inputs_embeds=...)`. Prints one JSON line.
+jitted `generate` against transformers' `generate(inputs_embeds=...)`.
 
-    python benchmarks/multi2cap_step.py [--steps 5]
+Both stacks are built first and then take turns (`benchmarks.common.interleaved`): each round times a few
+kdjax steps and a few PyTorch steps, alternating which goes first, and the speedups are medians of per-round
+ratios, so load that drifts on a shared machine falls on both sides alike. Prints one JSON line.
+
+    python benchmarks/multi2cap_step.py [--rounds 6]
 """
 
 from __future__ import annotations
@@ -28,13 +32,15 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import timed  # noqa: E402
+from benchmarks.common import interleaved, round_ratio  # noqa: E402
 
 NEW_TOKENS, BEAMS = 30, 3
 
 
-def kdjax_side(cfg, workdir: str, steps: int):
+def kdjax_side(cfg, workdir: str):
+    """(train step, caption) callables that block until done, plus the batch and prompt they use."""
     import jax
+    import jax.numpy as jnp
     from flax import nnx
 
     from kdjax.models.generate import GenerateConfig, generate
@@ -52,20 +58,22 @@ def kdjax_side(cfg, workdir: str, steps: int):
         state["s"], m = trainer.train_step(state["s"], trainer.frozen_state, trainer.teacher_state, batch)
         jax.block_until_ready(m["loss"])
 
-    step_s = timed(step, reps=steps, warmup=2)
+    step()  # compile before the prompt is taken from the (then trained) model
     model = trainer._merge(state["s"]["params"], state["s"]["rest"], trainer.frozen_state)
     a = model.encode_audio(batch["wave"], batch["mask"])
     x, m = model.prompt(a["audio_tokens"], a["audio_mask"])
+    eos = model.decoder.cfg.eos_token_id
     gen = GenerateConfig(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, num_beams=BEAMS,
-                         eos_token_id=model.decoder.cfg.eos_token_id if isinstance(model.decoder.cfg.eos_token_id, int)
-                         else model.decoder.cfg.eos_token_id[0], pad_token_id=0)
+                         eos_token_id=eos if isinstance(eos, int) else eos[0], pad_token_id=0)
     gdef, dstate = nnx.split(model.decoder)
+    dstate = jax.tree.map(jnp.copy, dstate)  # the train step donates (deletes) the arrays it was given
     run = jax.jit(lambda s, x, m: generate(nnx.merge(gdef, s), x, m, gen))
-    gen_s = timed(lambda: jax.block_until_ready(run(dstate, x, m)), reps=3, warmup=1)
-    return step_s, gen_s, batch_np, np.asarray(x), np.asarray(m)
+    caption = lambda: jax.block_until_ready(run(dstate, x, m))
+    return step, caption, batch_np, np.asarray(x), np.asarray(m)
 
 
-def torch_side(cfg, batch_np, prompt_x, prompt_m, steps: int):
+def torch_side(cfg, batch_np, prompt_x, prompt_m):
+    """(train step, caption) callables of the equivalent PyTorch stack."""
     import peft
     import torch
     import transformers
@@ -140,16 +148,18 @@ def torch_side(cfg, batch_np, prompt_x, prompt_m, steps: int):
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
 
-    step_s = timed(step, reps=steps, warmup=1)
-    llm.eval()
     base = llm.get_base_model()
     x = torch.tensor(prompt_x)
     m = torch.tensor(prompt_m).long()
-    with torch.no_grad():
-        gen_s = timed(lambda: base.generate(inputs_embeds=x, attention_mask=m, num_beams=BEAMS, do_sample=False,
-                                            max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, pad_token_id=0),
-                      reps=3, warmup=1)
-    return step_s, gen_s
+
+    @torch.no_grad()
+    def caption():
+        llm.eval()  # generation without dropout; the train step switches back
+        base.generate(inputs_embeds=x, attention_mask=m, num_beams=BEAMS, do_sample=False,
+                      max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, pad_token_id=0)
+        llm.train()
+
+    return step, caption
 
 
 def cfg_prompt_ids(cfg):
@@ -163,23 +173,28 @@ def cfg_prompt_ids(cfg):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=6, help="rounds of turns; each times 2 steps / 1 caption per side")
     args = ap.parse_args()
     from configs.multi2cap import get_config
 
     cfg = get_config("smoke")
     with tempfile.TemporaryDirectory() as work:
-        k_step, k_gen, batch, px, pm = kdjax_side(cfg, work, args.steps)
-    t_step, t_gen = torch_side(cfg, batch, px, pm, args.steps)
+        k_step, k_gen, batch, px, pm = kdjax_side(cfg, work)
+        t_step, t_gen = torch_side(cfg, batch, px, pm)
+        steps = interleaved({"kdjax": k_step, "torch": t_step}, rounds=args.rounds, reps=2)
+        gens = interleaved({"kdjax": k_gen, "torch": t_gen}, rounds=max(2, args.rounds // 2), reps=1)
+    med = lambda v: float(np.median(v))
     b = int(cfg.train.batch_size)
     gen_tokens = px.shape[0] * NEW_TOKENS
     row = {"benchmark": "multi2cap_step", "decoder": cfg.decoder.checkpoint or "random tiny LLaMA", "batch": b,
-           "kdjax_step_s": round(k_step, 4), "torch_step_s": round(t_step, 4),
-           "kdjax_samples_per_s": round(b / k_step, 3), "torch_samples_per_s": round(b / t_step, 3),
-           "train_speedup": round(t_step / k_step, 3),
-           "kdjax_caption_tokens_per_s": round(gen_tokens / k_gen, 2),
-           "torch_caption_tokens_per_s": round(gen_tokens / t_gen, 2),
-           "caption_speedup": round(t_gen / k_gen, 3)}
+           "rounds": args.rounds, "kdjax_step_s": round(med(steps["kdjax"]), 4),
+           "torch_step_s": round(med(steps["torch"]), 4),
+           "kdjax_samples_per_s": round(b / med(steps["kdjax"]), 3),
+           "torch_samples_per_s": round(b / med(steps["torch"]), 3),
+           "train_speedup": round(round_ratio(steps, "torch", "kdjax"), 3),
+           "kdjax_caption_tokens_per_s": round(gen_tokens / med(gens["kdjax"]), 2),
+           "torch_caption_tokens_per_s": round(gen_tokens / med(gens["torch"]), 2),
+           "caption_speedup": round(round_ratio(gens, "torch", "kdjax"), 3)}
     print(json.dumps(row))
 
 

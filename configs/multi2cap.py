@@ -60,6 +60,7 @@ def get_config(variant: str = "base") -> ml_collections.ConfigDict:
         "checkpoint": "",  # HF LlamaForCausalLM directory (or a .gguf file)
         "num_layers": 0,  # 0 = all; fewer keeps the first layers (CPU experiments)
         "dtype": "bfloat16", "param_dtype": "bfloat16", "remat": True,  # frozen base stored in bf16
+        "share_prefix": True,  # the prompt prefix's keys/values computed once per step, not per clip (exact)
         "random": LLAMA2_7B,  # LlamaConfig fields for a random-init decoder (no checkpoint; abstract compiles)
         "lora": {"targets": (r"(^|\.)q_proj$", r"(^|\.)v_proj$"), "rank": 8, "alpha": 32.0, "dropout": 0.1},
     })

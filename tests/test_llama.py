@@ -209,6 +209,36 @@ def test_remat_gives_the_same_gradients(tmp_path):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-7)
 
 
+@pytest.mark.parametrize("remat", [False, True])
+def test_shared_prefix_equals_the_full_sequence(tmp_path, remat):
+    """A prefix run once at batch 1 and broadcast gives the same outputs and gradients as every row
+    carrying it, with padded rows and with remat."""
+    _, path = tiny_hf(tmp_path)
+    rng = np.random.RandomState(0)
+    prefix, rest = rng.randint(3, 101, (4,)), rng.randint(3, 101, (3, 7))
+    mask = np.ones((3, 7), bool)
+    mask[1, 5:] = mask[2, 2:] = False
+    model = convert.from_pretrained(path, remat=remat)
+    gdef, params = nnx.split(model)
+
+    def rows(p, shared):
+        m = nnx.merge(gdef, p)
+        if shared:
+            x = m.embed(jnp.asarray(rest))
+            return m(inputs_embeds=x, attention_mask=jnp.asarray(mask),
+                     prefix_embeds=m.embed(jnp.asarray(prefix))[None], logits=False)["last_hidden_state"]
+        ids = jnp.concatenate([jnp.broadcast_to(jnp.asarray(prefix), (3, 4)), jnp.asarray(rest)], axis=1)
+        full = jnp.concatenate([jnp.ones((3, 4), bool), jnp.asarray(mask)], axis=1)
+        return m(ids, attention_mask=full, logits=False)["last_hidden_state"][:, 4:]
+
+    w = jnp.asarray(rng.standard_normal((3, 7, 64)).astype(np.float32)) * jnp.asarray(mask)[..., None]
+    outs = [np.asarray(jax.jit(rows, static_argnums=1)(params, s)) for s in (False, True)]
+    np.testing.assert_allclose(outs[1] * mask[..., None], outs[0] * mask[..., None], atol=2e-5)
+    grads = [jax.jit(jax.grad(lambda p, s=s: (rows(p, s) * w).sum()))(params) for s in (False, True)]
+    for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=2e-5, rtol=1e-4)
+
+
 def test_conversion_streams_one_tensor_at_a_time(tmp_path):
     """Peak memory while loading a ~120 MB float32 checkpoint stays well under two copies of it."""
     cfg = LlamaConfig(vocab_size=8000, hidden_size=512, intermediate_size=1536, num_hidden_layers=8,

@@ -219,6 +219,12 @@ class LlamaForCausalLM(nnx.Module):
     slots [cache_index, cache_index + l); `attention_mask` is then (b, S) over cache slots, and a query at
     slot s attends to valid slots <= s. Positions default to the slot numbers; pass `position_ids` for
     left-padded batches.
+
+    `prefix_embeds` (1, P, h) is a prompt prefix shared by every row (Multi2Cap's "Describe ...:"): its
+    keys/values are computed once at batch 1 and broadcast, which is exact under causal attention (the prefix
+    never sees the rows) and saves (b - 1) * P token-passes per layer, forward and backward. The outputs
+    then cover only the l rows of `inputs_embeds`, whose positions start at P. Any dropout inside the prefix
+    draws one mask for the whole batch.
     """
 
     def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
@@ -238,13 +244,26 @@ class LlamaForCausalLM(nnx.Module):
     def __call__(self, input_ids: jax.Array | None = None, *, inputs_embeds: jax.Array | None = None,
                  attention_mask: jax.Array | None = None, position_ids: jax.Array | None = None,
                  cache: Cache | None = None, cache_index: jax.Array | int = 0,
-                 output_hidden_states: bool = False, logits: bool = True, deterministic: bool = True,
-                 rngs: nnx.Rngs | None = None) -> dict[str, Any]:
+                 prefix_embeds: jax.Array | None = None, output_hidden_states: bool = False,
+                 logits: bool = True, deterministic: bool = True, rngs: nnx.Rngs | None = None) -> dict[str, Any]:
         cfg = self.cfg
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds.astype(jnp.dtype(cfg.dtype))
         b, l = x.shape[:2]
+        decoding = cache is not None
+        if prefix_embeds is not None:
+            if decoding:
+                raise ValueError("prefix_embeds and cache are exclusive (prefill the cache with the prefix instead)")
+            p = prefix_embeds.shape[1]
+            pre = self(inputs_embeds=prefix_embeds, cache=self.init_cache(1, p + l), logits=False,
+                       deterministic=deterministic, rngs=rngs)["cache"]
+            cache = jax.tree.map(lambda c: jnp.broadcast_to(c, (b,) + c.shape[1:]), pre)
+            real = jnp.ones((b, l), bool) if attention_mask is None else attention_mask.astype(bool)
+            attention_mask = jnp.concatenate([jnp.ones((b, p), bool), real], axis=1)
+            if position_ids is None:
+                position_ids = jnp.broadcast_to(p + jnp.arange(l), (b, l))
+            cache_index = p
         slots = cache_index + jnp.arange(l)  # query slots
         keys = cache[0]["k"].shape[1] if cache is not None else l
         if position_ids is None:
@@ -260,10 +279,10 @@ class LlamaForCausalLM(nnx.Module):
         hidden, new_cache = [x], []
         for i, layer in enumerate(self.model.layers):
             layer_cache = cache[i] if cache is not None else None
-            if cfg.remat and cache is None:
-                def run(layer, x, cos, sin, mask, rngs):
-                    return layer(x, cos, sin, mask, None, 0, deterministic=deterministic, rngs=rngs)[0]
-                x, c = nnx.remat(run)(layer, x, cos, sin, mask, rngs), None
+            if cfg.remat and not decoding:  # cache_index is static here (0 or the prefix length)
+                def run(layer, x, cos, sin, mask, layer_cache, rngs):
+                    return layer(x, cos, sin, mask, layer_cache, cache_index, deterministic=deterministic, rngs=rngs)
+                x, c = nnx.remat(run)(layer, x, cos, sin, mask, layer_cache, rngs)
             else:
                 x, c = layer(x, cos, sin, mask, layer_cache, cache_index, deterministic=deterministic, rngs=rngs)
             hidden.append(x)
@@ -275,7 +294,7 @@ class LlamaForCausalLM(nnx.Module):
             out["logits"] = self.project(x)
         if output_hidden_states:
             out["hidden_states"] = tuple(hidden)
-        if cache is not None:
+        if decoding:
             out["cache"] = tuple(new_cache)
         return out
 

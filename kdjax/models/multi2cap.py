@@ -35,6 +35,7 @@ class Multi2CapConfig:
     audio_feature: str = "encoder_mean"  # which audio feature CFD compares (see AUDIO_FEATURES)
     cfd_dim: int = 0  # shared CFD space; 0 = no heads (LOAE, lambda = 0)
     image_dim: int = 0  # the image teacher's feature width
+    share_prefix: bool = True  # training: the prompt prefix runs once per step, not once per row (exact)
 
 
 def masked_mean(x: jax.Array, mask: jax.Array | None) -> jax.Array:
@@ -90,9 +91,12 @@ class Multi2Cap(nnx.Module):
         x = jnp.concatenate([x, self.decoder.embed(caption_ids)], axis=1)
         m = jnp.concatenate([m, caption_mask.astype(bool)], axis=1)
         positions = jnp.maximum(jnp.cumsum(m, axis=1) - 1, 0)
-        out = self.decoder(inputs_embeds=x, attention_mask=m, position_ids=positions, logits=False,
+        shared = len(self.cfg.prompt_prefix) if self.cfg.share_prefix and p > len(self.cfg.prompt_prefix) else 0
+        prefix = x[:1, :shared] if shared else None  # every row's prefix is the same tokens
+        out = self.decoder(inputs_embeds=x[:, shared:], attention_mask=m[:, shared:],
+                           position_ids=positions[:, shared:], prefix_embeds=prefix, logits=False,
                            deterministic=deterministic, rngs=rngs)
-        h = out["last_hidden_state"][:, p - 1:p - 1 + length]
+        h = out["last_hidden_state"][:, p - shared - 1:p - shared - 1 + length]
         return {"logits": self.decoder.project(h), "audio_feature": a["audio_feature"],
                 "audio_mask": a["audio_mask"]}
 

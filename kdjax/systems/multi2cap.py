@@ -96,7 +96,8 @@ def build_model(cfg: ml_collections.ConfigDict, tok) -> Multi2Cap:
     lam = float(cfg.cfd.weight)
     mcfg = Multi2CapConfig(prompt_prefix=tuple(bos + encode(cfg.prompt.prefix)),
                            prompt_suffix=tuple(encode(cfg.prompt.suffix)), audio_feature=cfg.cfd.audio_feature,
-                           cfd_dim=int(cfg.cfd.dim) if lam > 0 else 0, image_dim=teacher_dim(cfg) if lam > 0 else 0)
+                           cfd_dim=int(cfg.cfd.dim) if lam > 0 else 0, image_dim=teacher_dim(cfg) if lam > 0 else 0,
+                           share_prefix=bool(cfg.decoder.get("share_prefix", True)))
     return Multi2Cap(mcfg, ced, qformer, decoder, rngs=rngs)
 
 
