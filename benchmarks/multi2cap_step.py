@@ -183,6 +183,7 @@ def main() -> None:
         t_step, t_gen = torch_side(cfg, batch, px, pm)
         steps = interleaved({"kdjax": k_step, "torch": t_step}, rounds=args.rounds, reps=2)
         gens = interleaved({"kdjax": k_gen, "torch": t_gen}, rounds=max(2, args.rounds // 2), reps=1)
+    print("per-round seconds:", json.dumps({"step": steps, "caption": gens}), file=sys.stderr)
     med = lambda v: float(np.median(v))
     b = int(cfg.train.batch_size)
     gen_tokens = px.shape[0] * NEW_TOKENS
