@@ -25,8 +25,19 @@ from flax import nnx
 
 from kdjax.convert import ced as ced_map
 from kdjax.convert import hf_bert, hf_llama, hf_qformer, hf_resnet, hf_vit
-from kdjax.convert.checkpoint_io import LazyTensors, read_config, write_json, write_safetensors
-from kdjax.convert.param_map import ConversionError, HFView, LoadReport, flax_to_hf, hf_to_flax
+from kdjax.convert.checkpoint_io import (
+    LazyTensors,
+    read_config,
+    write_json,
+    write_safetensors,
+)
+from kdjax.convert.param_map import (
+    ConversionError,
+    HFView,
+    LoadReport,
+    flax_to_hf,
+    hf_to_flax,
+)
 from kdjax.models import state as state_lib
 from kdjax.models.bert import BertConfig, BertModel, SequenceClassifier
 from kdjax.models.ced import CED, CedConfig
@@ -167,6 +178,17 @@ def load_image_model(tensors, hf_cfg: dict, *, source: str = "", seed: int = 0, 
         return _load_family(tensors, lambda: ResNet(cfg, rngs=nnx.Rngs(seed)), hf_resnet.rules(cfg, prefix),
                             hf_resnet.IGNORE, source)
     raise ValueError(f"{source}: model_type {kind!r} is not an image model kdjax knows (vit, resnet)")
+
+
+def load_efficientnet(tensors, *, name: str = "efficientnet-b2", prefix: str = "", source: str = "", seed: int = 0,
+                      **overrides) -> tuple[nnx.Module, LoadReport]:
+    """An EfficientNet from an efficientnet_pytorch state dict (`prefix` strips an outer module's name)."""
+    from kdjax.convert import efficientnet as eff
+    from kdjax.models.efficientnet import EfficientNet
+
+    cfg = eff.infer_config(tensors, name, prefix, **overrides)
+    return _load_family(tensors, lambda: EfficientNet(cfg, rngs=nnx.Rngs(seed)), eff.rules(cfg, prefix),
+                        tuple(prefix + p for p in eff.IGNORE), source)
 
 
 def from_pretrained(path: str, *, task: str = "encoder", arch: str | None = None, seed: int = 0,
