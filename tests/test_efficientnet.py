@@ -4,6 +4,7 @@ state dict round trip."""
 
 from __future__ import annotations
 
+import efficientnet_pytorch
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -16,8 +17,6 @@ from kdjax.convert.param_map import ConversionError, flax_to_hf
 from kdjax.models import efficientnet
 from kdjax.models import state as state_lib
 from kdjax.models.efficientnet import EfficientNet, EfficientNetConfig
-
-efficientnet_pytorch = pytest.importorskip("efficientnet_pytorch")
 
 
 def torch_b2(**overrides):
