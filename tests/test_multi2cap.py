@@ -32,7 +32,7 @@ def test_smoke_run_learns_and_captions(tmp_path):
     tiny variant below)."""
     workdir = str(tmp_path / "smoke")
     cmd = [sys.executable, "-m", "kdjax.main", "--config=configs/multi2cap.py:smoke", f"--workdir={workdir}",
-           "--config.train.steps=30", "--config.train.log_every=5"]
+           "--config.train.steps=24", "--config.train.log_every=4"]
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stderr[-3000:]
     logs = _train_logs(workdir)

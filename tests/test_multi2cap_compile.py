@@ -43,5 +43,6 @@ def test_base_step_compiles_sharded_on_8_devices_without_weights():
     assert out["per_device_gib"]["argument"] < 0.25 * out["state_gib_unsharded"]
     assert out["frozen_params"] > 20 * out["trainable_params"]  # LoRA: the bases are frozen
     assert out["flops"] > 0 and out["peak_gib"] < 16  # within a v5e chip's HBM at this depth
-    # nothing was allocated: the host never held the 1.6 GiB state
-    assert out["host_peak_rss_gib"] < 3.0
+    # nothing was allocated: XLA compiling the unrolled program peaks at about 3.3 GiB of host RAM; holding
+    # the state as well would add its 1.6 GiB
+    assert out["host_peak_rss_gib"] < 3.3 + 0.5 * out["state_gib_unsharded"]
