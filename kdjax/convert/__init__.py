@@ -25,19 +25,8 @@ from flax import nnx
 
 from kdjax.convert import ced as ced_map
 from kdjax.convert import hf_bert, hf_llama, hf_qformer, hf_resnet, hf_vit
-from kdjax.convert.checkpoint_io import (
-    LazyTensors,
-    read_config,
-    write_json,
-    write_safetensors,
-)
-from kdjax.convert.param_map import (
-    ConversionError,
-    HFView,
-    LoadReport,
-    flax_to_hf,
-    hf_to_flax,
-)
+from kdjax.convert.checkpoint_io import LazyTensors, read_config, write_json, write_safetensors
+from kdjax.convert.param_map import ConversionError, HFView, LoadReport, flax_to_hf, hf_to_flax
 from kdjax.models import state as state_lib
 from kdjax.models.bert import BertConfig, BertModel, SequenceClassifier
 from kdjax.models.ced import CED, CedConfig

@@ -37,9 +37,6 @@ VARIANTS = {f"efficientnet-b{i}": v for i, v in enumerate([
     (1.0, 1.0, 224, 0.2), (1.0, 1.1, 240, 0.2), (1.1, 1.2, 260, 0.3), (1.2, 1.4, 300, 0.3),
     (1.4, 1.8, 380, 0.4), (1.6, 2.2, 456, 0.4), (1.8, 2.6, 528, 0.5), (2.0, 3.1, 600, 0.5)])}
 
-LOGICAL_AXES = ((r"conv\.kernel$", (None, None, None, "conv_out")),)
-
-
 @dataclasses.dataclass(frozen=True)
 class BlockArgs:
     num_repeat: int
