@@ -1,8 +1,15 @@
 import os
 import sys
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# One persistent XLA compilation cache for the whole run, shared by the xdist workers and the `kdjax.main`
+# subprocesses (they inherit the environment): a resumed run, a re-built trainer or a second process with
+# the same program loads the executable instead of compiling it again (about half of a small CPU run).
+# Fresh per run, so nothing carries over between CI runs.
+if "PYTEST_XDIST_WORKER" not in os.environ:
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="kdjax-xla-cache-"))
 
 import pytest
 
@@ -19,3 +26,9 @@ def minilm_dir() -> str:
 
     # The real weights are a test dependency (README's test command installs them); not a skip.
     return assets.resolve(MINILM)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest first: the end-to-end runs (marked `slow`) start before the quick tests, so the two xdist
+    workers finish together instead of one running a five-minute test alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

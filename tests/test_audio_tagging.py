@@ -17,6 +17,7 @@ QUICK = ("--config.model.depth=2", "--config.train.batch_size=4", "--config.data
          "--config.optim.warmup_ratio=0", "--config.train.log_every=1", "--config.eval.every=0")
 
 
+@pytest.mark.slow
 def test_ced_tiny_learns_real_sounds(tmp_path):
     """200 steps from random init. Held out: the validation and test clips (48; no checkpoint selection,
     so validation is as unseen as test). Five classes: chance 0.2, majority class 0.29."""
@@ -60,6 +61,7 @@ def test_augmented_run_resumes_exactly(six_steps, tmp_path):
         assert [r["step"] for r in map(json.loads, f) if r["split"] == "train"] == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.slow
 def test_same_losses_on_8_devices(six_steps, tmp_path):
     """CED's logical axes on a data x fsdp x tensor = 2 x 2 x 2 mesh: the same run, the same numbers
     (BatchNorm statistics are global over the sharded batch)."""

@@ -3,9 +3,12 @@
 import json
 import os
 
+import pytest
+
 from tests import runs
 
 
+@pytest.mark.slow
 def test_smoke_run_learns_and_reports(tmp_path):
     wd = str(tmp_path / "smoke")
     # two of the variant's three epochs keep CI inside its budget (dev AUROC is already ~0.8 by then)

@@ -26,6 +26,7 @@ def _train_logs(workdir):
         return [r for r in map(json.loads, f) if r["split"] == "train"]
 
 
+@pytest.mark.slow
 def test_smoke_run_learns_and_captions(tmp_path):
     """The README's main command (fewer steps): SmolLM2-135M decoder, CED + Q-Former + LoRA, CFD from a small
     image teacher; L_cap falls and the evaluation scores generated captions (caption mode is tested on the
@@ -51,6 +52,7 @@ def tiny_config(steps=6):
     return c
 
 
+@pytest.mark.slow
 def test_resume_is_exact_8_devices_match_1_and_only_trained_parameters_are_saved(tmp_path):
     """One baseline run (1 device, CLI) against (a) the same config on 8 devices, data x fsdp x tensor =
     2 x 2 x 2, with the hardest-negative sampler, which picks different clips if negatives came from one

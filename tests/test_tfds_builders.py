@@ -87,6 +87,7 @@ def test_vggcaps_keeps_images_and_bad_rows_name_the_line(tmp_path):
         tb.build("vggcaps", str(tmp_path / "tfds2"), str(root))
 
 
+@pytest.mark.slow
 def test_multi2cap_trains_from_the_embedded_array_record_set(tmp_path):
     from kdjax.systems import multi2cap
     from kdjax.train.trainer import Trainer

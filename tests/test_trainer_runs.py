@@ -21,6 +21,7 @@ def single_device_run(tmp_path_factory):
     return wd
 
 
+@pytest.mark.slow
 def test_same_losses_on_1_and_8_devices(single_device_run, tmp_path):
     """All three mesh axes at once (data x fsdp x tensor = 2 x 2 x 2): batch, width and heads/MLP are
     all sharded, and the losses are the single-device ones."""
@@ -82,6 +83,7 @@ def _start_and_stop(wd: str, sig: int, after_step: int) -> list[int]:
     return saved
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_exactly(uninterrupted_run, tmp_path):
     """Preempted (SIGTERM: the run writes a checkpoint at the current step and exits), resumed, killed
     (SIGKILL: resume from the last periodic checkpoint), resumed again: the run ends bit-identical to
