@@ -71,3 +71,9 @@ def log_mel(wave: jax.Array, sample_rate: int = 16000, n_fft: int = 512, win_len
             floor = db.max(axis=(-2, -1), keepdims=True) - top_db
         db = jnp.maximum(db, floor)
     return db
+
+
+def frame_mask(sample_mask: jax.Array, frames: int, hop: int) -> jax.Array:
+    """Sample validity (b, samples) -> frame validity (b, frames): frame i is centred on sample i*hop."""
+    idx = jnp.minimum(jnp.arange(frames) * hop, sample_mask.shape[-1] - 1)
+    return sample_mask.astype(bool)[:, idx]

@@ -180,6 +180,26 @@ def load_efficientnet(tensors, *, name: str = "efficientnet-b2", prefix: str = "
                         tuple(prefix + p for p in eff.IGNORE), source)
 
 
+def load_effaac(tensors, *, source: str = "", seed: int = 0, num_heads: int = 4, **decoder_overrides
+                ) -> tuple[nnx.Module, LoadReport]:
+    """EffAAC's student (EfficientNet encoder + Transformer caption decoder) from its PyTorch state dict
+    (layout in kdjax.convert.effaac)."""
+    from kdjax.convert import effaac as effaac_map
+    from kdjax.models.effaac import EffAAC
+
+    cfg = effaac_map.infer_config(tensors, num_heads=num_heads, **decoder_overrides)
+    return _load_family(tensors, lambda: EffAAC(cfg, rngs=nnx.Rngs(seed)), effaac_map.rules(cfg),
+                        effaac_map.IGNORE, source)
+
+
+def effaac_tensors(model: nnx.Module) -> dict[str, np.ndarray]:
+    """The student's parameters and BatchNorm statistics under the PyTorch names (inverse of `load_effaac`)."""
+    from kdjax.convert import effaac as effaac_map
+
+    flat = {k: _host_view(v) for k, v in state_lib.flatten(nnx.state(model, (nnx.Param, nnx.BatchStat))).items()}
+    return flax_to_hf(flat, effaac_map.rules(model.cfg))
+
+
 def from_pretrained(path: str, *, task: str = "encoder", arch: str | None = None, seed: int = 0,
                     return_report: bool = False, mesh=None, **config_overrides):
     """Load a checkpoint as a kdjax model.

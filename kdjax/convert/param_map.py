@@ -13,6 +13,8 @@ module's tensors correspond:
   conv       weight (out, in, *k) <-> kernel (*k, in, out); bias <-> bias (conv_nobias: no bias)
   batchnorm  weight/bias/running_mean/running_var <-> scale/bias/mean/var
   pos_embed  (1, D, *grid) channels-first tensor <-> (1, *grid, D) channels-last
+  mha_in     torch.nn.MultiheadAttention's fused input projection: in_proj_weight (3D, D) and
+             in_proj_bias (3D,), split with parts=("query", "key", "value") into three linears
 
 `parts=("q", "k", "v")` splits one fused checkpoint module into equal slices along its output axis,
 one per Flax module (the Flax name holds `{part}`); saving concatenates them again.
@@ -65,6 +67,7 @@ _KINDS: dict[str, list[tuple[str, str, Callable, Callable]]] = {
     "conv_nobias": [("weight", "kernel", _conv_to_flax, _conv_to_hf)],
     "pos_embed": [("", "", lambda x: np.ascontiguousarray(np.moveaxis(x, 1, -1)),
                    lambda x: np.ascontiguousarray(np.moveaxis(x, -1, 1)))],
+    "mha_in": [("in_proj_weight", "kernel", _t, _t), ("in_proj_bias", "bias", _ident, _ident)],
     "batchnorm": [("weight", "scale", _ident, _ident), ("bias", "bias", _ident, _ident),
                   ("running_mean", "mean", _ident, _ident), ("running_var", "var", _ident, _ident)],
 }

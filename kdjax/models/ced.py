@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from kdjax.audio.features import log_mel
+from kdjax.audio import features
+from kdjax.models.layers import masked_mean, pool_mask
 from kdjax.models.vit import BLOCK_LOGICAL_AXES, Block, _linear, _norm
 
 # Logical axes per parameter path (kdjax.train.sharding); unmatched parameters are replicated.
@@ -118,21 +119,6 @@ class OutputLayer(nnx.Module):
         return self.layers[1](self.layers[0](x))
 
 
-def _masked_mean(x: jax.Array, mask: jax.Array | None) -> jax.Array:
-    if mask is None:
-        return x.mean(axis=1)
-    m = mask[..., None].astype(x.dtype)
-    return (x * m).sum(axis=1) / jnp.maximum(m.sum(axis=1), 1.0)
-
-
-def _pool_mask(mask: jax.Array, size: int) -> jax.Array:
-    """(b, n) frame/sample validity -> (b, ceil(n / size)): a window is valid if any element is."""
-    n = mask.shape[-1]
-    pad = -n % size
-    mask = jnp.pad(mask.astype(bool), [(0, 0), (0, pad)])
-    return mask.reshape(mask.shape[0], -1, size).any(axis=-1)
-
-
 class CED(nnx.Module):
     """CED encoder. Call on waveforms (b, samples) or, with `mel=`, on log-mel (b, n_mels, frames).
 
@@ -160,7 +146,7 @@ class CED(nnx.Module):
 
     def front_end(self, wave: jax.Array) -> jax.Array:
         c = self.cfg
-        return log_mel(wave, c.sample_rate, c.n_fft, c.win_length, c.hop_length, c.n_mels, c.f_min, c.f_max,
+        return features.log_mel(wave, c.sample_rate, c.n_fft, c.win_length, c.hop_length, c.n_mels, c.f_min, c.f_max,
                        c.top_db, top_db_scope=c.top_db_scope)
 
     def _encode_chunk(self, mel, frame_mask, *, attend_to_padding, deterministic, rngs,
@@ -175,7 +161,7 @@ class CED(nnx.Module):
         x = x.reshape(b, f * t, -1)
         tok_mask = None
         if frame_mask is not None:
-            tmask = _pool_mask(frame_mask, c.patch_size)[:, :t]  # (b, T)
+            tmask = pool_mask(frame_mask, c.patch_size)[:, :t]  # (b, T)
             tok_mask = jnp.broadcast_to(tmask[:, None, :], (b, f, t)).reshape(b, f * t)
         attn_mask = None if attend_to_padding else tok_mask
         hidden = [x]
@@ -183,7 +169,7 @@ class CED(nnx.Module):
             x = blk(x, attn_mask, deterministic=deterministic, rngs=rngs)
             hidden.append(x)
         x = self.norm(x)
-        out = {"last_hidden_state": x, "pooler_output": _masked_mean(x, tok_mask),
+        out = {"last_hidden_state": x, "pooler_output": masked_mean(x, tok_mask),
                "token_mask": jnp.ones((b, f * t), bool) if tok_mask is None else tok_mask}
         if output_hidden_states:
             out["hidden_states"] = tuple(hidden[:-1]) + (x,)
@@ -205,7 +191,7 @@ class CED(nnx.Module):
             raise ValueError("pass exactly one of wave or mel")
         if mel is None:
             mel = self.front_end(wave)
-            frame_mask = None if mask is None else _frame_mask(mask, mel.shape[-1], c.hop_length)
+            frame_mask = None if mask is None else features.frame_mask(mask, mel.shape[-1], c.hop_length)
         else:
             frame_mask = mask
         if use_running_average is None:
@@ -237,7 +223,7 @@ class CED(nnx.Module):
         elif c.chunk_mode == "concat":
             cat = lambda x: jnp.moveaxis(split(x), 0, 1).reshape(b, n * x.shape[1], *x.shape[2:])
             res = {"last_hidden_state": cat(out["last_hidden_state"]), "token_mask": cat(out["token_mask"])}
-            res["pooler_output"] = _masked_mean(res["last_hidden_state"],
+            res["pooler_output"] = masked_mean(res["last_hidden_state"],
                                                 None if frame_mask is None else res["token_mask"])
             if "logits" in out:
                 res["logits"] = split(out["logits"]).mean(axis=0)
@@ -246,9 +232,3 @@ class CED(nnx.Module):
         else:
             raise ValueError(f"chunk_mode must be 'mean' or 'concat', got {c.chunk_mode!r}")
         return res
-
-
-def _frame_mask(sample_mask: jax.Array, frames: int, hop: int) -> jax.Array:
-    """Sample validity (b, samples) -> frame validity (b, frames): frame i is centred on sample i*hop."""
-    idx = jnp.minimum(jnp.arange(frames) * hop, sample_mask.shape[-1] - 1)
-    return sample_mask.astype(bool)[:, idx]

@@ -58,3 +58,19 @@ def linear(layer: Callable[..., jax.Array], x: jax.Array, *, deterministic: bool
     if getattr(layer, "takes_dropout", False):
         return layer(x, deterministic=deterministic, rngs=rngs)
     return layer(x)
+
+
+def masked_mean(x: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """Mean over axis 1 of (b, n, d) counting only rows where `mask` (b, n) is set (all rows without a mask)."""
+    if mask is None:
+        return x.mean(axis=1)
+    m = mask[..., None].astype(x.dtype)
+    return (x * m).sum(axis=1) / jnp.maximum(m.sum(axis=1), 1.0)
+
+
+def pool_mask(mask: jax.Array, size: int) -> jax.Array:
+    """(b, n) frame/sample validity -> (b, ceil(n / size)): a window is valid if any element is."""
+    n = mask.shape[-1]
+    pad = -n % size
+    mask = jnp.pad(mask.astype(bool), [(0, 0), (0, pad)])
+    return mask.reshape(mask.shape[0], -1, size).any(axis=-1)

@@ -1,0 +1,73 @@
+"""Parameter map between EffAAC's student (kdjax.models.effaac) and its PyTorch layout, used both ways.
+
+The PyTorch layout is the student built from stock parts (tests/torch_effaac.py builds it):
+
+    encoder.*                       efficientnet_pytorch EfficientNet, in_channels=1 (`encoder._fc` unused)
+    enc_proj.{weight,bias}          MSE variant: per-frame projection to the teacher's width
+    decoder.memory_proj.*           encoder width -> d_model
+    decoder.word_embedding.weight   also the output layer (tied, no bias)
+    decoder.layers.{i}.*            torch.nn.TransformerDecoderLayer (post-LN): self_attn, multihead_attn
+                                    (in_proj_weight/in_proj_bias fused q|k|v, out_proj), linear1, linear2,
+                                    norm1-3
+    student_proj.*, teacher_proj.*, logit_scale   contrastive-KD heads (training only; exported if present)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import numpy as np
+
+from kdjax.convert import efficientnet as eff_map
+from kdjax.convert.param_map import ConversionError, Entry, TensorRule, expand
+from kdjax.models.caption_decoder import CaptionDecoderConfig
+from kdjax.models.effaac import EffAACConfig
+
+IGNORE = ("encoder.*num_batches_tracked", "encoder._fc.*")
+
+
+def decoder_entries(prefix: str = "decoder.") -> list[Entry]:
+    layer = prefix + "layers.{i}"
+    out = [Entry(prefix + "memory_proj", "memory_proj", "linear"), Entry(prefix + "word_embedding", "embed", "embed")]
+    for hf, fx in (("self_attn", "self_attn"), ("multihead_attn", "cross_attn")):
+        out += [Entry(f"{layer}.{hf}", f"layers.{{i}}.{fx}.{{part}}", "mha_in", ("query", "key", "value")),
+                Entry(f"{layer}.{hf}.out_proj", f"layers.{{i}}.{fx}.out", "linear")]
+    out += [Entry(f"{layer}.{n}", f"layers.{{i}}.{n}", k) for n, k in
+            (("linear1", "linear"), ("linear2", "linear"), ("norm1", "layernorm"), ("norm2", "layernorm"),
+             ("norm3", "layernorm"))]
+    return out
+
+
+def rules(cfg: EffAACConfig) -> list[TensorRule]:
+    out = eff_map.rules(cfg.encoder, "encoder.")
+    out = [dataclasses.replace(r, flax="encoder." + r.flax) for r in out]
+    dec = expand(decoder_entries(), cfg.decoder.num_layers)
+    out += [dataclasses.replace(r, flax="decoder." + r.flax) for r in dec]
+    heads = []
+    if cfg.enc_proj_dim:
+        heads.append(Entry("enc_proj", "enc_proj", "linear"))
+    if cfg.contra_dim:
+        heads += [Entry("student_proj", "student_proj", "linear"), Entry("teacher_proj", "teacher_proj", "linear"),
+                  Entry("logit_scale", "logit_scale", "tensor")]
+    return out + expand(heads)
+
+
+def infer_config(tensors: Mapping[str, np.ndarray], *, encoder: str = "efficientnet-b2", num_heads: int = 4,
+                 **decoder_overrides) -> EffAACConfig:
+    """Widths, depth, vocabulary and heads from the tensors; the attention head count is not recorded in
+    a state dict (`num_heads`, 4 in the paper)."""
+    need = "decoder.word_embedding.weight"
+    if need not in tensors:
+        raise ConversionError(f"no '{need}': not an EffAAC student state dict")
+    shape = lambda k: tuple(np.shape(tensors[k]))
+    vocab, d = shape(need)
+    layers = len({k.split(".")[2] for k in tensors if k.startswith("decoder.layers.")})
+    enc = eff_map.infer_config(tensors, encoder, "encoder.")
+    enc_proj = shape("enc_proj.weight")[0] if "enc_proj.weight" in tensors else 0
+    contra = shape("student_proj.weight")[0] if "student_proj.weight" in tensors else 0
+    teacher = shape("teacher_proj.weight")[1] if "teacher_proj.weight" in tensors else 0
+    dcfg = CaptionDecoderConfig(vocab_size=vocab, d_model=d, num_heads=num_heads, num_layers=layers,
+                                ffn_dim=shape("decoder.layers.0.linear1.weight")[0],
+                                memory_dim=shape("decoder.memory_proj.weight")[1], **decoder_overrides)
+    return EffAACConfig(encoder=enc, decoder=dcfg, enc_proj_dim=enc_proj, contra_dim=contra, teacher_dim=teacher)
