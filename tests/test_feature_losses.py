@@ -62,6 +62,25 @@ def test_info_nce_equals_cross_entropy_over_similarities():
     _close(feature.info_nce(jnp.asarray(a), jnp.asarray(b), weights=jnp.asarray(w)), ref)
 
 
+def test_effaac_contrastive_equals_eq6_in_torch_with_gradients():
+    """Seed 002 eq. 6 written out in torch: both directions summed, the learnable scale differentiated."""
+    t, s, _ = _data(5)
+    tt, ts = torch.tensor(t, requires_grad=True), torch.tensor(s, requires_grad=True)
+    log_scale = torch.tensor(float(np.log(1 / 0.07)) - 0.3, requires_grad=True)
+    sim = F.normalize(tt, dim=-1) @ F.normalize(ts, dim=-1).T
+    logits = log_scale.exp() * sim
+    labels = torch.arange(len(t))
+    ref = (F.cross_entropy(logits, labels, reduction="sum") + F.cross_entropy(logits.T, labels, reduction="sum")
+           ) / len(t)
+    ref.backward()
+    fn = lambda a, b, c: feature.effaac_contrastive(a, b, c)
+    ours, grads = jax.value_and_grad(fn, argnums=(0, 1, 2))(jnp.asarray(t), jnp.asarray(s),
+                                                              jnp.asarray(float(log_scale)))
+    _close(ours, ref)
+    for g, r in zip(grads, (tt.grad, ts.grad, log_scale.grad)):
+        np.testing.assert_allclose(np.asarray(g), r.numpy(), atol=2e-6)
+
+
 def test_losses_have_gradients_like_torch():
     a, p, n = _data(3)
     ta = torch.tensor(a, requires_grad=True)

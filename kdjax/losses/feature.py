@@ -74,7 +74,7 @@ def info_nce(a: jax.Array, b: jax.Array, *, temperature: float = 0.07, scale: ja
     """InfoNCE (van den Oord et al. 2018; CLIP): logits_ij = s * <a_i, b_j> (unit vectors when
     `normalize`), s = `scale` if given (EffAAC's learnable exp(logit_scale)) else 1 / temperature; the
     positive of row i is column i. Cross-entropy over rows (a -> b), averaged with columns (b -> a) when
-    `symmetric` (EffAAC eq. 5). Rows with weight 0 are neither anchors nor candidates."""
+    `symmetric`. Rows with weight 0 are neither anchors nor candidates."""
     if normalize:
         a, b = l2_normalize(a.astype(jnp.float32)), l2_normalize(b.astype(jnp.float32))
     s = (1.0 / temperature) if scale is None else scale
@@ -90,6 +90,16 @@ def info_nce(a: jax.Array, b: jax.Array, *, temperature: float = 0.07, scale: ja
         col = keep(-jax.nn.log_softmax(logits_t, axis=1)[idx, idx])
         loss = 0.5 * (loss + _mean(col, weights))
     return loss
+
+
+def effaac_contrastive(teacher: jax.Array, student: jax.Array, logit_scale: jax.Array,
+                       weights: jax.Array | None = None) -> jax.Array:
+    """EffAAC's encoder-level contrastive KD (seed 002 eq. 6): s(i, j) the cosine of teacher clip i and
+    student clip j, scaled by exp(logit_scale) (the learnable 1/tau, unclamped as in the authors' code);
+    L = (1/B) sum_i (L_i1 + L_i2), teacher->student plus student->teacher cross-entropy with clip i's pair
+    as the positive and every other clip of the (global) batch as a negative. Inputs are the projected
+    pooled embeddings (b, d)."""
+    return 2.0 * info_nce(teacher, student, scale=jnp.exp(logit_scale), symmetric=True, weights=weights)
 
 
 NEGATIVE_SAMPLERS = ("roll", "random", "hardest")
