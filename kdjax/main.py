@@ -20,11 +20,12 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. con
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, report). "
                                "Default: workdirs/<config name>-<variant>.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "caption"],
-                          "train, or caption audio files (--audio) with a trained workdir.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "caption", "teacher_cache"],
+                          "train; caption audio files (--audio) with a trained workdir; or teacher_cache: write "
+                          "a distillation teacher's per-clip outputs (EffAAC) before training.")
 _AUDIO = flags.DEFINE_multi_string("audio", [], "Audio files to caption (--mode=caption); repeat the flag.")
 
-SYSTEMS = ("dsg_kd", "audio_tagging", "multi2cap")
+SYSTEMS = ("dsg_kd", "audio_tagging", "multi2cap", "effaac")
 
 
 def missing_paths(cfg) -> list[str]:
@@ -88,6 +89,14 @@ def main(argv) -> None:
         try:
             for path, text in system.caption_files(cfg, workdir, list(_AUDIO.value)):
                 print(f"{path}\t{text}")
+        except (InputError, FileNotFoundError) as e:
+            sys.exit(f"kdjax: {e}")
+        return
+    if _MODE.value == "teacher_cache":
+        if not hasattr(system, "make_teacher_cache"):
+            sys.exit(f"kdjax: system {cfg.system!r} has no teacher cache")
+        try:
+            print(f"teacher cache: {system.make_teacher_cache(cfg, workdir)}")
         except (InputError, FileNotFoundError) as e:
             sys.exit(f"kdjax: {e}")
         return

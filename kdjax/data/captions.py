@@ -14,7 +14,11 @@ Sources (`data.source`):
 from __future__ import annotations
 
 import os
+from typing import Any, Callable
 
+import grain
+
+from kdjax.audio.io import load_many
 from kdjax.data import jsonl, real_sounds
 from kdjax.errors import InputError
 
@@ -61,3 +65,27 @@ def load(d) -> dict[str, list[dict]]:
     if empty:
         raise InputError(f"data ({d.source}): no examples in split(s) {empty}")
     return rows
+
+
+def sources(d) -> tuple[dict[str, Any], Callable[[str], list[list[str]]], list[str]]:
+    """Per split, a random-access sequence of raw clips {"id", "wave", "image" (uint8 or None), "captions"}:
+    decoded on access for array_record datasets (large corpora never sit in memory), loaded up front for
+    the embedded set and JSONL manifests (bad audio files stop the run or are skipped and counted); and a
+    function giving a split's captions (without decoding audio)."""
+    if d.source == "tfds":
+        from kdjax.data import tfds_builders
+
+        if not d.tfds_dir:
+            raise InputError("data.source='tfds' needs data.tfds_dir (a directory written by kdjax.data.tfds_builders)")
+        raw = {s: tfds_builders.open_split(d.tfds_dir, s) for s in SPLITS}
+        captions = lambda split: [[c.decode() if isinstance(c, bytes) else c for c in r["captions"]]
+                                  for r in raw[split]]
+        return {s: grain.MapDataset.source(src).map(tfds_builders.decode_row) for s, src in raw.items()}, captions, []
+    rows = load(d)
+    out, skipped = {}, []
+    for split, items in rows.items():
+        waves, kept, bad = load_many([r["audio"] for r in items], d.sample_rate, d.on_bad_input)
+        skipped += bad
+        out[split] = [{"id": items[i]["id"], "wave": w, "captions": items[i]["captions"],
+                       "image_path": items[i].get("image")} for w, i in zip(waves, kept)]
+    return out, (lambda split: [list(r["captions"]) for r in out[split]]), skipped

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from typing import Iterable
 
+import numpy as np
+
 
 def load(path: str):
     """AutoTokenizer.from_pretrained(path); kdjax needs a fast tokenizer (character offsets)."""
@@ -124,3 +126,29 @@ def train_word_level(texts: Iterable[str], out_dir: str, max_words: int | None =
     os.makedirs(out_dir, exist_ok=True)
     fast.save_pretrained(out_dir)
     return load(out_dir)
+
+
+def encode_captions(tok, captions: list[str], length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Caption texts -> (ids (n, length) ending in EOS, padded with pad_token_id; lengths (n,) with EOS)."""
+    ids = np.full((len(captions), length), tok.pad_token_id, np.int32)
+    lens = np.zeros(len(captions), np.int32)
+    for i, c in enumerate(captions):
+        t = (tok(c, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])[:length]
+        ids[i, :len(t)], lens[i] = t, len(t)
+    return ids, lens
+
+
+def text_decoder(tok):
+    """tokens (b, n) -> texts, cut at the first EOS, padding and special tokens dropped."""
+    eos, pad = tok.eos_token_id, tok.pad_token_id
+
+    def decode(tokens: np.ndarray) -> list[str]:
+        out = []
+        for row in np.asarray(tokens):
+            ids = [int(t) for t in row]
+            if eos in ids:
+                ids = ids[:ids.index(eos)]
+            out.append(tok.decode([t for t in ids if t != pad], skip_special_tokens=True).strip())
+        return out
+
+    return decode

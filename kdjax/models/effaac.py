@@ -56,19 +56,21 @@ class EffAACConfig:
     logit_scale_init: float = math.log(1 / 0.07)
     downsample: int = 32  # the encoder's time stride (EfficientNet: 2^5)
 
-    @property
-    def memory_dim(self) -> int:
-        return self.enc_proj_dim or self.encoder.out_channels
-
 
 class EffAAC(nnx.Module):
-    def __init__(self, cfg: EffAACConfig, *, rngs: nnx.Rngs):
-        if cfg.decoder.memory_dim != cfg.memory_dim:
-            cfg = dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, memory_dim=cfg.memory_dim))
+    """`external_encoder` replaces the EfficientNet (Table 1: the teacher's encoder in the student): a module
+    with `dim` and `embed(wave, mask) -> {"last_hidden_state", "mask", "pooler_output"}` reading the
+    student's waveform."""
+
+    def __init__(self, cfg: EffAACConfig, *, rngs: nnx.Rngs, external_encoder: nnx.Module | None = None):
+        c = external_encoder.dim if external_encoder is not None else cfg.encoder.out_channels
+        memory_dim = cfg.enc_proj_dim or c
+        if cfg.decoder.memory_dim != memory_dim:
+            cfg = dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, memory_dim=memory_dim))
         self.cfg = cfg
-        self.encoder = EfficientNet(cfg.encoder, rngs=rngs)
+        self.external_encoder = external_encoder
+        self.encoder = EfficientNet(cfg.encoder, rngs=rngs) if external_encoder is None else None
         self.decoder = TransformerCaptionDecoder(cfg.decoder, rngs=rngs)
-        c = cfg.encoder.out_channels
         self.enc_proj = nnx.Linear(c, cfg.enc_proj_dim, rngs=rngs) if cfg.enc_proj_dim else None
         if cfg.contra_dim:
             if not cfg.teacher_dim:
@@ -86,6 +88,12 @@ class EffAAC(nnx.Module):
           features          (b, T, 1408)        the encoder's frequency-averaged output
           mask              (b, T) bool         frames that see real audio
           pooler_output     (b, 1408)           length-masked mean of `features` (the clip embedding)"""
+        if self.external_encoder is not None:
+            ext = self.external_encoder.embed(wave, mask)
+            feats = jax.lax.stop_gradient(ext["last_hidden_state"])
+            memory = self.enc_proj(feats) if self.enc_proj is not None else feats
+            return {"last_hidden_state": memory, "features": feats, "mask": ext["mask"],
+                    "pooler_output": jax.lax.stop_gradient(ext["pooler_output"])}
         mel = self.cfg.front_end.mel(wave)
         fmap = self.encoder(mel[..., None], deterministic=deterministic, rngs=rngs)["last_hidden_state"]
         feats = fmap.mean(axis=1)  # over frequency

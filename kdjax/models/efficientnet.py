@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from kdjax.models.layers import depthwise_conv2d
+
 # efficientnet_pytorch's block strings (repeats, kernel, stride, expansion, filters in/out, squeeze ratio)
 BLOCKS = ("r1_k3_s11_e1_i32_o16_se0.25", "r2_k3_s22_e6_i16_o24_se0.25", "r2_k5_s22_e6_i24_o40_se0.25",
           "r3_k3_s22_e6_i40_o80_se0.25", "r3_k5_s11_e6_i80_o112_se0.25", "r4_k5_s22_e6_i112_o192_se0.25",
@@ -118,9 +120,15 @@ class ConvBN(nnx.Module):
         self.bn = nnx.BatchNorm(n_out, momentum=cfg.batch_norm_momentum, epsilon=cfg.batch_norm_epsilon,
                                 dtype=cfg.dtype, rngs=rngs)
         self.act = act
+        self.depthwise = groups > 1 and groups == n_in == n_out
+        self.stride, self.padding = stride, _padding(k, stride, size)
 
     def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
-        x = self.bn(self.conv(x), use_running_average=deterministic)
+        if self.depthwise:  # the conv's kernel, computed by the CPU-friendly depthwise routine
+            x = depthwise_conv2d(x.astype(self.conv.dtype), self.conv.kernel[...], self.stride, self.padding)
+        else:
+            x = self.conv(x)
+        x = self.bn(x, use_running_average=deterministic)
         return jax.nn.silu(x) if self.act else x
 
 

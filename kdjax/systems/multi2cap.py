@@ -23,7 +23,7 @@ from flax import nnx
 
 from kdjax import assets
 from kdjax.audio.augment import AugmentConfig, augment
-from kdjax.audio.io import crop_or_pad, load_audio, load_many
+from kdjax.audio.io import crop_or_pad, load_audio
 from kdjax.convert import from_pretrained
 from kdjax.data import images as img_lib
 from kdjax.data import captions as caption_data
@@ -237,58 +237,9 @@ def abstract_task(cfg: ml_collections.ConfigDict, vocab_size: int = 32000) -> tu
     return task, batch
 
 
-def _tokenize_refs(tok, captions: list[str], length: int) -> tuple[np.ndarray, np.ndarray]:
-    ids = np.full((len(captions), length), tok.pad_token_id, np.int32)
-    lens = np.zeros(len(captions), np.int32)
-    for i, c in enumerate(captions):
-        t = (tok(c, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])[:length]
-        ids[i, :len(t)], lens[i] = t, len(t)
-    return ids, lens
-
-
-def decoder_fn(tok):
-    eos, pad = tok.eos_token_id, tok.pad_token_id
-
-    def decode(tokens: np.ndarray) -> list[str]:
-        out = []
-        for row in np.asarray(tokens):
-            ids = [int(t) for t in row]
-            if eos in ids:
-                ids = ids[:ids.index(eos)]
-            out.append(tok.decode([t for t in ids if t != pad], skip_special_tokens=True).strip())
-        return out
-
-    return decode
-
-
-def _sources(cfg: ml_collections.ConfigDict) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    """Per split, a random-access sequence of raw clips {"id", "wave", "image" (uint8 or None), "captions"}:
-    decoded on access for array_record datasets (large corpora never sit in memory), loaded up front for
-    the embedded set and JSONL manifests (bad audio files stop the run or are skipped and counted); and a
-    function giving a split's captions (without decoding audio)."""
-    d = cfg.data
-    if d.source == "tfds":
-        from kdjax.data import tfds_builders
-
-        if not d.tfds_dir:
-            raise InputError("data.source='tfds' needs data.tfds_dir (a directory written by kdjax.data.tfds_builders)")
-        raw = {s: tfds_builders.open_split(d.tfds_dir, s) for s in caption_data.SPLITS}
-        captions = lambda split: [[c.decode() if isinstance(c, bytes) else c for c in r["captions"]]
-                                  for r in raw[split]]
-        return {s: grain.MapDataset.source(src).map(tfds_builders.decode_row) for s, src in raw.items()}, captions, []
-    rows = caption_data.load(d)
-    out, skipped = {}, []
-    for split, items in rows.items():
-        waves, kept, bad = load_many([r["audio"] for r in items], d.sample_rate, d.on_bad_input)
-        skipped += bad
-        out[split] = [{"id": items[i]["id"], "wave": w, "captions": items[i]["captions"],
-                       "image_path": items[i].get("image")} for w, i in zip(waves, kept)]
-    return out, (lambda split: [list(r["captions"]) for r in out[split]]), skipped
-
-
 def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     d = cfg.data
-    sources, captions_of, skipped = _sources(cfg)
+    sources, captions_of, skipped = caption_data.sources(cfg.data)
     tok = build_tokenizer(cfg, None if cfg.decoder.checkpoint else [c for cs in captions_of("train") for c in cs],
                           workdir)
     model = build_model(cfg, tok)
@@ -301,7 +252,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
 
     def example(split):
         def make(index, r):
-            ids, lens = _tokenize_refs(tok, list(r["captions"]), cap_len)
+            ids, lens = tokenizers.encode_captions(tok, list(r["captions"]), cap_len)
             ex = {"wave": np.asarray(r["wave"], np.float32), "caption_ids": ids, "caption_lens": lens,
                   "index": np.int32(index)}
             if use_images and split == "train":
@@ -355,7 +306,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
 
     mcfg = MetricConfig.from_config(cfg.eval.metric_config) if cfg.eval.get("metric_config") else None
     info: dict[str, Any] = {}
-    evaluator = CaptionTaskEvaluator({"dev": references["validation"], "test": references["test"]}, decoder_fn(tok),
+    evaluator = CaptionTaskEvaluator({"dev": references["validation"], "test": references["test"]}, tokenizers.text_decoder(tok),
                                      metrics=tuple(cfg.eval.metrics), tokenization=cfg.eval.tokenization,
                                      config=mcfg, info=info)
     strip = lambda ex: {k: v for k, v in ex.items() if k != "index"}
@@ -377,18 +328,24 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         info=info)
 
 
-def caption_files(cfg: ml_collections.ConfigDict, workdir: str, files: list[str]) -> list[tuple[str, str]]:
-    """Caption audio files with the trained model in `workdir` (best parameters if kept, else the latest)."""
+def load_trained(cfg: ml_collections.ConfigDict, workdir: str) -> tuple[Multi2Cap, Any]:
+    """The audio-only captioner trained in `workdir` (best parameters if kept, else the latest) and its
+    tokenizer."""
     from kdjax.train.restore import restore_trained
 
     tok = build_tokenizer(cfg, None, workdir)
-    model = restore_trained(cfg, build_model(cfg, tok), lora.frozen_filter(FROZEN), workdir).audio_only()
+    return restore_trained(cfg, build_model(cfg, tok), lora.frozen_filter(FROZEN), workdir).audio_only(), tok
+
+
+def caption_files(cfg: ml_collections.ConfigDict, workdir: str, files: list[str]) -> list[tuple[str, str]]:
+    """Caption audio files with the trained model in `workdir` (best parameters if kept, else the latest)."""
+    model, tok = load_trained(cfg, workdir)
     gen_cfg = config_from({"eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
                            **dict(cfg.eval.generate)})
     length = int(round(cfg.data.clip_seconds * cfg.data.sample_rate))
     gdef, state = nnx.split(model)
     run = jax.jit(lambda s, w, m: nnx.merge(gdef, s).caption(w, m, gen_cfg))
-    decode = decoder_fn(tok)
+    decode = tokenizers.text_decoder(tok)
     out = []
     for f in files:
         wave, mask = crop_or_pad(load_audio(f, int(cfg.data.sample_rate)), length)

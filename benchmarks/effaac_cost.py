@@ -1,0 +1,178 @@
+"""EffAAC's efficiency figures (seed 002, Table 3) on this CPU: parameters, GFLOPs and captioning latency of
+the student against a teacher, and the student's latency against its PyTorch counterpart.
+
+Setup (the paper's): one 10-s clip at 16 kHz and 20 output tokens, batch 1.
+- GFLOPs: XLA's cost analysis of the compiled forward (`compiled.cost_analysis()["flops"]`, multiply-adds
+  counted as 2): the student's encoder on the clip plus its decoder teacher-forced over 20 tokens; the
+  teacher's audio encoder, Q-Former and LLaMA decoder over its prompt (prefix, audio tokens, suffix) plus
+  20 caption tokens. Generation with a KV cache does the same arithmetic as that forward.
+- Teacher shapes: Multi2Cap-base (CED-base, 2-layer BERT-base Q-Former, LLaMA-2-7B; configs/multi2cap.py:base),
+  compiled from abstract shapes (no weights: 7B float32 parameters do not fit this machine's memory), so it
+  gives parameters and GFLOPs but no latency. Latency is measured against the teacher this machine can run,
+  Multi2Cap-smoke (CED-tiny, SmolLM2-135M when installed), and reported separately.
+- Latency: warm, jitted `caption` (beam 3, min = max = 20 new tokens so every model emits 20 tokens), median
+  of repeated calls. PyTorch counterpart: the same student in PyTorch (tests/torch_effaac.py:
+  efficientnet_pytorch B2 + torch.nn.TransformerDecoderLayer), greedy decoding that re-runs the prefix
+  each step (stock nn.TransformerDecoder has no KV cache), against kdjax's greedy decoding (KV cache), both
+  20 tokens, `torch.set_num_threads(2)`, the two taking turns (benchmarks.common.interleaved).
+
+Prints one JSON line.
+
+    python benchmarks/effaac_cost.py [--rounds 5] [--skip-base-teacher]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.common import interleaved, round_ratio, timed  # noqa: E402
+
+SECONDS, TOKENS, SR = 10.0, 20, 16000
+
+
+def _gflops(compiled) -> float:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost["flops"]) / 1e9
+
+
+def student_side(vocab: int = 4981):
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from kdjax.models.effaac import EffAAC, EffAACConfig
+    from kdjax.models.caption_decoder import CaptionDecoderConfig
+    from kdjax.models.generate import GenerateConfig
+
+    model = EffAAC(EffAACConfig(decoder=CaptionDecoderConfig(vocab_size=vocab)), rngs=nnx.Rngs(0))
+    params = int(sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))))
+    gdef, state = nnx.split(model)
+    n = int(SECONDS * SR)
+    wave = jnp.asarray(np.random.default_rng(0).standard_normal((1, n)) * 0.1, jnp.float32)
+    mask = jnp.ones((1, n), bool)
+    ids = jnp.ones((1, TOKENS), jnp.int32)
+    fwd = jax.jit(lambda s, w, m, i: nnx.merge(gdef, s)(w, m, i)["logits"])
+    gflops = _gflops(fwd.lower(state, wave, mask, ids).compile())
+
+    def captioner(beams: int):
+        cfg = GenerateConfig(max_new_tokens=TOKENS, min_new_tokens=TOKENS, num_beams=beams, eos_token_id=2)
+        run = jax.jit(lambda s, w, m: nnx.merge(gdef, s).caption(w, m, cfg)[0])
+        return lambda: jax.block_until_ready(run(state, wave, mask))
+
+    return model, params, gflops, captioner
+
+
+def torch_student(model, vocab: int = 4981):
+    """The PyTorch student with the kdjax student's weights, and its 20-token greedy captioner."""
+    import jax.numpy as jnp
+    import torch
+
+    from kdjax import convert
+    from tests.torch_effaac import EffNetTrm
+
+    torch.set_num_threads(2)
+    tm = EffNetTrm(vocab).eval()
+    sd = convert.effaac_tensors(model)
+    missing, unexpected = tm.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in sd.items()}, strict=False)
+    assert not unexpected and all(k.startswith("encoder._fc") for k in missing), (missing, unexpected)
+    n = int(SECONDS * SR)
+    wave = np.random.default_rng(0).standard_normal((1, n)).astype(np.float32) * 0.1
+    mel = torch.from_numpy(np.array(model.cfg.front_end.mel(jnp.asarray(wave))))
+    return lambda: tm.greedy(mel, bos=1, steps=TOKENS)
+
+
+def base_teacher_cost() -> dict:
+    """Multi2Cap-base's parameters and forward GFLOPs from abstract shapes."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from configs import multi2cap as m2c_config
+    from kdjax.systems import multi2cap
+
+    cfg = m2c_config.get_config("base")
+    cfg.decoder.remat = False
+    for node in (cfg.audio, cfg.decoder, cfg.teacher):
+        node.checkpoint = ""
+    tok = multi2cap._ShapeTokenizer(32000)
+    model = nnx.eval_shape(lambda: multi2cap.build_model(cfg, tok).audio_only())
+    params = int(sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))))
+    gdef, state = nnx.split(model)
+    n = int(SECONDS * SR)
+    wave, mask = jax.ShapeDtypeStruct((1, n), jnp.float32), jax.ShapeDtypeStruct((1, n), jnp.bool_)
+    ids = jax.ShapeDtypeStruct((1, TOKENS), jnp.int32)
+    fwd = jax.jit(lambda s, w, m, i: nnx.merge(gdef, s)(w, m, i, jnp.ones(i.shape, jnp.int32))["logits"])
+    return {"params": params, "gflops": _gflops(fwd.lower(state, wave, mask, ids).compile())}
+
+
+def smoke_teacher(workdir: str):
+    """Multi2Cap-smoke (random weights where no checkpoint is installed): params, GFLOPs and a captioner."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from configs import multi2cap as m2c_config
+    from kdjax.models.generate import GenerateConfig
+    from kdjax.systems import multi2cap
+
+    cfg = m2c_config.get_config("smoke")
+    cfg.data.clip_seconds = SECONDS
+    tok = multi2cap.build_tokenizer(cfg, ["a dog barks"], workdir)
+    model = multi2cap.build_model(cfg, tok).audio_only()
+    params = int(sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))))
+    gdef, state = nnx.split(model)
+    n = int(SECONDS * SR)
+    wave = jnp.asarray(np.random.default_rng(0).standard_normal((1, n)) * 0.1, jnp.float32)
+    mask = jnp.ones((1, n), bool)
+    ids = jnp.ones((1, TOKENS), jnp.int32)
+    fwd = jax.jit(lambda s, w, m, i: nnx.merge(gdef, s)(w, m, i, jnp.ones(i.shape, jnp.int32))["logits"])
+    gflops = _gflops(fwd.lower(state, wave, mask, ids).compile())
+    gen = GenerateConfig(max_new_tokens=TOKENS, min_new_tokens=TOKENS, num_beams=3,
+                         eos_token_id=tok.eos_token_id or 2, pad_token_id=tok.pad_token_id or 0)
+    run = jax.jit(lambda s, w, m: nnx.merge(gdef, s).caption(w, m, gen)[0])
+    return params, gflops, lambda: jax.block_until_ready(run(state, wave, mask)), cfg.decoder.checkpoint or "random"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--skip-base-teacher", action="store_true", help="no full-size abstract compile (minutes)")
+    a = ap.parse_args()
+
+    model, s_params, s_gflops, captioner = student_side()
+    beam3, greedy = captioner(3), captioner(1)
+    t_params, t_gflops, t_caption, t_decoder = smoke_teacher(tempfile.mkdtemp())
+    s_lat = timed(beam3, reps=5)
+    t_lat = timed(t_caption, reps=3)
+    times = interleaved({"kdjax": greedy, "torch": torch_student(model)}, rounds=a.rounds, reps=2)
+    out = {
+        "benchmark": "effaac_cost", "clip_s": SECONDS, "tokens": TOKENS,
+        "student_params_m": round(s_params / 1e6, 2), "student_gflops": round(s_gflops, 2),
+        "student_beam3_latency_s": round(s_lat, 3),
+        "smoke_teacher": {"decoder": t_decoder, "params_m": round(t_params / 1e6, 1), "gflops": round(t_gflops, 1),
+                          "beam3_latency_s": round(t_lat, 3)},
+        "smoke_teacher_over_student": {"params": round(t_params / s_params, 1), "gflops": round(t_gflops / s_gflops, 1),
+                                       "latency": round(t_lat / s_lat, 1)},
+        "student_greedy_latency_s": {"kdjax": round(float(np.median(times["kdjax"])), 3),
+                                     "torch": round(float(np.median(times["torch"])), 3)},
+        "student_speedup_vs_torch": round(round_ratio(times, "torch", "kdjax"), 3),
+    }
+    if not a.skip_base_teacher:
+        base = base_teacher_cost()
+        out["base_teacher"] = {"params_m": round(base["params"] / 1e6, 1), "gflops": round(base["gflops"], 1)}
+        out["base_teacher_over_student"] = {"params": round(base["params"] / s_params, 1),
+                                            "gflops": round(base["gflops"] / s_gflops, 1)}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

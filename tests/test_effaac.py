@@ -1,0 +1,125 @@
+"""EffAAC end to end: the teacher cache (written once per clip, resumable, importable from another framework's
+files), distillation runs on 1 and 8 devices with negatives from the whole batch, captioning, and the student
+learning on the embedded set with and without KD."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from configs import effaac as effaac_config
+from kdjax.data import teacher_cache
+from kdjax.errors import InputError
+from tests import runs
+
+CLIP = os.path.join(runs.REPO, "kdjax/data/assets/real_sounds/audio/tuxpaint__animals__amphibians__frog.flac")
+
+
+@pytest.fixture(scope="module")
+def teacher_workdir(tmp_path_factory):
+    """A (briefly) trained Multi2Cap captioner: the tiny variant, 6 steps."""
+    wd = str(tmp_path_factory.mktemp("m2c") / "teacher")
+    runs.run("configs/multi2cap.py:tiny", wd)
+    return wd
+
+
+def tiny(teacher_workdir, cache, **over):
+    c = effaac_config.get_config("tiny")
+    c.teacher.workdir, c.teacher.cache_dir = teacher_workdir, cache
+    for k, v in over.items():
+        node = c
+        *parents, leaf = k.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = v
+    return c
+
+
+@pytest.mark.slow
+def test_teacher_cache_once_per_clip_resumable_and_importable(teacher_workdir, tmp_path):
+    from kdjax.systems import effaac
+
+    cache = str(tmp_path / "cache")
+    out = runs.run("configs/effaac.py:tiny", str(tmp_path / "w"), "--mode=teacher_cache",
+                   f"--config.teacher.workdir={teacher_workdir}", f"--config.teacher.cache_dir={cache}",
+                   "--config.teacher.batch_size=4")
+    assert "teacher cache:" in out.stdout
+    full = teacher_cache.read(cache)
+    assert len(full) == 86 and full.dim == 192  # every training clip of the embedded set; CED-tiny width
+    meta = teacher_cache.read_meta(cache)
+    assert len(meta["shards"]) == 2  # 64 clips per shard at batch 4
+
+    # a writer killed after its first shard: the re-run computes only the rest, identically
+    part = str(tmp_path / "part")
+    os.makedirs(part)
+    first = meta["shards"][0]
+    os.link(os.path.join(cache, first), os.path.join(part, first))
+    with open(os.path.join(part, "meta.json"), "w") as f:
+        json.dump({**meta, "shards": [first], "count": 64}, f)
+    effaac.make_teacher_cache(tiny(teacher_workdir, part, **{"teacher.batch_size": 4}), str(tmp_path / "w2"))
+    resumed = teacher_cache.read(part)
+    assert len(resumed) == 86 and len(teacher_cache.read_meta(part)["shards"]) == 2
+    for cid in full.index:
+        assert resumed.caption(cid) == full.caption(cid)
+        np.testing.assert_allclose(resumed.embedding(cid), full.embedding(cid), rtol=1e-5, atol=1e-6)
+
+    # a PyTorch teacher's outputs as JSONL (and .npz) become the same cache
+    ids = sorted(full.index)
+    jl = tmp_path / "htsat_bart.jsonl"
+    jl.write_text("".join(json.dumps({"id": i, "embedding": full.embedding(i).tolist(), "caption": full.caption(i)})
+                          + "\n" for i in ids))
+    assert teacher_cache.import_file(str(jl), str(tmp_path / "imp")) == 86
+    imp = teacher_cache.read(str(tmp_path / "imp"))
+    assert imp.caption(ids[3]) == full.caption(ids[3])
+    np.testing.assert_array_equal(imp.embedding(ids[3]), full.embedding(ids[3]))
+    np.savez(tmp_path / "t.npz", ids=np.array(ids), embeddings=np.stack([full.embedding(i) for i in ids]),
+             captions=np.array([full.caption(i) for i in ids]))
+    assert teacher_cache.import_file(str(tmp_path / "t.npz"), str(tmp_path / "imp2")) == 86
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "a", "embedding": [1.0], "caption": "x"}) + "\n"
+                   + json.dumps({"id": "b", "embedding": "oops", "caption": "y"}) + "\n")
+    with pytest.raises(InputError, match=r"bad.jsonl:2: 'embedding'"):
+        teacher_cache.import_file(str(bad), str(tmp_path / "imp3"))
+    with pytest.raises(InputError, match="lacks 1 clip"):
+        teacher_cache.read(str(tmp_path / "imp")).check(ids + ["missing"])
+
+
+@pytest.mark.slow
+def test_distillation_on_1_and_8_devices_and_captioning(teacher_workdir, tmp_path):
+    """Online contrastive KD + L_seq from the cache: 8 devices (one clip each) give the losses of 1 device,
+    which holds only if InfoNCE's negatives come from the whole batch; the trained student captions a file."""
+    cache = str(tmp_path / "cache")
+    common = (f"--config.teacher.workdir={teacher_workdir}", f"--config.teacher.cache_dir={cache}")
+    one, eight = str(tmp_path / "one"), str(tmp_path / "eight")
+    runs.run("configs/effaac.py:tiny", one, *common)
+    runs.run("configs/effaac.py:tiny", eight, *common, "--config.mesh.data=8", devices=8)
+    a, b = runs.train_rows(one), runs.train_rows(eight)
+    assert [r["step"] for r in a] == list(range(1, 7))
+    for x, y in zip(a, b):
+        for key in ("loss", "l_sup", "l_seq", "l_enc"):
+            np.testing.assert_allclose(x[key], y[key], rtol=2e-4, err_msg=f"step {x['step']} {key}")
+    assert all(np.isfinite(r["l_enc"]) and r["l_enc"] > 0 for r in a)
+    report = json.load(open(os.path.join(one, "report.json")))
+    assert report["info"]["teacher"] == {"kind": "multi2cap", "online": True, "cache": cache, "dim": 192}
+    cap = runs.run("configs/effaac.py:tiny", one, *common, "--mode=caption", f"--audio={CLIP}")
+    assert [ln.split("\t")[0] for ln in cap.stdout.splitlines() if "\t" in ln] == [CLIP]
+
+
+def test_configs_name_what_is_missing_and_refuse_inconsistent_settings(tmp_path):
+    from kdjax.systems import effaac
+
+    for variant in ("contra", "mse"):
+        p = runs.run(f"configs/effaac.py:{variant}", str(tmp_path / variant), check=False)
+        assert p.returncode != 0 and "--config.data.manifest_file=..." in p.stderr
+        assert "--config.teacher.workdir=..." in p.stderr
+    c = effaac_config.get_config("tiny")
+    c.teacher.kind = "none"
+    with pytest.raises(InputError, match="teacher.kind is 'none'"):
+        effaac.build(c, str(tmp_path / "x"))
+    c = effaac_config.get_config("tiny")
+    c.train.freeze = ("decoder", "head")
+    with pytest.raises(InputError, match=r"unknown part\(s\) \['head'\]"):
+        effaac.frozen_filter(c)
