@@ -9,9 +9,12 @@ Variants (`--config=configs/effaac.py:VARIANT`):
   mse      KD_mse: L_enc is the MSE between the projected student and the teacher embedding; the
            projection stays in the student (the decoder reads projected frames).
   scratch  no KD (L_sup only), the paper's "EffNet-Trm (scratch)".
-  smoke    CPU, a few minutes, on the embedded real set; the teacher is the Multi2Cap smoke model of
-           teacher.workdir (train it first: python -m kdjax.main --config=configs/multi2cap.py:smoke).
-  tiny     seconds per step, a narrow EfficientNet: tests.
+  smoke    CPU, a few minutes, on the embedded real set, distilling from the Multi2Cap smoke model through
+           its teacher cache, which ships with kdjax (kdjax/data/assets/effaac_smoke_teacher; the commands
+           that made it are in its README). With a Multi2Cap workdir of your own:
+           --config.teacher.kind=multi2cap --config.teacher.workdir=W (online embeddings, cache in W).
+           No KD: --config.kd.enc=none --config.kd.seq_weight=0 --config.teacher.kind=none.
+  tiny     seconds per step, a narrow EfficientNet, an online Multi2Cap teacher (teacher.workdir): tests.
 
 Table 1's bottleneck study: `student.memory='teacher'` (the frozen teacher's encoder in the student, the
 decoder trained from scratch; an online teacher), then `student.init_from=<that workdir>` with
@@ -22,6 +25,8 @@ from __future__ import annotations
 
 import ml_collections
 
+# the Multi2Cap smoke model's embeddings and captions of the embedded set's training clips (4-s crops)
+SMOKE_TEACHER_CACHE = "pkg:kdjax/data/assets/effaac_smoke_teacher"
 ALL_METRICS = ("bleu_1", "bleu_4", "rouge_l", "meteor", "cider_d", "spice", "spider", "fense")
 
 
@@ -97,6 +102,7 @@ def get_config(variant: str = "contra") -> ml_collections.ConfigDict:
         c.train.update({"batch_size": 8, "epochs": 0, "steps": 40, "log_every": 5, "checkpoint_every": 20})
         c.train.early_stopping.metric = ""
         c.teacher.generate = {"num_beams": 3, "max_new_tokens": 12, "min_new_tokens": 2}
+        c.teacher.update({"kind": "cache", "cache_dir": SMOKE_TEACHER_CACHE, "online": False})
         c.eval.update({"every": 0, "every_epochs": 0, "batch_size": 8,
                        "metrics": ("bleu_1", "bleu_4", "rouge_l", "cider_d"), "tokenization": "loae"})
         c.eval.generate = {"num_beams": 3, "max_new_tokens": 12, "min_new_tokens": 2}
@@ -109,6 +115,7 @@ def get_config(variant: str = "contra") -> ml_collections.ConfigDict:
             c.data.clip_seconds = 2.0
             c.train.update({"steps": 6, "log_every": 1, "checkpoint_every": 3})
             c.teacher.generate = c.eval.generate = {"num_beams": 1, "max_new_tokens": 4, "min_new_tokens": 1}
+            c.teacher.update({"kind": "multi2cap", "cache_dir": "", "online": True})
     else:
         raise ValueError(f"configs/effaac.py: unknown variant {variant!r} (contra, mse, scratch, smoke, tiny)")
     return c

@@ -108,6 +108,21 @@ def test_distillation_on_1_and_8_devices_and_captioning(teacher_workdir, tmp_pat
     assert [ln.split("\t")[0] for ln in cap.stdout.splitlines() if "\t" in ln] == [CLIP]
 
 
+@pytest.mark.slow
+def test_smoke_run_distils_from_the_shipped_teacher_cache(tmp_path):
+    """The smoke variant (EfficientNet-B2 student, fewer steps): every loss term falls and the student's
+    captions score; its teacher is the Multi2Cap smoke model's cache that ships with kdjax."""
+    wd = str(tmp_path / "smoke")
+    runs.run("configs/effaac.py:smoke", wd, "--config.train.steps=30", timeout=1200)
+    rows = runs.train_rows(wd)
+    late = lambda k: np.mean([r[k] for r in rows[-2:]])
+    for key, factor in (("l_sup", 0.75), ("l_seq", 0.75), ("l_enc", 0.9)):
+        assert late(key) < factor * rows[0][key], (key, rows[0][key], late(key))
+    report = json.load(open(os.path.join(wd, "report.json")))
+    assert report["info"]["teacher"]["kind"] == "cache" and report["info"]["teacher"]["dim"] == 192
+    assert report["metrics"]["test"]["bleu_1"] > 0.05, report["metrics"]
+
+
 def test_configs_name_what_is_missing_and_refuse_inconsistent_settings(tmp_path):
     from kdjax.systems import effaac
 

@@ -99,7 +99,7 @@ def load_teacher(cfg: ml_collections.ConfigDict) -> tuple[Multi2CapTeacher, Any]
 def cache_dir(cfg: ml_collections.ConfigDict) -> str:
     t = cfg.teacher
     if t.cache_dir:
-        return t.cache_dir
+        return assets.resolve(t.cache_dir) if t.cache_dir.startswith("pkg:") else t.cache_dir
     if not t.workdir:
         raise InputError("teacher.cache_dir or teacher.workdir must say where the teacher cache is")
     return os.path.join(t.workdir, "teacher_cache")
