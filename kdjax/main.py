@@ -71,9 +71,6 @@ def main(argv) -> None:
         sys.exit(f"config.system={cfg.system!r} is not one of {SYSTEMS}")
     workdir = _WORKDIR.value or _default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
     os.makedirs(workdir, exist_ok=True)
-    if _MODE.value == "train":
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(cfg.to_json_best_effort(indent=2))
     logging.info("workdir %s", os.path.abspath(workdir))
 
     from kdjax.train.trainer import Trainer

@@ -11,6 +11,10 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 if "PYTEST_XDIST_WORKER" not in os.environ:
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="kdjax-xla-cache-"))
 
+# In-process tests too compile far more than they compute (see tests/runs.py); set before JAX starts.
+if "PYTEST_XDIST_WORKER" not in os.environ and "XLA_FLAGS" not in os.environ:
+    os.environ["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
+
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,3 +36,15 @@ def pytest_collection_modifyitems(config, items):
     """Longest first: the end-to-end runs (marked `slow`) start before the quick tests, so the two xdist
     workers finish together instead of one running a five-minute test alone at the end."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture(scope="session")
+def m2c_tiny_run(tmp_path_factory) -> str:
+    """A 6-step Multi2Cap tiny run through the CLI on 1 device: the baseline of the Multi2Cap resume and
+    mesh tests and the EffAAC tests' teacher. Tests that use it carry `runs.SHARES_M2C_TINY`, so one xdist
+    worker runs them all and trains it once. Read-only."""
+    from tests import runs
+
+    wd = str(tmp_path_factory.mktemp("m2c_tiny") / "one")
+    runs.run("configs/multi2cap.py:tiny", wd)
+    return wd

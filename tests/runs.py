@@ -7,13 +7,22 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def env(devices: int = 1) -> dict:
+# the tests that use conftest's m2c_tiny_run: one xdist worker runs them, so the run is made once
+SHARES_M2C_TINY = pytest.mark.xdist_group("m2c_tiny")
+
+# A handful of steps of a tiny model costs mostly compile time, which LLVM's optimisation level 0 cuts by a
+# third (the programs run about 3x slower). Runs that train for real pass optimize=True.
+QUICK_COMPILE = "--xla_backend_optimization_level=0"
+
+
+def env(devices: int = 1, optimize: bool = False) -> dict:
     e = dict(os.environ)
-    e["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    e["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}" + ("" if optimize else " " + QUICK_COMPILE)
     e["JAX_PLATFORMS"] = "cpu"
     e["HF_HUB_OFFLINE"] = "1"
     e["PYTHONPATH"] = REPO + os.pathsep + e.get("PYTHONPATH", "")
@@ -26,8 +35,8 @@ def command(config: str, workdir: str, *overrides: str) -> list[str]:
 
 
 def run(config: str, workdir: str, *overrides: str, devices: int = 1, check: bool = True,
-        timeout: float = 600) -> subprocess.CompletedProcess:
-    p = subprocess.run(command(config, workdir, *overrides), env=env(devices), cwd=REPO,
+        timeout: float = 600, optimize: bool = False) -> subprocess.CompletedProcess:
+    p = subprocess.run(command(config, workdir, *overrides), env=env(devices, optimize), cwd=REPO,
                        capture_output=True, text=True, timeout=timeout)
     if check and p.returncode != 0:
         raise AssertionError(f"run failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-6000:]}")

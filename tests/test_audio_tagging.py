@@ -22,7 +22,7 @@ def test_ced_tiny_learns_real_sounds(tmp_path):
     """200 steps from random init. Held out: the validation and test clips (48; no checkpoint selection,
     so validation is as unseen as test). Five classes: chance 0.2, majority class 0.29."""
     wd = str(tmp_path / "learn")
-    runs.run(CONFIG, wd, timeout=1200)
+    runs.run(CONFIG, wd, timeout=1200, optimize=True)
     with open(os.path.join(wd, "report.json")) as f:
         report = json.load(f)
     m, n = report["metrics"], report["info"]["num_examples"]
@@ -36,6 +36,10 @@ def test_ced_tiny_learns_real_sounds(tmp_path):
     assert np.mean(losses[-3:]) < np.log(5) - 0.25, losses  # log 5: the loss of a uniform guess
 
 
+# its tests run in one xdist worker, which makes the run once
+SHARES_SIX_STEPS = pytest.mark.xdist_group("ced_six_steps")
+
+
 @pytest.fixture(scope="module")
 def six_steps(tmp_path_factory):
     wd = str(tmp_path_factory.mktemp("six") / "a")
@@ -43,6 +47,7 @@ def six_steps(tmp_path_factory):
     return wd
 
 
+@SHARES_SIX_STEPS
 def test_augmented_run_resumes_exactly(six_steps, tmp_path):
     """A 6-step run, and a copy of its workdir cut back to the step-3 checkpoint and resumed: same
     parameters, same losses. Augmentation and crop draws come from (seed, stream position), which the
@@ -61,6 +66,7 @@ def test_augmented_run_resumes_exactly(six_steps, tmp_path):
         assert [r["step"] for r in map(json.loads, f) if r["split"] == "train"] == [1, 2, 3, 4, 5, 6]
 
 
+@SHARES_SIX_STEPS
 @pytest.mark.slow
 def test_same_losses_on_8_devices(six_steps, tmp_path):
     """CED's logical axes on a data x fsdp x tensor = 2 x 2 x 2 mesh: the same run, the same numbers

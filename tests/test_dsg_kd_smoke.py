@@ -12,7 +12,7 @@ from tests import runs
 def test_smoke_run_learns_and_reports(tmp_path):
     wd = str(tmp_path / "smoke")
     # two of the variant's three epochs keep CI inside its budget (dev AUROC is already ~0.8 by then)
-    out = runs.run("configs/dsg_kd.py:smoke", wd, "--config.train.epochs=2", timeout=1500)
+    out = runs.run("configs/dsg_kd.py:smoke", wd, "--config.train.epochs=2", timeout=1500, optimize=True)
     assert "Evaluation (best" in out.stdout
     report = json.load(open(os.path.join(wd, "report.json")))
     test = report["metrics"]["test"]

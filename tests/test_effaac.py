@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -19,11 +20,26 @@ CLIP = os.path.join(runs.REPO, "kdjax/data/assets/real_sounds/audio/tuxpaint__an
 
 
 @pytest.fixture(scope="module")
-def teacher_workdir(tmp_path_factory):
-    """A (briefly) trained Multi2Cap captioner: the tiny variant, 6 steps."""
-    wd = str(tmp_path_factory.mktemp("m2c") / "teacher")
-    runs.run("configs/multi2cap.py:tiny", wd)
-    return wd
+def teacher_workdir(m2c_tiny_run):
+    """A (briefly) trained Multi2Cap captioner: the tiny variant, 6 steps. The tests that use it (and the
+    cache below) share one xdist worker."""
+    return m2c_tiny_run
+
+
+@pytest.fixture(scope="module")
+def cache(teacher_workdir, tmp_path_factory):
+    """That teacher's cache of the embedded training clips, written by `--mode=teacher_cache` at batch 4.
+    Tests that add to a cache take a copy (`cache_copy`)."""
+    d = str(tmp_path_factory.mktemp("cache") / "cache")
+    out = runs.run("configs/effaac.py:tiny", str(tmp_path_factory.mktemp("w")), "--mode=teacher_cache",
+                   f"--config.teacher.workdir={teacher_workdir}", f"--config.teacher.cache_dir={d}",
+                   "--config.teacher.batch_size=4")
+    assert f"teacher cache: {d}" in out.stdout
+    return d
+
+
+def cache_copy(cache, tmp_path) -> str:
+    return shutil.copytree(cache, str(tmp_path / "cache"))
 
 
 def tiny(teacher_workdir, cache, **over):
@@ -38,15 +54,11 @@ def tiny(teacher_workdir, cache, **over):
     return c
 
 
+@runs.SHARES_M2C_TINY
 @pytest.mark.slow
-def test_teacher_cache_once_per_clip_resumable_and_importable(teacher_workdir, tmp_path):
+def test_teacher_cache_once_per_clip_resumable_and_importable(teacher_workdir, cache, tmp_path):
     from kdjax.systems import effaac
 
-    cache = str(tmp_path / "cache")
-    out = runs.run("configs/effaac.py:tiny", str(tmp_path / "w"), "--mode=teacher_cache",
-                   f"--config.teacher.workdir={teacher_workdir}", f"--config.teacher.cache_dir={cache}",
-                   "--config.teacher.batch_size=4")
-    assert "teacher cache:" in out.stdout
     full = teacher_cache.read(cache)
     assert len(full) == 86 and full.dim == 192  # every training clip of the embedded set; CED-tiny width
     meta = teacher_cache.read_meta(cache)
@@ -87,12 +99,12 @@ def test_teacher_cache_once_per_clip_resumable_and_importable(teacher_workdir, t
         teacher_cache.read(str(tmp_path / "imp")).check(ids + ["missing"])
 
 
+@runs.SHARES_M2C_TINY
 @pytest.mark.slow
-def test_distillation_on_1_and_8_devices_and_captioning(teacher_workdir, tmp_path):
+def test_distillation_on_1_and_8_devices_and_captioning(teacher_workdir, cache, tmp_path):
     """Online contrastive KD + L_seq from the cache: 8 devices (one clip each) give the losses of 1 device,
     which holds only if InfoNCE's negatives come from the whole batch; the trained student captions a file
     (the code path of --mode=caption, in process)."""
-    cache = str(tmp_path / "cache")
     common = (f"--config.teacher.workdir={teacher_workdir}", f"--config.teacher.cache_dir={cache}")
     one, eight = str(tmp_path / "one"), str(tmp_path / "eight")
     runs.run("configs/effaac.py:tiny", one, *common)
@@ -116,7 +128,8 @@ def test_smoke_run_distils_from_the_shipped_teacher_cache(tmp_path):
     """The smoke variant (EfficientNet-B2 student, fewer steps): every loss term falls and the student's
     captions score; its teacher is the Multi2Cap smoke model's cache that ships with kdjax."""
     wd = str(tmp_path / "smoke")
-    runs.run("configs/effaac.py:smoke", wd, "--config.train.steps=24", "--config.train.log_every=1", timeout=1200)
+    runs.run("configs/effaac.py:smoke", wd, "--config.train.steps=24", "--config.train.log_every=1", timeout=1200,
+             optimize=True)
     rows = runs.train_rows(wd)
     mean = lambda k, rs: float(np.mean([r[k] for r in rs]))  # batches of 8 one-line captions: noisy steps
     for key, factor in (("l_sup", 0.8), ("l_seq", 0.75), ("l_enc", 0.9)):
@@ -141,3 +154,72 @@ def test_configs_name_what_is_missing_and_refuse_inconsistent_settings(tmp_path)
     c.train.freeze = ("decoder", "head")
     with pytest.raises(InputError, match=r"unknown part\(s\) \['head'\]"):
         effaac.frozen_filter(c)
+
+
+def _one_step(cfg, workdir):
+    """Build the task and trainer and take one train step; returns (trainer, batch, metrics)."""
+    import jax
+
+    from kdjax.systems import effaac
+    from kdjax.train import sharding as shd
+    from kdjax.train.trainer import Trainer
+
+    trainer = Trainer(cfg, effaac.build(cfg, workdir), workdir)
+    batch = next(trainer.train_iterator())
+    state, metrics = trainer.train_step(trainer.state, trainer.frozen_state, trainer.teacher_state,
+                                        shd.global_batch(batch, trainer.mesh))
+    return trainer, batch, jax.device_get(metrics), state
+
+
+@runs.SHARES_M2C_TINY
+@pytest.mark.slow
+def test_mse_kd_with_audio_only_clips(teacher_workdir, cache, tmp_path):
+    """KD_mse with an audio-only manifest: each batch is 8 labelled + 8 audio-only clips; the audio-only ones
+    get teacher captions (added to the cache on first use) and enter L_seq and L_enc only."""
+    from kdjax.data import captions
+
+    extra = captions.embedded()["validation"][:5]
+    manifest = tmp_path / "audio_only.jsonl"
+    manifest.write_text("".join(json.dumps({"audio": r["audio"], "id": "ao/" + r["id"]}) + "\n" for r in extra))
+    cache = cache_copy(cache, tmp_path)
+    cfg = tiny(teacher_workdir, cache, **{"kd.enc": "mse", "data.audio_only_manifest": str(manifest)})
+    trainer, batch, m, _ = _one_step(cfg, str(tmp_path / "w"))
+    assert batch["wave"].shape[0] == batch["ao_wave"].shape[0] == 8
+    assert "caption_ids" in batch and "ao_caption_ids" not in batch and "ao_teacher_ids" in batch
+    assert len(teacher_cache.read(cache)) == 86 + 5
+    assert trainer.task.info["audio_only_clips"] == 5
+    np.testing.assert_allclose(m["loss"], m["l_sup"] + m["l_seq"] + m["l_enc"], rtol=1e-5)
+    # the MSE projection to the teacher's width is part of the student (the decoder reads it)
+    assert trainer.state["params"]["enc_proj"]["kernel"].shape[1] == 192
+    assert "student_proj" not in trainer.state["params"]
+
+
+@runs.SHARES_M2C_TINY
+@pytest.mark.slow
+def test_table1_teacher_encoder_in_the_student_then_frozen_decoder(teacher_workdir, cache, tmp_path):
+    """Row 2: the frozen teacher encoder feeds a decoder trained from scratch (nothing of the teacher is
+    trained or saved). Row 3: that decoder, frozen, under a fresh EfficientNet (only the encoder and the
+    decoder's memory projection train)."""
+    from kdjax.models.state import flatten
+    from kdjax.train.trainer import Trainer
+    from kdjax.systems import effaac
+
+    row2 = str(tmp_path / "row2")
+    cfg2 = tiny(teacher_workdir, cache, **{"student.memory": "teacher", "kd.enc": "none",
+                                                              "kd.seq_weight": 0.0, "train.steps": 2})
+    Trainer(cfg2, effaac.build(cfg2, row2), row2).run()
+    trained2 = runs.final_params(row2)
+    assert not any(k.startswith("external_encoder") for k in trained2)
+    assert any(k.startswith("decoder.layers.") for k in trained2)
+
+    cfg3 = tiny(teacher_workdir, cache, **{"student.init_from": row2, "train.freeze": ("decoder",),
+                                                              "kd.enc": "none", "kd.seq_weight": 0.0})
+    trainer, _, m, state = _one_step(cfg3, str(tmp_path / "row3"))
+    trainable = flatten(state["params"])
+    assert any(k.startswith("encoder.") for k in trainable) and any(k.startswith("decoder.memory_proj") for k in
+                                                                    trainable)
+    assert not any(k.startswith("decoder.layers.") or k.startswith("decoder.embed") for k in trainable)
+    frozen = flatten(trainer.frozen_state)
+    for k, v in frozen.items():  # row 2's trained decoder, unchanged
+        np.testing.assert_array_equal(np.asarray(v), trained2[k], err_msg=k)
+    assert np.isfinite(m["loss"])

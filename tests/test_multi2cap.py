@@ -17,13 +17,9 @@ from configs import multi2cap as m2c_config
 from kdjax.models import lora
 from kdjax.systems import multi2cap
 from kdjax.train.trainer import Trainer
+from tests import runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _train_logs(workdir):
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        return [r for r in map(json.loads, f) if r["split"] == "train"]
 
 
 @pytest.mark.slow
@@ -32,11 +28,9 @@ def test_smoke_run_learns_and_captions(tmp_path):
     image teacher; L_cap falls and the evaluation scores generated captions (caption mode is tested on the
     tiny variant below)."""
     workdir = str(tmp_path / "smoke")
-    cmd = [sys.executable, "-m", "kdjax.main", "--config=configs/multi2cap.py:smoke", f"--workdir={workdir}",
-           "--config.train.steps=24", "--config.train.log_every=4"]
-    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
-    assert run.returncode == 0, run.stderr[-3000:]
-    logs = _train_logs(workdir)
+    runs.run("configs/multi2cap.py:smoke", workdir, "--config.train.steps=24", "--config.train.log_every=4",
+             timeout=1200, optimize=True)
+    logs = runs.train_rows(workdir)
     first, last = logs[0]["l_cap"], np.mean([r["l_cap"] for r in logs[-2:]])
     assert last < 0.75 * first, (first, last)
     assert all(np.isfinite(r["l_cfd"]) for r in logs)
@@ -52,15 +46,14 @@ def tiny_config(steps=6):
     return c
 
 
+@runs.SHARES_M2C_TINY
 @pytest.mark.slow
-def test_resume_is_exact_8_devices_match_1_and_only_trained_parameters_are_saved(tmp_path):
+def test_resume_is_exact_8_devices_match_1_and_only_trained_parameters_are_saved(m2c_tiny_run, tmp_path):
     """One baseline run (1 device, CLI) against (a) the same config on 8 devices, data x fsdp x tensor =
     2 x 2 x 2, with the hardest-negative sampler, which picks different clips if negatives came from one
     device's shard; (b) a run killed during step 5 and resumed from its step-3 checkpoint."""
-    from tests import runs
 
-    one, eight = str(tmp_path / "one"), str(tmp_path / "eight")
-    runs.run("configs/multi2cap.py:tiny", one)
+    one, eight = m2c_tiny_run, str(tmp_path / "eight")
     # captions from the trained workdir, through the CLI
     clip = os.path.join(ROOT, "kdjax/data/assets/real_sounds/audio/tuxpaint__animals__amphibians__frog.flac")
     cap = runs.run("configs/multi2cap.py:tiny", one, "--mode=caption", f"--audio={clip}")
@@ -68,9 +61,9 @@ def test_resume_is_exact_8_devices_match_1_and_only_trained_parameters_are_saved
     assert path == clip  # the caption itself may be empty: a 6-step random decoder says little
     runs.run("configs/multi2cap.py:tiny", eight, "--config.mesh.data=2", "--config.mesh.fsdp=2",
              "--config.mesh.tensor=2", devices=8)
-    base = _train_logs(one)
+    base = runs.train_rows(one)
     assert [r["step"] for r in base] == list(range(1, 7))
-    for a, b in zip(base, _train_logs(eight)):
+    for a, b in zip(base, runs.train_rows(eight)):
         for key in ("loss", "l_cap", "l_cfd"):
             np.testing.assert_allclose(a[key], b[key], rtol=2e-4, err_msg=f"step {a['step']} {key}")
 
@@ -90,7 +83,7 @@ def test_resume_is_exact_8_devices_match_1_and_only_trained_parameters_are_saved
     resumed = Trainer(cfg, multi2cap.build(cfg, str(tmp_path / "b")), str(tmp_path / "b"))
     resumed.run()
     by_step = lambda rows: {r["step"]: r["loss"] for r in rows}
-    assert by_step(_train_logs(str(tmp_path / "b"))) == by_step(base)  # bit for bit
+    assert by_step(runs.train_rows(str(tmp_path / "b"))) == by_step(base)  # bit for bit
     # what is saved: LoRA factors and the new modules, never the frozen CED/LLaMA bases or the teacher
     names = {jax.tree_util.keystr(p, simple=True, separator=".")
              for p, _ in jax.tree_util.tree_flatten_with_path(resumed.state["params"])[0]}

@@ -12,12 +12,15 @@ import subprocess
 import sys
 import textwrap
 
+from tests import runs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_base_step_compiles_sharded_on_8_devices_without_weights():
     code = textwrap.dedent("""
         import json, resource
+        import jax
         from configs.multi2cap import get_config
         from kdjax.systems import multi2cap
         from kdjax.train.compile import compile_train_step
@@ -30,9 +33,11 @@ def test_base_step_compiles_sharded_on_8_devices_without_weights():
         task, batch = multi2cap.abstract_task(cfg)
         out = compile_train_step(cfg, task, batch)
         out["host_peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        out["live_array_gib"] = sum(a.nbytes for a in jax.live_arrays()) / 2**30
         print(json.dumps(out))
     """)
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "PYTHONPATH": ROOT}
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count=8 {runs.QUICK_COMPILE}",
+           "PYTHONPATH": ROOT}
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -42,7 +47,8 @@ def test_base_step_compiles_sharded_on_8_devices_without_weights():
     # 7B-width embeddings, LM head and layers are split over all 8 devices: each holds far less than a copy
     assert out["per_device_gib"]["argument"] < 0.25 * out["state_gib_unsharded"]
     assert out["frozen_params"] > 20 * out["trainable_params"]  # LoRA: the bases are frozen
-    assert out["flops"] > 0 and out["peak_gib"] < 16  # within a v5e chip's HBM at this depth
-    # nothing was allocated: XLA compiling the unrolled program peaks at about 3.3 GiB of host RAM; holding
-    # the state as well would add its 1.6 GiB
-    assert out["host_peak_rss_gib"] < 3.3 + 0.5 * out["state_gib_unsharded"]
+    assert out["flops_per_device"] > 0 and out["peak_gib"] < 16  # within a v5e chip's HBM at this depth
+    # nothing was allocated: no device buffer outlives the compile but a PRNG key or two (host RSS, which
+    # depends on XLA's compile threads, is reported only: 1.2 GiB here)
+    print("host peak RSS (GiB):", out["host_peak_rss_gib"])
+    assert out["live_array_gib"] < 1e-4 * out["state_gib_unsharded"]

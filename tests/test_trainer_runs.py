@@ -14,6 +14,10 @@ from tests import runs
 TINY = "configs/dsg_kd.py:tiny"
 
 
+# its tests run in one xdist worker, which makes the run once
+SHARES_SINGLE_DEVICE_RUN = pytest.mark.xdist_group("dsg_tiny_one")
+
+
 @pytest.fixture(scope="module")
 def single_device_run(tmp_path_factory):
     wd = str(tmp_path_factory.mktemp("one"))
@@ -21,6 +25,7 @@ def single_device_run(tmp_path_factory):
     return wd
 
 
+@SHARES_SINGLE_DEVICE_RUN
 @pytest.mark.slow
 def test_same_losses_on_1_and_8_devices(single_device_run, tmp_path):
     """All three mesh axes at once (data x fsdp x tensor = 2 x 2 x 2): batch, width and heads/MLP are
@@ -38,6 +43,7 @@ def test_same_losses_on_1_and_8_devices(single_device_run, tmp_path):
     assert one[-1]["hidn"] < one[0]["hidn"]
 
 
+@SHARES_SINGLE_DEVICE_RUN
 def test_report_and_outputs(single_device_run):
     wd = single_device_run
     report = json.load(open(os.path.join(wd, "report.json")))

@@ -198,12 +198,7 @@ def student_config(cfg: ml_collections.ConfigDict, tok, teacher_dim: int) -> Eff
 def _copy_decoder(model: EffAAC, workdir: str) -> None:
     """Initialise `model.decoder` (all but memory_proj, which faces a new encoder) from a trained EffAAC
     workdir (Table 1, row 3)."""
-    from kdjax.train.restore import restore_trained
-
-    src_cfg = _workdir_config(workdir)
-    tok = build_tokenizer(src_cfg, None, workdir)
-    src, _ = _build_model(src_cfg, tok, workdir)
-    src = restore_trained(src_cfg, src, frozen_filter(src_cfg), workdir)
+    src, _ = load_trained(_workdir_config(workdir), workdir)
     theirs = flatten(nnx.state(src.decoder, nnx.Param))
 
     def take(path: str, v):
@@ -328,6 +323,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     uses_teacher = kd.enc != "none" or float(kd.seq_weight) > 0 or cfg.student.memory == "teacher"
     if uses_teacher and cfg.teacher.kind == "none":
         raise InputError("this config distils (kd.enc or kd.seq_weight) but teacher.kind is 'none'")
+    os.makedirs(workdir, exist_ok=True)
     sources, captions_of, skipped = caption_data.sources(d)
     ao_rows, ao_bad = _audio_only_rows(cfg)
     tok = build_tokenizer(cfg, [c for cs in captions_of("train") for c in cs], workdir)

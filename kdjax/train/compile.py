@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -16,14 +17,17 @@ from kdjax.train.trainer import Trainer
 GIB = 2 ** 30
 
 
-def compile_train_step(cfg: ml_collections.ConfigDict, task: Task, batch: dict[str, jax.ShapeDtypeStruct]
-                       ) -> dict[str, Any]:
+def compile_train_step(cfg: ml_collections.ConfigDict, task: Task, batch: dict[str, jax.ShapeDtypeStruct],
+                       devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
     """Compile the Trainer's jitted step for `task` (abstract modules, see e.g. multi2cap.abstract_task) on
-    `cfg.mesh` over the current devices; returns the per-device memory (GiB), the step's FLOPs as XLA
-    counts them, the state's unsharded size and the compile time."""
+    `cfg.mesh` over `devices` (default: this host's; or a TPU topology's compile-only devices); returns the
+    per-device memory (GiB), the step's FLOPs per device as XLA counts them (the partitioned program is
+    one device's; no model scans its layers, so nothing is counted once for many iterations), the state's unsharded size and the compile time. Raises the compiler's error when the
+    program does not fit (RESOURCE_EXHAUSTED on TPU)."""
     t0 = time.perf_counter()
-    trainer = Trainer(cfg, task, tempfile.mkdtemp(prefix="kdjax_aot_"), abstract=True)
-    compiled = trainer.lower_train_step(batch).compile()
+    with tempfile.TemporaryDirectory(prefix="kdjax_aot_") as tmp:
+        trainer = Trainer(cfg, task, tmp, abstract=True, devices=devices)
+        compiled = trainer.lower_train_step(batch).compile()
     seconds = time.perf_counter() - t0
     mem = compiled.memory_analysis()
     cost = compiled.cost_analysis()
@@ -32,9 +36,9 @@ def compile_train_step(cfg: ml_collections.ConfigDict, task: Task, batch: dict[s
     total = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
     per_device = {k: getattr(mem, f"{k}_size_in_bytes") / GIB
                   for k in ("argument", "output", "temp", "generated_code", "alias")}
-    return {"devices": len(jax.devices()), "mesh": dict(trainer.mesh.shape), "per_device_gib": per_device,
+    return {"devices": trainer.mesh.size, "mesh": dict(trainer.mesh.shape), "per_device_gib": per_device,
             "peak_gib": per_device["argument"] + per_device["output"] + per_device["temp"] - per_device["alias"],
-            "state_gib_unsharded": total / GIB, "flops": float((cost or {}).get("flops", 0.0)),
+            "state_gib_unsharded": total / GIB, "flops_per_device": float((cost or {}).get("flops", 0.0)),
             "compile_seconds": seconds, "trainable_params": int(sum(x.size for x in jax.tree.leaves(
                 trainer.state["params"]))), "frozen_params": int(sum(x.size for x in jax.tree.leaves(
                     trainer.frozen_state)))}

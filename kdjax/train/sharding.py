@@ -56,6 +56,17 @@ def make_mesh(shape: Mapping[str, int], devices: Sequence[jax.Device] | None = N
     if total != len(devices):
         raise ValueError(f"mesh {sizes} needs {total} devices, {len(devices)} are present")
     dims = tuple(sizes[a] for a in MESH_AXES)
+    slices = len({getattr(d, "slice_index", 0) for d in devices})
+    if slices > 1:
+        # multi-slice: only the data axis crosses the (slow) data-center network; fsdp and tensor stay
+        # inside a slice's ICI
+        if sizes["data"] % slices:
+            raise ValueError(f"mesh: data={sizes['data']} must be a multiple of the {slices} slices")
+        from jax.experimental import mesh_utils
+
+        grid = mesh_utils.create_hybrid_device_mesh((sizes["data"] // slices, sizes["fsdp"], sizes["tensor"]),
+                                                    (slices, 1, 1), devices)
+        return Mesh(grid, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
     return jax.make_mesh(dims, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES),
                          devices=devices)
 

@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import grain
@@ -101,10 +102,11 @@ class Trainer:
     ShapeDtypeStructs carrying their shardings, nothing is allocated, and `lower_train_step` gives the
     real step for ahead-of-time compilation (memory, FLOPs, does it fit)."""
 
-    def __init__(self, cfg: ml_collections.ConfigDict, task: Task, workdir: str, *, abstract: bool = False):
+    def __init__(self, cfg: ml_collections.ConfigDict, task: Task, workdir: str, *, abstract: bool = False,
+                 devices: Sequence[jax.Device] | None = None):
         self.cfg, self.task, self.workdir, self.abstract = cfg, task, workdir, abstract
         os.makedirs(workdir, exist_ok=True)
-        self.mesh = shd.make_mesh(dict(cfg.mesh))
+        self.mesh = shd.make_mesh(dict(cfg.mesh), devices)  # devices: e.g. a TPU topology's, to compile for
         dp = shd.data_parallel_size(self.mesh)
         self.global_batch = int(cfg.train.batch_size)
         if self.global_batch % dp or self.global_batch % jax.process_count():
@@ -245,6 +247,9 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ loop
     def run(self) -> Result:
         cfg = self.cfg
+        # the workdir describes itself: captioning, Table-1 initialisation and conversions rebuild from it
+        with open(os.path.join(self.workdir, "config.json"), "w") as f:
+            f.write(cfg.to_json_best_effort(indent=2))
         es = cfg.train.get("early_stopping", ml_collections.ConfigDict())
         metric = es.get("metric", "")
         mode = es.get("mode", "max")

@@ -1,0 +1,43 @@
+"""Cloud TPU slice names -> the topology libtpu compiles for, and the advice given when a step does not fit."""
+
+import pytest
+
+from configs import multi2cap as m2c_config
+from kdjax import aot
+from kdjax.train import topology
+
+
+@pytest.mark.parametrize("name, topo, devices, hbm", [
+    ("v5e-4", "v5e:2x2", 4, 16.0), ("v5e-16", "v5e:4x4", 16, 16.0), ("v5e-256", "v5e:16x16", 256, 16.0),
+    ("v4-8", "v4:2x2x1", 4, 32.0), ("v4-32", "v4:2x2x4", 16, 32.0),  # v4/v5p names count TensorCores
+    ("v5p-8", "v5:2x2x1", 4, 95.0), ("v5p-128", "v5:4x4x4", 64, 95.0), ("v6e-4", "v6e:2x2", 4, 32.0),
+    ("v5e-16x2", "v5e:4x4", 32, 16.0),  # two slices over the data-center network
+])
+def test_slice_names(name, topo, devices, hbm):
+    t = topology.parse(name)
+    assert (t.topology_name, t.num_devices, t.chip.hbm_gib) == (topo, devices, hbm)
+
+
+@pytest.mark.parametrize("name, error", [
+    ("v5e-3", "no v5e slice of 3"), ("v4-7", "multiple of 2"), ("v4-6", "no v4 slice of 6"), ("v3-8", "unknown topology"),
+    ("h100x8", "unknown topology"),
+])
+def test_bad_names_say_what_is_known(name, error):
+    with pytest.raises(ValueError, match=error):
+        topology.parse(name)
+
+
+def test_out_of_memory_advice_names_real_settings():
+    cfg = m2c_config.get_config("base")
+    cfg.decoder.remat = False
+    advice = aot.knobs(cfg, topology.parse("v5e-16"))
+    assert advice[0].startswith(f"--config.train.batch_size={cfg.train.batch_size // 2} ")
+    assert any(a.startswith("--config.decoder.remat=True") for a in advice)
+    assert any("--config.mesh.tensor=" in a for a in advice)
+    # every suggested key exists in the config
+    for a in advice:
+        if a.startswith("--config."):
+            key = a.split("=")[0][len("--config."):]
+            node = cfg
+            for part in key.split("."):
+                node = node[part]
