@@ -41,3 +41,23 @@ def test_out_of_memory_advice_names_real_settings():
             node = cfg
             for part in key.split("."):
                 node = node[part]
+
+
+def test_dsg_kd_abstract_task_compiles_with_nothing_allocated():
+    """The abstract task `python -m kdjax.aot` compiles (here for this host's device): the real DSG-KD step,
+    teacher and student from their configs' architectures, no weight read or allocated."""
+    import jax
+
+    from configs import dsg_kd as dsg_config
+    from kdjax.systems import dsg_kd
+    from kdjax.train.compile import compile_train_step
+
+    cfg = dsg_config.get_config("tiny")
+    before = sum(a.nbytes for a in jax.live_arrays())
+    task, batch = dsg_kd.abstract_task(cfg, vocab_size=600)
+    out = compile_train_step(cfg, task, batch)
+    assert sum(a.nbytes for a in jax.live_arrays()) - before < 1024
+    assert batch["t_input_ids"].shape == (cfg.train.batch_size, cfg.data.teacher_max_length)
+    # the teacher is frozen and outside the optimiser; the student (with its width projection) trains
+    assert out["frozen_params"] == 0 and out["trainable_params"] > 0
+    assert out["flops_per_device"] > 0 and out["per_device_gib"]["argument"] > 0

@@ -33,6 +33,10 @@ from kdjax.models.bert import LOGICAL_AXES, BertConfig, BertModel, SequenceClass
 from kdjax.train.task import Task
 
 
+# the student's BERT, plus the projection onto the teacher's width
+STUDENT_AXES = [*LOGICAL_AXES, (r"hidden_proj\.kernel$", ("embed", None))]
+
+
 class Student(nnx.Module):
     """The trainable part: the student classifier and, when widths differ, the projection of student
     hidden states onto the teacher's width (the thesis assumes equal widths)."""
@@ -206,6 +210,30 @@ def word_embeddings(model: BertModel, tok, texts: list[str], finder, max_length:
     return np.concatenate(embs), np.concatenate(dom)
 
 
+def abstract_task(cfg: ml_collections.ConfigDict, vocab_size: int = 30522) -> tuple[Task, dict]:
+    """The training Task with abstract teacher and student (nnx.eval_shape over the configs' `init`
+    architectures, BERT-base for the paper; nothing is read or allocated) and the global batch's shapes:
+    what `Trainer(..., abstract=True)` compiles for a target topology."""
+    def student() -> Student:
+        head = dict(num_labels=int(cfg.data.num_labels), classifier_head=cfg.student.classifier_head)
+        base = SequenceClassifier(_bert_init(cfg.student, vocab_size, **head), rngs=nnx.Rngs(0))
+        return Student(base, int(cfg.teacher.init.hidden_size), nnx.Rngs(0))
+
+    teacher = nnx.eval_shape(lambda: BertModel(_bert_init(cfg.teacher, vocab_size), rngs=nnx.Rngs(0)))
+    model = nnx.eval_shape(student)
+    lmap = layer_map(cfg.kd.layer_map, model.student.cfg.num_hidden_layers, teacher.cfg.num_hidden_layers)
+    b, d = int(cfg.train.batch_size), cfg.data
+    batch = {"label": jax.ShapeDtypeStruct((b,), jnp.int32)}
+    for side, length in (("s", int(d.student_max_length)), ("t", int(d.teacher_max_length))):
+        for key in ("input_ids", "attention_mask", "token_type_ids", "word_ids"):
+            batch[f"{side}_{key}"] = jax.ShapeDtypeStruct((b, length), jnp.int32)
+    task = Task(model=model, loss_fn=make_loss(cfg, lmap), predict_fn=predict_fn,
+                train_data=grain.MapDataset.range(b * max(int(cfg.train.get("steps", 0)) or 1, 1)),
+                eval_data={}, evaluate=lambda p, s: {}, logical_axes=STUDENT_AXES, teacher=teacher,
+                teacher_logical_axes=LOGICAL_AXES)
+    return task, batch
+
+
 def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     splits, bad_rows = load_splits(cfg)
     # Everything downstream (vocabularies, masks, MWPS, baselines, plots) sees the notes as the model does.
@@ -262,8 +290,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     info = {"num_examples": {k: len(v) for k, v in splits.items()}, "bad_rows_skipped": len(bad_rows),
             "bad_rows": bad_rows[:100], "layer_map": lmap, "teacher_vocab": len(tok_t),
             "student_vocab": len(tok_s), "hidden_projection": model.hidden_proj is not None}
-    axes = [(p, a) for p, a in LOGICAL_AXES] + [(r"hidden_proj\.kernel$", ("embed", None))]
     return Task(model=model, loss_fn=make_loss(cfg, lmap), predict_fn=predict_fn, train_data=data["train"],
                 eval_data={"dev": data["dev"], "test": data["test"]}, evaluate=evaluate,
-                logical_axes=axes, teacher=teacher, teacher_logical_axes=LOGICAL_AXES, report=report,
+                logical_axes=STUDENT_AXES, teacher=teacher, teacher_logical_axes=LOGICAL_AXES, report=report,
                 info=info)
