@@ -41,7 +41,7 @@ def knobs(cfg, target: topology.Target) -> list[str]:
                    f"{n} chips)")
     if mesh.get("tensor", 1) == 1:
         out.append("--config.mesh.tensor=2 or 4 with --config.mesh.fsdp=-1 (split heads and MLPs as well)")
-    out.append("a larger slice (see benchmarks/aot_memory.py for the smallest that fits)")
+    out.append("a larger slice (--topology)")
     return out
 
 

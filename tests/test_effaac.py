@@ -157,7 +157,7 @@ def test_configs_name_what_is_missing_and_refuse_inconsistent_settings(tmp_path)
 
 
 def _one_step(cfg, workdir):
-    """Build the task and trainer and take one train step; returns (trainer, batch, metrics)."""
+    """Build the task and trainer and take one train step: (trainer, batch, metrics, new state)."""
     import jax
 
     from kdjax.systems import effaac
@@ -206,14 +206,14 @@ def test_table1_teacher_encoder_in_the_student_then_frozen_decoder(teacher_workd
 
     row2 = str(tmp_path / "row2")
     cfg2 = tiny(teacher_workdir, cache, **{"student.memory": "teacher", "kd.enc": "none",
-                                                              "kd.seq_weight": 0.0, "train.steps": 2})
+                                           "kd.seq_weight": 0.0, "train.steps": 2})
     Trainer(cfg2, effaac.build(cfg2, row2), row2).run()
     trained2 = runs.final_params(row2)
     assert not any(k.startswith("external_encoder") for k in trained2)
     assert any(k.startswith("decoder.layers.") for k in trained2)
 
     cfg3 = tiny(teacher_workdir, cache, **{"student.init_from": row2, "train.freeze": ("decoder",),
-                                                              "kd.enc": "none", "kd.seq_weight": 0.0})
+                                           "kd.enc": "none", "kd.seq_weight": 0.0})
     trainer, _, m, state = _one_step(cfg3, str(tmp_path / "row3"))
     trainable = flatten(state["params"])
     assert any(k.startswith("encoder.") for k in trainable) and any(k.startswith("decoder.memory_proj") for k in

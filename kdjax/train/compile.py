@@ -20,10 +20,11 @@ GIB = 2 ** 30
 def compile_train_step(cfg: ml_collections.ConfigDict, task: Task, batch: dict[str, jax.ShapeDtypeStruct],
                        devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
     """Compile the Trainer's jitted step for `task` (abstract modules, see e.g. multi2cap.abstract_task) on
-    `cfg.mesh` over `devices` (default: this host's; or a TPU topology's compile-only devices); returns the
-    per-device memory (GiB), the step's FLOPs per device as XLA counts them (the partitioned program is
-    one device's; no model scans its layers, so nothing is counted once for many iterations), the state's unsharded size and the compile time. Raises the compiler's error when the
-    program does not fit (RESOURCE_EXHAUSTED on TPU)."""
+    `cfg.mesh` over `devices` (default: this host's; or a TPU topology's compile-only devices). Returns the
+    per-device memory (GiB), the FLOPs per device as XLA counts them (the partitioned program is one
+    device's; no model scans its layers, so no loop body is counted once for many iterations), the state's
+    unsharded size and the compile time. Raises the compiler's error when the program does not fit
+    (RESOURCE_EXHAUSTED on TPU)."""
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kdjax_aot_") as tmp:
         trainer = Trainer(cfg, task, tmp, abstract=True, devices=devices)
