@@ -71,6 +71,7 @@ def get_config(variant: str = "contra") -> ml_collections.ConfigDict:
     })
     c.train = ml_collections.ConfigDict({
         "batch_size": 32, "epochs": 25, "steps": 0, "log_every": 50, "checkpoint_every": 1000,
+        "stop_check_every": 10,  # multi-process jobs agree on a SIGTERM every this many steps
         "keep_checkpoints": 2, "early_stopping": {"metric": "spider", "mode": "max", "patience": 0},
         "freeze": (),  # () | ("encoder",) | ("decoder",): Table 1's frozen halves
     })

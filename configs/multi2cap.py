@@ -93,6 +93,7 @@ def get_config(variant: str = "base") -> ml_collections.ConfigDict:
     })
     c.train = ml_collections.ConfigDict({
         "batch_size": 320, "epochs": 15, "steps": 0, "log_every": 50, "checkpoint_every": 1000,
+        "stop_check_every": 10,  # multi-process jobs agree on a SIGTERM every this many steps
         "keep_checkpoints": 2, "early_stopping": {"metric": "spider", "mode": "max", "patience": 0},
     })
     c.eval = ml_collections.ConfigDict({

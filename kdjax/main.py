@@ -24,6 +24,14 @@ _MODE = flags.DEFINE_enum("mode", "train", ["train", "caption", "teacher_cache"]
                           "train; caption audio files (--audio) with a trained workdir; or teacher_cache: write "
                           "a distillation teacher's per-clip outputs (EffAAC) before training.")
 _AUDIO = flags.DEFINE_multi_string("audio", [], "Audio files to caption (--mode=caption); repeat the flag.")
+# multi-host jobs (kdjax/train/distributed.py): one process per host, all running this same command
+_DISTRIBUTED = flags.DEFINE_enum("distributed", "auto", ["auto", "off", "explicit", "slurm", "tpu"],
+                                 "How the processes of a multi-host job find each other. auto: explicit when "
+                                 "a coordinator is given, else an srun step of >1 tasks, else a Cloud TPU VM, "
+                                 "else a single process.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (explicit jobs).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job (explicit jobs).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's rank (explicit jobs).")
 
 SYSTEMS = ("dsg_kd", "audio_tagging", "multi2cap", "effaac")
 
@@ -69,6 +77,13 @@ def main(argv) -> None:
                  + ", ".join(f"--config.{k}=..." for k in missing))
     if cfg.system not in SYSTEMS:
         sys.exit(f"config.system={cfg.system!r} is not one of {SYSTEMS}")
+    from kdjax.train import distributed
+
+    try:
+        join = distributed.plan(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    except ValueError as e:
+        sys.exit(f"kdjax: {e}")
+    distributed.initialize(join)
     workdir = _WORKDIR.value or _default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
     os.makedirs(workdir, exist_ok=True)
     logging.info("workdir %s", os.path.abspath(workdir))
@@ -76,6 +91,7 @@ def main(argv) -> None:
     from kdjax.train.trainer import Trainer
 
     from kdjax.errors import InputError
+    from kdjax.train.logging import is_main_process
 
     system = importlib.import_module(f"kdjax.systems.{cfg.system}")
     if _MODE.value == "caption":
@@ -102,7 +118,8 @@ def main(argv) -> None:
     except (InputError, FileNotFoundError) as e:
         sys.exit(f"kdjax: {e}")
     result = Trainer(cfg, task, workdir).run()
-    print(f"report: {result.report_path}")
+    if is_main_process():
+        print(f"report: {result.report_path}")
 
 
 def _parse(argv: list[str]) -> list[str]:

@@ -66,3 +66,34 @@ def final_params(workdir: str) -> dict[str, np.ndarray]:
                           ckptr.metadata(item).item_metadata)
     state = ckptr.restore(item, target)
     return {k: np.asarray(v) for k, v in flatten(state["params"]).items()} | {"__step__": np.asarray(step)}
+
+
+
+
+def local_launch(config: str, workdir: str, *overrides: str, processes: int = 2, devices: int = 4) -> list[str]:
+    """launch/local.py's command for a job of `processes` processes with `devices` simulated CPU devices
+    each, joined by jax.distributed on loopback (the way the hosts of a pod or a GPU cluster join)."""
+    return [sys.executable, os.path.join(REPO, "launch", "local.py"), f"--processes={processes}",
+            f"--devices_per_process={devices}", f"--config={os.path.join(REPO, config)}", f"--workdir={workdir}",
+            "--", *overrides]
+
+
+def process_logs(workdir: str, processes: int) -> list[str]:
+    """The logs of processes 1.. (process 0 writes to the launcher's terminal)."""
+    out = []
+    for i in range(1, processes):
+        path = os.path.join(workdir, "logs", f"process-{i}.log")
+        out.append(open(path).read() if os.path.exists(path) else "")
+    return out
+
+
+def run_processes(config: str, workdir: str, *overrides: str, processes: int = 2, devices: int = 4,
+                  timeout: float = 600, optimize: bool = False) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Runs a multi-process job to its end; returns process 0's output and the other processes' logs."""
+    p = subprocess.run(local_launch(config, workdir, *overrides, processes=processes, devices=devices),
+                       env=env(1, optimize), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    logs = process_logs(workdir, processes)
+    if p.returncode != 0:
+        raise AssertionError(f"job failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-6000:]}\n"
+                             + "\n".join(log[-3000:] for log in logs))
+    return p, logs

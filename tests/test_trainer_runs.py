@@ -43,6 +43,55 @@ def test_same_losses_on_1_and_8_devices(single_device_run, tmp_path):
     assert one[-1]["hidn"] < one[0]["hidn"]
 
 
+MESH_2X2X2 = ("--config.mesh.data=2", "--config.mesh.fsdp=2", "--config.mesh.tensor=2")
+
+
+@SHARES_SINGLE_DEVICE_RUN
+@pytest.mark.slow
+def test_two_process_job_preempted_and_resumed_matches_one_process(single_device_run, tmp_path):
+    """A real multi-host job: two processes with 4 CPU devices each, joined by jax.distributed on loopback,
+    each reading only its half of every batch. SIGTERM reaches both (via launch/local.py, as SLURM or a TPU
+    maintenance event would): they agree on a step, write one checkpoint collectively and exit 143; the
+    resumed job ends with the single-process losses, evaluation and parameters. Only process 0 logs."""
+    wd = str(tmp_path / "two")
+    job = (*MESH_2X2X2, "--config.train.checkpoint_every=2", "--config.train.stop_check_every=2")
+    proc = subprocess.Popen(runs.local_launch(TINY, wd, *job), env=runs.env(1), cwd=runs.REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpt = os.path.join(wd, "checkpoints")
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not (
+            os.path.isdir(ckpt) and any(d.isdigit() for d in os.listdir(ckpt))):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, (out[-2000:], err[-4000:], runs.process_logs(wd, 2))
+    assert "SIGTERM: checkpoint written at step" in err
+    stopped = sorted(int(d) for d in os.listdir(ckpt) if d.isdigit())[-1]
+    assert 2 <= stopped < 24 and stopped % 2 == 0
+
+    p0, (log1,) = runs.run_processes(TINY, wd, *job, processes=2, devices=4)
+    assert f"resumed from step {stopped}" in p0.stderr
+    assert "process 0 of 2, 4 local of 8 devices" in p0.stderr
+    assert "report:" in p0.stdout and "Evaluation" in p0.stdout
+    assert "Gloo" in log1  # process 1 ran, quietly
+    assert "report:" not in log1 and "Evaluation" not in log1 and "train:" not in log1
+    one, two = runs.train_rows(single_device_run), runs.train_rows(wd)
+    assert [r["step"] for r in two] == list(range(1, 25))
+    for a, b in zip(one, two):
+        for key in ("loss", "ce", "hidn", "attn"):
+            np.testing.assert_allclose(a[key], b[key], rtol=2e-4, atol=1e-6, err_msg=f"step {a['step']} {key}")
+    # evaluation gathers every process's predictions back into the split's order
+    ra = json.load(open(os.path.join(single_device_run, "report.json")))["metrics"]
+    rb = json.load(open(os.path.join(wd, "report.json")))["metrics"]
+    for split in ("dev", "test"):
+        for k, v in ra[split].items():
+            assert rb[split][k] == pytest.approx(v, abs=1e-6), (split, k)
+    pa, pb = runs.final_params(single_device_run), runs.final_params(wd)
+    assert pa.keys() == pb.keys()
+    for k in pa:
+        np.testing.assert_allclose(pa[k], pb[k], rtol=1e-3, atol=1e-5, err_msg=k)
+
+
 @SHARES_SINGLE_DEVICE_RUN
 def test_report_and_outputs(single_device_run):
     wd = single_device_run

@@ -17,13 +17,15 @@ class Chip:
     hbm_gib: float  # per JAX device
     cores_in_name: int  # Cloud TPU names count TensorCores for v4/v5p (v4-8 = 4 chips), chips for v5e/v6e
     dims: int  # 2-D (v5e, v6e) or 3-D torus (v4, v5p)
+    accelerator: str  # Cloud TPU's accelerator-type prefix (gcloud --accelerator-type=<prefix>-<count>)
+    runtime: str  # the TPU VM software version JAX runs on
 
 
 CHIPS = {
-    "v4": Chip("v4", "megacore", 32.0, 2, 3),
-    "v5p": Chip("v5", "megacore", 95.0, 2, 3),
-    "v5e": Chip("v5e", "default", 16.0, 1, 2),
-    "v6e": Chip("v6e", "default", 32.0, 1, 2),
+    "v4": Chip("v4", "megacore", 32.0, 2, 3, "v4", "tpu-ubuntu2204-base"),
+    "v5p": Chip("v5", "megacore", 95.0, 2, 3, "v5p", "v2-alpha-tpuv5"),
+    "v5e": Chip("v5e", "default", 16.0, 1, 2, "v5litepod", "v2-alpha-tpuv5-lite"),
+    "v6e": Chip("v6e", "default", 32.0, 1, 2, "v6e", "v2-alpha-tpuv6e"),
 }
 
 # chips -> physical shape; hosts hold 2x2(x1) chips
@@ -49,6 +51,11 @@ class Target:
     @property
     def num_devices(self) -> int:
         return self.devices_per_slice * self.num_slices
+
+    @property
+    def accelerator_type(self) -> str:
+        """gcloud's name for one slice, e.g. v5litepod-16."""
+        return f"{self.chip.accelerator}-{self.devices_per_slice * self.chip.cores_in_name}"
 
     @property
     def topology_name(self) -> str:

@@ -72,10 +72,15 @@ def total_steps(cfg: ml_collections.ConfigDict, num_train: int, global_batch: in
 
 
 class _Stop:
-    """SIGTERM (preemption, SLURM time limit) asks the loop to checkpoint and exit cleanly."""
+    """SIGTERM (preemption, SLURM time limit) asks the loop to checkpoint and exit cleanly.
 
-    def __init__(self):
+    In a multi-process job the processes get the signal at slightly different steps, but they must
+    checkpoint at the same step (the save is collective): every `every` steps they agree whether any of
+    them was asked to stop."""
+
+    def __init__(self, every: int = 1):
         self.requested = False
+        self.every = max(int(every), 1) if jax.process_count() > 1 else 1
         try:
             self._prev = signal.signal(signal.SIGTERM, self._handle)
         except ValueError:  # not in the main thread
@@ -84,9 +89,25 @@ class _Stop:
     def _handle(self, *_):
         self.requested = True
 
+    def now(self, step: int) -> bool:
+        """Whether to checkpoint and exit after this step (the same answer in every process)."""
+        if jax.process_count() == 1:
+            return self.requested
+        if step % self.every:
+            return False
+        flags = multihost_utils.process_allgather(np.asarray(self.requested, np.int32))
+        return bool(np.any(flags))
+
     def restore(self):
         if self._prev is not None:
             signal.signal(signal.SIGTERM, self._prev)
+
+
+def to_host(tree: Any) -> Any:
+    """Global arrays as numpy on every process, also those sharded over other hosts' devices."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    return multihost_utils.process_allgather(tree, tiled=True)
 
 
 def _pad_batch(examples: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
@@ -213,30 +234,33 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ data
     def train_iterator(self) -> grain.DatasetIterator:
-        ds = self.task.train_data
-        if jax.process_count() > 1:
-            ds = ds[jax.process_index()::jax.process_count()]
-        ds = ds.shuffle(seed=int(self.cfg.seed)).repeat(None)
+        """This process's rows of each global batch. Every process shuffles the same way and reads only
+        its contiguous part of each global batch, so the global batches (and the losses) do not depend on
+        the number of processes, and the iterator state (the next batch index) is the same in all."""
+        ds = self.task.train_data.shuffle(seed=int(self.cfg.seed)).repeat(None)
         if self.task.train_transform is not None:
             ds = ds.random_map(self.task.train_transform, seed=int(self.cfg.seed) + 1)
-        ds = ds.batch(self.local_batch, drop_remainder=True)
+        ds = ds.batch(self.local_batch, drop_remainder=True)[jax.process_index()::jax.process_count()]
         return iter(ds.to_iter_dataset())
 
     def predict(self, params, rest, split: str) -> dict[str, np.ndarray]:
-        """Predictions for a whole split; the last batch is padded and the padding dropped."""
+        """Predictions for a whole split, in its order; the last batch is padded and the padding dropped.
+        Each process reads its contiguous part of each global batch."""
         ds = self.task.eval_data[split]
         size = int(self.cfg.eval.get("batch_size", 0) or self.global_batch)
-        if jax.process_count() > 1:
-            ds = ds[jax.process_index()::jax.process_count()]
-            size //= jax.process_count()
+        local, pi = size // jax.process_count(), jax.process_index()
         outs: list[dict[str, np.ndarray]] = []
-        for examples in ds.batch(size, drop_remainder=False):
-            batch = shd.global_batch(_pad_batch(examples, size), self.mesh)
+        for start in range(0, len(ds), size):
+            lo = min(start + pi * local, len(ds))
+            hi = min(lo + local, len(ds))
+            rows = ds[lo:hi] if hi > lo else ds[:1]  # a process past the end sends padding only
+            examples = next(iter(rows.batch(len(rows))))
+            if hi <= lo:
+                examples = {k: v[:0] for k, v in examples.items()}
+            batch = shd.global_batch(_pad_batch(examples, local), self.mesh)
             pred = self.predict_step(params, rest, self.frozen_state, batch)
             pred["_valid"] = batch["_valid"]
-            if jax.process_count() > 1:
-                pred = multihost_utils.process_allgather(pred, tiled=True)
-            pred = jax.device_get(pred)
+            pred = to_host(pred)
             valid = np.asarray(pred.pop("_valid")).astype(bool)
             outs.append({k: np.asarray(v)[valid] for k, v in pred.items()})
         return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]} if outs else {}
@@ -248,8 +272,9 @@ class Trainer:
     def run(self) -> Result:
         cfg = self.cfg
         # the workdir describes itself: captioning, Table-1 initialisation and conversions rebuild from it
-        with open(os.path.join(self.workdir, "config.json"), "w") as f:
-            f.write(cfg.to_json_best_effort(indent=2))
+        if is_main_process():
+            with open(os.path.join(self.workdir, "config.json"), "w") as f:
+                f.write(cfg.to_json_best_effort(indent=2))
         es = cfg.train.get("early_stopping", ml_collections.ConfigDict())
         metric = es.get("metric", "")
         mode = es.get("mode", "max")
@@ -266,7 +291,7 @@ class Trainer:
         writer = MetricWriter(self.workdir, resume_step=start)
         step = int(start or 0)
         progress = Progress(self.steps, step)
-        stop = _Stop()
+        stop = _Stop(int(cfg.train.get("stop_check_every", 10)))
         log_every = int(cfg.train.get("log_every", 50))
         eval_every = int(cfg.eval.get("every", 0)) or int(cfg.eval.get("every_epochs", 0)) * max(
             len(self.task.train_data) // self.global_batch, 1)
@@ -303,10 +328,11 @@ class Trainer:
                                 meta["stopped_early"] = True
                                 logging.info("early stopping at step %d (best %s=%.4f at %d)", step,
                                              metric, meta["best"], meta["best_step"])
-                if (ckpt_every and step % ckpt_every == 0) or stop.requested:
+                stopping = stop.now(step)
+                if (ckpt_every and step % ckpt_every == 0) or stopping:
                     ckpts.save(step, self.state, it.get_state(), meta)
                     last_saved = step
-                if stop.requested:
+                if stopping:
                     logging.warning("SIGTERM: checkpoint written at step %d, exiting", step)
                     raise SystemExit(143)
             if last_saved != step:
@@ -333,10 +359,11 @@ class Trainer:
         report: dict[str, Any] = {"step": step, "params": source, "stopped_early": meta["stopped_early"],
                                   "train_seconds_this_run": train_seconds, "metrics": results,
                                   "info": self.task.info}
-        if self.task.report is not None:
-            model = self._merge(jax.device_get(params), jax.device_get(rest), jax.device_get(self.frozen_state))
-            report.update(self.task.report(model, results, preds, self.workdir))
         path = os.path.join(self.workdir, "report.json")
+        if self.task.report is not None:  # gathered everywhere (a collective), used by process 0
+            model = self._merge(to_host(params), to_host(rest), to_host(self.frozen_state))
+            if is_main_process():
+                report.update(self.task.report(model, results, preds, self.workdir))
         if is_main_process():
             tmp = path + ".tmp"
             with open(tmp, "w") as f:
