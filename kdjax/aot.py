@@ -1,11 +1,13 @@
-"""Compile a config's real train step for a Cloud TPU slice on this (CPU) host and say whether it fits.
+"""Compile a config's real train step for a Cloud TPU slice or GPU nodes on this (CPU) host and say whether it
+fits.
 
     python -m kdjax.aot --config=configs/multi2cap.py --topology=v5e-16 [--config.train.batch_size=256]
 
 Models, losses, optimiser and shardings are the training run's; the shapes are abstract, so no weight is
 read or allocated. Prints per-device bytes, the chip's HBM and the headroom, and the step's FLOPs; exits 2
 with the compiler's out-of-memory message and the settings that would shrink the step when it does not fit.
-Needs libtpu (`pip install "jax[tpu]==<jax version>"`), not a TPU.
+Needs libtpu (`pip install "jax[tpu]==<jax version>"`), not a TPU; for GPUs (`--topology=h100-8`) jax's CUDA
+plugin and a CUDA toolkit's ptxas, not a GPU.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from kdjax.main import _CONFIG, _parse
 from kdjax.train import topology
 
 _TOPOLOGY = flags.DEFINE_string("topology", None, "Target slice: v5e-4/16/64/256, v4-8/32, v5p-8/128, v6e-4, ...; "
-                                "append xN for N slices (v5e-16x2).")
+                                "append xN for N slices (v5e-16x2); GPUs: h100-8 (a node), h100-16 (two).")
 _JSON = flags.DEFINE_bool("json", False, "Print one JSON line instead of the table.")
 
 OOM = "RESOURCE_EXHAUSTED"
@@ -55,7 +57,7 @@ def compile_for(cfg, target: topology.Target) -> dict[str, Any]:
     devices = topology.devices(target)
     task, batch = system.abstract_task(cfg)
     out = compile_train_step(cfg, task, batch, devices)
-    hbm = target.chip.hbm_gib
+    hbm = target.hbm_gib
     out.update({"topology": target.name, "chips": target.num_devices, "hbm_gib": hbm,
                 "used_gib": out["peak_gib"] + out["per_device_gib"]["generated_code"]})
     out["headroom_gib"] = hbm - out["used_gib"]

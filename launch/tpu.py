@@ -74,15 +74,16 @@ class Tpu:
     def install(self) -> None:
         """This checkout's git HEAD (uncommitted changes are not shipped) and the jax[tpu] matching this
         machine's jax, on every worker."""
-        import jax
+        from importlib.metadata import version
 
+        jax_tpu = shlex.quote(f"jax[tpu]=={version('jax')}")
         archive = os.path.join("/tmp", "kdjax-src.tar.gz")
         self.sh(["git", "-C", REPO, "archive", "--format=tar.gz", f"--output={archive}", "HEAD"])
         for node in self.nodes:
             self.sh(["gcloud", "compute", "tpus", "tpu-vm", "scp", archive, f"{node}:~/", *self.where,
                      "--worker=all"])
             self.ssh(node, f"mkdir -p ~/{REMOTE_DIR} && tar -xzf ~/kdjax-src.tar.gz -C ~/{REMOTE_DIR} && "
-                           f"pip install -q -e ~/{REMOTE_DIR} {shlex.quote(f'jax[tpu]=={jax.__version__}')}")
+                           f"pip install -q -e ~/{REMOTE_DIR} {jax_tpu}")
 
     def run(self) -> None:
         """The same command on every worker of every slice. Detached (nohup) so that a dropped ssh does not

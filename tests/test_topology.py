@@ -18,9 +18,15 @@ def test_slice_names(name, topo, devices, hbm):
     assert (t.topology_name, t.num_devices, t.chip.hbm_gib) == (topo, devices, hbm)
 
 
+def test_gpu_node_names():
+    one, four = topology.parse("h100-8"), topology.parse("h100-32")
+    assert (one.nodes, one.per_node, four.nodes, four.per_node) == (1, 8, 4, 8)
+    assert four.num_devices == 32 and 79 < four.hbm_gib < 80  # an 80 GB H100's usable memory
+
+
 @pytest.mark.parametrize("name, error", [
     ("v5e-3", "no v5e slice of 3"), ("v4-7", "multiple of 2"), ("v4-6", "no v4 slice of 6"), ("v3-8", "unknown topology"),
-    ("h100x8", "unknown topology"),
+    ("h100x8", "unknown topology"), ("h100-12", "neither one node"),
 ])
 def test_bad_names_say_what_is_known(name, error):
     with pytest.raises(ValueError, match=error):
@@ -61,3 +67,33 @@ def test_dsg_kd_abstract_task_compiles_with_nothing_allocated():
     # the teacher is frozen and outside the optimiser; the student (with its width projection) trains
     assert out["frozen_params"] == 0 and out["trainable_params"] > 0
     assert out["flops_per_device"] > 0 and out["per_device_gib"]["argument"] > 0
+
+
+def test_effaac_abstract_task_runs_only_the_teachers_encoder(tmp_path):
+    """EffAAC's KD_contra step with an online teacher lowers from abstract shapes (the whole loss is traced;
+    compiling it is the DSG-KD test's and the benchmark's job): the step holds the teacher's CED and nothing
+    of its language model, and the student trains with its contrastive heads."""
+    import jax
+    from flax import nnx
+
+    from configs import effaac as effaac_config
+    from kdjax.models.ced import CedConfig
+    from kdjax.systems import effaac
+    from kdjax.train.trainer import Trainer
+
+    cfg = effaac_config.get_config("tiny")
+    task, batch = effaac.abstract_task(cfg, vocab_size=300, teacher_arch="ced_tiny")
+    assert set(batch) == {"wave", "mask", "caption_ids", "caption_mask", "teacher_ids", "teacher_mask"}
+    trainer = Trainer(cfg, task, str(tmp_path), abstract=True)
+    hlo = trainer.lower_train_step(batch).as_text()
+    assert "stablehlo" in hlo or "func.func" in hlo
+    teacher = {k for k, _ in nnx.to_flat_state(nnx.state(task.teacher))}
+    assert teacher and all(k[0] == "audio_encoder" for k in teacher)
+    ced = CedConfig.preset("ced_tiny")
+    assert sum(x.size for x in jax.tree.leaves(trainer.teacher_state)) < 13 * ced.embed_dim ** 2 * ced.depth
+    trained = {k[0] for k, _ in nnx.to_flat_state(nnx.state(task.model, nnx.Param))}
+    assert {"encoder", "decoder", "student_proj", "teacher_proj", "logit_scale"} <= trained
+    # with cached teacher embeddings the batch carries them instead
+    cfg.teacher.online = False
+    t2, cached = effaac.abstract_task(cfg, vocab_size=300)
+    assert t2.teacher is None and cached["teacher_emb"].shape == (cfg.train.batch_size, 768)

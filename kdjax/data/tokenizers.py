@@ -64,6 +64,22 @@ def wordpiece_vocab(texts: Iterable[str], vocab_size: int, lowercase: bool = Fal
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
+def _save(fast, out_dir: str):
+    """Save under a temporary name and rename: the processes of a multi-host job all build the same
+    tokenizer, and none may read another's half-written files. The first rename wins; the others load it."""
+    import shutil
+
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = f"{out_dir.rstrip(os.sep)}.tmp-{os.getpid()}"
+    fast.save_pretrained(tmp)
+    try:
+        os.rename(tmp, out_dir)
+    except OSError:  # already there (another process, or a previous run)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return load(out_dir)
+
+
 def train_wordpiece(texts: Iterable[str], vocab_size: int, out_dir: str, lowercase: bool = False):
     """Build a BERT-style WordPiece tokenizer for `texts` and save it to out_dir (reused if present)."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
@@ -83,9 +99,7 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, out_dir: str, lowerca
                                             special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
                                    cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
-    os.makedirs(out_dir, exist_ok=True)
-    fast.save_pretrained(out_dir)
-    return load(out_dir)
+    return _save(fast, out_dir)
 
 
 WORD_SPECIALS = ("<unk>", "<s>", "</s>", "<pad>")  # ids 0-3, LLaMA's unk/bos/eos layout
@@ -123,9 +137,7 @@ def train_word_level(texts: Iterable[str], out_dir: str, max_words: int | None =
     tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces, no space before punctuation
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
                                    pad_token="<pad>")
-    os.makedirs(out_dir, exist_ok=True)
-    fast.save_pretrained(out_dir)
-    return load(out_dir)
+    return _save(fast, out_dir)
 
 
 def encode_captions(tok, captions: list[str], length: int) -> tuple[np.ndarray, np.ndarray]:

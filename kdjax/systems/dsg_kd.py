@@ -30,6 +30,7 @@ from kdjax.losses.distill import attention_loss, hidden_loss, span_mean, uniform
 from kdjax.metrics.classification import binary_metrics
 from kdjax.metrics.mwps import load_terms, mwps
 from kdjax.models.bert import LOGICAL_AXES, BertConfig, BertModel, SequenceClassifier
+from kdjax.train import task as task_lib
 from kdjax.train.task import Task
 
 
@@ -227,10 +228,8 @@ def abstract_task(cfg: ml_collections.ConfigDict, vocab_size: int = 30522) -> tu
     for side, length in (("s", int(d.student_max_length)), ("t", int(d.teacher_max_length))):
         for key in ("input_ids", "attention_mask", "token_type_ids", "word_ids"):
             batch[f"{side}_{key}"] = jax.ShapeDtypeStruct((b, length), jnp.int32)
-    task = Task(model=model, loss_fn=make_loss(cfg, lmap), predict_fn=predict_fn,
-                train_data=grain.MapDataset.range(b * max(int(cfg.train.get("steps", 0)) or 1, 1)),
-                eval_data={}, evaluate=lambda p, s: {}, logical_axes=STUDENT_AXES, teacher=teacher,
-                teacher_logical_axes=LOGICAL_AXES)
+    task = task_lib.abstract(model, make_loss(cfg, lmap), b, logical_axes=STUDENT_AXES, teacher=teacher,
+                             teacher_logical_axes=LOGICAL_AXES)
     return task, batch
 
 

@@ -46,25 +46,43 @@ from kdjax.models.efficientnet import EfficientNetConfig
 from kdjax.models.generate import config_from
 from kdjax.models.layers import masked_mean
 from kdjax.models.state import flatten, map_with_path, path_str
+from kdjax.train import task as task_lib
 from kdjax.train.task import Task
 
 LOGICAL_AXES = caption_decoder.LOGICAL_AXES
 
 
 # ------------------------------------------------------------------------------------------- teacher
+class AudioTeacher(nnx.Module):
+    """What of a teacher the train step runs: its audio encoder, whose token sequence is the encoder output
+    (pooled: the length-masked mean token). The language model that wrote the cached captions is not part
+    of it, so a 7B decoder never occupies the accelerators of a student's run."""
+
+    def __init__(self, audio_encoder: nnx.Module, sample_rate: int):
+        self.audio_encoder = audio_encoder
+        self.dim = audio_encoder.cfg.embed_dim
+        self.sample_rate = sample_rate
+
+    def embed(self, wave: jax.Array, mask: jax.Array | None) -> dict[str, jax.Array]:
+        enc = self.audio_encoder(wave, mask)
+        return {"last_hidden_state": enc["last_hidden_state"], "mask": enc["token_mask"],
+                "pooler_output": enc["pooler_output"]}
+
+
 class Multi2CapTeacher(nnx.Module):
-    """A trained Multi2Cap captioner seen as an EffAAC teacher: its CED token sequence is the encoder
-    output (pooled: the length-masked mean token); captions are its own beam search."""
+    """A trained Multi2Cap captioner as an EffAAC teacher: captions from its own beam search (written once
+    per clip to the teacher cache), embeddings from `encoder()`."""
 
     def __init__(self, model: nnx.Module, sample_rate: int):
         self.model = model
         self.dim = model.audio_encoder.cfg.embed_dim
         self.sample_rate = sample_rate
 
+    def encoder(self) -> AudioTeacher:
+        return AudioTeacher(self.model.audio_encoder, self.sample_rate)
+
     def embed(self, wave: jax.Array, mask: jax.Array | None) -> dict[str, jax.Array]:
-        enc = self.model.audio_encoder(wave, mask)
-        return {"last_hidden_state": enc["last_hidden_state"], "mask": enc["token_mask"],
-                "pooler_output": enc["pooler_output"]}
+        return self.encoder().embed(wave, mask)
 
     def caption(self, wave: jax.Array, mask: jax.Array | None, cfg) -> tuple[jax.Array, jax.Array]:
         return self.model.caption(wave, mask, cfg)
@@ -226,7 +244,7 @@ def _build_model(cfg: ml_collections.ConfigDict, tok, workdir: str, teacher_dim:
         if teacher.sample_rate != int(cfg.data.sample_rate):
             raise InputError(f"student.memory='teacher': the teacher reads {teacher.sample_rate} Hz audio, "
                              f"data.sample_rate is {cfg.data.sample_rate}")
-        external = teacher
+        external = teacher.encoder()
     elif s.memory != "student":
         raise InputError(f"student.memory must be 'student' or 'teacher', got {s.memory!r}")
     mcfg = student_config(cfg, tok, teacher_dim)
@@ -336,7 +354,11 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     if uses_teacher and (float(kd.seq_weight) > 0 or (kd.enc != "none" and not online)):
         cdir = cache_dir(cfg)
         want = [r["id"] for r in sources["train"]] + [r["id"] for r in ao_rows]
-        if loaded is not None and not set(want) <= teacher_cache.done_ids(cdir):
+        missing = set(want) - teacher_cache.done_ids(cdir)
+        if loaded is not None and missing:
+            if jax.process_count() > 1:  # every process would write the same shards
+                raise InputError(f"{cdir}: the teacher cache lacks {len(missing)} clips; write it first with one "
+                                 "process: python -m kdjax.main --config=... --mode=teacher_cache")
             make_teacher_cache(cfg, workdir, loaded)  # once per clip, before training
         cache = teacher_cache.read(cdir)
         cache.check(want)
@@ -345,7 +367,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     model, model_info = _build_model(cfg, tok, workdir, teacher_dim, teacher)
     with open(os.path.join(workdir, "student.json"), "w") as f:  # what captioning needs to rebuild the model
         json.dump({"teacher_dim": teacher_dim}, f)
-    step_teacher = teacher if online and cfg.student.memory != "teacher" and kd.enc != "none" else None
+    step_teacher = teacher.encoder() if online and cfg.student.memory != "teacher" and kd.enc != "none" else None
 
     length = int(round(d.clip_seconds * d.sample_rate))
     cap_len = int(d.max_caption_tokens)
@@ -474,3 +496,33 @@ def caption_files(cfg: ml_collections.ConfigDict, workdir: str, files: list[str]
         tokens, _ = run(state, jnp.asarray(wave[None]), jnp.asarray(mask[None]))
         out.append((f, decode(np.asarray(tokens))[0]))
     return out
+
+
+def abstract_task(cfg: ml_collections.ConfigDict, vocab_size: int = 5000,
+                  teacher_arch: str = "ced_base") -> tuple[Task, dict]:
+    """The training Task with an abstract student (nnx.eval_shape; nothing is read or allocated) and the
+    global batch's shapes, for `kdjax.aot`. With an online teacher (the paper's KD_contra from a Multi2Cap
+    workdir) the step also runs the teacher's audio encoder, a `teacher_arch` CED (Multi2Cap-base's);
+    otherwise its embeddings come from the cache, in the batch. The vocabulary is the student's word
+    list (Clotho's is about 4,400 words)."""
+    from kdjax.models import ced as ced_lib
+
+    kd, d, b = cfg.kd, cfg.data, int(cfg.train.batch_size)
+    online = cfg.teacher.kind == "multi2cap" and bool(cfg.teacher.online) and kd.enc != "none"
+    ced_cfg = ced_lib.CedConfig.preset(teacher_arch, num_classes=0)
+    teacher = nnx.eval_shape(lambda: AudioTeacher(ced_lib.CED(ced_cfg, rngs=nnx.Rngs(0)),
+                                                  int(d.sample_rate))) if online else None
+    dim = ced_cfg.embed_dim if kd.enc != "none" else 0
+    tok = task_lib.ShapeTokenizer(vocab_size)
+    model = nnx.eval_shape(lambda: EffAAC(student_config(cfg, tok, dim), rngs=nnx.Rngs(0)))
+    n, t = int(round(d.clip_seconds * d.sample_rate)), int(d.max_caption_tokens)
+    batch = {"wave": jax.ShapeDtypeStruct((b, n), jnp.float32), "mask": jax.ShapeDtypeStruct((b, n), jnp.bool_),
+             "caption_ids": jax.ShapeDtypeStruct((b, t), jnp.int32),
+             "caption_mask": jax.ShapeDtypeStruct((b, t), jnp.int32)}
+    if float(kd.seq_weight) > 0:
+        batch.update(teacher_ids=batch["caption_ids"], teacher_mask=batch["caption_mask"])
+    if kd.enc != "none" and not online:
+        batch["teacher_emb"] = jax.ShapeDtypeStruct((b, dim), jnp.float32)
+    task = task_lib.abstract(model, make_loss_fn(cfg, tok.bos_token_id), b, logical_axes=LOGICAL_AXES,
+                             frozen=frozen_filter(cfg), teacher=teacher, teacher_logical_axes=ced_lib.LOGICAL_AXES)
+    return task, batch

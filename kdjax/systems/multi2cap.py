@@ -40,6 +40,7 @@ from kdjax.models import resnet as resnet_lib
 from kdjax.models import vit as vit_lib
 from kdjax.models.generate import config_from
 from kdjax.models.multi2cap import Multi2Cap, Multi2CapConfig
+from kdjax.train import task as task_lib
 from kdjax.train.task import Task
 
 # LLaMA's patterns first: its `self_attn.q_proj` would also match CED's `attn.q_proj`.
@@ -196,21 +197,6 @@ def make_loss_fn(cfg: ml_collections.ConfigDict):
     return loss_fn
 
 
-class _ShapeTokenizer:
-    """Stands in for a tokenizer when only shapes matter (abstract compilation): fixed ids, a vocabulary size."""
-
-    bos_token_id, eos_token_id, pad_token_id = 1, 2, 0
-
-    def __init__(self, vocab_size: int):
-        self.vocab_size = vocab_size
-
-    def __len__(self) -> int:
-        return self.vocab_size
-
-    def __call__(self, text: str, add_special_tokens: bool = False) -> dict:
-        return {"input_ids": [3 + i for i in range(len(text.split()) + text.count("\n"))]}
-
-
 def abstract_task(cfg: ml_collections.ConfigDict, vocab_size: int = 32000) -> tuple[Task, dict]:
     """The training Task with abstract models (nnx.eval_shape: no weights are read or allocated; the
     architectures come from the `random` specs and presets) and the global batch's shapes: what
@@ -218,7 +204,7 @@ def abstract_task(cfg: ml_collections.ConfigDict, vocab_size: int = 32000) -> tu
     cfg = ml_collections.ConfigDict(cfg.to_dict())
     for node in (cfg.audio, cfg.decoder, cfg.teacher):
         node.checkpoint = ""
-    tok = _ShapeTokenizer(vocab_size)
+    tok = task_lib.ShapeTokenizer(vocab_size)
     model = nnx.eval_shape(lambda: build_model(cfg, tok))
     teacher = nnx.eval_shape(lambda: build_teacher(cfg)) if float(cfg.cfd.weight) > 0 and cfg.teacher.kind != "none" \
         else None
@@ -229,11 +215,9 @@ def abstract_task(cfg: ml_collections.ConfigDict, vocab_size: int = 32000) -> tu
              "caption_mask": jax.ShapeDtypeStruct((b, t), jnp.int32)}
     if teacher is not None:
         batch["image"] = jax.ShapeDtypeStruct((b, s, s, 3), jnp.float32)
-    task = Task(model=model, loss_fn=make_loss_fn(cfg), predict_fn=lambda m, x: {},
-                train_data=grain.MapDataset.range(b * max(int(cfg.train.get("steps", 0)) or 1, 1)),
-                eval_data={}, evaluate=lambda p, s: {}, logical_axes=LOGICAL_AXES, frozen=lora.frozen_filter(FROZEN),
-                teacher=teacher,
-                teacher_logical_axes=vit_lib.LOGICAL_AXES if cfg.teacher.kind == "vit" else resnet_lib.LOGICAL_AXES)
+    task = task_lib.abstract(
+        model, make_loss_fn(cfg), b, logical_axes=LOGICAL_AXES, frozen=lora.frozen_filter(FROZEN), teacher=teacher,
+        teacher_logical_axes=vit_lib.LOGICAL_AXES if cfg.teacher.kind == "vit" else resnet_lib.LOGICAL_AXES)
     return task, batch
 
 

@@ -58,3 +58,26 @@ class Task:
 
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Facts recorded in the report (data sizes, tokenizers, skipped rows...)."""
+
+
+def abstract(model: nnx.Module, loss_fn: Callable, batch_size: int, **kw: Any) -> Task:
+    """A Task for ahead-of-time compilation only (abstract modules from nnx.eval_shape): no data, no
+    evaluation; `kw` are the Task's sharding and teacher fields."""
+    return Task(model=model, loss_fn=loss_fn, predict_fn=lambda m, x: {},
+                train_data=grain.MapDataset.range(batch_size), eval_data={}, evaluate=lambda p, s: {}, **kw)
+
+
+class ShapeTokenizer:
+    """Stands in for a tokenizer when only shapes matter (abstract compilation): fixed ids, a vocabulary
+    size."""
+
+    bos_token_id, eos_token_id, pad_token_id = 1, 2, 0
+
+    def __init__(self, vocab_size: int):
+        self.vocab_size = vocab_size
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict:
+        return {"input_ids": [3 + i for i in range(len(text.split()) + text.count("\n"))]}

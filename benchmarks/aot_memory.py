@@ -1,0 +1,119 @@
+"""Per-device memory of the paper configs' train steps on Cloud TPU slices, compiled ahead of time on this
+CPU host (`python -m kdjax.aot`, libtpu installed, no TPU).
+
+    python benchmarks/aot_memory.py [--rows=m2c_base,dsg_paper] [--topologies=v5e-16,v4-32] [--timeout=3600]
+
+Each (config, topology) compiles in its own process. Prints one JSON line per cell and a final summary line,
+and rewrites the table between the markers in benchmarks/RESULTS.md: per-device GiB, % of the chip's HBM,
+fits or not, compile seconds, and for each config the smallest slice it fits on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(REPO, "benchmarks", "RESULTS.md")
+BEGIN, END = "<!-- aot_memory:begin -->", "<!-- aot_memory:end -->"
+
+# name -> (config, what it is); the paper recipes as configured (batch, remat, mesh)
+ROWS = {
+    "m2c_base": ("configs/multi2cap.py", "Multi2Cap base: CED-base + Q-Former + LoRA LLaMA-2-7B + ViT-L/16 "
+                                         "teacher, batch 320 (also EffAAC's teacher)"),
+    "m2c_small": ("configs/multi2cap.py:small", "Multi2Cap small: as base with a ResNet-50 teacher"),
+    "effaac": ("configs/effaac.py", "EffAAC KD_contra: EfficientNet-B2 + 2-layer decoder, online CED-base "
+                                    "teacher encoder, batch 32"),
+    "dsg_paper": ("configs/dsg_kd.py:paper", "DSG-KD paper: BERT-base teacher and student, batch 32"),
+}
+TOPOLOGIES = ("v5e-4", "v5e-8", "v5e-16", "v4-8", "v4-16", "v4-32", "v5p-8", "v6e-4", "v6e-8")
+
+
+def cell(row: str, topo: str, timeout: float) -> dict:
+    config = ROWS[row][0]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run([sys.executable, "-m", "kdjax.aot", f"--config={os.path.join(REPO, config)}",
+                            f"--topology={topo}", "--json"], env=env, cwd=REPO, capture_output=True, text=True,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"row": row, "topology": topo, "error": f"compile exceeded {timeout:.0f} s"}
+    seconds = time.perf_counter() - t0
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        err = [ln for ln in p.stderr.splitlines() if ln.strip() and not re.match(r"^[WIE]\d{4}|WARNING", ln)]
+        return {"row": row, "topology": topo, "error": (err or ["no output"])[-1][:300]}
+    out = json.loads(lines[-1])
+    out.update(row=row, wall_seconds=seconds)
+    return out
+
+
+def table(cells: list[dict]) -> str:
+    lines = ["| config | slice | mesh | GiB / device | HBM GiB | % HBM | fits | compile s |",
+             "|---|---|---|---:|---:|---:|---|---:|"]
+    for c in cells:
+        if "error" in c and "fits" not in c:
+            lines.append(f"| {c['row']} | {c['topology']} | | | | | error: {c['error']} | |")
+            continue
+        if not c["fits"] and "used_gib" not in c:  # the compiler's own RESOURCE_EXHAUSTED
+            lines.append(f"| {c['row']} | {c['topology']} | | > HBM | | | no (compiler: out of memory) | "
+                         f"{c['wall_seconds']:.0f} |")
+            continue
+        mesh = " ".join(f"{k}={v}" for k, v in c["mesh"].items() if v > 1) or "1"
+        lines.append(f"| {c['row']} | {c['topology']} | {mesh} | {c['used_gib']:.2f} | {c['hbm_gib']:.0f} | "
+                     f"{100 * c['used_gib'] / c['hbm_gib']:.0f} | {'yes' if c['fits'] else 'no'} | "
+                     f"{c['compile_seconds']:.0f} |")
+    smallest = smallest_fits(cells)
+    lines.append("")
+    for row in dict.fromkeys(c["row"] for c in cells):
+        lines.append(f"- {row} ({ROWS[row][1]}): the smallest slice tried that fits (least HBM in all): "
+                     f"{smallest.get(row) or 'none'}")
+    return "\n".join(lines)
+
+
+def smallest_fits(cells: list[dict]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for row in dict.fromkeys(c["row"] for c in cells):
+        fits = [c for c in cells if c["row"] == row and c.get("fits")]
+        out[row] = min(fits, key=lambda c: c["chips"] * c["hbm_gib"])["topology"] if fits else None
+    return out
+
+
+def write_results(text: str, command: str) -> None:
+    block = f"{BEGIN}\n`{command}`\n\n{text}\n{END}"
+    md = open(RESULTS).read()
+    if BEGIN in md:
+        md = md[:md.index(BEGIN)] + block + md[md.index(END) + len(END):]
+    else:
+        md += ("\n## Train-step memory on Cloud TPU slices, compiled ahead of time (`benchmarks/aot_memory.py`)\n\n"
+               + block + "\n")
+    open(RESULTS, "w").write(md)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--rows", default=",".join(ROWS))
+    p.add_argument("--topologies", default=",".join(TOPOLOGIES))
+    p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--no_write", action="store_true", help="do not touch RESULTS.md")
+    args = p.parse_args()
+    rows, topos = args.rows.split(","), args.topologies.split(",")
+    cells = []
+    for row in rows:
+        for topo in topos:
+            c = cell(row, topo, args.timeout)
+            print(json.dumps(c), flush=True)
+            cells.append(c)
+    if not args.no_write:
+        write_results(table(cells), "python benchmarks/aot_memory.py " + " ".join(sys.argv[1:]))
+    print(json.dumps({"benchmark": "aot_memory", "cells": len(cells), "smallest_fit": smallest_fits(cells)}))
+
+
+if __name__ == "__main__":
+    main()
