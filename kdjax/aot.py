@@ -14,10 +14,16 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from typing import Any
 
 from absl import app, flags
+
+# The compile-only devices need neither an accelerator backend nor libtpu's one-process-per-host lock (which
+# guards real chips): this CLI compiles on the host CPU, also next to a training job on a TPU VM.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 
 from kdjax.main import _CONFIG, _parse
 from kdjax.train import topology
@@ -74,7 +80,7 @@ def table(out: dict[str, Any]) -> str:
             f"  {'HBM':<15}{out['hbm_gib']:9.3f}",
             f"  {'headroom':<15}{out['headroom_gib']:9.3f}   ({100 * out['used_gib'] / out['hbm_gib']:.0f}% used)",
             f"step FLOPs: {out['flops_per_device']:.4g} per device, {out['flops_per_device'] * out['chips']:.4g} "
-            "in all (XLA's count of the partitioned program; layers are unrolled, so none is counted once for "
+            f"in all (XLA's count of {out['flops_source']}; layers are unrolled, so none is counted once for "
             "many)",
             f"parameters: {out['trainable_params']:,} trained, {out['frozen_params']:,} frozen; compiled in "
             f"{out['compile_seconds']:.1f} s"]

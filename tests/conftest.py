@@ -3,6 +3,9 @@ import sys
 import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The tests run on the CPU. libtpu and jax's CUDA plugin are installed (kdjax.aot compiles for TPU and GPU
+# targets with them) but must not be probed as backends here.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # One persistent XLA compilation cache for the whole run, shared by the xdist workers and the `kdjax.main`
 # subprocesses (they inherit the environment): a resumed run, a re-built trainer or a second process with

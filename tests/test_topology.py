@@ -8,10 +8,10 @@ from kdjax.train import topology
 
 
 @pytest.mark.parametrize("name, topo, devices, hbm", [
-    ("v5e-4", "v5e:2x2", 4, 16.0), ("v5e-16", "v5e:4x4", 16, 16.0), ("v5e-256", "v5e:16x16", 256, 16.0),
-    ("v4-8", "v4:2x2x1", 4, 32.0), ("v4-32", "v4:2x2x4", 16, 32.0),  # v4/v5p names count TensorCores
-    ("v5p-8", "v5:2x2x1", 4, 95.0), ("v5p-128", "v5:4x4x4", 64, 95.0), ("v6e-4", "v6e:2x2", 4, 32.0),
-    ("v5e-16x2", "v5e:4x4", 32, 16.0),  # two slices over the data-center network
+    ("v5e-4", "v5e:2x2", 4, 15.75), ("v5e-16", "v5e:4x4", 16, 15.75), ("v5e-256", "v5e:16x16", 256, 15.75),
+    ("v4-8", "v4:2x2x1", 4, 30.75), ("v4-32", "v4:2x2x4", 16, 30.75),  # v4/v5p names count TensorCores
+    ("v5p-8", "v5:2x2x1", 4, 95.74), ("v5p-128", "v5:4x4x4", 64, 95.74), ("v6e-4", "v6e:2x2", 4, 31.25),
+    ("v5e-16x2", "v5e:4x4", 32, 15.75),  # two slices over the data-center network
 ])
 def test_slice_names(name, topo, devices, hbm):
     t = topology.parse(name)

@@ -19,18 +19,20 @@ if TYPE_CHECKING:  # launch/tpu.py reads the chip tables without paying for JAX'
 class Chip:
     generation: str  # libtpu's topology prefix
     chip_config: str  # "megacore": the chip's two TensorCores act as one JAX device
-    hbm_gib: float  # per JAX device
+    hbm_gib: float  # per JAX device, usable by a program
     cores_in_name: int  # Cloud TPU names count TensorCores for v4/v5p (v4-8 = 4 chips), chips for v5e/v6e
     dims: int  # 2-D (v5e, v6e) or 3-D torus (v4, v5p)
     accelerator: str  # Cloud TPU's accelerator-type prefix (gcloud --accelerator-type=<prefix>-<count>)
     runtime: str  # the TPU VM software version JAX runs on
 
 
+# hbm_gib: what libtpu's compiler says is available to a program ("exceeds available HBM (15.75G)"): a
+# v5e has 16 GiB, of which 0.25 GiB the runtime keeps
 CHIPS = {
-    "v4": Chip("v4", "megacore", 32.0, 2, 3, "v4", "tpu-ubuntu2204-base"),
-    "v5p": Chip("v5", "megacore", 95.0, 2, 3, "v5p", "v2-alpha-tpuv5"),
-    "v5e": Chip("v5e", "default", 16.0, 1, 2, "v5litepod", "v2-alpha-tpuv5-lite"),
-    "v6e": Chip("v6e", "default", 32.0, 1, 2, "v6e", "v2-alpha-tpuv6e"),
+    "v4": Chip("v4", "megacore", 30.75, 2, 3, "v4", "tpu-ubuntu2204-base"),
+    "v5p": Chip("v5", "megacore", 95.74, 2, 3, "v5p", "v2-alpha-tpuv5"),
+    "v5e": Chip("v5e", "default", 15.75, 1, 2, "v5litepod", "v2-alpha-tpuv5-lite"),
+    "v6e": Chip("v6e", "default", 31.25, 1, 2, "v6e", "v2-alpha-tpuv6e"),
 }
 
 # chips -> physical shape; hosts hold 2x2(x1) chips
