@@ -2,6 +2,7 @@
 CPU host (`python -m kdjax.aot`, libtpu installed, no TPU).
 
     python benchmarks/aot_memory.py [--rows=m2c_base,dsg_paper] [--topologies=v5e-16,v4-32] [--timeout=3600]
+    python benchmarks/aot_memory.py --cells=m2c_base@v5e-16,dsg_paper@v5e-4
 
 Each (config, topology) compiles in its own process. Prints one JSON line per cell and a final summary line,
 and rewrites the table between the markers in benchmarks/RESULTS.md: per-device GiB, % of the chip's HBM,
@@ -131,16 +132,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--rows", default=",".join(ROWS))
     p.add_argument("--topologies", default=",".join(TOPOLOGIES))
+    p.add_argument("--cells", default="", help="explicit row@topology pairs instead of rows x topologies, "
+                   "e.g. m2c_base@v5e-16,dsg_paper@v5e-4")
     p.add_argument("--timeout", type=float, default=3600)
     p.add_argument("--no_write", action="store_true", help="do not touch RESULTS.md")
     args = p.parse_args()
-    rows, topos = args.rows.split(","), args.topologies.split(",")
+    pairs = ([tuple(x.split("@")) for x in args.cells.split(",")] if args.cells else
+             [(r, t) for r in args.rows.split(",") for t in args.topologies.split(",")])
     cells = []
-    for row in rows:
-        for topo in topos:
-            c = cell(row, topo, args.timeout)
-            print(json.dumps(c), flush=True)
-            cells.append(c)
+    for row, topo in pairs:
+        c = cell(row, topo, args.timeout)
+        print(json.dumps(c), flush=True)
+        cells.append(c)
     if not args.no_write:
         write_results(table(cells), "python benchmarks/aot_memory.py " + " ".join(sys.argv[1:]))
     print(json.dumps({"benchmark": "aot_memory", "cells": len(cells), "smallest_fit": smallest_fits(cells)}))

@@ -65,20 +65,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if len(plan) > 1:
         os.makedirs(logs, exist_ok=True)
-    procs = []
-    pythonpath = REPO + os.pathsep + os.environ.get("PYTHONPATH", "")
-    for i, (cmd, env) in enumerate(plan):
-        out = None if i == 0 else open(os.path.join(logs, f"process-{i}.log"), "w")
-        procs.append(subprocess.Popen(cmd, env={**os.environ, **env, "PYTHONPATH": pythonpath}, stdout=out,
-                                      stderr=subprocess.STDOUT if out else None))
+    procs: list[subprocess.Popen] = []
 
     def forward(sig, _frame):
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(sig)
 
+    # before the first process starts, so that no signal can leave a process behind
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    pythonpath = REPO + os.pathsep + os.environ.get("PYTHONPATH", "")
+    for i, (cmd, env) in enumerate(plan):
+        out = None if i == 0 else open(os.path.join(logs, f"process-{i}.log"), "w")
+        procs.append(subprocess.Popen(cmd, env={**os.environ, **env, "PYTHONPATH": pythonpath}, stdout=out,
+                                      stderr=subprocess.STDOUT if out else None))
     return _wait(procs)
 
 
