@@ -129,6 +129,36 @@ def vggcaps_rows(root: str) -> dict[str, list[dict]]:
     return out
 
 
+def wavcaps_rows(root: str) -> dict[str, list[dict]]:
+    """WavCaps' caption files: every *.json under `root` (its json_files/<source>/ folders), each
+    {"data": [{"id", "caption", optional "duration" (s), optional "audio" or "wav_path"}, ...]}. WavCaps has
+    no official splits: everything is "train"."""
+    import glob
+    import json
+
+    files = sorted(glob.glob(os.path.join(root, "**", "*.json"), recursive=True))
+    if not files:
+        raise InputError(f"{root}: no WavCaps .json caption files")
+    rows = []
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError) as e:
+            raise InputError(f"{path}: not a readable JSON file ({e})") from e
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise InputError(f"{path}: expected an object with a \"data\" list")
+        for n, r in enumerate(items):
+            if not isinstance(r, dict) or not r.get("id") or not str(r.get("caption", "")).strip():
+                raise InputError(f"{path}: data[{n}] needs id and caption")
+            audio = r.get("audio") or r.get("wav_path")
+            rows.append({"id": str(r["id"]), "audio": os.path.join(root, audio) if audio else None,
+                         "captions": [str(r["caption"]).strip()],
+                         **({"duration": float(r["duration"])} if r.get("duration") is not None else {})})
+    return {"train": rows, "validation": [], "test": []}
+
+
 def embedded_rows(_root: str | None = None) -> dict[str, list[dict]]:
     from kdjax.data.captions import embedded
 
