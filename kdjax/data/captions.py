@@ -77,7 +77,8 @@ def sources(d) -> tuple[dict[str, Any], Callable[[str], list[list[str]]], list[s
 
         if not d.tfds_dir:
             raise InputError("data.source='tfds' needs data.tfds_dir (a directory written by kdjax.data.tfds_builders)")
-        raw = {s: tfds_builders.open_split(d.tfds_dir, s) for s in SPLITS}
+        raw = {s: tfds_builders.open_split(d.tfds_dir, s) if tfds_builders.has_split(d.tfds_dir, s) else []
+               for s in SPLITS}
         captions = lambda split: [[c.decode() if isinstance(c, bytes) else c for c in r["captions"]]
                                   for r in raw[split]]
         return {s: grain.MapDataset.source(src).map(tfds_builders.decode_row) for s, src in raw.items()}, captions, []

@@ -193,7 +193,9 @@ def _builder_class(name: str):
             if name != "embedded" and not (self._manual and os.path.isdir(self._manual)):
                 raise InputError(f"{name}: manual_dir {self._manual!r} is not a directory\n{__doc__}")
             rows = READERS[name](self._manual)
-            return {split: self._generate_examples(rows[split]) for split in SPLITS}
+            # a split without rows is left out (TFDS cannot write an empty one): VggCaps and WavCaps have
+            # no validation split; readers of the dataset see it as empty (`has_split`)
+            return {split: self._generate_examples(rows[split]) for split in SPLITS if rows[split]}
 
         def _generate_examples(self, rows) -> Iterator[tuple[str, dict]]:
             from kdjax.audio.io import load_audio
@@ -226,6 +228,12 @@ def build(name: str, data_dir: str, manual_dir: str | None = None, on_missing: s
         with open(os.path.join(str(builder.data_dir), "missing_audio.txt"), "w") as f:
             f.write("\n".join(builder.missing) + "\n")
     return str(builder.data_dir)
+
+
+def has_split(path: str, split: str) -> bool:
+    import tensorflow_datasets as tfds
+
+    return split in tfds.builder_from_directory(path).info.splits
 
 
 def open_split(path: str, split: str):

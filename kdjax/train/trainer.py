@@ -297,7 +297,7 @@ class Trainer:
             len(self.task.train_data) // self.global_batch, 1)
         ckpt_every = int(cfg.train.get("checkpoint_every", 0))
         last_saved = start
-        has_dev = "dev" in self.task.eval_data
+        has_dev = len(self.task.eval_data.get("dev", ())) > 0
         t0 = time.perf_counter()
         try:
             while step < self.steps and not meta["stopped_early"]:
@@ -352,7 +352,7 @@ class Trainer:
                 if ckpts.best is not None else None)
         if best is not None:
             params, rest, source = best[0]["params"], best[0]["rest"], f"best (step {best[1]['step']})"
-        preds = {split: self.predict(params, rest, split) for split in self.task.eval_data}
+        preds = {split: self.predict(params, rest, split) for split, ds in self.task.eval_data.items() if len(ds)}
         results = {split: self.task.evaluate(p, split) for split, p in preds.items()}
         for split, m in results.items():
             writer.write(step, f"final_{split}", m)

@@ -1,8 +1,16 @@
-"""python -m kdjax.vggcaps analyse --data=clotho:/data/clotho --data=wavcaps:/data/wavcaps --out=analysis/
+"""VggCaps: build the dataset, analyse caption sets.
 
-Each --data is LAYOUT:PATH (clotho, audiocaps, wavcaps, vggcaps, manifest) or `embedded`; NAME=LAYOUT:PATH
-names the row. Writes analysis.json, analysis.md (Table 3.1 and the numbers of Figures 3.2-3.3) and the bar
-charts readability.png and diversity.png to --out, and prints the Markdown.
+    python -m kdjax.vggcaps build --videos=vggsound/video --csv=vggsound.csv --out=vggcaps \
+        --base_url=https://api.openai.com/v1 --model=gpt-4o [--tfds_dir=data/tfds] [--concurrency=8]
+    python -m kdjax.vggcaps analyse --data=clotho:/data/clotho --data=wavcaps:/data/wavcaps --out=analysis/
+
+build: see kdjax/vggcaps/build.py (the API key comes from --api_key or OPENAI_API_KEY; the endpoint and model
+also from OPENAI_BASE_URL and VGGCAPS_MODEL). Re-running resumes; --retry_failed asks the LLM again for
+items it refused or failed on.
+
+analyse: each --data is LAYOUT:PATH (clotho, audiocaps, wavcaps, vggcaps, manifest) or `embedded`;
+NAME=LAYOUT:PATH names the row. Writes analysis.json, analysis.md (Table 3.1 and the numbers of Figures
+3.2-3.3) and the bar charts readability.png and diversity.png to --out, and prints the Markdown.
 """
 
 from __future__ import annotations
@@ -28,7 +36,24 @@ def main(argv: list[str] | None = None) -> int:
     a = sub.add_parser("analyse", help="statistics, readability and lexical diversity of caption sets")
     a.add_argument("--data", action="append", required=True, help="LAYOUT:PATH, NAME=LAYOUT:PATH or embedded")
     a.add_argument("--out", required=True)
+    b = sub.add_parser("build", help="videos + VggSound CSV -> (audio, snapshot, caption) dataset")
+    b.add_argument("--videos", required=True)
+    b.add_argument("--csv", required=True)
+    b.add_argument("--out", required=True)
+    b.add_argument("--base_url", default="")
+    b.add_argument("--model", default="")
+    b.add_argument("--api_key", default="")
+    b.add_argument("--timeout", type=float, default=120.0)
+    b.add_argument("--max_retries", type=int, default=5)
+    b.add_argument("--concurrency", type=int, default=4)
+    b.add_argument("--snapshot", default="middle", help="'middle' of the labelled segment, or seconds")
+    b.add_argument("--limit", type=int, default=0, help="first N rows of the CSV only")
+    b.add_argument("--seed", type=int, default=0, help="draws the 1 %% test split")
+    b.add_argument("--retry_failed", action="store_true")
+    b.add_argument("--tfds_dir", default="", help="also write the array_record dataset here")
     args = p.parse_args(argv)
+    if args.command == "build":
+        return _build(args)
 
     from kdjax.vggcaps import analysis
 
@@ -49,6 +74,23 @@ def main(argv: list[str] | None = None) -> int:
         f.write(table + "\n")
     analysis.bar_charts(results, args.out)
     print(table)
+    return 0
+
+
+def _build(args) -> int:
+    from kdjax.vggcaps import build, llm
+
+    snapshot = args.snapshot if args.snapshot == "middle" else float(args.snapshot)
+    try:
+        client = llm.ChatClient.from_env(args.base_url, args.model, args.api_key, timeout=args.timeout,
+                                         max_retries=args.max_retries)
+        manifest = build.build(args.videos, args.csv, args.out, client, snapshot=snapshot,
+                               concurrency=args.concurrency, limit=args.limit, seed=args.seed,
+                               retry_failed=args.retry_failed, tfds_dir=args.tfds_dir)
+    except (InputError, llm.LLMError) as e:
+        sys.exit(f"kdjax.vggcaps: {e}")
+    summary = {k: v for k, v in manifest.items() if k != "failures"}
+    print(json.dumps(summary))
     return 0
 
 
