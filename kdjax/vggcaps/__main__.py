@@ -1,8 +1,9 @@
-"""VggCaps: build the dataset, analyse caption sets.
+"""VggCaps: build the dataset, analyse caption sets, rate captions.
 
     python -m kdjax.vggcaps build --videos=vggsound/video --csv=vggsound.csv --out=vggcaps \
         --base_url=https://api.openai.com/v1 --model=gpt-4o [--tfds_dir=data/tfds] [--concurrency=8]
     python -m kdjax.vggcaps analyse --data=clotho:/data/clotho --data=wavcaps:/data/wavcaps --out=analysis/
+    python -m kdjax.vggcaps rate --serve --data=vggcaps --db=ratings.sqlite     (then --aggregate --out=mos/)
 
 build: see kdjax/vggcaps/build.py (the API key comes from --api_key or OPENAI_API_KEY; the endpoint and model
 also from OPENAI_BASE_URL and VGGCAPS_MODEL). Re-running resumes; --retry_failed asks the LLM again for
@@ -51,9 +52,23 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--seed", type=int, default=0, help="draws the 1 %% test split")
     b.add_argument("--retry_failed", action="store_true")
     b.add_argument("--tfds_dir", default="", help="also write the array_record dataset here")
+    r = sub.add_parser("rate", help="serve the MOS rating page, or aggregate its ratings")
+    mode = r.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--serve", action="store_true")
+    mode.add_argument("--aggregate", action="store_true")
+    r.add_argument("--db", required=True, help="SQLite file holding the ratings")
+    r.add_argument("--data", default="", help="a VggCaps directory (--serve)")
+    r.add_argument("--items", type=int, default=100)
+    r.add_argument("--split", default="test")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--host", default="127.0.0.1")
+    r.add_argument("--port", type=int, default=8765)
+    r.add_argument("--out", default="", help="where --aggregate writes mos.json and mos_histogram.png")
     args = p.parse_args(argv)
     if args.command == "build":
         return _build(args)
+    if args.command == "rate":
+        return _rate(args)
 
     from kdjax.vggcaps import analysis
 
@@ -74,6 +89,35 @@ def main(argv: list[str] | None = None) -> int:
         f.write(table + "\n")
     analysis.bar_charts(results, args.out)
     print(table)
+    return 0
+
+
+def _rate(args) -> int:
+    from kdjax.vggcaps import rating
+
+    try:
+        if args.serve:
+            if not args.data:
+                raise InputError("rate --serve needs --data (a VggCaps directory)")
+            items = rating.sample_items(args.data, args.items, args.seed, args.split)
+            server = rating.make_server(args.data, args.db, items, args.host, args.port)
+            print(f"rating {len(items)} items at http://{args.host}:{server.server_address[1]}/ "
+                  f"(ratings in {args.db}; Ctrl-C stops)", flush=True)
+            try:
+                server.serve_forever()
+            except KeyboardInterrupt:
+                pass
+            return 0
+        summary = rating.aggregate(rating.RatingStore(args.db))
+    except InputError as e:
+        sys.exit(f"kdjax.vggcaps: {e}")
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "mos.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+        rating.histogram_png(summary, os.path.join(args.out, "mos_histogram.png"))
+    print(f"MOS {summary['mos']:.2f} ± {summary['std']:.2f} over {summary['ratings']} ratings of "
+          f"{summary['items']} items by {summary['raters']} raters; histogram {summary['histogram']}")
     return 0
 
 

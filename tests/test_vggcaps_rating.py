@@ -1,0 +1,96 @@
+"""The MOS rating server (kdjax/vggcaps/rating.py) over HTTP: items, media, durable ratings that survive a
+restart, no double counting, bad requests refused; then the aggregate and its histogram."""
+
+import json
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+
+from kdjax.vggcaps import rating
+from tests import runs
+
+
+def _data(root, n=5):
+    (root / "audio").mkdir(parents=True)
+    (root / "images").mkdir()
+    rows = []
+    for i in range(n):
+        (root / "audio" / f"v{i}.flac").write_bytes(b"fLaC" + bytes([i]))
+        (root / "images" / f"v{i}.jpg").write_bytes(b"\xff\xd8\xff" + bytes([i]))
+        rows.append({"id": f"v{i}", "audio": f"audio/v{i}.flac", "image": f"images/v{i}.jpg",
+                     "caption": f"caption {i}", "split": "test" if i < 4 else "train"})
+    (root / "vggcaps.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _serve(data, db, items):
+    server = rating.make_server(str(data), str(db), items)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def _get(url):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.status, r.read()
+
+
+def _post(url, obj):
+    req = urllib.request.Request(url, data=json.dumps(obj).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_rating_server_is_durable_and_counts_once(tmp_path):
+    data, db = tmp_path / "vggcaps", tmp_path / "ratings.sqlite"
+    _data(data)
+    items = rating.sample_items(str(data), n=3, seed=1)
+    assert len(items) == 3 and all(r["split"] == "test" for r in items)  # drawn from the test split
+    server, url = _serve(data, db, items)
+    status, page = _get(url + "/")
+    assert status == 200 and b"Caption rating" in page and b"score" in page
+    listed = json.loads(_get(url + "/api/items")[1])
+    assert [r["id"] for r in listed] == [r["id"] for r in items]
+    assert _get(url + "/media/" + listed[0]["audio"])[1].startswith(b"fLaC")
+    with pytest.raises(urllib.error.HTTPError):
+        _get(url + "/media/../ratings.sqlite")  # nothing outside the data directory
+    a, b = listed[0]["id"], listed[1]["id"]
+    assert _post(url + "/api/rate", {"rater": "ann", "item": a, "score": 4}) == 200
+    assert _post(url + "/api/rate", {"rater": "ann", "item": a, "score": 5}) == 200  # a second submit replaces
+    assert _post(url + "/api/rate", {"rater": "bob", "item": a, "score": 2}) == 200
+    assert _post(url + "/api/rate", {"rater": "bob", "item": "v4", "score": 3}) == 400  # not a sampled item
+    assert _post(url + "/api/rate", {"rater": "bob", "item": b, "score": 6}) == 400
+    assert _post(url + "/api/rate", {"rater": "", "item": b, "score": 3}) == 400
+    assert _post(url + "/api/rate", {"item": b}) == 400
+    server.shutdown()
+    server.server_close()
+
+    server, url = _serve(data, db, items)  # restarted: the ratings are still there
+    assert json.loads(_get(url + "/api/ratings?rater=ann")[1]) == {a: 5}
+    assert _post(url + "/api/rate", {"rater": "ann", "item": b, "score": 3}) == 200
+    server.shutdown()
+    server.server_close()
+
+    out = tmp_path / "mos"
+    p = subprocess.run([sys.executable, "-m", "kdjax.vggcaps", "rate", "--aggregate", f"--db={db}", f"--out={out}"],
+                       env=runs.env(1), cwd=runs.REPO, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    summary = json.load(open(out / "mos.json"))
+    assert (summary["ratings"], summary["raters"], summary["items"]) == (3, 2, 2)
+    assert summary["mos"] == pytest.approx((5 + 2 + 3) / 3)
+    assert summary["histogram"] == {"1": 0, "2": 1, "3": 1, "4": 0, "5": 1}
+    assert summary["per_item"] == {a: 3.5, b: 3.0}
+    assert "MOS 3.33 ± 1.25 over 3 ratings" in p.stdout
+    assert (out / "mos_histogram.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_aggregate_of_nothing_and_missing_dataset(tmp_path):
+    with pytest.raises(rating.InputError, match="no ratings yet"):
+        rating.aggregate(rating.RatingStore(str(tmp_path / "empty.sqlite")))
+    with pytest.raises(rating.InputError, match="vggcaps.jsonl: missing"):
+        rating.sample_items(str(tmp_path))
