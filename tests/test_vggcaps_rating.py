@@ -94,3 +94,70 @@ def test_aggregate_of_nothing_and_missing_dataset(tmp_path):
         rating.aggregate(rating.RatingStore(str(tmp_path / "empty.sqlite")))
     with pytest.raises(rating.InputError, match="vggcaps.jsonl: missing"):
         rating.sample_items(str(tmp_path))
+
+
+def test_rating_in_a_real_browser(tmp_path):
+    """Debian's headless Chromium, driven through chromedriver: a rater rates items by clicking, reloads
+    the page (it resumes at the first unrated item), the server restarts, and the stored ratings and the
+    aggregate are exactly the clicks."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    data, db = tmp_path / "vggcaps", tmp_path / "ratings.sqlite"
+    _data(data)
+    items = rating.sample_items(str(data), n=4)
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={tmp_path / 'profile'}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    wait = WebDriverWait(driver, 20)
+
+    def shown_id():
+        wait.until(ec.visibility_of_element_located((By.ID, "caption")))
+        return driver.find_element(By.ID, "progress").text.split(": ")[1]
+
+    def rate(score):
+        before = shown_id()
+        driver.find_element(By.ID, f"score{score}").click()
+        wait.until(lambda d: d.find_element(By.ID, "done").is_displayed() or shown_id() != before)
+        return before
+
+    def start(url):
+        driver.get(url)
+        driver.find_element(By.ID, "rater").send_keys("carol")
+        driver.find_element(By.ID, "start").click()
+
+    try:
+        server, url = _serve(data, db, items)
+        start(url + "/")
+        first = shown_id()
+        assert driver.find_element(By.ID, "caption").text == next(r["caption"] for r in items if r["id"] == first)
+        assert driver.find_element(By.ID, "image").get_attribute("src").endswith(f"media/images/{first}.jpg")
+        clicked = {rate(5): 5, rate(2): 2}
+        driver.refresh()  # a reload forgets nothing: the page continues with the third item
+        start(url + "/")
+        third = shown_id()
+        assert third not in clicked
+        server.shutdown()
+        server.server_close()
+        server, url = _serve(data, db, items)  # and neither does a restarted server
+        start(url + "/")
+        assert shown_id() == third
+        clicked[rate(4)] = 4
+        clicked[rate(1)] = 1
+        wait.until(ec.visibility_of_element_located((By.ID, "done")))
+        server.shutdown()
+        server.server_close()
+    finally:
+        driver.quit()
+    store = rating.RatingStore(str(db))
+    assert store.of_rater("carol") == clicked and len(clicked) == 4
+    summary = rating.aggregate(store)
+    assert summary["mos"] == pytest.approx(3.0) and summary["histogram"] == {"1": 1, "2": 1, "3": 0, "4": 1,
+                                                                              "5": 1}
