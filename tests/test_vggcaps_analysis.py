@@ -70,7 +70,10 @@ def test_analyse_three_layouts(tmp_path):
     for part, keys in analysis.MEASURES.items():
         assert set(keys) <= set(res["clotho"][part])
     assert "| clotho | 3 | 3 | 4.00 ± 0.82 | 15 | 6.00 ± 1.41 | - |" in p.stdout
-    for png in ("readability.png", "diversity.png"):
+    nouns, verbs = res["clotho"]["nouns"], res["clotho"]["verbs"]
+    assert nouns["dog"] == 15 and nouns.get("barks", 0) + verbs.get("barks", 0) == 15  # tagged either way
+    assert set(nouns) | set(verbs) <= {"dog", "barks"}
+    for png in ("readability.png", "diversity.png", "clotho_nouns.png", "clotho_verbs.png", "AC_nouns.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

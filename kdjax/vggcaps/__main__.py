@@ -11,7 +11,8 @@ items it refused or failed on.
 
 analyse: each --data is LAYOUT:PATH (clotho, audiocaps, wavcaps, vggcaps, manifest) or `embedded`;
 NAME=LAYOUT:PATH names the row. Writes analysis.json, analysis.md (Table 3.1 and the numbers of Figures
-3.2-3.3) and the bar charts readability.png and diversity.png to --out, and prints the Markdown.
+3.2-3.3), the bar charts readability.png and diversity.png, and per dataset the word clouds of its nouns and
+verbs (<name>_nouns.png, <name>_verbs.png; Figures 3.4-3.5) to --out, and prints the Markdown.
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, FileNotFoundError, ValueError) as e:
         sys.exit(f"kdjax.vggcaps: {e}")
     os.makedirs(args.out, exist_ok=True)
+    analysis.word_clouds(results, args.out)
+    for r in results.values():
+        r.pop("_counts")
     with open(os.path.join(args.out, "analysis.json"), "w") as f:
         json.dump(results, f, indent=2)
     table = analysis.markdown(results)

@@ -62,10 +62,27 @@ def statistics(rows: Sequence[dict]) -> dict[str, Any]:
             "extra_modality": "image" if any(r.get("image") for r in rows) else "-"}
 
 
-def analyse(rows: Sequence[dict]) -> dict[str, Any]:
+def analyse(rows: Sequence[dict], top: int = 20) -> dict[str, Any]:
+    from kdjax.vggcaps import words
+
     captions = [c for r in rows for c in r["captions"]]
+    nouns, verbs = words.nouns_and_verbs(captions)
     return {"statistics": statistics(rows), "readability": readability.readability(captions),
-            "diversity": lexical.diversity(captions)}
+            "diversity": lexical.diversity(captions), "nouns": dict(nouns.most_common(top)),
+            "verbs": dict(verbs.most_common(top)), "_counts": {"nouns": nouns, "verbs": verbs}}
+
+
+def word_clouds(results: dict[str, dict[str, Any]], out_dir: str) -> list[str]:
+    """Figures 3.4 and 3.5: <name>_nouns.png and <name>_verbs.png per dataset."""
+    from kdjax.vggcaps import words
+
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    for name, r in results.items():
+        for kind, counts in r["_counts"].items():
+            if counts:
+                paths.append(words.word_cloud_png(counts, os.path.join(out_dir, f"{name}_{kind}.png")))
+    return paths
 
 
 def markdown(results: dict[str, dict[str, Any]]) -> str:
@@ -85,6 +102,9 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
     for part, keys in MEASURES.items():
         out += ["", f"| dataset | {' | '.join(keys)} |", "|---|" + "---:|" * len(keys)]
         out += [f"| {name} | " + " | ".join(fmt(r[part][k], 3) for k in keys) + " |" for name, r in results.items()]
+    out += ["", "| dataset | most frequent nouns | most frequent verbs |", "|---|---|---|"]
+    out += [f"| {name} | {', '.join(list(r['nouns'])[:8])} | {', '.join(list(r['verbs'])[:8])} |"
+            for name, r in results.items()]
     return "\n".join(out)
 
 
