@@ -7,7 +7,8 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-# category -> the faults its first requests meet (then it is answered)
+# category -> the faults its first requests meet (then it is answered); POST_FAULTS: only its refinement
+POST_FAULTS = {"refine denied": ["403"]}
 FAULTS = {"rate limited": ["429"], "flaky": ["500", "502"], "slow": ["sleep"], "garbled": ["garbage"],
           "refused": ["refuse"] * 99, "forbidden": ["403"] * 99}
 
@@ -27,12 +28,14 @@ class FakeServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 assert self.path == "/v1/chat/completions" and self.headers["Authorization"] == "Bearer sk-test"
                 text = json.dumps(body["messages"])
-                key = next((k for k in FAULTS if k in text), "ok")
+                refining = isinstance(body["messages"][0]["content"], str)
+                key = next((k for k in FAULTS if k in text), None) or next(
+                    (k + " (refine)" for k in POST_FAULTS if k in text and refining), "ok")
                 with server.lock:
                     n = server.calls[key]
                     server.calls[key] += 1
                     server.bodies.append(body)
-                faults = FAULTS.get(key, [])
+                faults = FAULTS.get(key, POST_FAULTS.get(key.removesuffix(" (refine)"), []))
                 fault = faults[n] if n < len(faults) else None
                 if fault in ("429", "500", "502", "403"):
                     self.send_response(int(fault))

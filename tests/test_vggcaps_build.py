@@ -30,7 +30,10 @@ def _dataset(tmp_path):
             ("long", 4, "rate limited", 20.0, True),       # the full video: segment [4, 14), snapshot at 9 s
             ("mute", 0, "playing sitar", 10.0, False),     # no audio stream
             ("short", 0, "sheep bleating", 3.0, True),      # 3 s of audio: too short
-            ("refuse", 0, "refused", 10.0, True)]           # the API refuses
+            ("refuse", 0, "refused", 10.0, True),          # the API refuses
+            ("flaky", 0, "flaky", 10.0, True),             # 500 then 502, then answered
+            ("slow", 0, "slow", 10.0, True),               # a timeout, then answered
+            ("garbled", 0, "garbled", 10.0, True)]         # malformed JSON, then answered
     for vid, start, _, seconds, audio in rows:
         name = f"{vid}_{start:06d}.mp4" if vid != "long" else f"{vid}.mp4"
         videos.write(str(vdir / name), seconds, audio=audio)
@@ -43,12 +46,12 @@ def test_build_resume_and_tfds(server, tmp_path):
     vdir, csv = _dataset(tmp_path)
     out, tfds_dir = tmp_path / "vggcaps", tmp_path / "tfds"
     cmd = [sys.executable, "-m", "kdjax.vggcaps", "build", f"--videos={vdir}", f"--csv={csv}", f"--out={out}",
-           f"--base_url={server.url}", "--model=fake-4o", "--api_key=sk-test", "--timeout=5", "--concurrency=2",
+           f"--base_url={server.url}", "--model=fake-4o", "--api_key=sk-test", "--timeout=0.5", "--concurrency=2",
            f"--tfds_dir={tfds_dir}"]
     p = subprocess.run(cmd, env=runs.env(1), cwd=runs.REPO, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     manifest = json.load(open(out / "manifest.json"))
-    assert (manifest["rows"], manifest["items"], manifest["train"], manifest["test"]) == (6, 2, 1, 1)
+    assert (manifest["rows"], manifest["items"], manifest["train"], manifest["test"]) == (9, 5, 4, 1)
     reasons = {f["id"]: f["reason"] for f in manifest["failures"]}
     assert reasons == {"missing_000000": "no video file", "mute_000000": "no audio stream",
                        "short_000000": "too short: 3.0 s of audio around the snapshot (need 5)",
@@ -56,7 +59,10 @@ def test_build_resume_and_tfds(server, tmp_path):
     assert manifest["left_out_by_reason"] == {"no video file": 1, "no audio stream": 1, "too short": 1,
                                               "captioning": 1}
     rows = {r["id"]: r for r in map(json.loads, open(out / "vggcaps.jsonl"))}
-    assert set(rows) == {"clip_000000", "long_000004"} and {r["split"] for r in rows.values()} == {"train", "test"}
+    assert set(rows) == {"clip_000000", "long_000004", "flaky_000000", "slow_000000", "garbled_000000"}
+    assert sorted(r["split"] for r in rows.values()) == ["test"] + ["train"] * 4
+    for k in ("flaky", "slow", "garbled"):  # every fault recovered by a retry
+        assert rows[f"{k}_000000"]["caption"] == f"refined raw caption of {k}"
     clip, long = rows["clip_000000"], rows["long_000004"]
     assert clip["caption"] == "refined raw caption of dog barking" and clip["raw_caption"] == "raw caption of dog barking"
     assert long["category"] == "rate limited"  # a 429 on the way, retried
@@ -73,7 +79,8 @@ def test_build_resume_and_tfds(server, tmp_path):
     from kdjax.data import tfds_builders
 
     ds = tfds_builders.open_split(manifest["tfds"], "train")
-    (item,) = [tfds_builders.decode_row(ds[i]) for i in range(len(ds))]
+    item = tfds_builders.decode_row(ds[0])
+    assert len(ds) == 4 and len(tfds_builders.open_split(manifest["tfds"], "test")) == 1
     assert not tfds_builders.has_split(manifest["tfds"], "validation")  # VggCaps has none
     assert item["captions"] == [rows[item["id"]]["caption"]] and item["wave"].shape == (160000,)
     assert item["image"].shape == (48, 64, 3)
@@ -82,7 +89,7 @@ def test_build_resume_and_tfds(server, tmp_path):
     calls = sum(server.calls.values())
     p = subprocess.run(cmd, env=runs.env(1), cwd=runs.REPO, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0 and sum(server.calls.values()) == calls
-    assert json.load(open(out / "manifest.json"))["items"] == 2
+    assert json.load(open(out / "manifest.json"))["items"] == 5
     p = subprocess.run(cmd + ["--retry_failed"], env=runs.env(1), cwd=runs.REPO, capture_output=True, text=True,
                        timeout=600)
     assert p.returncode == 0 and sum(server.calls.values()) == calls + 1

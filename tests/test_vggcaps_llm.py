@@ -54,6 +54,20 @@ def test_faults_are_retried_or_recorded_and_nothing_is_paid_twice(server, tmp_pa
     assert server.calls["refused"] == server.calls["forbidden"] == 2  # a refusal is an answer: not retried
 
 
+def test_a_raw_caption_is_never_paid_twice(server, tmp_path):
+    """The refinement fails for good (403) after the raw caption arrived: the raw caption is kept, and the
+    retry asks only for the refinement."""
+    client = llm.ChatClient(server.url, "fake-4o", api_key="sk-test", timeout=2, max_retries=1, sleep=lambda s: None)
+    (item,) = _items(["refine denied"])
+    out = llm.caption_items(client, [item], str(tmp_path / "cache"))
+    assert out["vid0"] == {"raw": "raw caption of refine denied", "error": "HTTP 403"}
+    assert server.calls["ok"] == 1 and server.calls["refine denied (refine)"] == 1
+    out = llm.caption_items(client, [item], str(tmp_path / "cache"), retry_failed=True)
+    assert out["vid0"] == {"raw": "raw caption of refine denied",
+                           "refined": "refined raw caption of refine denied"}
+    assert server.calls["ok"] == 1 and server.calls["refine denied (refine)"] == 2  # no second raw request
+
+
 def test_unreachable_endpoint_and_missing_settings(tmp_path, monkeypatch):
     client = llm.ChatClient("http://127.0.0.1:9/v1", "m", timeout=0.5, max_retries=1, sleep=lambda s: None)
     with pytest.raises(llm.LLMError, match="connection failed .* after 2 attempts"):

@@ -196,7 +196,7 @@ def build(videos: str, csv_path: str, out: str, client: llm.ChatClient, *, snaps
     kept = []
     for i, m in media.items():
         a = answers[i]
-        if "error" in a:
+        if "refined" not in a:
             failures.append({"id": i, "where": m["row"].where, "reason": f"captioning: {a['error']}"})
             continue
         kept.append({"id": i, "audio": os.path.relpath(m["audio"], out), "image": os.path.relpath(m["image"], out),

@@ -140,12 +140,15 @@ def image_part(png: bytes) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(png).decode()}}
 
 
-def caption_one(client: ChatClient, snapshot_png: bytes, mel_png: bytes, category: str) -> dict[str, str]:
-    """The raw caption from both images (Listing 3.1), then the refined one (Listing 3.2)."""
-    raw = client.complete([{"type": "text", "text": INPUT_PROMPT.format(category)}, image_part(snapshot_png),
-                           image_part(mel_png)])
-    refined = client.complete(f"{POST_PROMPT}\n\n{raw}")
-    return {"raw": raw, "refined": refined}
+def raw_caption(client: ChatClient, snapshot_png: bytes, mel_png: bytes, category: str) -> str:
+    """The caption of both images (Listing 3.1, the category filled in)."""
+    return client.complete([{"type": "text", "text": INPUT_PROMPT.format(category)}, image_part(snapshot_png),
+                            image_part(mel_png)])
+
+
+def refine(client: ChatClient, raw: str) -> str:
+    """The raw caption revised by the post-processing prompt (Listing 3.2)."""
+    return client.complete(f"{POST_PROMPT}\n\n{raw}")
 
 
 def _write_json(path: str, obj: dict) -> None:
@@ -158,8 +161,10 @@ def _write_json(path: str, obj: dict) -> None:
 def caption_items(client: ChatClient, items: Sequence[dict[str, Any]], cache_dir: str, concurrency: int = 4,
                   retry_failed: bool = False) -> dict[str, dict[str, str]]:
     """Caption every item ({"id", "snapshot": png bytes or a callable giving them, "mel": likewise,
-    "category"}) at most `concurrency` at a time. Returns id -> {"raw", "refined"} or {"error": reason}; each
-    answer is also <cache_dir>/<id>.json, which later calls reuse instead of asking again."""
+    "category"}) at most `concurrency` at a time. Returns id -> {"raw", "refined"}, or with "error" (the
+    reason) when a request failed for good. Each answer is kept in <cache_dir>/<id>.json as soon as it
+    arrives (the raw caption before its refinement), and later calls reuse it instead of asking again;
+    failures are asked again only with `retry_failed`."""
     os.makedirs(cache_dir, exist_ok=True)
 
     def path(item_id: str) -> str:
@@ -167,16 +172,21 @@ def caption_items(client: ChatClient, items: Sequence[dict[str, Any]], cache_dir
 
     def one(item: dict[str, Any]) -> tuple[str, dict[str, str]]:
         p = path(item["id"])
+        out: dict[str, str] = {}
         if os.path.exists(p):
             with open(p, encoding="utf-8") as f:
-                cached = json.load(f)
-            if "error" not in cached or not retry_failed:
-                return item["id"], cached
+                out = json.load(f)
+            if "refined" in out or ("error" in out and not retry_failed):
+                return item["id"], out
+            out.pop("error", None)
         load = lambda v: v() if callable(v) else v
         try:
-            out = caption_one(client, load(item["snapshot"]), load(item["mel"]), item["category"])
+            if "raw" not in out:  # saved at once: an interrupted build never pays for it again
+                out["raw"] = raw_caption(client, load(item["snapshot"]), load(item["mel"]), item["category"])
+                _write_json(p, out)
+            out["refined"] = refine(client, out["raw"])
         except LLMError as e:
-            out = {"error": e.reason}
+            out["error"] = e.reason
         _write_json(p, out)
         return item["id"], out
 
