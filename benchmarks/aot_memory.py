@@ -29,6 +29,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO, "benchmarks", "RESULTS.md")
 BEGIN, END = "<!-- aot_memory:begin -->", "<!-- aot_memory:end -->"
 
+# an extrapolated step counts as fitting only with this much HBM to spare (the estimate is not a compile)
+MARGIN = 0.95
 # rows whose decoder depth is extrapolated: name -> (config key, full depth, the depths compiled)
 EXTRAPOLATED = {"m2c_base": ("decoder.random.num_hidden_layers", 32, (2, 4)),
                 "m2c_small": ("decoder.random.num_hidden_layers", 32, (2, 4))}
@@ -76,7 +78,7 @@ def cell(row: str, topo: str, timeout: float) -> dict:
     per_layer = (b["used_gib"] - a["used_gib"]) / (hi - lo)
     used = a["used_gib"] + per_layer * (full - lo)
     return {"row": row, **{k: b[k] for k in ("topology", "chips", "hbm_gib", "mesh")}, "estimated": True,
-            "used_gib": used, "fits": used <= b["hbm_gib"], "per_layer_gib": per_layer,
+            "used_gib": used, "fits": used <= MARGIN * b["hbm_gib"], "per_layer_gib": per_layer,
             "measured": {lo: a["used_gib"], hi: b["used_gib"]},
             "compile_seconds": a["compile_seconds"] + b["compile_seconds"],
             "wall_seconds": a["wall_seconds"] + b["wall_seconds"]}
@@ -98,9 +100,10 @@ def table(cells: list[dict]) -> str:
         if c.get("estimated"):
             points = ", ".join(f"{v:.2f} at {k}" for k, v in c["measured"].items())
             used = f"est. {used} ({points} layers)"
+        fits = "yes" if c["fits"] else ("marginal: est. within 5 %" if c.get("estimated")
+                                         and c["used_gib"] <= c["hbm_gib"] else "no")
         lines.append(f"| {c['row']} | {c['topology']} | {mesh} | {used} | {c['hbm_gib']:.2f} | "
-                     f"{100 * c['used_gib'] / c['hbm_gib']:.0f} | {'yes' if c['fits'] else 'no'} | "
-                     f"{c['compile_seconds']:.0f} |")
+                     f"{100 * c['used_gib'] / c['hbm_gib']:.0f} | {fits} | {c['compile_seconds']:.0f} |")
     smallest = smallest_fits(cells)
     lines.append("")
     for row in dict.fromkeys(c["row"] for c in cells):
@@ -136,7 +139,18 @@ def main() -> None:
                    "e.g. m2c_base@v5e-16,dsg_paper@v5e-4")
     p.add_argument("--timeout", type=float, default=3600)
     p.add_argument("--no_write", action="store_true", help="do not touch RESULTS.md")
+    p.add_argument("--replay", default="", help="re-render the table from an earlier run's printed JSON lines "
+                   "(no compiling), e.g. after changing how estimates are judged")
     args = p.parse_args()
+    if args.replay:
+        cells = [json.loads(ln) for ln in open(args.replay) if ln.startswith('{"row"')]
+        for c in cells:
+            if c.get("estimated") and "used_gib" in c:
+                c["fits"] = c["used_gib"] <= MARGIN * c["hbm_gib"]
+        command = open(RESULTS).read().split(BEGIN, 1)[-1].split("`")[1] if BEGIN in open(RESULTS).read() else ""
+        write_results(table(cells), command or "python benchmarks/aot_memory.py (replayed)")
+        print(json.dumps({"benchmark": "aot_memory", "cells": len(cells), "smallest_fit": smallest_fits(cells)}))
+        return
     pairs = ([tuple(x.split("@")) for x in args.cells.split(",")] if args.cells else
              [(r, t) for r in args.rows.split(",") for t in args.topologies.split(",")])
     cells = []
