@@ -51,3 +51,13 @@ def m2c_tiny_run(tmp_path_factory) -> str:
     wd = str(tmp_path_factory.mktemp("m2c_tiny") / "one")
     runs.run("configs/multi2cap.py:tiny", wd)
     return wd
+
+
+@pytest.fixture
+def server():
+    """A fake OpenAI-compatible chat-completions server on loopback (tests/fake_llm.py)."""
+    from tests.fake_llm import FakeServer
+
+    s = FakeServer()
+    yield s
+    s.close()

@@ -13,14 +13,6 @@ from PIL import Image
 
 from kdjax.vggcaps import build as vb
 from tests import runs, videos
-from tests.fake_llm import FakeServer
-
-
-@pytest.fixture
-def server():
-    s = FakeServer()
-    yield s
-    s.close()
 
 
 def _dataset(tmp_path):

@@ -6,14 +6,6 @@ import json
 import pytest
 
 from kdjax.vggcaps import llm
-from tests.fake_llm import FakeServer
-
-
-@pytest.fixture
-def server():
-    s = FakeServer()
-    yield s
-    s.close()
 
 
 def _items(categories):
