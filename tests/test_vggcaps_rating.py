@@ -103,7 +103,6 @@ def test_rating_in_a_real_browser(tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     data, db = tmp_path / "vggcaps", tmp_path / "ratings.sqlite"
@@ -118,14 +117,22 @@ def test_rating_in_a_real_browser(tmp_path):
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
     wait = WebDriverWait(driver, 20)
 
+    def page(d):
+        """What the page shows now, without waiting: "done", the shown item's id, or None (still loading).
+        Waits poll this; none nests a wait of its own, which would block past the switch to "done"."""
+        if d.find_element(By.ID, "done").is_displayed():
+            return "done"
+        if d.find_element(By.ID, "caption").is_displayed():
+            return d.find_element(By.ID, "progress").text.split(": ")[1]
+        return None
+
     def shown_id():
-        wait.until(ec.visibility_of_element_located((By.ID, "caption")))
-        return driver.find_element(By.ID, "progress").text.split(": ")[1]
+        return wait.until(lambda d: page(d) not in (None, "done") and page(d))
 
     def rate(score):
         before = shown_id()
         driver.find_element(By.ID, f"score{score}").click()
-        wait.until(lambda d: d.find_element(By.ID, "done").is_displayed() or shown_id() != before)
+        wait.until(lambda d: page(d) not in (None, before))  # the next item, or "done" after the last
         return before
 
     def start(url):
@@ -151,7 +158,7 @@ def test_rating_in_a_real_browser(tmp_path):
         assert shown_id() == third
         clicked[rate(4)] = 4
         clicked[rate(1)] = 1
-        wait.until(ec.visibility_of_element_located((By.ID, "done")))
+        assert page(driver) == "done"
         server.shutdown()
         server.server_close()
     finally:
