@@ -21,6 +21,7 @@ from kdjax import convert
 from kdjax.models.generate import GenerateConfig, generate
 from kdjax.models.llama import LlamaConfig, LlamaForCausalLM
 from kdjax.models.rope import Rope
+from kdjax.models.state import flatten
 
 ROPES = {
     "default": {"rope_type": "default", "rope_theta": 10000.0},
@@ -55,16 +56,20 @@ def hf_logits(hf, ids, mask=None):
     return out.logits.numpy(), [h.numpy() for h in out.hidden_states]
 
 
-@pytest.mark.parametrize("variant", [dict(), dict(tie_word_embeddings=True, num_key_value_heads=4),
-                                     dict(attention_bias=True, mlp_bias=True, num_key_value_heads=1)])
-def test_tiny_llama_matches_transformers(tmp_path, variant):
+@pytest.mark.parametrize("variant,scan", [(dict(), False), (dict(tie_word_embeddings=True, num_key_value_heads=4), False),
+                                          (dict(attention_bias=True, mlp_bias=True, num_key_value_heads=1), False),
+                                          (dict(attention_bias=True, num_key_value_heads=1), True)])
+def test_tiny_llama_matches_transformers(tmp_path, variant, scan):
+    """Also with the layers as one scanned stack (jitted: the scan is what a jit compiles)."""
     hf, path = tiny_hf(tmp_path, rope="llama3", **variant)
-    model = convert.from_pretrained(path)
+    model = convert.from_pretrained(path, scan_layers=scan)
     ids = np.random.RandomState(0).randint(0, 101, (2, 12))
     mask = np.ones((2, 12), np.int64)
     mask[1, 9:] = 0  # right padding on the second row
     ref, ref_hidden = hf_logits(hf, ids, mask)
-    out = model(jnp.asarray(ids), attention_mask=jnp.asarray(mask), output_hidden_states=True)
+    gdef, state = nnx.split(model)
+    out = jax.jit(lambda s, i, m: nnx.merge(gdef, s)(i, attention_mask=m, output_hidden_states=True))(
+        state, jnp.asarray(ids), jnp.asarray(mask))
     valid = mask.astype(bool)
     assert np.abs(np.asarray(out["logits"]) - ref)[valid].max() < 1e-4
     assert len(out["hidden_states"]) == len(ref_hidden)
@@ -94,9 +99,10 @@ def test_rope_schedules_match_transformers(tmp_path, rope):
     assert np.abs(np.asarray(model(jnp.asarray(ids))["logits"]) - ref).max() < 1e-4
 
 
-def test_kv_cache_decoding_equals_full_forward(tmp_path):
+@pytest.mark.parametrize("scan", [False, True])
+def test_kv_cache_decoding_equals_full_forward(tmp_path, scan):
     _, path = tiny_hf(tmp_path, rope="yarn")
-    model = convert.from_pretrained(path)
+    model = convert.from_pretrained(path, scan_layers=scan)
     ids = jnp.asarray(np.random.RandomState(2).randint(0, 101, (2, 10)))
     full = model(ids)["logits"]
     cache = model.init_cache(2, 16)
@@ -129,8 +135,8 @@ def _check_same_tokens(ours, lens, ref, pad):
     assert lens.max() == ref.shape[1]
 
 
-@pytest.mark.parametrize("beams", [1, 3])
-def test_generation_matches_transformers(tmp_path, beams):
+@pytest.mark.parametrize("beams,scan", [(1, False), (3, False), (3, True)])
+def test_generation_matches_transformers(tmp_path, beams, scan):
     """Sharpened random models end captions at different lengths, so EOS, min length, finished
     hypotheses and the early-stop rule are all exercised."""
     for seed in range(3):
@@ -140,7 +146,7 @@ def test_generation_matches_transformers(tmp_path, beams):
             for p in hf.parameters():
                 p.mul_(8.0)
         hf.save_pretrained(path)
-        model = convert.from_pretrained(path)
+        model = convert.from_pretrained(path, scan_layers=scan)
         ids = np.random.RandomState(seed).randint(3, 24, (3, 5))
         cfg = GenerateConfig(max_new_tokens=30, min_new_tokens=2, num_beams=beams, eos_token_id=2, pad_token_id=0)
         toks, lens = _ours_generate(model, ids, cfg)
@@ -164,11 +170,13 @@ def test_left_padded_prompts_generate_as_unpadded(tmp_path):
     np.testing.assert_array_equal(alone, both)
 
 
-def test_save_pretrained_sharded_loads_in_transformers(tmp_path, monkeypatch):
+@pytest.mark.parametrize("scan", [False, True])
+def test_save_pretrained_sharded_loads_in_transformers(tmp_path, monkeypatch, scan):
+    """Sharded safetensors that transformers loads; a scanned stack is written as HF's per-layer tensors."""
     from kdjax.convert import checkpoint_io
 
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=32, tie_word_embeddings=False)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=32, tie_word_embeddings=False, scan_layers=scan)
     model = LlamaForCausalLM(cfg, rngs=nnx.Rngs(0))
     real = checkpoint_io.write_safetensors
     monkeypatch.setattr(checkpoint_io, "write_safetensors",
@@ -181,7 +189,7 @@ def test_save_pretrained_sharded_loads_in_transformers(tmp_path, monkeypatch):
     ids = np.random.RandomState(0).randint(0, 64, (2, 9))
     ref, _ = hf_logits(hf, ids)
     assert np.abs(np.asarray(model(jnp.asarray(ids))["logits"]) - ref).max() < 1e-5
-    again = convert.from_pretrained(out)  # and back through the sharded index
+    again = convert.from_pretrained(out, scan_layers=scan)  # and back through the sharded index
     assert np.abs(np.asarray(again(jnp.asarray(ids))["logits"]) - ref).max() < 1e-5
 
 
@@ -196,29 +204,37 @@ def test_bfloat16_compute_keeps_float32_master_weights(tmp_path):
     assert (ours.argmax(-1) == ref.argmax(-1)).mean() > 0.9
 
 
-def test_remat_gives_the_same_gradients(tmp_path):
+def test_remat_and_scanned_layers_give_the_same_gradients(tmp_path):
+    """Unrolled, remat, scanned and scanned + remat: one set of gradients (a stack's are per layer)."""
     _, path = tiny_hf(tmp_path)
     ids = jnp.asarray(np.random.RandomState(0).randint(0, 101, (2, 8)))
     grads = []
-    for remat in (False, True):
-        model = convert.from_pretrained(path, remat=remat)
+    for remat, scan in ((False, False), (True, False), (False, True), (True, True)):
+        model = convert.from_pretrained(path, remat=remat, scan_layers=scan)
         gdef, params = nnx.split(model)
         loss = lambda p: nnx.merge(gdef, p)(ids)["logits"].mean()
-        grads.append(jax.jit(jax.grad(loss))(params))
-    for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-7)
+        flat = flatten(jax.jit(jax.grad(loss))(params))
+        if scan:
+            assert flat["model.layers.mlp.up_proj.kernel"].shape == (2, 64, 96)
+            flat = {k.replace("model.layers.", f"model.layers.{i}."): v[i] for k, v in flat.items()
+                    for i in range(2)} | {k: v for k, v in flat.items() if not k.startswith("model.layers.")}
+        grads.append(flat)
+    for g in grads[1:]:
+        assert g.keys() == grads[0].keys()
+        for k in g:
+            np.testing.assert_allclose(np.asarray(g[k]), np.asarray(grads[0][k]), atol=1e-7, err_msg=k)
 
 
-@pytest.mark.parametrize("remat", [False, True])
-def test_shared_prefix_equals_the_full_sequence(tmp_path, remat):
+@pytest.mark.parametrize("remat,scan", [(False, False), (True, False), (True, True)])
+def test_shared_prefix_equals_the_full_sequence(tmp_path, remat, scan):
     """A prefix run once at batch 1 and broadcast gives the same outputs and gradients as every row
-    carrying it, with padded rows and with remat."""
+    carrying it, with padded rows, with remat and in a scanned stack."""
     _, path = tiny_hf(tmp_path)
     rng = np.random.RandomState(0)
     prefix, rest = rng.randint(3, 101, (4,)), rng.randint(3, 101, (3, 7))
     mask = np.ones((3, 7), bool)
     mask[1, 5:] = mask[2, 2:] = False
-    model = convert.from_pretrained(path, remat=remat)
+    model = convert.from_pretrained(path, remat=remat, scan_layers=scan)
     gdef, params = nnx.split(model)
 
     def rows(p, shared):
@@ -239,8 +255,10 @@ def test_shared_prefix_equals_the_full_sequence(tmp_path, remat):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=2e-5, rtol=1e-4)
 
 
-def test_conversion_streams_one_tensor_at_a_time(tmp_path):
-    """Peak memory while loading a ~120 MB float32 checkpoint stays well under two copies of it."""
+@pytest.mark.parametrize("scan", [False, True])
+def test_conversion_streams_one_tensor_at_a_time(tmp_path, scan):
+    """Peak memory while loading a ~120 MB float32 checkpoint stays well under two copies of it (a scanned
+    stack holds one stacked tensor's layers on the host at a time)."""
     cfg = LlamaConfig(vocab_size=8000, hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
                       num_attention_heads=8, max_position_embeddings=64)
     out = str(tmp_path / "big")
@@ -251,7 +269,7 @@ def test_conversion_streams_one_tensor_at_a_time(tmp_path):
         from kdjax import convert
         jnp.zeros(1).block_until_ready()
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        m = convert.from_pretrained({out!r})
+        m = convert.from_pretrained({out!r}, scan_layers={scan})
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         print(after - before)
     """)

@@ -13,7 +13,7 @@ from flax import nnx
 
 from kdjax import convert
 from kdjax.convert import peft as peft_io
-from kdjax.models import lora
+from kdjax.models import lora, stack
 from kdjax.models.ced import CED, CedConfig
 from tests.test_llama import hf_logits, tiny_hf
 
@@ -26,10 +26,11 @@ def _randomise_b(model, seed=0):
         m.lora_b[...] = jnp.asarray(rng.normal(0, 0.05, m.lora_b[...].shape), jnp.float32)
 
 
-@pytest.fixture()
-def adapted(tmp_path):
+@pytest.fixture(params=[False, True], ids=["unrolled", "scanned"])
+def adapted(tmp_path, request):
+    """A tiny LLaMA with adapters, its layers unrolled or as one scanned stack (per-layer factors)."""
     hf, path = tiny_hf(tmp_path)
-    model = convert.from_pretrained(path)
+    model = convert.from_pretrained(path, scan_layers=request.param)
     ids = np.random.RandomState(0).randint(0, 101, (2, 10))
     base = np.asarray(model(jnp.asarray(ids))["logits"])
     paths = lora.apply(model, CFG, nnx.Rngs(1))
@@ -38,7 +39,11 @@ def adapted(tmp_path):
 
 def test_adapters_start_as_the_base_model_and_target_q_v(adapted):
     hf, path, model, ids, base, paths = adapted
-    assert paths == [f"model.layers.{i}.self_attn.{p}" for i in range(2) for p in ("q_proj", "v_proj")]
+    if model.cfg.scan_layers:  # one adapter per projection, with a factor pair per layer
+        assert paths == [f"model.layers.self_attn.{p}" for p in ("q_proj", "v_proj")]
+        assert lora.layers(model)[0][1].lora_a[...].shape == (2, 64, 4)
+    else:
+        assert paths == [f"model.layers.{i}.self_attn.{p}" for i in range(2) for p in ("q_proj", "v_proj")]
     out = model(jnp.asarray(ids), deterministic=True)["logits"]
     np.testing.assert_array_equal(np.asarray(out), base)  # B = 0
     assert lora.count(model) == 2 * (64 * 4 + 4 * 64) + 2 * (64 * 4 + 4 * 32)
@@ -48,11 +53,13 @@ def test_adapters_start_as_the_base_model_and_target_q_v(adapted):
 
 def test_dropout_needs_explicit_controls(adapted):
     _, _, model, ids, _, _ = adapted
+    _randomise_b(model)
     m = lora.layers(model)[0][1]
+    if model.cfg.scan_layers:  # a stack's adapter runs one layer at a time
+        m = stack.layer(model.model.layers, 0).self_attn.q_proj
     with pytest.raises(ValueError, match="deterministic"):
         m(jnp.ones((1, 64)))
     x = jnp.ones((4, 64))
-    _randomise_b(model)
     a = m(x, deterministic=False, rngs=nnx.Rngs(dropout=0))
     b = m(x, deterministic=False, rngs=nnx.Rngs(dropout=1))
     assert not np.allclose(np.asarray(a), np.asarray(b))  # dropout acts on the adapter input
@@ -73,7 +80,7 @@ def test_peft_export_loads_with_identical_logits(adapted, tmp_path):
         ref = peft.PeftModel.from_pretrained(hf, out).eval()(torch.tensor(ids)).logits.numpy()
     assert np.abs(ours - ref).max() < 1e-4
     # and back: a fresh kdjax model with the PEFT adapters applied
-    again = convert.from_pretrained(path)
+    again = convert.from_pretrained(path, scan_layers=model.cfg.scan_layers)
     peft_io.load_adapters(again, out)
     np.testing.assert_allclose(np.asarray(again(jnp.asarray(ids), deterministic=True)["logits"]), ours, atol=1e-6)
 

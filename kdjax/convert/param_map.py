@@ -19,6 +19,10 @@ module's tensors correspond:
 `parts=("q", "k", "v")` splits one fused checkpoint module into equal slices along its output axis,
 one per Flax module (the Flax name holds `{part}`); saving concatenates them again.
 
+An index that appears in the HF name but not in the Flax name is a stacked layer axis (a scanned stack,
+kdjax.models.stack): HF `model.layers.{i}.mlp.up_proj.weight` is slice i of the leading axis of Flax
+`model.layers.mlp.up_proj.kernel`. Loading fills one stacked tensor at a time from its layers.
+
 Conversion is a pure function of name -> array mappings, so the same map serves loading, saving and
 tests, and a checkpoint can be converted one tensor at a time.
 """
@@ -84,6 +88,7 @@ class TensorRule:
     to_flax: Callable[[np.ndarray], np.ndarray]
     to_hf: Callable[[np.ndarray], np.ndarray]
     part: tuple[int, int] | None = None  # (index, count): this rule reads slice `index` of `count`
+    layer: int | None = None  # the Flax tensor is a stack and this rule is its slice `layer` (leading axis)
 
 
 def expand(entries: Iterable[Entry], num_layers: int | Mapping[str, int] = 0) -> list[TensorRule]:
@@ -92,24 +97,26 @@ def expand(entries: Iterable[Entry], num_layers: int | Mapping[str, int] = 0) ->
     counts = {"i": num_layers} if isinstance(num_layers, int) else dict(num_layers)
     rules: list[TensorRule] = []
     for e in entries:
-        variants = [({}, e.hf, e.flax)]
+        variants = [(None, e.hf, e.flax)]
         for name, n in counts.items():
             token = "{" + name + "}"
             nxt = []
-            for env, hf, fx in variants:
+            for layer, hf, fx in variants:
                 if token in hf or token in fx:
-                    nxt += [({**env, name: k}, hf.replace(token, str(k)), fx.replace(token, str(k)))
+                    if token not in fx and layer is not None:
+                        raise ValueError(f"{e.hf} -> {e.flax}: only one index may be a stacked axis")
+                    nxt += [(k if token not in fx else layer, hf.replace(token, str(k)), fx.replace(token, str(k)))
                             for k in range(n)]
                 else:
-                    nxt.append((env, hf, fx))
+                    nxt.append((layer, hf, fx))
             variants = nxt
-        for _, hf, fx in variants:
+        for layer, hf, fx in variants:
             for hs, fs, to_f, to_h in _KINDS[e.kind]:
                 if e.parts:
                     rules += [TensorRule(_join(hf, hs), _join(fx.replace("{part}", p), fs), to_f, to_h,
-                                         (j, len(e.parts))) for j, p in enumerate(e.parts)]
+                                         (j, len(e.parts)), layer) for j, p in enumerate(e.parts)]
                 else:
-                    rules.append(TensorRule(_join(hf, hs), _join(fx, fs), to_f, to_h))
+                    rules.append(TensorRule(_join(hf, hs), _join(fx, fs), to_f, to_h, layer=layer))
     return rules
 
 
@@ -153,6 +160,7 @@ def hf_to_flax(hf_tensors: Mapping[str, np.ndarray], rules: list[TensorRule],
     """
     report = LoadReport()
     out: dict[str, np.ndarray] = {}
+    stacks: dict[str, tuple[np.ndarray, set[int]]] = {}  # stacked Flax tensor -> (host buffer, layers filled)
     by_hf = {r.hf: r for r in rules}
     for name in hf_tensors:
         if name not in by_hf:
@@ -175,10 +183,19 @@ def hf_to_flax(hf_tensors: Mapping[str, np.ndarray], rules: list[TensorRule],
                 continue
             value = np.split(value, count, axis=0)[index]
         value = r.to_flax(value)
-        want = tuple(flax_shapes[r.flax])
+        full = tuple(flax_shapes[r.flax])
+        want = full if r.layer is None else full[1:]
         if tuple(value.shape) != want:
             report.mismatched.append(f"{r.hf}: {source} {tuple(value.shape)} vs model {want}")
             continue
+        if r.layer is not None:  # one layer of a stack: the stack is converted once all its layers are in
+            buf, filled = stacks.setdefault(r.flax, (np.empty(full, value.dtype), set()))
+            buf[r.layer] = value
+            filled.add(r.layer)
+            del value
+            if len(filled) < full[0]:
+                continue
+            value = stacks.pop(r.flax)[0]
         out[r.flax] = put(r.flax, value) if put is not None else value
         del value
     covered = {r.flax for r in rules}
@@ -200,6 +217,7 @@ class HFView(Mapping[str, np.ndarray]):
         if extra:
             raise ConversionError(f"model parameters without a parameter-map entry: {extra}")
         self._params = flax_params
+        self._host: tuple[str, np.ndarray] | None = None  # the stack last read (its layers are read in a row)
         self._by_hf: dict[str, list[TensorRule]] = {}
         for r in rules:
             if r.flax in flax_params:
@@ -208,12 +226,19 @@ class HFView(Mapping[str, np.ndarray]):
             if rs[0].part is not None and len(rs) != rs[0].part[1]:
                 raise ConversionError(f"{name}: only {len(rs)} of its {rs[0].part[1]} parts are in the model")
 
+    def _value(self, r: TensorRule) -> np.ndarray:
+        if r.layer is None:
+            return np.asarray(self._params[r.flax])
+        if self._host is None or self._host[0] != r.flax:
+            self._host = (r.flax, np.asarray(self._params[r.flax]))
+        return self._host[1][r.layer]
+
     def __getitem__(self, name: str) -> np.ndarray:
         rs = self._by_hf[name]
         if rs[0].part is None:
-            return rs[0].to_hf(np.asarray(self._params[rs[0].flax]))
+            return rs[0].to_hf(self._value(rs[0]))
         rs = sorted(rs, key=lambda r: r.part[0])
-        return np.concatenate([r.to_hf(np.asarray(self._params[r.flax])) for r in rs], axis=0)
+        return np.concatenate([r.to_hf(self._value(r)) for r in rs], axis=0)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._by_hf)

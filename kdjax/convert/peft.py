@@ -4,7 +4,9 @@ PEFT names a LoRA layer's factors `base_model.model.<module path>.lora_A.weight`
 `.lora_B.weight` (out, r) and applies them as W x + (lora_alpha / r) B A x, the same update as
 kdjax.models.lora. Module paths are kdjax's, which for LLaMA equal transformers' (the parameter map is
 the identity on paths), so `peft.PeftModel.from_pretrained(LlamaForCausalLM, dir)` loads what
-`save_adapters` writes.
+`save_adapters` writes. A scanned stack (kdjax.models.stack) at `model.layers` holding adapters at
+`model.layers.self_attn.q_proj` is written as PEFT's per-layer `model.layers.{i}.self_attn.q_proj`, and read back
+into the stack.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from flax import nnx
 
 from kdjax.convert.checkpoint_io import write_json
 from kdjax.errors import InputError
-from kdjax.models import lora
+from kdjax.models import lora, stack
 
 _PREFIX = "base_model.model."
 CONFIG = "adapter_config.json"
@@ -45,9 +47,12 @@ def save_adapters(model: nnx.Module, out_dir: str, *, base_model: str = "", task
     if any(m.merged for _, m in found):
         raise ValueError("adapters are merged into the kernels; unmerge (kdjax.models.lora.unmerge) first")
     tensors = {}
+    stacks = stack.stacks(model)
     for path, m in found:
-        tensors[f"{_PREFIX}{path}.lora_A.weight"] = np.ascontiguousarray(np.asarray(m.lora_a[...], np.float32).T)
-        tensors[f"{_PREFIX}{path}.lora_B.weight"] = np.ascontiguousarray(np.asarray(m.lora_b[...], np.float32).T)
+        a, b = np.asarray(m.lora_a[...], np.float32), np.asarray(m.lora_b[...], np.float32)
+        for name, i in _per_layer(path, stacks):
+            tensors[f"{_PREFIX}{name}.lora_A.weight"] = np.ascontiguousarray((a if i is None else a[i]).T)
+            tensors[f"{_PREFIX}{name}.lora_B.weight"] = np.ascontiguousarray((b if i is None else b[i]).T)
     rank = ranks.pop()
     config = {
         "peft_type": "LORA", "task_type": task_type, "base_model_name_or_path": base_model or None,
@@ -79,7 +84,8 @@ def load_adapters(model: nnx.Module, adapter_dir: str, rngs: nnx.Rngs | None = N
     from safetensors.numpy import load_file
 
     tensors = load_file(os.path.join(adapter_dir, WEIGHTS))
-    paths = sorted({k[len(_PREFIX):].rsplit(".lora_", 1)[0] for k in tensors})
+    stacks = stack.stacks(model)
+    paths = sorted({_in_stack(k[len(_PREFIX):].rsplit(".lora_", 1)[0], stacks) for k in tensors})
     bad = [k for k in tensors if not k.startswith(_PREFIX) or not (k.endswith(".lora_A.weight")
                                                                   or k.endswith(".lora_B.weight"))]
     if bad:
@@ -97,7 +103,16 @@ def load_adapters(model: nnx.Module, adapter_dir: str, rngs: nnx.Rngs | None = N
     layers = dict(lora.layers(model))
     for p in paths:
         m = layers[p]
-        a, b = tensors[f"{_PREFIX}{p}.lora_A.weight"].T, tensors[f"{_PREFIX}{p}.lora_B.weight"].T
+        names = _per_layer(p, stacks)
+        missing = [n for n, _ in names if f"{_PREFIX}{n}.lora_A.weight" not in tensors
+                   or f"{_PREFIX}{n}.lora_B.weight" not in tensors]
+        if missing:
+            raise InputError(f"{adapter_dir}/{WEIGHTS}: no lora_A/lora_B for {missing[:5]} (every layer of a stack "
+                             "needs its adapters)")
+        a = np.stack([tensors[f"{_PREFIX}{n}.lora_A.weight"].T for n, _ in names])
+        b = np.stack([tensors[f"{_PREFIX}{n}.lora_B.weight"].T for n, _ in names])
+        if names[0][1] is None:
+            a, b = a[0], b[0]
         if a.shape != m.lora_a[...].shape or b.shape != m.lora_b[...].shape:
             raise InputError(f"{adapter_dir}: {p}: adapter shapes {a.shape}, {b.shape} do not fit "
                              f"{m.lora_a[...].shape}, {m.lora_b[...].shape}")
@@ -105,3 +120,20 @@ def load_adapters(model: nnx.Module, adapter_dir: str, rngs: nnx.Rngs | None = N
         m.lora_b[...] = b
         m.scale, m.rank = cfg.scale, cfg.rank
     return paths
+
+
+def _per_layer(path: str, stacks: dict[str, int]) -> list[tuple[str, int | None]]:
+    """PEFT's module names for kdjax's module `path`: itself, or one per layer when it is inside a stack."""
+    for s, n in stacks.items():
+        if path.startswith(s + "."):
+            return [(f"{s}.{i}.{path[len(s) + 1:]}", i) for i in range(n)]
+    return [(path, None)]
+
+
+def _in_stack(name: str, stacks: dict[str, int]) -> str:
+    """kdjax's module path for one of PEFT's module names (the layer index of a stack dropped)."""
+    for s in stacks:
+        m = re.match(re.escape(s) + r"\.\d+\.(.+)$", name)
+        if m:
+            return f"{s}.{m.group(1)}"
+    return name

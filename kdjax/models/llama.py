@@ -5,7 +5,9 @@ tied or untied output embeddings. Submodule names follow transformers' LlamaForC
 map (kdjax.convert.hf_llama) is the identity on module paths.
 
 Incremental decoding uses an explicit KV cache pytree (`init_cache`): the caller owns it, which keeps
-generation a pure function that jit, beam reordering and sharding can see through. Compute runs in
+generation a pure function that jit, beam reordering and sharding can see through. `scan_layers` stores the
+decoder layers as one stack (kdjax.models.stack) run by lax.scan, so a 32-layer model compiles as fast as a
+one-layer one; generation then loops over layer slices, since its cache is one entry per layer. Compute runs in
 `cfg.dtype` (e.g. bfloat16) while parameters are stored in `cfg.param_dtype` (float32 master weights by
 default; bfloat16 for a frozen base that is never updated).
 """
@@ -19,22 +21,28 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from kdjax.models import stack
 from kdjax.models.layers import activation, linear
 from kdjax.models.rope import Rope, apply_rotary
 
 # Logical axes per parameter path (kdjax.train.sharding): FSDP over the model width, tensor parallel
 # over heads, MLP and vocabulary.
-LOGICAL_AXES = (
-    (r"embed_tokens\.embedding$", ("vocab", "embed")),
+_LAYER_AXES = (
     (r"self_attn\.q_proj\.kernel$", ("embed", "heads")),
     (r"self_attn\.(k|v)_proj\.kernel$", ("embed", "kv_heads")),
     (r"self_attn\.(q|k|v)_proj\.bias$", ("heads",)),
     (r"self_attn\.o_proj\.kernel$", ("heads", "embed")),
     (r"mlp\.(gate|up)_proj\.kernel$", ("embed", "mlp")),
     (r"mlp\.down_proj\.kernel$", ("mlp", "embed")),
-    (r"lm_head\.kernel$", ("embed", "vocab")),
     (r"lora_a$", ("embed", None)),
     (r"lora_b$", (None, "heads")),
+)
+# a scanned stack (`layers.` not followed by an index): the same axes after an unsharded layer axis
+LOGICAL_AXES = (
+    *((r"layers\.(?!\d).*" + pat, (None, *axes)) for pat, axes in _LAYER_AXES),
+    (r"embed_tokens\.embedding$", ("vocab", "embed")),
+    (r"lm_head\.kernel$", ("embed", "vocab")),
+    *_LAYER_AXES,
 )
 
 Cache = tuple[dict[str, jax.Array], ...]
@@ -64,6 +72,7 @@ class LlamaConfig:
     dtype: str = "float32"  # compute
     param_dtype: str = "float32"  # storage
     remat: bool = False  # recompute each layer's activations in the backward pass
+    scan_layers: bool = False  # the layers as one stack run by lax.scan (compile time independent of depth)
 
     @property
     def kv_heads(self) -> int:
@@ -84,7 +93,7 @@ class LlamaConfig:
                              "is not a LLaMA architecture kdjax supports")
         if int(d.get("pretraining_tp", 1) or 1) != 1:
             raise ValueError("pretraining_tp != 1 is not supported")
-        names = {f.name for f in dataclasses.fields(cls)} - {"rope", "dtype", "param_dtype", "remat"}
+        names = {f.name for f in dataclasses.fields(cls)} - {"rope", "dtype", "param_dtype", "remat", "scan_layers"}
         kw = {k: v for k, v in d.items() if k in names and v is not None}
         head_dim = d.get("head_dim") or d["hidden_size"] // d["num_attention_heads"]
         kw["rope"] = Rope.from_hf(d, head_dim)
@@ -206,7 +215,10 @@ class LlamaModel(nnx.Module):
         self.embed_tokens = nnx.Embed(cfg.vocab_size, cfg.hidden_size, dtype=jnp.dtype(cfg.dtype),
                                       param_dtype=jnp.dtype(cfg.param_dtype),
                                       embedding_init=nnx.initializers.normal(cfg.initializer_range), rngs=rngs)
-        self.layers = nnx.List([DecoderLayer(cfg, rngs) for _ in range(cfg.num_hidden_layers)])
+        if cfg.scan_layers:
+            self.layers = stack.stacked(lambda r: DecoderLayer(cfg, r), cfg.num_hidden_layers, rngs)
+        else:
+            self.layers = nnx.List([DecoderLayer(cfg, rngs) for _ in range(cfg.num_hidden_layers)])
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, jnp.dtype(cfg.param_dtype))
 
 
@@ -232,6 +244,12 @@ class LlamaForCausalLM(nnx.Module):
         self.model = LlamaModel(cfg, rngs)
         self.lm_head = None if cfg.tie_word_embeddings else _dense(cfg, cfg.hidden_size, cfg.vocab_size, False, rngs)
 
+    def keep_layers(self, n: int) -> None:
+        """Keep the first `n` decoder layers, in place (quick experiments with a large checkpoint)."""
+        layers = self.model.layers
+        self.model.layers = stack.truncate(layers, n) if self.cfg.scan_layers else nnx.List(list(layers)[:n])
+        self.cfg = dataclasses.replace(self.cfg, num_hidden_layers=n)
+
     def embed(self, input_ids: jax.Array) -> jax.Array:
         return self.model.embed_tokens(input_ids)
 
@@ -252,51 +270,93 @@ class LlamaForCausalLM(nnx.Module):
         x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds.astype(jnp.dtype(cfg.dtype))
         b, l = x.shape[:2]
         decoding = cache is not None
-        if prefix_embeds is not None:
-            if decoding:
-                raise ValueError("prefix_embeds and cache are exclusive (prefill the cache with the prefix instead)")
+        if decoding and prefix_embeds is not None:
+            raise ValueError("prefix_embeds and cache are exclusive (prefill the cache with the prefix instead)")
+        if decoding:
+            keys = cache[0]["k"].shape[1]
+        elif prefix_embeds is not None:
             p = prefix_embeds.shape[1]
-            pre = self(inputs_embeds=prefix_embeds, cache=self.init_cache(1, p + l), logits=False,
-                       deterministic=deterministic, rngs=rngs)["cache"]
-            cache = jax.tree.map(lambda c: jnp.broadcast_to(c, (b,) + c.shape[1:]), pre)
+            keys = p + l
+            cache = self._prefix_cache(prefix_embeds, b, keys, deterministic, rngs)
             real = jnp.ones((b, l), bool) if attention_mask is None else attention_mask.astype(bool)
             attention_mask = jnp.concatenate([jnp.ones((b, p), bool), real], axis=1)
             if position_ids is None:
                 position_ids = jnp.broadcast_to(p + jnp.arange(l), (b, l))
             cache_index = p
+        else:
+            keys = l
         slots = cache_index + jnp.arange(l)  # query slots
-        keys = cache[0]["k"].shape[1] if cache is not None else l
         if position_ids is None:
             position_ids = jnp.broadcast_to(slots, (b, l))
         allowed = jnp.arange(keys)[None, :] <= slots[:, None]  # causal, (l, keys)
         if attention_mask is not None:
             if attention_mask.shape[-1] != keys:
                 raise ValueError(f"attention_mask has {attention_mask.shape[-1]} positions, expected {keys}"
-                                 + (" (the cache length)" if cache is not None else ""))
+                                 + (" (the cache length)" if decoding else ""))
             allowed = allowed[None] & attention_mask[:, None, :].astype(bool)
         mask = jnp.broadcast_to(allowed, (b, l, keys))[:, None]
         cos, sin = cfg.rotary.cos_sin(position_ids, x.dtype)
-        hidden, new_cache = [x], []
-        for i, layer in enumerate(self.model.layers):
-            layer_cache = cache[i] if cache is not None else None
-            if cfg.remat and not decoding:  # cache_index is static here (0 or the prefix length)
-                def run(layer, x, cos, sin, mask, layer_cache, rngs):
-                    return layer(x, cos, sin, mask, layer_cache, cache_index, deterministic=deterministic, rngs=rngs)
-                x, c = nnx.remat(run)(layer, x, cos, sin, mask, layer_cache, rngs)
-            else:
-                x, c = layer(x, cos, sin, mask, layer_cache, cache_index, deterministic=deterministic, rngs=rngs)
-            hidden.append(x)
-            new_cache.append(c)
+        # remat only outside generation: there cache_index is static (0 or the prefix length)
+        x, hidden, new_cache = self._layers(x, cos, sin, mask, cache, cache_index, remat=cfg.remat and not decoding,
+                                            deterministic=deterministic, rngs=rngs, want_hidden=output_hidden_states)
         x = self.model.norm(x)
-        hidden[-1] = x
         out: dict[str, Any] = {"last_hidden_state": x}
         if logits:
             out["logits"] = self.project(x)
         if output_hidden_states:
-            out["hidden_states"] = tuple(hidden)
+            out["hidden_states"] = (*hidden[:-1], x)
         if decoding:
-            out["cache"] = tuple(new_cache)
+            out["cache"] = new_cache
         return out
+
+    def _prefix_cache(self, prefix_embeds, b, slots, deterministic, rngs):
+        """The shared prefix's keys/values, computed at batch 1 and broadcast to `b` rows, in a cache of
+        `slots` slots (per-layer tuple, or one stacked dict for a scanned stack)."""
+        cfg = self.cfg
+        x = prefix_embeds.astype(jnp.dtype(cfg.dtype))
+        p = x.shape[1]
+        pos = jnp.arange(p)[None]
+        mask = (jnp.arange(slots)[None, :] <= pos.T)[None, None]
+        cos, sin = cfg.rotary.cos_sin(pos, x.dtype)
+        cache = self.init_cache(1, slots)
+        if cfg.scan_layers:
+            cache = jax.tree.map(lambda *c: jnp.stack(c), *cache)
+        _, _, cache = self._layers(x, cos, sin, mask, cache, 0, remat=cfg.remat, deterministic=deterministic,
+                                   rngs=rngs, want_hidden=False)
+        batch_axis = 1 if cfg.scan_layers else 0
+        return jax.tree.map(lambda c: jnp.broadcast_to(c, c.shape[:batch_axis] + (b,) + c.shape[batch_axis + 1:]),
+                            cache)
+
+    def _layers(self, x, cos, sin, mask, cache, cache_index, *, remat, deterministic, rngs, want_hidden):
+        """All decoder layers; returns (x, per-layer outputs (embedding output first), new cache).
+
+        `cache`: None, a tuple with one {"k", "v"} per layer, or (scanned stack, outside generation) one dict
+        of arrays with a leading layer axis."""
+        cfg, layers = self.cfg, self.model.layers
+        kw = dict(deterministic=deterministic)
+        if cfg.scan_layers and not isinstance(cache, tuple):
+            n = cfg.num_hidden_layers
+            keys = None if deterministic or rngs is None else jax.random.split(rngs.dropout(), n)
+
+            def body(layer, x, inp):
+                layer_cache, key = inp
+                x, c = layer(x, cos, sin, mask, layer_cache, cache_index, rngs=None if key is None else
+                             nnx.Rngs(dropout=key), **kw)
+                return x, (c, x if want_hidden else None)
+
+            x0 = x
+            x, (new_cache, hidden) = stack.scan(layers, body, x, (cache, keys), remat=remat)
+            return x, ([x0, *hidden] if want_hidden else [x]), new_cache
+        run = lambda layer, x, c, rngs: layer(x, cos, sin, mask, c, cache_index, rngs=rngs, **kw)
+        if remat:
+            run = nnx.remat(run)
+        hidden, new_cache = [x], []
+        for i in range(cfg.num_hidden_layers):
+            layer = stack.layer(layers, i) if cfg.scan_layers else layers[i]
+            x, c = run(layer, x, None if cache is None else cache[i], rngs)
+            hidden.append(x)
+            new_cache.append(c)
+        return x, hidden, tuple(new_cache)
 
     def project(self, x: jax.Array) -> jax.Array:
         """Final hidden states -> vocabulary logits (float32)."""

@@ -2,7 +2,8 @@
 
 `apply(model, LoraConfig(...), rngs)` swaps each matching `nnx.Linear` for a `LoRALinear` that keeps the
 base layer's kernel and bias Variables at the same paths (so parameter maps and checkpoints of the base
-model still apply) and adds `lora_a` (in, r) and `lora_b` (r, out). A is drawn as PEFT does (Kaiming
+model still apply) and adds `lora_a` (in, r) and `lora_b` (r, out); inside a scanned stack
+(kdjax.models.stack) the kernel is (L, in, out) and each layer gets its own factors, (L, in, r) and (L, r, out). A is drawn as PEFT does (Kaiming
 uniform, a = sqrt(5)) and B starts at zero, so the wrapped model starts equal to the base.
 
 Freezing is a split, not a new variable type: `frozen_filter(...)` selects the base parameters, which the
@@ -48,16 +49,17 @@ class LoRALinear(nnx.Module):
         self.in_features, self.out_features = base.in_features, base.out_features
         self.dtype = base.dtype
         self.rank, self.scale, self.rate = cfg.rank, cfg.scale, cfg.dropout
+        lead = tuple(base.kernel[...].shape[:-2])  # the layer axis of a scanned stack
         bound = 1.0 / math.sqrt(base.in_features)  # kaiming_uniform(a=sqrt(5)) on a (r, in) weight
-        self.lora_a = nnx.Param(jax.random.uniform(rngs.params(), (base.in_features, cfg.rank), jnp.float32,
+        self.lora_a = nnx.Param(jax.random.uniform(rngs.params(), (*lead, base.in_features, cfg.rank), jnp.float32,
                                                    -bound, bound))
-        self.lora_b = nnx.Param(jnp.zeros((cfg.rank, base.out_features), jnp.float32))
+        self.lora_b = nnx.Param(jnp.zeros((*lead, cfg.rank, base.out_features), jnp.float32))
         self.dropout = nnx.Dropout(cfg.dropout)
         self.merged = False
 
     def delta(self) -> jax.Array:
-        """The low-rank update of the kernel, (in, out)."""
-        return (self.lora_a[...] @ self.lora_b[...]) * self.scale
+        """The low-rank update of the kernel, (in, out) (per layer in a stack)."""
+        return jnp.matmul(self.lora_a[...], self.lora_b[...]) * self.scale
 
     def __call__(self, x: jax.Array, *, deterministic: bool | None = None, rngs: nnx.Rngs | None = None
                  ) -> jax.Array:

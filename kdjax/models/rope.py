@@ -58,8 +58,12 @@ class Rope:
     def _p(self, key: str, default: Any = None) -> Any:
         return dict(self.params).get(key, default)
 
-    def _base_freqs(self, theta: float | jax.Array) -> jax.Array:
+    def _base_freqs(self, theta: float | jax.Array) -> np.ndarray | jax.Array:
+        # NumPy for a static theta: the llama3/yarn schedules post-process these on the host, which must also
+        # work while a jit traces the model (a jnp constant is a tracer there)
         exponents = np.arange(0, self.head_dim, 2, dtype=np.float32) / self.head_dim
+        if isinstance(theta, (int, float)):
+            return np.float32(1.0) / (np.float32(theta) ** exponents)
         return 1.0 / (jnp.asarray(theta, jnp.float32) ** exponents)
 
     def inv_freq(self, seq_len: jax.Array | int) -> tuple[jax.Array, float]:

@@ -76,12 +76,12 @@ def build_model(cfg: ml_collections.ConfigDict, tok) -> Multi2Cap:
     else:
         ced = ced_lib.CED(ced_lib.CedConfig.preset(a.arch, **overrides), rngs=rngs)
     d = cfg.decoder
-    dec_over = {"dtype": d.dtype, "param_dtype": d.param_dtype, "remat": bool(d.remat)}
+    dec_over = {"dtype": d.dtype, "param_dtype": d.param_dtype, "remat": bool(d.remat),
+                "scan_layers": bool(d.get("scan_layers", False))}
     if d.checkpoint:
         decoder = from_pretrained(assets.model_dir(d.checkpoint), **dec_over)
         if d.num_layers:  # keep the first layers only (quick experiments on small machines)
-            decoder.model.layers = nnx.List(list(decoder.model.layers)[:int(d.num_layers)])
-            decoder.cfg = dataclasses.replace(decoder.cfg, num_hidden_layers=int(d.num_layers))
+            decoder.keep_layers(int(d.num_layers))
     else:
         lc = llama_lib.LlamaConfig(**{**dict(d.random), "vocab_size": len(tok), "bos_token_id": tok.bos_token_id,
                                       "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
