@@ -4,15 +4,10 @@ CPU host (`python -m kdjax.aot`, libtpu installed, no TPU).
     python benchmarks/aot_memory.py [--rows=m2c_base,dsg_paper] [--topologies=v5e-16,v4-32] [--timeout=3600]
     python benchmarks/aot_memory.py --cells=m2c_base@v5e-16,dsg_paper@v5e-4
 
-Each (config, topology) compiles in its own process. Prints one JSON line per cell and a final summary line,
-and rewrites the table between the markers in benchmarks/RESULTS.md: per-device GiB, % of the chip's HBM,
-fits or not, compile seconds, and for each config the smallest slice it fits on.
-
-Multi2Cap's LLaMA-2-7B has 32 unrolled layers, and compiling one for a TPU costs this host about 45 s and
-0.75 GB of RAM per layer: the whole step needs more than the 24 GiB here. Its rows are therefore compiled
-with 2 and with 4 decoder layers (everything else as configured) and the per-device bytes extrapolated
-linearly to 32 (every unrolled layer adds the same parameters, optimiser slots and saved activations); the
-table marks them "est." and gives both measured points.
+Each (config, topology) compiles in its own process, at the configs' full depth (Multi2Cap's 32-layer
+LLaMA-2-7B is a scanned stack, so it compiles like one layer). Prints one JSON line per cell and a final summary
+line, and rewrites the table between the markers in benchmarks/RESULTS.md: per-device GiB, % of the chip's HBM,
+fits or not, the step's FLOPs per device, compile seconds, and for each config the smallest slice it fits on.
 """
 
 from __future__ import annotations
@@ -29,11 +24,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO, "benchmarks", "RESULTS.md")
 BEGIN, END = "<!-- aot_memory:begin -->", "<!-- aot_memory:end -->"
 
-# an extrapolated step counts as fitting only with this much HBM to spare (the estimate is not a compile)
-MARGIN = 0.95
-# rows whose decoder depth is extrapolated: name -> (config key, full depth, the depths compiled)
-EXTRAPOLATED = {"m2c_base": ("decoder.random.num_hidden_layers", 32, (2, 4)),
-                "m2c_small": ("decoder.random.num_hidden_layers", 32, (2, 4))}
 # name -> (config, what it is); the paper recipes as configured (batch, remat, mesh)
 ROWS = {
     "m2c_base": ("configs/multi2cap.py", "Multi2Cap base: CED-base + Q-Former + LoRA LLaMA-2-7B + ViT-L/16 "
@@ -66,44 +56,24 @@ def compile_one(config: str, topo: str, timeout: float, *overrides: str) -> dict
 
 
 def cell(row: str, topo: str, timeout: float) -> dict:
-    config = ROWS[row][0]
-    if row not in EXTRAPOLATED:
-        return {"row": row, **compile_one(config, topo, timeout)}
-    key, full, (lo, hi) = EXTRAPOLATED[row]
-    a = compile_one(config, topo, timeout, f"--config.{key}={lo}")
-    b = compile_one(config, topo, timeout, f"--config.{key}={hi}")
-    for x in (a, b):
-        if "used_gib" not in x:  # an error, or out of memory already at a few layers
-            return {"row": row, **x, "estimated": True, "note": f"at {lo if x is a else hi} layers"}
-    per_layer = (b["used_gib"] - a["used_gib"]) / (hi - lo)
-    used = a["used_gib"] + per_layer * (full - lo)
-    return {"row": row, **{k: b[k] for k in ("topology", "chips", "hbm_gib", "mesh")}, "estimated": True,
-            "used_gib": used, "fits": used <= MARGIN * b["hbm_gib"], "per_layer_gib": per_layer,
-            "measured": {lo: a["used_gib"], hi: b["used_gib"]},
-            "compile_seconds": a["compile_seconds"] + b["compile_seconds"],
-            "wall_seconds": a["wall_seconds"] + b["wall_seconds"]}
+    return {"row": row, **compile_one(ROWS[row][0], topo, timeout)}
 
 
 def table(cells: list[dict]) -> str:
-    lines = ["| config | slice | mesh | GiB / device | usable HBM GiB | % | fits | compile s |",
-             "|---|---|---|---:|---:|---:|---|---:|"]
+    lines = ["| config | slice | mesh | GiB / device | usable HBM GiB | % | fits | TFLOP / device / step | compile s |",
+             "|---|---|---|---:|---:|---:|---|---:|---:|"]
     for c in cells:
         if "error" in c and "fits" not in c:
-            lines.append(f"| {c['row']} | {c['topology']} | | | | | error: {c['error']} | |")
+            lines.append(f"| {c['row']} | {c['topology']} | | | | | error: {c['error']} | | |")
             continue
         if not c["fits"] and "used_gib" not in c:  # the compiler's own RESOURCE_EXHAUSTED
-            lines.append(f"| {c['row']} | {c['topology']} | | > HBM | | | no (compiler: out of memory) | "
+            lines.append(f"| {c['row']} | {c['topology']} | | > HBM | | | no (compiler: out of memory) | | "
                          f"{c['wall_seconds']:.0f} |")
             continue
         mesh = " ".join(f"{k}={v}" for k, v in c["mesh"].items() if v > 1) or "1"
-        used = f"{c['used_gib']:.2f}"
-        if c.get("estimated"):
-            points = ", ".join(f"{v:.2f} at {k}" for k, v in c["measured"].items())
-            used = f"est. {used} ({points} layers)"
-        fits = "yes" if c["fits"] else ("marginal: est. within 5 %" if c.get("estimated")
-                                         and c["used_gib"] <= c["hbm_gib"] else "no")
-        lines.append(f"| {c['row']} | {c['topology']} | {mesh} | {used} | {c['hbm_gib']:.2f} | "
-                     f"{100 * c['used_gib'] / c['hbm_gib']:.0f} | {fits} | {c['compile_seconds']:.0f} |")
+        lines.append(f"| {c['row']} | {c['topology']} | {mesh} | {c['used_gib']:.2f} | {c['hbm_gib']:.2f} | "
+                     f"{100 * c['used_gib'] / c['hbm_gib']:.0f} | {'yes' if c['fits'] else 'no'} | "
+                     f"{c['flops_per_device'] / 1e12:.1f} | {c['compile_seconds']:.0f} |")
     smallest = smallest_fits(cells)
     lines.append("")
     for row in dict.fromkeys(c["row"] for c in cells):
@@ -140,13 +110,10 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=3600)
     p.add_argument("--no_write", action="store_true", help="do not touch RESULTS.md")
     p.add_argument("--replay", default="", help="re-render the table from an earlier run's printed JSON lines "
-                   "(no compiling), e.g. after changing how estimates are judged")
+                   "(no compiling)")
     args = p.parse_args()
     if args.replay:
         cells = [json.loads(ln) for ln in open(args.replay) if ln.startswith('{"row"')]
-        for c in cells:
-            if c.get("estimated") and "used_gib" in c:
-                c["fits"] = c["used_gib"] <= MARGIN * c["hbm_gib"]
         command = open(RESULTS).read().split(BEGIN, 1)[-1].split("`")[1] if BEGIN in open(RESULTS).read() else ""
         write_results(table(cells), command or "python benchmarks/aot_memory.py (replayed)")
         print(json.dumps({"benchmark": "aot_memory", "cells": len(cells), "smallest_fit": smallest_fits(cells)}))

@@ -60,6 +60,7 @@ def get_config(variant: str = "base") -> ml_collections.ConfigDict:
         "checkpoint": "",  # HF LlamaForCausalLM directory (or a .gguf file)
         "num_layers": 0,  # 0 = all; fewer keeps the first layers (CPU experiments)
         "dtype": "bfloat16", "param_dtype": "bfloat16", "remat": True,  # frozen base stored in bf16
+        "scan_layers": True,  # one scanned stack: the 32-layer step compiles as fast as a 1-layer one
         "share_prefix": True,  # the prompt prefix's keys/values computed once per step, not per clip (exact)
         "random": LLAMA2_7B,  # LlamaConfig fields for a random-init decoder (no checkpoint; abstract compiles)
         "lora": {"targets": (r"(^|\.)q_proj$", r"(^|\.)v_proj$"), "rank": 8, "alpha": 32.0, "dropout": 0.1},
@@ -131,6 +132,7 @@ def get_config(variant: str = "base") -> ml_collections.ConfigDict:
                           "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
         c.decoder.dtype = c.decoder.param_dtype = "float32"
         c.decoder.remat = False
+        c.decoder.scan_layers = False  # XLA:CPU runs the unrolled layers faster; nothing to compile at scale
         if assets.available(SMOLLM2):
             c.decoder.checkpoint = SMOLLM2
         else:

@@ -80,8 +80,9 @@ def table(out: dict[str, Any]) -> str:
             f"  {'HBM':<15}{out['hbm_gib']:9.3f}",
             f"  {'headroom':<15}{out['headroom_gib']:9.3f}   ({100 * out['used_gib'] / out['hbm_gib']:.0f}% used)",
             f"step FLOPs: {out['flops_per_device']:.4g} per device, {out['flops_per_device'] * out['chips']:.4g} "
-            f"in all (XLA's count of {out['flops_source']}; layers are unrolled, so none is counted once for "
-            "many)",
+            f"in all (XLA's count of {out['flops_source']}, {out['flops_xla']:.4g}, "
+            + (f"plus {out['flops_scan_added']:.4g} of matmuls in the scan iterations it counts once)"
+               if out["flops_scan_added"] else "no scanned layers)"),
             f"parameters: {out['trainable_params']:,} trained, {out['frozen_params']:,} frozen; compiled in "
             f"{out['compile_seconds']:.1f} s"]
     return "\n".join(rows)

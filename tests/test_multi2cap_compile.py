@@ -1,8 +1,9 @@
-"""The Multi2Cap-base train step (CED-base + Q-Former + LoRA LLaMA-2-7B widths + ViT-L/16 teacher) lowered
-and compiled for an 8-device mesh (FSDP 4 x tensor 2) from abstract shapes only, on simulated CPU devices.
+"""The Multi2Cap-base train step (CED-base + Q-Former + LoRA LLaMA-2-7B + ViT-L/16 teacher) lowered and
+compiled for an 8-device mesh (FSDP 4 x tensor 2) from abstract shapes only, on simulated CPU devices.
 
-Layer counts are cut to 2 per stack so the compile fits in CI (the widths, vocabulary, sharding rules,
-LoRA/frozen split, losses and optimiser are the paper's; benchmarks compile the full depth)."""
+The decoder is the whole 32-layer LLaMA-2-7B, a scanned stack that compiles in about a minute here; CED and
+the ViT teacher (unrolled) are cut to 2 blocks so the compile fits in CI (their widths, the vocabulary,
+sharding rules, LoRA/frozen split, losses and optimiser are the paper's; benchmarks compile the full depth)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ def test_base_step_compiles_sharded_on_8_devices_without_weights():
         cfg = get_config("base")
         cfg.mesh = {"data": 1, "fsdp": 4, "tensor": 2}
         cfg.train.batch_size = 16
-        cfg.decoder.random.num_hidden_layers = 2
         cfg.teacher.random.num_hidden_layers = 2
         cfg.audio.depth = 2
         task, batch = multi2cap.abstract_task(cfg)
@@ -47,7 +47,11 @@ def test_base_step_compiles_sharded_on_8_devices_without_weights():
     # 7B-width embeddings, LM head and layers are split over all 8 devices: each holds far less than a copy
     assert out["per_device_gib"]["argument"] < 0.25 * out["state_gib_unsharded"]
     assert out["frozen_params"] > 20 * out["trainable_params"]  # LoRA: the bases are frozen
-    assert out["flops_per_device"] > 0 and out["peak_gib"] < 16  # within a v5e chip's HBM at this depth
+    assert out["peak_gib"] < 16  # within a v5e chip's HBM
+    assert out["frozen_params"] > 6.5e9  # the whole 7B decoder is in the program
+    # XLA counts the scanned body once; the 31 other layers' matmuls are added from the jaxpr
+    assert out["flops_scan_added"] > 10 * out["flops_xla"] > 0
+    assert out["flops_per_device"] == out["flops_xla"] + out["flops_scan_added"]
     # nothing was allocated: no device buffer outlives the compile but a PRNG key or two (host RSS, which
     # depends on XLA's compile threads, is reported only: 1.2 GiB here)
     print("host peak RSS (GiB):", out["host_peak_rss_gib"])

@@ -11,6 +11,7 @@ from typing import Any
 import jax
 import ml_collections
 
+from kdjax.train.flops import dot_flops
 from kdjax.train.task import Task
 from kdjax.train.trainer import Trainer
 
@@ -21,27 +22,32 @@ def compile_train_step(cfg: ml_collections.ConfigDict, task: Task, batch: dict[s
                        devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
     """Compile the Trainer's jitted step for `task` (abstract modules, see e.g. multi2cap.abstract_task) on
     `cfg.mesh` over `devices` (default: this host's; or a TPU topology's compile-only devices). Returns the
-    per-device memory (GiB), the FLOPs per device as XLA counts them (the partitioned program is one
-    device's; no model scans its layers, so no loop body is counted once for many iterations), the state's
-    unsharded size and the compile time. Raises the compiler's error when the program does not fit
-    (RESOURCE_EXHAUSTED on TPU)."""
+    per-device memory (GiB), the FLOPs per device, the state's unsharded size and the compile time. Raises
+    the compiler's error when the program does not fit (RESOURCE_EXHAUSTED on TPU).
+
+    FLOPs: XLA's count of the partitioned program (one device's), which sees a scanned layer stack's body
+    once, plus the matmul/convolution FLOPs of the iterations it misses, from the step's jaxpr
+    (kdjax.train.flops), split evenly over the devices; `flops_xla` is XLA's figure alone."""
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kdjax_aot_") as tmp:
         trainer = Trainer(cfg, task, tmp, abstract=True, devices=devices)
-        lowered = trainer.lower_train_step(batch)
+        traced = trainer.trace_train_step(batch)
+        lowered = traced.lower()
         compiled = lowered.compile()
     seconds = time.perf_counter() - t0
     mem = compiled.memory_analysis()
     flops, flops_source = _flops(compiled), "the partitioned program"
     if not flops:  # XLA:GPU has no cost analysis: the whole step's count (XLA's CPU cost model), split evenly
         flops, flops_source = _global_flops(lowered) / trainer.mesh.size, "the whole step / devices"
+    missed = (dot_flops(traced.jaxpr) - dot_flops(traced.jaxpr, loops=False)) / trainer.mesh.size
     state = (trainer.state, trainer.frozen_state, trainer.teacher_state)
     total = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
     per_device = {k: getattr(mem, f"{k}_size_in_bytes") / GIB
                   for k in ("argument", "output", "temp", "generated_code", "alias")}
     return {"devices": trainer.mesh.size, "mesh": dict(trainer.mesh.shape), "per_device_gib": per_device,
             "peak_gib": per_device["argument"] + per_device["output"] + per_device["temp"] - per_device["alias"],
-            "state_gib_unsharded": total / GIB, "flops_per_device": flops, "flops_source": flops_source,
+            "state_gib_unsharded": total / GIB, "flops_per_device": flops + missed, "flops_xla": flops,
+            "flops_scan_added": missed, "flops_source": flops_source,
             "compile_seconds": seconds, "trainable_params": int(sum(x.size for x in jax.tree.leaves(
                 trainer.state["params"]))), "frozen_params": int(sum(x.size for x in jax.tree.leaves(
                     trainer.frozen_state)))}

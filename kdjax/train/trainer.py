@@ -183,11 +183,15 @@ class Trainer:
             return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
         return jax.device_put(tree, shardings)
 
-    def lower_train_step(self, batch: dict[str, jax.ShapeDtypeStruct]) -> jax.stages.Lowered:
-        """The jitted train step lowered for a global batch of these shapes (sharded over the batch axes)."""
+    def trace_train_step(self, batch: dict[str, jax.ShapeDtypeStruct]) -> jax.stages.Traced:
+        """The jitted train step traced for a global batch of these shapes (sharded over the batch axes); its
+        `.jaxpr` is the step's program, `.lower()` what XLA compiles."""
         sh = shd.batch_sharding(self.mesh)
         batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sh) for k, v in batch.items()}
-        return self.train_step.lower(self.state, self.frozen_state, self.teacher_state, batch)
+        return self.train_step.trace(self.state, self.frozen_state, self.teacher_state, batch)
+
+    def lower_train_step(self, batch: dict[str, jax.ShapeDtypeStruct]) -> jax.stages.Lowered:
+        return self.trace_train_step(batch).lower()
 
     def _merge(self, params, rest, frozen) -> nnx.Module:
         return nnx.merge(self.gdef, frozen, params, rest)
