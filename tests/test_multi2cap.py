@@ -93,6 +93,76 @@ def test_resume_is_exact_8_devices_match_1_and_only_trained_parameters_are_saved
     assert sum(x.size for x in jax.tree.leaves(resumed.state["opt_state"])) < 3 * params + 100
 
 
+@runs.SHARES_M2C_TINY
+@pytest.mark.slow
+def test_scanned_remat_decoder_trains_on_8_devices_like_the_unrolled_one(m2c_tiny_run, tmp_path):
+    """The decoder as one scanned, rematerialised stack (the paper config's layout) trains through the CLI on
+    8 devices. At step 1 every LoRA B is zero, so neither A nor the decoder's dropout masks (drawn per layer
+    either way, but from other keys) reach the output, and the two layouts initialise everything else alike:
+    the first loss is the unrolled 1-device baseline's. The run goes on learning from there."""
+    wd = str(tmp_path / "scanned")
+    runs.run("configs/multi2cap.py:tiny", wd, "--config.decoder.scan_layers=True", "--config.decoder.remat=True",
+             "--config.mesh.data=2", "--config.mesh.fsdp=2", "--config.mesh.tensor=2", devices=8)
+    base, rows = runs.train_rows(m2c_tiny_run), runs.train_rows(wd)
+    assert [r["step"] for r in rows] == [r["step"] for r in base]
+    for key in ("loss", "l_cap", "l_cfd"):
+        np.testing.assert_allclose(rows[0][key], base[0][key], rtol=2e-4, err_msg=key)
+    assert all(np.isfinite(r["loss"]) for r in rows) and rows[-1]["l_cap"] < rows[0]["l_cap"]
+    # the stack is saved as such: one LoRA factor per projection with a leading layer axis
+    params = runs.final_params(wd)
+    assert params["decoder.model.layers.self_attn.q_proj.lora_a"].shape[0] == 2
+
+
+def test_scanned_decoder_gives_the_unrolled_outputs_and_gradients():
+    """Multi2Cap (shared prompt prefix, LoRA, remat) with the decoder scanned or unrolled and the same weights:
+    one loss, one set of gradients (the stack's per layer)."""
+    from flax import nnx
+
+    from kdjax.data.tokenizers import train_word_level
+    from kdjax.losses.classification import cross_entropy
+    from kdjax.models.state import flatten
+
+    tok = train_word_level(["a dog barks", "a frog croaks"], "/tmp/kdjax_m2c_tok_scan_test")
+    models = []
+    for scan in (False, True):
+        cfg = tiny_config()
+        cfg.decoder.scan_layers, cfg.decoder.remat = scan, True
+        models.append(multi2cap.build_model(cfg, tok))
+    unrolled, scanned = (flatten(nnx.state(m, nnx.Param)) for m in models)
+    stacked = lambda k: k.replace("decoder.model.layers.0.", "decoder.model.layers.")
+    rng = np.random.RandomState(0)
+    for k, v in unrolled.items():  # the same weights in both layouts, LoRA B no longer zero
+        v = np.asarray(v) + (rng.normal(0, 0.05, v.shape).astype(np.float32) if k.endswith("lora_b") else 0)
+        unrolled[k] = v
+    for k in scanned:
+        if k.startswith("decoder.model.layers."):
+            scanned[k] = np.stack([unrolled[k.replace("layers.", f"layers.{i}.", 1)] for i in range(2)])
+        else:
+            scanned[k] = unrolled[k]
+    assert {stacked(k) for k in unrolled if ".layers.1." not in k} == set(scanned)
+    wave = jnp.asarray(rng.normal(size=(2, 32000)).astype(np.float32))
+    mask = jnp.ones((2, 32000), jnp.int32)
+    ids, cmask = jnp.asarray([[4, 5, 2, 3], [4, 2, 3, 3]]), jnp.asarray([[1, 1, 1, 0], [1, 1, 0, 0]])
+    results = []
+    for model, values in zip(models, (unrolled, scanned)):
+        gdef, params, rest = nnx.split(model, nnx.Param, ...)
+        nnx.replace_by_pure_dict(params, jax.tree_util.tree_map_with_path(
+            lambda p, _: jnp.asarray(values[".".join(str(getattr(k, "key", k)) for k in p)]), nnx.to_pure_dict(params)))
+
+        def loss(p, gdef=gdef, rest=rest):
+            out = nnx.merge(gdef, p, rest)(wave, mask, ids, cmask)
+            return cross_entropy(out["logits"], ids, cmask)
+
+        value, grads = jax.jit(jax.value_and_grad(loss))(params)
+        results.append((float(value), flatten(grads)))
+    (l0, g0), (l1, g1) = results
+    assert l1 == pytest.approx(l0, rel=1e-6)
+    for k, g in g1.items():
+        ref = (np.stack([g0[k.replace("layers.", f"layers.{i}.", 1)] for i in range(2)])
+               if k.startswith("decoder.model.layers.") else g0[k])
+        np.testing.assert_allclose(np.asarray(g), np.asarray(ref), atol=1e-6, err_msg=k)
+
+
 def test_bare_config_names_every_missing_path():
     run = subprocess.run([sys.executable, "-m", "kdjax.main", "--config=configs/multi2cap.py"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)

@@ -51,8 +51,12 @@ class LoRALinear(nnx.Module):
         self.rank, self.scale, self.rate = cfg.rank, cfg.scale, cfg.dropout
         lead = tuple(base.kernel[...].shape[:-2])  # the layer axis of a scanned stack
         bound = 1.0 / math.sqrt(base.in_features)  # kaiming_uniform(a=sqrt(5)) on a (r, in) weight
-        self.lora_a = nnx.Param(jax.random.uniform(rngs.params(), (*lead, base.in_features, cfg.rank), jnp.float32,
-                                                   -bound, bound))
+        # one key per layer, as for unrolled layers: whatever is initialised after the adapters draws the same
+        # keys in both layouts
+        keys = [rngs.params() for _ in range(math.prod(lead))]
+        self.lora_a = nnx.Param(jnp.stack([jax.random.uniform(k, (base.in_features, cfg.rank), jnp.float32,
+                                                              -bound, bound) for k in keys]).reshape(
+            *lead, base.in_features, cfg.rank))
         self.lora_b = nnx.Param(jnp.zeros((*lead, cfg.rank, base.out_features), jnp.float32))
         self.dropout = nnx.Dropout(cfg.dropout)
         self.merged = False
