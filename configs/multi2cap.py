@@ -132,7 +132,7 @@ def get_config(variant: str = "base") -> ml_collections.ConfigDict:
                           "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
         c.decoder.dtype = c.decoder.param_dtype = "float32"
         c.decoder.remat = False
-        c.decoder.scan_layers = False  # XLA:CPU runs the unrolled layers faster; nothing to compile at scale
+        c.decoder.scan_layers = False  # XLA:CPU copies a stack's layer slices in generation (see RESULTS.md)
         if assets.available(SMOLLM2):
             c.decoder.checkpoint = SMOLLM2
         else:
