@@ -3,7 +3,8 @@
 The decoder reads   [prompt prefix] [audio tokens] [prompt suffix] [caption]   as input embeddings (LOAE's
 template: BOS + "Describe the detail of this audio:", the projected Q-Former outputs, "\\n---\\nDetailed: ").
 Only caption positions are projected to the vocabulary (the hidden state before caption token j predicts
-it), so L_cap never materialises prompt logits. Position ids count real tokens only, in training and in
+it), so L_cap never materialises prompt logits; in training the caption's last token is not fed, since it
+predicts nothing. Position ids count real tokens only, in training and in
 generation alike, so audio windows that are all padding leave no gap.
 
 The cross-modal feature distillation heads (`cfd_audio`, `cfd_image`) map an audio feature and the frozen
@@ -88,8 +89,10 @@ class Multi2Cap(nnx.Module):
         a = self.encode_audio(wave, mask, deterministic=deterministic, rngs=rngs)
         x, m = self.prompt(a["audio_tokens"], a["audio_mask"])
         p, length = x.shape[1], caption_ids.shape[1]
-        x = jnp.concatenate([x, self.decoder.embed(caption_ids)], axis=1)
-        m = jnp.concatenate([m, caption_mask.astype(bool)], axis=1)
+        # the last caption token is input to nothing: its logits would predict past the caption and, under
+        # causal attention, no earlier position reads its keys/values, so it is left out (exact)
+        x = jnp.concatenate([x, self.decoder.embed(caption_ids[:, :-1])], axis=1)
+        m = jnp.concatenate([m, caption_mask[:, :-1].astype(bool)], axis=1)
         positions = jnp.maximum(jnp.cumsum(m, axis=1) - 1, 0)
         shared = len(self.cfg.prompt_prefix) if self.cfg.share_prefix and p > len(self.cfg.prompt_prefix) else 0
         prefix = x[:1, :shared] if shared else None  # every row's prefix is the same tokens
