@@ -334,6 +334,7 @@ class LlamaForCausalLM(nnx.Module):
         of arrays with a leading layer axis."""
         cfg, layers = self.cfg, self.model.layers
         kw = dict(deterministic=deterministic)
+        # dropout: one key per layer from one draw, in both layouts, so scanned and unrolled drop alike
         if cfg.scan_layers and not isinstance(cache, tuple):
             n = cfg.num_hidden_layers
             keys = None if deterministic or rngs is None else jax.random.split(rngs.dropout(), n)
@@ -351,9 +352,11 @@ class LlamaForCausalLM(nnx.Module):
         if remat:
             run = nnx.remat(run)
         hidden, new_cache = [x], []
+        keys = None if deterministic or rngs is None else jax.random.split(rngs.dropout(), cfg.num_hidden_layers)
         for i in range(cfg.num_hidden_layers):
             layer = stack.layer(layers, i) if cfg.scan_layers else layers[i]
-            x, c = run(layer, x, None if cache is None else cache[i], rngs)
+            x, c = run(layer, x, None if cache is None else cache[i], rngs if keys is None else
+                       nnx.Rngs(dropout=keys[i]))
             hidden.append(x)
             new_cache.append(c)
         return x, hidden, tuple(new_cache)

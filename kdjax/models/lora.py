@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from kdjax.models import stack
 from kdjax.models.state import path_str
 
 LORA_PARAMS = ("lora_a", "lora_b")
@@ -43,7 +44,7 @@ class LoRALinear(nnx.Module):
 
     takes_dropout = True
 
-    def __init__(self, base: nnx.Linear, cfg: LoraConfig, rngs: nnx.Rngs):
+    def __init__(self, base: nnx.Linear, cfg: LoraConfig, rngs: nnx.Rngs, keys: Sequence[jax.Array] | None = None):
         self.kernel = base.kernel
         self.bias = base.bias
         self.in_features, self.out_features = base.in_features, base.out_features
@@ -51,9 +52,8 @@ class LoRALinear(nnx.Module):
         self.rank, self.scale, self.rate = cfg.rank, cfg.scale, cfg.dropout
         lead = tuple(base.kernel[...].shape[:-2])  # the layer axis of a scanned stack
         bound = 1.0 / math.sqrt(base.in_features)  # kaiming_uniform(a=sqrt(5)) on a (r, in) weight
-        # one key per layer, as for unrolled layers: whatever is initialised after the adapters draws the same
-        # keys in both layouts
-        keys = [rngs.params() for _ in range(math.prod(lead))]
+        # one key per layer (`apply` hands a stack's layers the keys an unrolled model would draw)
+        keys = list(keys) if keys is not None else [rngs.params() for _ in range(math.prod(lead))]
         self.lora_a = nnx.Param(jnp.stack([jax.random.uniform(k, (base.in_features, cfg.rank), jnp.float32,
                                                               -bound, bound) for k in keys]).reshape(
             *lead, base.in_features, cfg.rank))
@@ -99,8 +99,24 @@ def apply(model: nnx.Module, cfg: LoraConfig, rngs: nnx.Rngs) -> list[str]:
              if isinstance(m, nnx.Linear) and any(p.search(path_str(path)) for p in pats)]
     if not found:
         raise ValueError(f"LoRA targets {cfg.targets} match no linear layer of {type(model).__name__}")
+    # Keys are drawn in the order of the unrolled model (layer 0's targets, then layer 1's, ...), also inside a
+    # scanned stack, whose targets are one module per projection: both layouts get the same adapters.
+    depths = stack.stacks(model)
+    keys: dict[tuple, list] = {}
     for path, m in found:
-        _set_child(model, path, LoRALinear(m, cfg, rngs))
+        if path in keys:
+            continue
+        where = path_str(path)
+        root = next((s for s in depths if where.startswith(s + ".")), None)
+        if root is None:
+            keys[path] = [rngs.params() for _ in range(math.prod(m.kernel[...].shape[:-2]))]
+            continue
+        members = [p for p, _ in found if path_str(p).startswith(root + ".")]
+        drawn = [[rngs.params() for _ in members] for _ in range(depths[root])]
+        for j, p in enumerate(members):
+            keys[p] = [layer[j] for layer in drawn]
+    for path, m in found:
+        _set_child(model, path, LoRALinear(m, cfg, rngs, keys[path]))
     return [path_str(p) for p, _ in found]
 
 
