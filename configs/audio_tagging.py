@@ -45,7 +45,8 @@ def get_config(variant: str = "real_sounds") -> ml_collections.ConfigDict:
         # "" = report the final parameters; e.g. "accuracy" keeps the best on the validation split
         "early_stopping": {"metric": "", "mode": "max", "patience": 0},
     })
-    c.eval = ml_collections.ConfigDict({"every": 100, "every_epochs": 0, "batch_size": 32})
+    c.eval = ml_collections.ConfigDict({"every": 100, "every_epochs": 0, "batch_size": 32,
+                                        "final": True})  # False: no closing dev/test evaluation
     if variant == "real_sounds":
         pass
     elif variant == "finetune":

@@ -66,7 +66,8 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
         "keep_checkpoints": 2,
         "early_stopping": {"metric": "auroc", "mode": "max", "patience": 15},
     })
-    c.eval = ml_collections.ConfigDict({"every": 0, "every_epochs": 1, "batch_size": 64})
+    c.eval = ml_collections.ConfigDict({"every": 0, "every_epochs": 1, "batch_size": 64,
+                                        "final": True})  # False: no closing dev/test evaluation or report
     c.report = ml_collections.ConfigDict({
         "plot": True, "plot_notes": 64, "baselines": True,
         "medical_terms": "",  # file with one term a line; "" = the synthetic generator's list

@@ -79,6 +79,7 @@ def get_config(variant: str = "contra") -> ml_collections.ConfigDict:
         "every": 0, "every_epochs": 1, "batch_size": 32,
         "generate": {"num_beams": 3, "max_new_tokens": 20, "min_new_tokens": 1},
         "metrics": ALL_METRICS, "tokenization": "ptb", "metric_config": {},
+        "final": True,  # False: no closing dev/test evaluation or report
     })
     c.require = ("data.manifest_file", "teacher.workdir")
 

@@ -102,6 +102,7 @@ def get_config(variant: str = "base") -> ml_collections.ConfigDict:
         "generate": {"num_beams": 3, "max_new_tokens": 30, "min_new_tokens": 2},
         "metrics": ALL_METRICS, "tokenization": "ptb",
         "metric_config": {},  # kdjax.metrics.captioning.MetricConfig fields (jars, SBERT, echecker paths)
+        "final": True,  # False: no closing dev/test evaluation or report
     })
     c.require = ("audio.checkpoint", "decoder.checkpoint", "teacher.checkpoint", "data.manifest_file")
 

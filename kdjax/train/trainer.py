@@ -356,7 +356,10 @@ class Trainer:
                 if ckpts.best is not None else None)
         if best is not None:
             params, rest, source = best[0]["params"], best[0]["rest"], f"best (step {best[1]['step']})"
-        preds = {split: self.predict(params, rest, split) for split, ds in self.task.eval_data.items() if len(ds)}
+        # eval.final=False: no closing evaluation (mesh and resume checks that read only the training losses)
+        final = bool(self.cfg.eval.get("final", True))
+        preds = {split: self.predict(params, rest, split) for split, ds in self.task.eval_data.items()
+                 if len(ds) and final}
         results = {split: self.task.evaluate(p, split) for split, p in preds.items()}
         for split, m in results.items():
             writer.write(step, f"final_{split}", m)
@@ -364,7 +367,7 @@ class Trainer:
                                   "train_seconds_this_run": train_seconds, "metrics": results,
                                   "info": self.task.info}
         path = os.path.join(self.workdir, "report.json")
-        if self.task.report is not None:  # gathered everywhere (a collective), used by process 0
+        if self.task.report is not None and final:  # gathered everywhere (a collective), used by process 0
             model = self._merge(to_host(params), to_host(rest), to_host(self.frozen_state))
             if is_main_process():
                 report.update(self.task.report(model, results, preds, self.workdir))
