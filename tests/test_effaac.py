@@ -115,6 +115,7 @@ def test_distillation_on_1_and_8_devices_and_captioning(teacher_workdir, cache, 
         for key in ("loss", "l_sup", "l_seq", "l_enc"):
             np.testing.assert_allclose(x[key], y[key], rtol=2e-4, err_msg=f"step {x['step']} {key}")
     assert all(np.isfinite(r["l_enc"]) and r["l_enc"] > 0 for r in a)
+    assert json.load(open(os.path.join(eight, "report.json")))["metrics"] == {}  # eval.final=False
     report = json.load(open(os.path.join(one, "report.json")))
     assert report["info"]["teacher"] == {"kind": "multi2cap", "online": True, "cache": cache, "dim": 192}
     from kdjax.systems import effaac  # captioning from the workdir, as --mode=caption does
