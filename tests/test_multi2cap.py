@@ -116,17 +116,17 @@ def test_scanned_decoder_gives_the_unrolled_outputs_and_gradients():
         models.append(multi2cap.build_model(cfg, tok))
     unrolled, scanned = (flatten(nnx.state(m, nnx.Param)) for m in models)
     stacked = lambda k: k.replace("decoder.model.layers.0.", "decoder.model.layers.")
+    per_layer = lambda tree, k: np.stack([tree[k.replace("layers.", f"layers.{i}.", 1)] for i in range(2)])
     for k in scanned:
         if k.endswith("lora_a") and k.startswith("decoder."):
-            np.testing.assert_array_equal(scanned[k], np.stack([unrolled[k.replace("layers.", f"layers.{i}.", 1)]
-                                                                for i in range(2)]), err_msg=k)
+            np.testing.assert_array_equal(scanned[k], per_layer(unrolled, k), err_msg=k)
     rng = np.random.RandomState(0)
     for k, v in unrolled.items():  # the same weights in both layouts, LoRA B no longer zero
         v = np.asarray(v) + (rng.normal(0, 0.05, v.shape).astype(np.float32) if k.endswith("lora_b") else 0)
         unrolled[k] = v
     for k in scanned:
         if k.startswith("decoder.model.layers."):
-            scanned[k] = np.stack([unrolled[k.replace("layers.", f"layers.{i}.", 1)] for i in range(2)])
+            scanned[k] = per_layer(unrolled, k)
         else:
             scanned[k] = unrolled[k]
     assert {stacked(k) for k in unrolled if ".layers.1." not in k} == set(scanned)
@@ -148,8 +148,7 @@ def test_scanned_decoder_gives_the_unrolled_outputs_and_gradients():
     (l0, g0), (l1, g1) = results
     assert l1 == pytest.approx(l0, rel=1e-6)
     for k, g in g1.items():
-        ref = (np.stack([g0[k.replace("layers.", f"layers.{i}.", 1)] for i in range(2)])
-               if k.startswith("decoder.model.layers.") else g0[k])
+        ref = per_layer(g0, k) if k.startswith("decoder.model.layers.") else g0[k]
         np.testing.assert_allclose(np.asarray(g), np.asarray(ref), atol=1e-6, err_msg=k)
 
 

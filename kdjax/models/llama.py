@@ -335,10 +335,8 @@ class LlamaForCausalLM(nnx.Module):
         cfg, layers = self.cfg, self.model.layers
         kw = dict(deterministic=deterministic)
         # dropout: one key per layer from one draw, in both layouts, so scanned and unrolled drop alike
+        keys = None if deterministic or rngs is None else jax.random.split(rngs.dropout(), cfg.num_hidden_layers)
         if cfg.scan_layers and not isinstance(cache, tuple):
-            n = cfg.num_hidden_layers
-            keys = None if deterministic or rngs is None else jax.random.split(rngs.dropout(), n)
-
             def body(layer, x, inp):
                 layer_cache, key = inp
                 x, c = layer(x, cos, sin, mask, layer_cache, cache_index, rngs=None if key is None else
@@ -352,7 +350,6 @@ class LlamaForCausalLM(nnx.Module):
         if remat:
             run = nnx.remat(run)
         hidden, new_cache = [x], []
-        keys = None if deterministic or rngs is None else jax.random.split(rngs.dropout(), cfg.num_hidden_layers)
         for i in range(cfg.num_hidden_layers):
             layer = stack.layer(layers, i) if cfg.scan_layers else layers[i]
             x, c = run(layer, x, None if cache is None else cache[i], rngs if keys is None else
