@@ -13,6 +13,9 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # Fresh per run, so nothing carries over between CI runs.
 if "PYTEST_XDIST_WORKER" not in os.environ:
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="kdjax-xla-cache-"))
+    # Every program, however quick to compile: at optimisation level 0 even a train step compiles in
+    # under JAX's default 1 s threshold, and a tiny Multi2Cap run's ~80 programs took 4 of its 18 s.
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 # In-process tests too compile far more than they compute (see tests/runs.py); set before JAX starts.
 if "PYTEST_XDIST_WORKER" not in os.environ and "XLA_FLAGS" not in os.environ:

@@ -80,12 +80,16 @@ def test_two_process_job_preempted_and_resumed_matches_one_process(single_device
     for a, b in zip(one, two):
         for key in ("loss", "ce", "hidn", "attn"):
             np.testing.assert_allclose(a[key], b[key], rtol=2e-4, atol=1e-6, err_msg=f"step {a['step']} {key}")
-    # evaluation gathers every process's predictions back into the split's order
+    # Evaluation gathers every process's predictions back into the split's order. Compared example by
+    # example: AUROC of a barely trained model flips with 1e-7 changes between near-tied notes.
     ra = json.load(open(os.path.join(single_device_run, "report.json")))["metrics"]
     rb = json.load(open(os.path.join(wd, "report.json")))["metrics"]
+    assert ra.keys() == rb.keys() == {"dev", "test"} and ra["dev"].keys() == rb["dev"].keys()
     for split in ("dev", "test"):
-        for k, v in ra[split].items():
-            assert rb[split][k] == pytest.approx(v, abs=1e-6), (split, k)
+        pa, pb = (np.load(os.path.join(w, "predictions", f"{split}.npz")) for w in (single_device_run, wd))
+        np.testing.assert_array_equal(pa["label"], pb["label"])
+        assert len(np.unique(pa["label"])) == 2  # a permutation of the notes would show
+        np.testing.assert_allclose(pa["prob"], pb["prob"], rtol=1e-4, atol=1e-6, err_msg=split)
     pa, pb = runs.final_params(single_device_run), runs.final_params(wd)
     assert pa.keys() == pb.keys()
     for k in pa:

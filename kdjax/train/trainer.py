@@ -349,6 +349,17 @@ class Trainer:
             writer.close()
             ckpts.close()
 
+    def _save_predictions(self, preds: dict[str, dict[str, np.ndarray]]) -> None:
+        """predictions/<split>.npz: the raw per-example outputs behind the reported metrics, in the split's
+        order, for significance tests and error analysis without re-running the model."""
+        folder = os.path.join(self.workdir, "predictions")
+        os.makedirs(folder, exist_ok=True)
+        for split, p in preds.items():
+            path = os.path.join(folder, f"{split}.npz")
+            with open(path + ".tmp", "wb") as f:
+                np.savez(f, **p)
+            os.replace(path + ".tmp", path)
+
     def _finish(self, ckpts: Checkpoints, step: int, meta: dict, writer: MetricWriter,
                 train_seconds: float) -> Result:
         params, rest, source = self.state["params"], self.state["rest"], "final"
@@ -361,6 +372,8 @@ class Trainer:
         preds = {split: self.predict(params, rest, split) for split, ds in self.task.eval_data.items()
                  if len(ds) and final}
         results = {split: self.task.evaluate(p, split) for split, p in preds.items()}
+        if is_main_process():
+            self._save_predictions(preds)
         for split, m in results.items():
             writer.write(step, f"final_{split}", m)
         report: dict[str, Any] = {"step": step, "params": source, "stopped_early": meta["stopped_early"],
