@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from kdjax.systems import dsg_kd
 from tests import runs
 
 TINY = "configs/dsg_kd.py:tiny"
@@ -90,6 +91,7 @@ def test_two_process_job_preempted_and_resumed_matches_one_process(single_device
         np.testing.assert_array_equal(pa["label"], pb["label"])
         assert len(np.unique(pa["label"])) == 2  # a permutation of the notes would show
         np.testing.assert_allclose(pa["prob"], pb["prob"], rtol=1e-4, atol=1e-6, err_msg=split)
+        assert dsg_kd.evaluate(dict(pa), split) == ra[split]  # the saved predictions are the reported ones
     pa, pb = runs.final_params(single_device_run), runs.final_params(wd)
     assert pa.keys() == pb.keys()
     for k in pa:
