@@ -11,7 +11,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from kdjax.train.flops import dot_flops
+from kdjax.train.flops import dot_flops, xla_flops
 from kdjax.train.task import Task
 from kdjax.train.trainer import Trainer
 
@@ -36,7 +36,7 @@ def compile_train_step(cfg: ml_collections.ConfigDict, task: Task, batch: dict[s
         compiled = lowered.compile()
     seconds = time.perf_counter() - t0
     mem = compiled.memory_analysis()
-    flops, flops_source = _flops(compiled), "the partitioned program"
+    flops, flops_source = xla_flops(compiled), "the partitioned program"
     if not flops:  # XLA:GPU has no cost analysis: the whole step's count (XLA's CPU cost model), split evenly
         flops, flops_source = _global_flops(lowered) / trainer.mesh.size, "the whole step / devices"
     missed = (dot_flops(traced.jaxpr) - dot_flops(traced.jaxpr, loops=False)) / trainer.mesh.size
@@ -51,15 +51,6 @@ def compile_train_step(cfg: ml_collections.ConfigDict, task: Task, batch: dict[s
             "compile_seconds": seconds, "trainable_params": int(sum(x.size for x in jax.tree.leaves(
                 trainer.state["params"]))), "frozen_params": int(sum(x.size for x in jax.tree.leaves(
                     trainer.frozen_state)))}
-
-
-def _flops(stage: Any) -> float:
-    try:
-        cost = stage.cost_analysis()
-    except Exception:  # noqa: BLE001 - not every backend implements it
-        return 0.0
-    cost = cost[0] if isinstance(cost, list) else cost
-    return float((cost or {}).get("flops", 0.0))
 
 
 def _global_flops(lowered: jax.stages.Lowered) -> float:

@@ -61,3 +61,20 @@ def dot_flops(jaxpr: core.ClosedJaxpr | core.Jaxpr, *, loops: bool = True) -> fl
             else:
                 total += sum(subs)
     return total
+
+
+def xla_flops(compiled: Any) -> float:
+    """XLA's FLOP count of a compiled program (one device's when partitioned); 0 where the backend has no cost
+    analysis (XLA:GPU)."""
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:  # noqa: BLE001 - not every backend implements it
+        return 0.0
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float((cost or {}).get("flops", 0.0))
+
+
+def program_flops(traced: Any, compiled: Any) -> float:
+    """FLOPs of a whole traced-and-compiled program: XLA's count plus the scan iterations it sees only once.
+    A scanned model must be counted this way (a 32-layer stack would otherwise be one layer's cost)."""
+    return xla_flops(compiled) + dot_flops(traced.jaxpr) - dot_flops(traced.jaxpr, loops=False)
