@@ -11,7 +11,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from kdjax.train.flops import dot_flops, xla_flops
+from kdjax.train.flops import missed_scan_flops, xla_flops
 from kdjax.train.task import Task
 from kdjax.train.trainer import Trainer
 
@@ -39,7 +39,7 @@ def compile_train_step(cfg: ml_collections.ConfigDict, task: Task, batch: dict[s
     flops, flops_source = xla_flops(compiled), "the partitioned program"
     if not flops:  # XLA:GPU has no cost analysis: the whole step's count (XLA's CPU cost model), split evenly
         flops, flops_source = _global_flops(lowered) / trainer.mesh.size, "the whole step / devices"
-    missed = (dot_flops(traced.jaxpr) - dot_flops(traced.jaxpr, loops=False)) / trainer.mesh.size
+    missed = missed_scan_flops(traced.jaxpr) / trainer.mesh.size
     state = (trainer.state, trainer.frozen_state, trainer.teacher_state)
     total = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
     per_device = {k: getattr(mem, f"{k}_size_in_bytes") / GIB

@@ -74,7 +74,12 @@ def xla_flops(compiled: Any) -> float:
     return float((cost or {}).get("flops", 0.0))
 
 
+def missed_scan_flops(jaxpr: core.ClosedJaxpr | core.Jaxpr) -> float:
+    """The matmul/convolution FLOPs of the scan iterations XLA's cost analysis does not see."""
+    return dot_flops(jaxpr) - dot_flops(jaxpr, loops=False)
+
+
 def program_flops(traced: Any, compiled: Any) -> float:
     """FLOPs of a whole traced-and-compiled program: XLA's count plus the scan iterations it sees only once.
     A scanned model must be counted this way (a 32-layer stack would otherwise be one layer's cost)."""
-    return xla_flops(compiled) + dot_flops(traced.jaxpr) - dot_flops(traced.jaxpr, loops=False)
+    return xla_flops(compiled) + missed_scan_flops(traced.jaxpr)
