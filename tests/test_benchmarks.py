@@ -11,7 +11,7 @@ import pathlib
 import pytest
 
 BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
-OURS = ("kdjax", "configs", "common")
+OURS = ("kdjax", "configs", "benchmarks")
 
 
 def _references(path: pathlib.Path) -> list[tuple[int, str, str | None]]:
@@ -55,7 +55,7 @@ def _exists(dotted: str, attr: str | None) -> bool:
     return False
 
 
-# aot_memory.py runs `python -m kdjax.aot` (tests/test_aot.py) and common.py holds timing helpers only
+# aot_memory.py runs `python -m kdjax.aot` (tests/test_aot.py); common.py holds the timing helpers the others import
 USERS = sorted(p.name for p in BENCH.glob("*.py") if _references(p))
 
 
@@ -65,15 +65,14 @@ def test_every_model_benchmark_is_checked():
 
 
 @pytest.mark.parametrize("script", USERS)
-def test_benchmark_uses_only_names_that_exist(script, monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))  # the scripts import their shared `common` module
+def test_benchmark_uses_only_names_that_exist(script):
     refs = _references(BENCH / script)
     missing = [f"{script}:{line}: {module}{'.' + attr if attr else ''}" for line, module, attr in refs
                if not _exists(module, attr)]
     assert not missing, "\n".join(missing)
 
 
-def test_the_check_sees_a_moved_name(tmp_path, monkeypatch):
+def test_the_check_sees_a_moved_name(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from kdjax.systems import multi2cap\n    return multi2cap._ShapeTokenizer(3)\n")
     refs = _references(bad)
