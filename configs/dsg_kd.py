@@ -68,6 +68,8 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
     })
     c.eval = ml_collections.ConfigDict({"every": 0, "every_epochs": 1, "batch_size": 64,
                                         "final": True})  # False: no closing dev/test evaluation or report
+    # abstract compiles (python -m kdjax.aot) read no tokenizer: the vocabulary size they build with
+    c.aot = ml_collections.ConfigDict({"vocab_size": 30522})
     c.report = ml_collections.ConfigDict({
         "plot": True, "plot_notes": 64, "baselines": True,
         "medical_terms": "",  # file with one term a line; "" = the synthetic generator's list

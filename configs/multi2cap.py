@@ -95,15 +95,22 @@ def get_config(variant: str = "base") -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict({
         "batch_size": 320, "epochs": 15, "steps": 0, "log_every": 50, "checkpoint_every": 1000,
         "stop_check_every": 10,  # multi-process jobs agree on a SIGTERM every this many steps
-        "keep_checkpoints": 2, "early_stopping": {"metric": "spider", "mode": "max", "patience": 0},
+        "keep_checkpoints": 2,
+        # fallback: selects checkpoints when eval.unavailable_metrics='drop' drops `metric` (no SPICE jar)
+        "early_stopping": {"metric": "spider", "mode": "max", "patience": 0, "fallback": "cider_d"},
     })
     c.eval = ml_collections.ConfigDict({
         "every": 0, "every_epochs": 1, "batch_size": 64,
         "generate": {"num_beams": 3, "max_new_tokens": 30, "min_new_tokens": 2},
         "metrics": ALL_METRICS, "tokenization": "ptb",
         "metric_config": {},  # kdjax.metrics.captioning.MetricConfig fields (jars, SBERT, echecker paths)
+        # a metric this install cannot compute (no SPICE jar, no FENSE checker): 'error' stops before training,
+        # 'drop' leaves it out (and early stopping falls back to train.early_stopping.fallback), noted in the report
+        "unavailable_metrics": "error",
         "final": True,  # False: no closing dev/test evaluation or report
     })
+    # abstract compiles (python -m kdjax.aot) read no tokenizer: the decoder vocabulary they build with
+    c.aot = ml_collections.ConfigDict({"vocab_size": 32000})
     c.require = ("audio.checkpoint", "decoder.checkpoint", "teacher.checkpoint", "data.manifest_file")
 
     if variant == "base":

@@ -12,7 +12,6 @@ plugin and a CUDA toolkit's ptxas, not a GPU.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
@@ -55,11 +54,10 @@ def knobs(cfg, target: topology.Target) -> list[str]:
 
 def compile_for(cfg, target: topology.Target) -> dict[str, Any]:
     """Compile `cfg`'s train step for `target`; the result of compile_train_step plus HBM and headroom."""
+    from kdjax.systems import registry
     from kdjax.train.compile import compile_train_step
 
-    system = importlib.import_module(f"kdjax.systems.{cfg.system}")
-    if not hasattr(system, "abstract_task"):
-        raise ValueError(f"system {cfg.system!r} has no abstract_task (ahead-of-time compilation)")
+    system, cfg, _ = registry.resolve(cfg, paths=False)  # an abstract compile reads no file
     devices = topology.devices(target)
     task, batch = system.abstract_task(cfg)
     out = compile_train_step(cfg, task, batch, devices)

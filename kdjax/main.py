@@ -8,7 +8,6 @@ again with the same workdir resumes from its latest checkpoint.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
@@ -33,21 +32,6 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of pr
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job (explicit jobs).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's rank (explicit jobs).")
 
-SYSTEMS = ("dsg_kd", "audio_tagging", "multi2cap", "effaac")
-
-
-def missing_paths(cfg) -> list[str]:
-    """Config keys listed in cfg.require whose value is empty."""
-    out = []
-    for key in cfg.get("require", ()):
-        node = cfg
-        for part in key.split("."):
-            node = node[part]
-        if not node:
-            out.append(key)
-    return out
-
-
 def _default_workdir(config_arg: str) -> str:
     base, _, variant = config_arg.partition(":")
     name = os.path.splitext(os.path.basename(base))[0]
@@ -71,12 +55,20 @@ def main(argv) -> None:
     cfg = _CONFIG.value
     if cfg is None:
         raise app.UsageError("--config is required, e.g. --config=configs/dsg_kd.py:smoke")
-    missing = missing_paths(cfg)
-    if missing:
-        sys.exit("This config needs paths that are not set: "
-                 + ", ".join(f"--config.{k}=..." for k in missing))
-    if cfg.system not in SYSTEMS:
-        sys.exit(f"config.system={cfg.system!r} is not one of {SYSTEMS}")
+    from kdjax.errors import InputError
+    from kdjax.systems import contract, registry
+
+    # Every problem of the config at once, before JAX touches a device, a checkpoint or a dataset. Captioning
+    # reads the trained workdir, not the training data, so it does not need the data paths to exist.
+    try:
+        system, cfg, adjustments = registry.resolve(cfg, paths=_MODE.value != "caption")
+    except InputError as e:
+        sys.exit(f"kdjax: {e}")
+    if _MODE.value in (contract.CAPTION, contract.TEACHER_CACHE) and not system.supports(_MODE.value):
+        sys.exit(f"kdjax: system {system.name!r} has no --mode={_MODE.value} (it supports: "
+                 f"{', '.join(['train', *sorted(system.capabilities)])})")
+    if _MODE.value == "caption" and not _AUDIO.value:
+        sys.exit("kdjax: --mode=caption needs --audio=file.wav (repeatable)")
     from kdjax.train import distributed
 
     try:
@@ -88,17 +80,10 @@ def main(argv) -> None:
     os.makedirs(workdir, exist_ok=True)
     logging.info("workdir %s", os.path.abspath(workdir))
 
+    from kdjax.train.logging import is_main_process
     from kdjax.train.trainer import Trainer
 
-    from kdjax.errors import InputError
-    from kdjax.train.logging import is_main_process
-
-    system = importlib.import_module(f"kdjax.systems.{cfg.system}")
     if _MODE.value == "caption":
-        if not hasattr(system, "caption_files"):
-            sys.exit(f"kdjax: system {cfg.system!r} does not caption audio")
-        if not _AUDIO.value:
-            sys.exit("kdjax: --mode=caption needs --audio=file.wav (repeatable)")
         try:
             for path, text in system.caption_files(cfg, workdir, list(_AUDIO.value)):
                 print(f"{path}\t{text}")
@@ -106,8 +91,6 @@ def main(argv) -> None:
             sys.exit(f"kdjax: {e}")
         return
     if _MODE.value == "teacher_cache":
-        if not hasattr(system, "make_teacher_cache"):
-            sys.exit(f"kdjax: system {cfg.system!r} has no teacher cache")
         try:
             print(f"teacher cache: {system.make_teacher_cache(cfg, workdir)}")
         except (InputError, FileNotFoundError) as e:
@@ -117,7 +100,12 @@ def main(argv) -> None:
         task = system.build(cfg, workdir)
     except (InputError, FileNotFoundError) as e:
         sys.exit(f"kdjax: {e}")
-    result = Trainer(cfg, task, workdir).run()
+    if adjustments:
+        task.info["config_adjustments"] = adjustments
+    try:
+        result = Trainer(cfg, task, workdir).run()
+    except InputError as e:  # e.g. a batch that differs from the system's description
+        sys.exit(f"kdjax: {e}")
     if is_main_process():
         print(f"report: {result.report_path}")
 

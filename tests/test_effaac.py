@@ -177,9 +177,9 @@ def _one_step(cfg, workdir):
 def test_mse_kd_with_audio_only_clips(teacher_workdir, cache, tmp_path):
     """KD_mse with an audio-only manifest: each batch is 8 labelled + 8 audio-only clips; the audio-only ones
     get teacher captions (added to the cache on first use) and enter L_seq and L_enc only."""
-    from kdjax.data import captions
+    from kdjax.data import real_sounds
 
-    extra = captions.embedded()["validation"][:5]
+    extra = real_sounds.caption_rows()["validation"][:5]
     manifest = tmp_path / "audio_only.jsonl"
     manifest.write_text("".join(json.dumps({"audio": r["audio"], "id": "ao/" + r["id"]}) + "\n" for r in extra))
     cache = cache_copy(cache, tmp_path)

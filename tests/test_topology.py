@@ -59,8 +59,9 @@ def test_dsg_kd_abstract_task_compiles_with_nothing_allocated():
     from kdjax.train.compile import compile_train_step
 
     cfg = dsg_config.get_config("tiny")
+    cfg.aot.vocab_size = 600
     before = sum(a.nbytes for a in jax.live_arrays())
-    task, batch = dsg_kd.abstract_task(cfg, vocab_size=600)
+    task, batch = dsg_kd.abstract_task(cfg)
     out = compile_train_step(cfg, task, batch)
     assert sum(a.nbytes for a in jax.live_arrays()) - before < 1024
     assert batch["t_input_ids"].shape == (cfg.train.batch_size, cfg.data.teacher_max_length)
@@ -82,7 +83,8 @@ def test_effaac_abstract_task_runs_only_the_teachers_encoder(tmp_path):
     from kdjax.train.trainer import Trainer
 
     cfg = effaac_config.get_config("tiny")
-    task, batch = effaac.abstract_task(cfg, vocab_size=300, teacher_arch="ced_tiny")
+    cfg.aot.vocab_size = 300
+    task, batch = effaac.abstract_task(cfg)
     assert set(batch) == {"wave", "mask", "caption_ids", "caption_mask", "teacher_ids", "teacher_mask"}
     trainer = Trainer(cfg, task, str(tmp_path), abstract=True)
     hlo = trainer.lower_train_step(batch).as_text()
@@ -95,5 +97,6 @@ def test_effaac_abstract_task_runs_only_the_teachers_encoder(tmp_path):
     assert {"encoder", "decoder", "student_proj", "teacher_proj", "logit_scale"} <= trained
     # with cached teacher embeddings the batch carries them instead
     cfg.teacher.online = False
-    t2, cached = effaac.abstract_task(cfg, vocab_size=300)
+    cfg.aot.teacher_arch = "ced_base"
+    t2, cached = effaac.abstract_task(cfg)
     assert t2.teacher is None and cached["teacher_emb"].shape == (cfg.train.batch_size, 768)

@@ -19,19 +19,11 @@ from typing import Any, Callable
 import grain
 
 from kdjax.audio.io import load_many
-from kdjax.data import jsonl, real_sounds
+from kdjax.data import jsonl, real_sounds, tfds_builders
+from kdjax.data.splits import SPLITS
 from kdjax.errors import InputError
 
-SPLITS = ("train", "validation", "test")
-
-
-def embedded() -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {s: [] for s in SPLITS}
-    for r in real_sounds.manifest():
-        if r.get("image") and r.get("caption"):  # the Tux Paint stamps (freedesktop sounds have no picture)
-            out[r["split"]].append({"id": r["id"], "audio": r["audio"], "image": r["image"],
-                                    "captions": [r["caption"]]})
-    return out
+SOURCES = ("embedded", "manifest", "tfds")
 
 
 def read_manifest(file: str) -> dict[str, list[dict]]:
@@ -54,7 +46,7 @@ def read_manifest(file: str) -> dict[str, list[dict]]:
 def load(d) -> dict[str, list[dict]]:
     """Rows per split for a config's `data` node."""
     if d.source == "embedded":
-        rows = embedded()
+        rows = real_sounds.caption_rows()
     elif d.source == "manifest":
         if not d.manifest_file:
             raise InputError("data.source='manifest' needs data.manifest_file")
@@ -73,8 +65,6 @@ def sources(d) -> tuple[dict[str, Any], Callable[[str], list[list[str]]], list[s
     the embedded set and JSONL manifests (bad audio files stop the run or are skipped and counted); and a
     function giving a split's captions (without decoding audio)."""
     if d.source == "tfds":
-        from kdjax.data import tfds_builders
-
         if not d.tfds_dir:
             raise InputError("data.source='tfds' needs data.tfds_dir (a directory written by kdjax.data.tfds_builders)")
         raw = {s: tfds_builders.open_split(d.tfds_dir, s) if tfds_builders.has_split(d.tfds_dir, s) else []
@@ -90,3 +80,28 @@ def sources(d) -> tuple[dict[str, Any], Callable[[str], list[list[str]]], list[s
         out[split] = [{"id": items[i]["id"], "wave": w, "captions": items[i]["captions"],
                        "image_path": items[i].get("image")} for w, i in zip(waves, kept)]
     return out, (lambda split: [list(r["captions"]) for r in out[split]]), skipped
+
+
+def train_images(d) -> str | None:
+    """Why the training split of a config's `data` node has no picture for every clip (a dataset such as
+    Clotho or AudioCaps, a manifest row without "image"), or None when it has. Reads captions and paths only,
+    no audio."""
+    import json
+
+    if d.source == "embedded":
+        return None
+    if d.source == "manifest":
+        if not d.manifest_file or not os.path.isfile(d.manifest_file):
+            return None  # its own check names the file
+        for n, row in jsonl.read_rows(d.manifest_file, ("audio", "split")):
+            if row["split"] == "train" and not row.get("image"):
+                return f"{d.manifest_file}:{n}: a training clip without an \"image\""
+        return None
+    if d.source == "tfds" and d.tfds_dir:
+        info = os.path.join(d.tfds_dir, "dataset_info.json")
+        if os.path.isfile(info):
+            with open(info, encoding="utf-8") as f:
+                name = json.load(f).get("name", "")
+            if name.removeprefix("kdjax_") in tfds_builders.WITHOUT_IMAGES:
+                return f"{d.tfds_dir}: {name} has no images"
+    return None

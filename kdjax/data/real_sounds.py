@@ -24,6 +24,7 @@ import sys
 
 import numpy as np
 
+from kdjax.data.splits import SPLITS
 from kdjax.errors import InputError
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "real_sounds")
@@ -32,7 +33,7 @@ FREEDESKTOP = "/usr/share/sounds/freedesktop/stereo"
 LICENCES = {"tuxpaint-stamps-default": "/usr/share/doc/tuxpaint-stamps-default/copyright",
             "sound-theme-freedesktop": "/usr/share/doc/sound-theme-freedesktop/copyright"}
 LABELS = ("animal", "bird", "voice", "object", "alert")
-SPLITS = {"train": 0.7, "validation": 0.15, "test": 0.15}
+SPLIT_FRACTIONS = dict(zip(SPLITS, (0.7, 0.15, 0.15)))
 SAMPLE_RATE = 16000
 IMAGE_SIZE = 224
 
@@ -116,8 +117,8 @@ def assign_splits(items: list[dict], seed: int = 0) -> None:
     for label in sorted({it["label"] for it in items}):
         group = sorted((it for it in items if it["label"] == label), key=lambda it: it["id"])
         order = np.random.default_rng(seed).permutation(len(group))
-        n_val = max(1, round(SPLITS["validation"] * len(group)))
-        n_test = max(1, round(SPLITS["test"] * len(group)))
+        n_val = max(1, round(SPLIT_FRACTIONS["validation"] * len(group)))
+        n_test = max(1, round(SPLIT_FRACTIONS["test"] * len(group)))
         for rank, i in enumerate(order):
             group[i]["split"] = "test" if rank < n_test else "validation" if rank < n_test + n_val else "train"
 
@@ -186,6 +187,17 @@ def manifest(root: str = HERE, split: str | None = None) -> list[dict]:
                 row["image"] = os.path.join(root, row["image"]) if row["image"] else None
                 rows.append(row)
     return rows
+
+
+def caption_rows() -> dict[str, list[dict]]:
+    """The Tux Paint stamps as an audio-caption dataset: per split, rows {"id", "audio", "image", "captions"}
+    (the freedesktop sounds have no picture or caption and are left out)."""
+    out: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    for r in manifest():
+        if r.get("image") and r.get("caption"):
+            out[r["split"]].append({"id": r["id"], "audio": r["audio"], "image": r["image"],
+                                    "captions": [r["caption"]]})
+    return out
 
 
 if __name__ == "__main__":

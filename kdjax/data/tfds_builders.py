@@ -29,10 +29,10 @@ from typing import Iterator
 
 import numpy as np
 
+from kdjax.data.splits import SPLITS
 from kdjax.errors import InputError
 
 SAMPLE_RATE = 16000
-SPLITS = ("train", "validation", "test")
 VERSION = "1.0.0"
 
 
@@ -160,11 +160,13 @@ def wavcaps_rows(root: str) -> dict[str, list[dict]]:
 
 
 def embedded_rows(_root: str | None = None) -> dict[str, list[dict]]:
-    from kdjax.data.captions import embedded
+    from kdjax.data.real_sounds import caption_rows
 
-    return embedded()
+    return caption_rows()
 
 
+# datasets whose clips come without a picture (cross-modal distillation cannot use them)
+WITHOUT_IMAGES = ("clotho", "audiocaps", "wavcaps")
 READERS = {"clotho": clotho_rows, "audiocaps": audiocaps_rows, "vggcaps": vggcaps_rows, "embedded": embedded_rows}
 
 

@@ -19,10 +19,16 @@ from kdjax.audio.augment import AugmentConfig, augment
 from kdjax.audio.io import crop_or_pad, load_many
 from kdjax.convert import from_pretrained
 from kdjax.data import jsonl, real_sounds
+from kdjax.data.splits import SPLITS
 from kdjax.errors import InputError
 from kdjax.losses.classification import cross_entropy
 from kdjax.metrics.classification import multiclass_metrics
 from kdjax.models import ced as ced_lib
+from kdjax.systems import contract
+from kdjax.systems import checks as checks_lib
+from kdjax.systems.checks import Checks
+from kdjax.train import task as task_lib
+from kdjax.train.batch import BatchSpec, Field, abstract_batch
 from kdjax.train.task import Task
 
 
@@ -38,9 +44,6 @@ def build_model(cfg: ml_collections.ConfigDict, num_classes: int) -> ced_lib.CED
         return model
     return ced_lib.CED(ced_lib.CedConfig.preset(m.arch, num_classes=num_classes, **overrides),
                        rngs=nnx.Rngs(cfg.seed))
-
-
-SPLITS = ("train", "validation", "test")
 
 
 def read_manifest(file: str) -> list[dict]:
@@ -62,6 +65,82 @@ def load_rows(cfg: ml_collections.ConfigDict) -> dict[str, list[dict]]:
         rows = read_manifest(d.manifest_file)
         return {s: [r for r in rows if r["split"] == s] for s in SPLITS}
     raise InputError(f"data.source must be 'real_sounds' or 'manifest', got {d.source!r}")
+
+
+def make_loss_fn(cfg: ml_collections.ConfigDict):
+    smoothing = float(cfg.train.label_smoothing)
+
+    def loss_fn(model, teacher, batch, rngs):
+        out = model(batch["wave"], batch["mask"], deterministic=False, rngs=rngs)
+        ce = cross_entropy(out["logits"], batch["label"], label_smoothing=smoothing)
+        acc = (out["logits"].argmax(-1) == batch["label"]).mean()
+        return ce, {"ce": ce, "acc": acc}
+
+    return loss_fn
+
+
+def batch_spec(cfg: ml_collections.ConfigDict) -> BatchSpec:
+    """A clip's crop, its validity mask and its label."""
+    n = int(round(cfg.data.clip_seconds * cfg.data.sample_rate))
+    return {"wave": Field((n,), np.float32), "mask": Field((n,), np.bool_), "label": Field((), np.int32)}
+
+
+def abstract_task(cfg: ml_collections.ConfigDict) -> tuple[Task, dict]:
+    """The training Task with an abstract CED (the preset architecture; no checkpoint read) and the global
+    batch's shapes."""
+    m = cfg.model
+    overrides = {**dict(m.overrides), **({"depth": int(m.depth)} if m.depth else {})}
+    arch = m.arch or "ced_base"
+    model = nnx.eval_shape(lambda: ced_lib.CED(ced_lib.CedConfig.preset(arch, num_classes=len(cfg.data.labels),
+                                                                         **overrides), rngs=nnx.Rngs(0)))
+    b = int(cfg.train.batch_size)
+    task = task_lib.abstract(model, make_loss_fn(cfg), b, logical_axes=ced_lib.LOGICAL_AXES)
+    return task, abstract_batch(batch_spec(cfg), b)
+
+
+def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
+    source = c.one_of("data.source", ("real_sounds", "manifest"))
+    if source == "manifest":
+        c.path("data.manifest_file", "file", required=True, why="data.source='manifest'")
+    labels = tuple(c.get("data.labels") or ())
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        c.problem("data.labels", f"needs two or more distinct labels, got {labels}")
+    c.number("data.sample_rate", integer=True, gt=0)
+    c.number("data.clip_seconds", gt=0)
+    c.one_of("data.on_bad_input", ("error", "skip"))
+    arch = c.get("model.arch") or ""
+    if arch and arch not in ced_lib.SIZES:
+        c.problem("model.arch", f"{arch!r} is not one of {', '.join(ced_lib.SIZES)}")
+    if not arch and not c.get("model.checkpoint"):
+        c.problem("model.arch", "set a CED architecture or model.checkpoint")
+    c.path("model.checkpoint", "file")
+    c.number("model.depth", integer=True, ge=0)
+    c.number("train.label_smoothing", ge=0, lt=1)
+    es = c.get("train.early_stopping.metric", "") or ""
+    if es and es not in ("accuracy", "balanced_accuracy", "macro_f1"):
+        c.problem("train.early_stopping.metric", f"{es!r} is not a dev metric of this system "
+                                                 "(accuracy, balanced_accuracy, macro_f1)")
+    checks_lib.augment(c)
+
+
+class AudioTagging(contract.System):
+    name = "audio_tagging"
+    capabilities = frozenset()
+
+    def validate(self, cfg, checks):
+        validate(cfg, checks)
+
+    def batch_spec(self, cfg, **dims):
+        return batch_spec(cfg)
+
+    def build(self, cfg, workdir):
+        return build(cfg, workdir)
+
+    def abstract_task(self, cfg):
+        return abstract_task(cfg)
+
+
+SYSTEM = AudioTagging()
 
 
 def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
@@ -93,12 +172,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         return {"wave": wave.astype(np.float32), "mask": mask, "label": ex["label"]}
 
     model = build_model(cfg, len(labels))
-
-    def loss_fn(model, teacher, batch, rngs):
-        out = model(batch["wave"], batch["mask"], deterministic=False, rngs=rngs)
-        ce = cross_entropy(out["logits"], batch["label"], label_smoothing=float(cfg.train.label_smoothing))
-        acc = (out["logits"].argmax(-1) == batch["label"]).mean()
-        return ce, {"ce": ce, "acc": acc}
+    loss_fn = make_loss_fn(cfg)
 
     def predict_fn(model, batch):
         out = model(batch["wave"], batch["mask"])
@@ -119,4 +193,5 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         info={"num_examples": {s: len(v) for s, v in data.items()}, "labels": labels,
               "majority_class_accuracy": majority, "bad_audio_skipped": len(skipped),
               "bad_audio": skipped[:100], "clip_samples": length,
-              "params": int(sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))))})
+              "params": int(sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))))},
+        batch_spec=batch_spec(cfg))

@@ -30,7 +30,10 @@ from kdjax.losses.distill import attention_loss, hidden_loss, span_mean, uniform
 from kdjax.metrics.classification import binary_metrics
 from kdjax.metrics.mwps import load_terms, mwps
 from kdjax.models.bert import LOGICAL_AXES, BertConfig, BertModel, SequenceClassifier
+from kdjax.systems import contract
+from kdjax.systems.checks import Checks
 from kdjax.train import task as task_lib
+from kdjax.train.batch import BatchSpec, Field, abstract_batch
 from kdjax.train.task import Task
 
 
@@ -211,10 +214,23 @@ def word_embeddings(model: BertModel, tok, texts: list[str], finder, max_length:
     return np.concatenate(embs), np.concatenate(dom)
 
 
-def abstract_task(cfg: ml_collections.ConfigDict, vocab_size: int = 30522) -> tuple[Task, dict]:
+def batch_spec(cfg: ml_collections.ConfigDict) -> BatchSpec:
+    """A note as each side's tokenizer sees it (ids, attention and type masks, and the domain-word index of
+    every token: 0 = none, k = the k-th domain word), and its label."""
+    spec = {"label": Field((), np.int32)}
+    for side, length in (("s", int(cfg.data.student_max_length)), ("t", int(cfg.data.teacher_max_length))):
+        for key in ("input_ids", "attention_mask", "token_type_ids", "word_ids"):
+            spec[f"{side}_{key}"] = Field((length,), np.int32)
+    return spec
+
+
+def abstract_task(cfg: ml_collections.ConfigDict) -> tuple[Task, dict]:
     """The training Task with abstract teacher and student (nnx.eval_shape over the configs' `init`
     architectures, BERT-base for the paper; nothing is read or allocated) and the global batch's shapes:
-    what `Trainer(..., abstract=True)` compiles for a target topology."""
+    what `Trainer(..., abstract=True)` compiles for a target topology. Both vocabularies are `aot.vocab_size`
+    (a tokenizer's size is known only once it is read)."""
+    vocab_size = int(cfg.aot.vocab_size)
+
     def student() -> Student:
         head = dict(num_labels=int(cfg.data.num_labels), classifier_head=cfg.student.classifier_head)
         base = SequenceClassifier(_bert_init(cfg.student, vocab_size, **head), rngs=nnx.Rngs(0))
@@ -223,14 +239,10 @@ def abstract_task(cfg: ml_collections.ConfigDict, vocab_size: int = 30522) -> tu
     teacher = nnx.eval_shape(lambda: BertModel(_bert_init(cfg.teacher, vocab_size), rngs=nnx.Rngs(0)))
     model = nnx.eval_shape(student)
     lmap = layer_map(cfg.kd.layer_map, model.student.cfg.num_hidden_layers, teacher.cfg.num_hidden_layers)
-    b, d = int(cfg.train.batch_size), cfg.data
-    batch = {"label": jax.ShapeDtypeStruct((b,), jnp.int32)}
-    for side, length in (("s", int(d.student_max_length)), ("t", int(d.teacher_max_length))):
-        for key in ("input_ids", "attention_mask", "token_type_ids", "word_ids"):
-            batch[f"{side}_{key}"] = jax.ShapeDtypeStruct((b, length), jnp.int32)
+    b = int(cfg.train.batch_size)
     task = task_lib.abstract(model, make_loss(cfg, lmap), b, logical_axes=STUDENT_AXES, teacher=teacher,
                              teacher_logical_axes=LOGICAL_AXES)
-    return task, batch
+    return task, abstract_batch(batch_spec(cfg), b)
 
 
 def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
@@ -292,4 +304,99 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     return Task(model=model, loss_fn=make_loss(cfg, lmap), predict_fn=predict_fn, train_data=data["train"],
                 eval_data={"dev": data["dev"], "test": data["test"]}, evaluate=evaluate,
                 logical_axes=STUDENT_AXES, teacher=teacher, teacher_logical_axes=LOGICAL_AXES, report=report,
-                info=info)
+                info=info, batch_spec=batch_spec(cfg))
+
+
+# ----------------------------------------------------------------------------------------- checks
+CLASSIFIER_HEADS = ("bert", "roberta", "dsg_kd", "first_token")
+BINARY_METRICS = ("accuracy", "auroc", "auprc", "recall", "precision", "f1", "average")
+
+
+def _check_side(c: Checks, name: str) -> None:
+    c.path(f"{name}.hf_dir", "dir", contains=("config.json",))
+    spec = c.get(f"{name}.tokenizer") or ""
+    if spec.startswith("wordpiece:"):
+        size = spec.split(":", 1)[1]
+        if not size.isdigit() or int(size) < 10:
+            c.problem(f"{name}.tokenizer", f"{spec!r}: 'wordpiece:N' needs a vocabulary size N >= 10")
+    elif spec:
+        c.path(f"{name}.tokenizer", "dir")
+    elif not c.get(f"{name}.hf_dir") and f"{name}.hf_dir" not in tuple(c.get("require", ()) or ()):
+        c.problem(f"{name}.tokenizer", f"set a tokenizer directory, 'wordpiece:N', or {name}.hf_dir")
+    if not c.get(f"{name}.hf_dir"):
+        for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                    "max_position_embeddings"):
+            c.number(f"{name}.init.{key}", integer=True, gt=0)
+        h, n = c.get(f"{name}.init.hidden_size", 0), c.get(f"{name}.init.num_attention_heads", 0)
+        if isinstance(h, int) and isinstance(n, int) and n > 0 and h % n:
+            c.problem(f"{name}.init.num_attention_heads", f"{n} heads do not divide hidden_size {h}")
+
+
+def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
+    source = c.one_of("data.source", ("synthetic", "files"))
+    if source == "files":
+        ratios = tuple(c.get("data.split_ratios") or ())
+        if ratios:
+            if len(ratios) != 3 or not all(isinstance(r, (int, float)) and r > 0 for r in ratios) \
+                    or abs(sum(ratios) - 1) > 1e-6:
+                c.problem("data.split_ratios", f"three positive fractions (train, dev, test) that sum to 1, got "
+                                               f"{ratios}")
+            c.path("data.train_file", "file", required=True, why="data.source='files'")
+        else:
+            for key in ("train_file", "dev_file", "test_file"):
+                c.path(f"data.{key}", "file", required=True, why="data.source='files' without data.split_ratios")
+    else:
+        for key in ("num_train", "num_dev", "num_test"):
+            c.number(f"data.synthetic.{key}", integer=True, gt=0)
+    c.one_of("data.on_bad_input", ("error", "skip"))
+    n = c.number("data.num_labels", integer=True, ge=2)
+    labels = tuple(c.get("data.labels") or ())
+    if isinstance(n, int) and len(labels) != n:
+        c.problem("data.num_labels", f"{n}, but data.labels has {len(labels)}: {labels}")
+    spec = c.get("data.domain_words") or ""
+    if spec.startswith("file:"):
+        if c.paths and not os.path.isfile(spec[5:]):
+            c.problem("data.domain_words", f"{spec}: no such file")
+    elif spec != "latin" and ":" not in spec:
+        c.problem("data.domain_words", f"{spec!r}: use 'latin', 'file:PATH' or 'module:function'")
+    for key in ("max_words", "teacher_max_length", "student_max_length"):
+        c.number(f"data.{key}", integer=True, gt=0)
+    _check_side(c, "teacher")
+    _check_side(c, "student")
+    c.one_of("student.classifier_head", CLASSIFIER_HEADS)
+    c.number("kd.alpha", ge=0)
+    c.number("kd.beta", ge=0)
+    lm = c.get("kd.layer_map") or ""
+    if lm != "uniform":
+        pairs = [p.strip() for p in lm.split(",") if p.strip()]
+        if not pairs or not all(len(p.split(":")) == 2 and all(v.strip().isdigit() for v in p.split(":"))
+                                for p in pairs):
+            c.problem("kd.layer_map", f"{lm!r}: 'uniform' or student:teacher index pairs, e.g. '0:0,2:6,4:12'")
+    c.one_of("kd.attn_keys", ("word", "index"))
+    c.one_of("kd.attn_heads", ("match", "mean", "auto"))
+    es = c.get("train.early_stopping.metric", "") or ""
+    known = BINARY_METRICS if c.get("data.num_labels") == 2 else ("accuracy",)
+    if es and es not in known:
+        c.problem("train.early_stopping.metric", f"{es!r} is not a dev metric of this system ({', '.join(known)})")
+    c.path("report.medical_terms", "file")
+    c.number("aot.vocab_size", integer=True, gt=0)
+
+
+class DsgKd(contract.System):
+    name = "dsg_kd"
+    capabilities = frozenset()
+
+    def validate(self, cfg, checks):
+        validate(cfg, checks)
+
+    def batch_spec(self, cfg, **dims):
+        return batch_spec(cfg)
+
+    def build(self, cfg, workdir):
+        return build(cfg, workdir)
+
+    def abstract_task(self, cfg):
+        return abstract_task(cfg)
+
+
+SYSTEM = DsgKd()

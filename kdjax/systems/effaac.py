@@ -46,7 +46,10 @@ from kdjax.models.efficientnet import EfficientNetConfig
 from kdjax.models.generate import config_from
 from kdjax.models.layers import masked_mean
 from kdjax.models.state import flatten, map_with_path, path_str
+from kdjax.systems import captioning, contract
+from kdjax.systems.checks import Checks
 from kdjax.train import task as task_lib
+from kdjax.train.batch import BatchSpec, Field, abstract_batch
 from kdjax.train.task import Task
 
 LOGICAL_AXES = caption_decoder.LOGICAL_AXES
@@ -378,8 +381,10 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     def teacher_fields(clip_id: str) -> dict[str, np.ndarray]:
         if cache is None:
             return {}
-        ids, lens = tokenizers.encode_captions(tok, [cache.caption(clip_id)], cap_len)
-        out = {"teacher_ids": ids[0], "teacher_len": lens[0]}
+        out = {}
+        if float(kd.seq_weight) > 0:
+            ids, lens = tokenizers.encode_captions(tok, [cache.caption(clip_id)], cap_len)
+            out.update(teacher_ids=ids[0], teacher_len=lens[0])
         if step_teacher is None and kd.enc != "none":
             out["teacher_emb"] = cache.embedding(clip_id)
         return out
@@ -412,10 +417,10 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         return out
 
     def teacher_mask(ex, prefix=""):
-        if "teacher_ids" not in ex:
-            return {}
-        out = {prefix + "teacher_ids": ex["teacher_ids"],
-               prefix + "teacher_mask": (np.arange(cap_len) < ex["teacher_len"]).astype(np.int32)}
+        out = {}
+        if "teacher_ids" in ex:
+            out = {prefix + "teacher_ids": ex["teacher_ids"],
+                   prefix + "teacher_mask": (np.arange(cap_len) < ex["teacher_len"]).astype(np.int32)}
         if "teacher_emb" in ex:
             out[prefix + "teacher_emb"] = ex["teacher_emb"]
         return out
@@ -430,23 +435,16 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
             out.update(teacher_mask(a, "ao_"))
         return out
 
-    def fixed(ex):  # evaluation: the clip's start, padded
-        wave, mask = crop_or_pad(ex["wave"], length)
-        return {"wave": wave, "mask": mask, "index": ex["index"]}
-
-    gen_cfg = config_from({"eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
-                           **dict(cfg.eval.generate)})
+    fixed = captioning.fixed_example(length)
+    gen_cfg = captioning.generation(cfg.eval.generate, tok)
 
     def predict_fn(model, batch):
         tokens, lengths = model.caption(batch["wave"], batch["mask"], gen_cfg)
         return {"tokens": tokens, "lengths": lengths, "index": batch["index"]}
 
-    mcfg = MetricConfig.from_config(cfg.eval.metric_config) if cfg.eval.get("metric_config") else None
     info: dict[str, Any] = {}
     references = {s: captions_of(s) for s in ("validation", "test")}
-    evaluator = CaptionTaskEvaluator({"dev": references["validation"], "test": references["test"]},
-                                     tokenizers.text_decoder(tok), metrics=tuple(cfg.eval.metrics),
-                                     tokenization=cfg.eval.tokenization, config=mcfg, info=info)
+    evaluator = captioning.evaluator(cfg, references, tok, info)
     frozen = frozen_filter(cfg)
     student = nnx.All(nnx.Param, nnx.Not(nnx.Any(*map(nnx.PathContains, (
         "external_encoder", "student_proj", "teacher_proj", "logit_scale")))))
@@ -466,7 +464,8 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         train_data=data["train"].map(strip),
         eval_data={"dev": data["validation"].map(fixed), "test": data["test"].map(fixed)},
         evaluate=evaluator, train_transform=train_transform, logical_axes=LOGICAL_AXES, frozen=frozen,
-        teacher=step_teacher, info=info)
+        teacher=step_teacher, info=info,
+        batch_spec=batch_spec(cfg, teacher_dim=teacher_dim, teacher_rate=tsr, online=step_teacher is not None))
 
 
 def load_trained(cfg: ml_collections.ConfigDict, workdir: str) -> tuple[EffAAC, Any]:
@@ -484,45 +483,134 @@ def load_trained(cfg: ml_collections.ConfigDict, workdir: str) -> tuple[EffAAC, 
 def caption_files(cfg: ml_collections.ConfigDict, workdir: str, files: list[str]) -> list[tuple[str, str]]:
     """Caption audio files with the student trained in `workdir`."""
     model, tok = load_trained(cfg, workdir)
-    gen_cfg = config_from({"eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
-                           **dict(cfg.eval.generate)})
-    length = int(round(cfg.data.clip_seconds * cfg.data.sample_rate))
-    gdef, state = nnx.split(model)
-    run = jax.jit(lambda s, w, m: nnx.merge(gdef, s).caption(w, m, gen_cfg))
-    decode = tokenizers.text_decoder(tok)
-    out = []
-    for f in files:
-        wave, mask = crop_or_pad(load_audio(f, int(cfg.data.sample_rate)), length)
-        tokens, _ = run(state, jnp.asarray(wave[None]), jnp.asarray(mask[None]))
-        out.append((f, decode(np.asarray(tokens))[0]))
-    return out
+    return captioning.caption_files(cfg, model, tok, files)
 
 
-def abstract_task(cfg: ml_collections.ConfigDict, vocab_size: int = 5000,
-                  teacher_arch: str = "ced_base") -> tuple[Task, dict]:
+def online_teacher(cfg: ml_collections.ConfigDict) -> bool:
+    """Whether the step runs the teacher's audio encoder (its embeddings on the student's crop)."""
+    return (cfg.teacher.kind == "multi2cap" and bool(cfg.teacher.online) and cfg.kd.enc != "none"
+            and cfg.student.memory != "teacher")
+
+
+def batch_spec(cfg: ml_collections.ConfigDict, teacher_dim: int | None = None, teacher_rate: int | None = None,
+               online: bool | None = None) -> BatchSpec:
+    """A labelled clip's crop and one reference caption; with L_seq the teacher's caption of the clip
+    (`teacher_ids`/`teacher_mask`); with encoder KD from the cache its embedding (`teacher_emb`, `teacher_dim`
+    wide), or with an online teacher that reads another sample rate (`teacher_rate`) the same crop at its rate
+    (`teacher_wave`/`teacher_wave_mask`). With audio-only clips every example also carries one of them
+    (`ao_` fields: the crop and its teacher fields, no reference caption)."""
+    kd, d = cfg.kd, cfg.data
+    online = online_teacher(cfg) if online is None else online
+    sr, cap = int(d.sample_rate), int(d.max_caption_tokens)
+    n = captioning.clip_samples(d)
+
+    def teacher_fields(prefix: str) -> dict[str, Field]:
+        out = {}
+        if online and teacher_rate and int(teacher_rate) != sr:
+            m = int(round(d.clip_seconds * int(teacher_rate)))
+            out.update({prefix + "teacher_wave": Field((m,), np.float32),
+                        prefix + "teacher_wave_mask": Field((m,), np.bool_)})
+        if float(kd.seq_weight) > 0:
+            out.update({prefix + "teacher_ids": Field((cap,), np.int32),
+                        prefix + "teacher_mask": Field((cap,), np.int32)})
+        if kd.enc != "none" and not online:
+            out[prefix + "teacher_emb"] = Field((int(teacher_dim),), np.float32)
+        return out
+
+    spec = {**captioning.caption_fields(cfg), **teacher_fields("")}
+    if d.audio_only_manifest:
+        spec.update({"ao_wave": Field((n,), np.float32), "ao_mask": Field((n,), np.bool_), **teacher_fields("ao_")})
+    return spec
+
+
+def abstract_task(cfg: ml_collections.ConfigDict) -> tuple[Task, dict]:
     """The training Task with an abstract student (nnx.eval_shape; nothing is read or allocated) and the
     global batch's shapes, for `kdjax.aot`. With an online teacher (the paper's KD_contra from a Multi2Cap
-    workdir) the step also runs the teacher's audio encoder, a `teacher_arch` CED (Multi2Cap-base's);
-    otherwise its embeddings come from the cache, in the batch. The vocabulary is the student's word
-    list (Clotho's is about 4,400 words)."""
+    workdir) the step also runs the teacher's audio encoder, an `aot.teacher_arch` CED (Multi2Cap-base's);
+    otherwise its embeddings come from the cache, in the batch. The vocabulary is `aot.vocab_size` words.
+    With `data.audio_only_manifest` set, every example carries an audio-only clip too (batch_spec)."""
     from kdjax.models import ced as ced_lib
 
     kd, d, b = cfg.kd, cfg.data, int(cfg.train.batch_size)
-    online = cfg.teacher.kind == "multi2cap" and bool(cfg.teacher.online) and kd.enc != "none"
-    ced_cfg = ced_lib.CedConfig.preset(teacher_arch, num_classes=0)
+    online = online_teacher(cfg)
+    ced_cfg = ced_lib.CedConfig.preset(cfg.aot.teacher_arch, num_classes=0)
     teacher = nnx.eval_shape(lambda: AudioTeacher(ced_lib.CED(ced_cfg, rngs=nnx.Rngs(0)),
                                                   int(d.sample_rate))) if online else None
     dim = ced_cfg.embed_dim if kd.enc != "none" else 0
-    tok = task_lib.ShapeTokenizer(vocab_size)
+    tok = task_lib.ShapeTokenizer(int(cfg.aot.vocab_size))
     model = nnx.eval_shape(lambda: EffAAC(student_config(cfg, tok, dim), rngs=nnx.Rngs(0)))
-    n, t = int(round(d.clip_seconds * d.sample_rate)), int(d.max_caption_tokens)
-    batch = {"wave": jax.ShapeDtypeStruct((b, n), jnp.float32), "mask": jax.ShapeDtypeStruct((b, n), jnp.bool_),
-             "caption_ids": jax.ShapeDtypeStruct((b, t), jnp.int32),
-             "caption_mask": jax.ShapeDtypeStruct((b, t), jnp.int32)}
-    if float(kd.seq_weight) > 0:
-        batch.update(teacher_ids=batch["caption_ids"], teacher_mask=batch["caption_mask"])
-    if kd.enc != "none" and not online:
-        batch["teacher_emb"] = jax.ShapeDtypeStruct((b, dim), jnp.float32)
     task = task_lib.abstract(model, make_loss_fn(cfg, tok.bos_token_id), b, logical_axes=LOGICAL_AXES,
                              frozen=frozen_filter(cfg), teacher=teacher, teacher_logical_axes=ced_lib.LOGICAL_AXES)
-    return task, batch
+    spec = batch_spec(cfg, teacher_dim=dim, teacher_rate=int(d.sample_rate), online=online)
+    return task, abstract_batch(spec, b)
+
+
+# ----------------------------------------------------------------------------------------- checks
+def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
+    from kdjax.models import ced as ced_lib
+    from kdjax.models.efficientnet import VARIANTS
+
+    captioning.validate_data(c)
+    c.path("data.audio_only_manifest", "file")
+    c.one_of("student.encoder", sorted(VARIANTS))
+    c.path("student.encoder_checkpoint", "file")
+    c.path("student.init_from", "dir", contains=("config.json",), why="a trained EffAAC workdir")
+    memory = c.one_of("student.memory", ("student", "teacher"))
+    c.number("student.max_words", integer=True, ge=0)
+    c.number("student.min_count", integer=True, gt=0)
+    for key in ("d_model", "num_heads", "ffn_dim", "num_layers"):
+        c.number(f"student.decoder.{key}", integer=True, gt=0)
+    c.number("student.decoder.dropout", ge=0, lt=1)
+    enc = c.one_of("kd.enc", ("contra", "mse", "none"))
+    c.number("kd.enc_weight", ge=0)
+    seq = c.number("kd.seq_weight", ge=0)
+    c.number("kd.contra_dim", integer=True, gt=0)
+    c.number("kd.label_smoothing", ge=0, lt=1)
+    kind = c.one_of("teacher.kind", ("multi2cap", "cache", "none"))
+    distils = enc not in ("none", None) or (isinstance(seq, (int, float)) and seq > 0) or memory == "teacher"
+    if distils and kind == "none":
+        c.problem("teacher.kind", "'none', but the config distils (kd.enc, kd.seq_weight or student.memory="
+                                  "'teacher'): name a teacher, or set --config.kd.enc=none --config.kd.seq_weight=0")
+    if kind == "multi2cap" and distils:
+        c.path("teacher.workdir", "dir", required=True, why="teacher.kind='multi2cap': a trained Multi2Cap workdir",
+               contains=("config.json",))
+    if kind == "cache" and distils:
+        if c.required("teacher.cache_dir", "teacher.kind='cache': a teacher cache directory"):
+            c.path("teacher.cache_dir", "dir", contains=("meta.json",))
+    if memory == "teacher":
+        if kind != "multi2cap":
+            c.problem("student.memory", "'teacher' reads the teacher's encoder: needs teacher.kind='multi2cap'")
+        if enc not in ("none", None):
+            c.problem("student.memory", f"'teacher' reads the teacher's encoder: set kd.enc='none' (is {enc!r})")
+    c.number("teacher.batch_size", integer=True, gt=0)
+    c.number("teacher.generate.num_beams", integer=True, gt=0)
+    c.subset_of("train.freeze", ("encoder", "decoder"))
+    captioning.validate_eval(c)
+    c.number("aot.vocab_size", integer=True, gt=0)
+    c.one_of("aot.teacher_arch", tuple(ced_lib.SIZES))
+
+
+class EffAACSystem(contract.System):
+    name = "effaac"
+    capabilities = frozenset({contract.CAPTION, contract.TEACHER_CACHE})
+
+    def validate(self, cfg, checks):
+        validate(cfg, checks)
+
+    def batch_spec(self, cfg, **dims):
+        return batch_spec(cfg, **dims)
+
+    def build(self, cfg, workdir):
+        return build(cfg, workdir)
+
+    def abstract_task(self, cfg):
+        return abstract_task(cfg)
+
+    def caption_files(self, cfg, workdir, files):
+        return caption_files(cfg, workdir, files)
+
+    def make_teacher_cache(self, cfg, workdir):
+        return make_teacher_cache(cfg, workdir)
+
+
+SYSTEM = EffAACSystem()

@@ -40,7 +40,11 @@ from kdjax.models import resnet as resnet_lib
 from kdjax.models import vit as vit_lib
 from kdjax.models.generate import config_from
 from kdjax.models.multi2cap import Multi2Cap, Multi2CapConfig
+from kdjax.systems import captioning, contract
+from kdjax.systems import checks as checks_lib
+from kdjax.systems.checks import Checks
 from kdjax.train import task as task_lib
+from kdjax.train.batch import BatchSpec, Field, abstract_batch
 from kdjax.train.task import Task
 
 # LLaMA's patterns first: its `self_attn.q_proj` would also match CED's `attn.q_proj`.
@@ -197,28 +201,40 @@ def make_loss_fn(cfg: ml_collections.ConfigDict):
     return loss_fn
 
 
-def abstract_task(cfg: ml_collections.ConfigDict, vocab_size: int = 32000) -> tuple[Task, dict]:
+def uses_teacher(cfg: ml_collections.ConfigDict) -> bool:
+    return float(cfg.cfd.weight) > 0 and cfg.teacher.kind != "none"
+
+
+def batch_spec(cfg: ml_collections.ConfigDict, image_dim: int | None = None) -> BatchSpec:
+    """A clip's crop and one reference caption; with CFD also the clip's picture (random-resized crop,
+    normalised) for the image teacher in the step, or, with `teacher.cache`, the teacher's feature of it
+    (`image_dim` wide: the teacher's width)."""
+    spec = captioning.caption_fields(cfg)
+    if uses_teacher(cfg):
+        if cfg.teacher.cache:
+            spec["image_features"] = Field((image_dim or teacher_dim(cfg),), np.float32)
+        else:
+            s = int(cfg.data.image_size)
+            spec["image"] = Field((s, s, 3), np.float32)
+    return spec
+
+
+def abstract_task(cfg: ml_collections.ConfigDict) -> tuple[Task, dict]:
     """The training Task with abstract models (nnx.eval_shape: no weights are read or allocated; the
     architectures come from the `random` specs and presets) and the global batch's shapes: what
-    `Trainer(..., abstract=True)` compiles for a target topology."""
+    `Trainer(..., abstract=True)` compiles for a target topology. The decoder's vocabulary is
+    `aot.vocab_size` (a tokenizer is not read)."""
     cfg = ml_collections.ConfigDict(cfg.to_dict())
     for node in (cfg.audio, cfg.decoder, cfg.teacher):
         node.checkpoint = ""
-    tok = task_lib.ShapeTokenizer(vocab_size)
+    tok = task_lib.ShapeTokenizer(int(cfg.aot.vocab_size))
     model = nnx.eval_shape(lambda: build_model(cfg, tok))
-    teacher = nnx.eval_shape(lambda: build_teacher(cfg)) if float(cfg.cfd.weight) > 0 and cfg.teacher.kind != "none" \
-        else None
-    d, b = cfg.data, int(cfg.train.batch_size)
-    n, t, s = int(round(d.clip_seconds * d.sample_rate)), int(d.max_caption_tokens), int(d.image_size)
-    batch = {"wave": jax.ShapeDtypeStruct((b, n), jnp.float32), "mask": jax.ShapeDtypeStruct((b, n), jnp.bool_),
-             "caption_ids": jax.ShapeDtypeStruct((b, t), jnp.int32),
-             "caption_mask": jax.ShapeDtypeStruct((b, t), jnp.int32)}
-    if teacher is not None:
-        batch["image"] = jax.ShapeDtypeStruct((b, s, s, 3), jnp.float32)
+    teacher = nnx.eval_shape(lambda: build_teacher(cfg)) if uses_teacher(cfg) and not cfg.teacher.cache else None
+    b = int(cfg.train.batch_size)
     task = task_lib.abstract(
         model, make_loss_fn(cfg), b, logical_axes=LOGICAL_AXES, frozen=lora.frozen_filter(FROZEN), teacher=teacher,
         teacher_logical_axes=vit_lib.LOGICAL_AXES if cfg.teacher.kind == "vit" else resnet_lib.LOGICAL_AXES)
-    return task, batch
+    return task, abstract_batch(batch_spec(cfg), b)
 
 
 def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
@@ -276,23 +292,16 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
             out["image_features"] = ex["image_features"]
         return out
 
-    def fixed(ex):  # evaluation: the clip's start, padded
-        wave, mask = crop_or_pad(ex["wave"], length)
-        return {"wave": wave, "mask": mask, "index": ex["index"]}
-
-    gen_cfg = config_from({"eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
-                           **dict(cfg.eval.generate)})
+    fixed = captioning.fixed_example(length)
+    gen_cfg = captioning.generation(cfg.eval.generate, tok)
     loss_fn = make_loss_fn(cfg)
 
     def predict_fn(model, batch):
         tokens, lengths = model.caption(batch["wave"], batch["mask"], gen_cfg)
         return {"tokens": tokens, "lengths": lengths, "index": batch["index"]}
 
-    mcfg = MetricConfig.from_config(cfg.eval.metric_config) if cfg.eval.get("metric_config") else None
     info: dict[str, Any] = {}
-    evaluator = CaptionTaskEvaluator({"dev": references["validation"], "test": references["test"]}, tokenizers.text_decoder(tok),
-                                     metrics=tuple(cfg.eval.metrics), tokenization=cfg.eval.tokenization,
-                                     config=mcfg, info=info)
+    evaluator = captioning.evaluator(cfg, references, tok, info)
     strip = lambda ex: {k: v for k, v in ex.items() if k != "index"}
     info.update({
         "num_examples": {s: len(v) for s, v in data.items()}, "bad_audio_skipped": len(skipped),
@@ -309,7 +318,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         evaluate=evaluator, train_transform=train_transform, logical_axes=LOGICAL_AXES,
         frozen=lora.frozen_filter(FROZEN), teacher=teacher,
         teacher_logical_axes=vit_lib.LOGICAL_AXES if cfg.teacher.kind == "vit" else resnet_lib.LOGICAL_AXES,
-        info=info)
+        info=info, batch_spec=batch_spec(cfg))
 
 
 def load_trained(cfg: ml_collections.ConfigDict, workdir: str) -> tuple[Multi2Cap, Any]:
@@ -324,15 +333,82 @@ def load_trained(cfg: ml_collections.ConfigDict, workdir: str) -> tuple[Multi2Ca
 def caption_files(cfg: ml_collections.ConfigDict, workdir: str, files: list[str]) -> list[tuple[str, str]]:
     """Caption audio files with the trained model in `workdir` (best parameters if kept, else the latest)."""
     model, tok = load_trained(cfg, workdir)
-    gen_cfg = config_from({"eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
-                           **dict(cfg.eval.generate)})
-    length = int(round(cfg.data.clip_seconds * cfg.data.sample_rate))
-    gdef, state = nnx.split(model)
-    run = jax.jit(lambda s, w, m: nnx.merge(gdef, s).caption(w, m, gen_cfg))
-    decode = tokenizers.text_decoder(tok)
-    out = []
-    for f in files:
-        wave, mask = crop_or_pad(load_audio(f, int(cfg.data.sample_rate)), length)
-        tokens, _ = run(state, jnp.asarray(wave[None]), jnp.asarray(mask[None]))
-        out.append((f, decode(np.asarray(tokens))[0]))
-    return out
+    return captioning.caption_files(cfg, model, tok, files)
+
+
+# ----------------------------------------------------------------------------------------- checks
+CFD_LOSSES = ("triplet", "smooth_l1", "mse", "info_nce", "cosine")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def check_lora(c: Checks, key: str) -> None:
+    for pattern in c.get(f"{key}.targets") or ():
+        c.regex(f"{key}.targets", pattern)
+    c.number(f"{key}.rank", integer=True, gt=0)
+    c.number(f"{key}.alpha", gt=0)
+    c.number(f"{key}.dropout", ge=0, lt=1)
+
+
+def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
+    captioning.validate_data(c)
+    c.number("data.image_size", integer=True, gt=0)
+    arch = c.get("audio.arch") or ""
+    if arch and arch not in ced_lib.SIZES:
+        c.problem("audio.arch", f"{arch!r} is not one of {', '.join(ced_lib.SIZES)}")
+    c.path("audio.checkpoint", "file")
+    c.one_of("audio.chunk_mode", ("mean", "concat"))
+    c.number("audio.depth", integer=True, ge=0)
+    check_lora(c, "audio.lora")
+    c.path("decoder.checkpoint")
+    c.one_of("decoder.dtype", DTYPES)
+    c.one_of("decoder.param_dtype", DTYPES)
+    c.number("decoder.num_layers", integer=True, ge=0)
+    check_lora(c, "decoder.lora")
+    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "num_query_tokens",
+                "window"):
+        c.number(f"qformer.{key}", integer=True, gt=0)
+    kind = c.one_of("teacher.kind", ("vit", "resnet", "none"))
+    c.path("teacher.checkpoint", "dir", contains=("config.json",))
+    c.one_of("teacher.feature", ("cls", "pooler", "mean"))
+    lam = c.number("cfd.weight", ge=0)
+    c.one_of("cfd.loss", CFD_LOSSES)
+    c.one_of("cfd.negatives", ("roll", "random", "hardest"))
+    c.one_of("cfd.audio_feature", ("encoder_mean", "qformer_mean"))
+    c.number("cfd.dim", integer=True, gt=0)
+    c.number("cfd.margin", ge=0)
+    c.number("cfd.temperature", gt=0)
+    if isinstance(lam, (int, float)) and lam > 0:
+        if kind == "none":
+            c.problem("cfd.weight", f"lambda = {lam} distils from an image teacher but teacher.kind is 'none' (set "
+                                    "--config.cfd.weight=0 for LOAE, or a teacher)")
+        elif c.paths:
+            why = caption_data.train_images(cfg.data)
+            if why:
+                c.problem("cfd.weight", f"lambda = {lam} needs a picture of every training clip: {why} (set "
+                                        "--config.cfd.weight=0 --config.teacher.kind=none on a dataset without images)")
+    checks_lib.augment(c)
+    captioning.validate_eval(c)
+    c.number("aot.vocab_size", integer=True, gt=0)
+
+
+class Multi2CapSystem(contract.System):
+    name = "multi2cap"
+    capabilities = frozenset({contract.CAPTION})
+
+    def validate(self, cfg, checks):
+        validate(cfg, checks)
+
+    def batch_spec(self, cfg, **dims):
+        return batch_spec(cfg, **dims)
+
+    def build(self, cfg, workdir):
+        return build(cfg, workdir)
+
+    def abstract_task(self, cfg):
+        return abstract_task(cfg)
+
+    def caption_files(self, cfg, workdir, files):
+        return caption_files(cfg, workdir, files)
+
+
+SYSTEM = Multi2CapSystem()

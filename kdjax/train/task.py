@@ -10,6 +10,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from kdjax.train.batch import BatchSpec
 from kdjax.train.sharding import LogicalAxes
 
 Batch = Mapping[str, jax.Array]
@@ -58,6 +59,10 @@ class Task:
 
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Facts recorded in the report (data sizes, tokenizers, skipped rows...)."""
+
+    batch_spec: BatchSpec | None = None
+    """The system's description of one training example after `train_transform` (System.batch_spec); the
+    trainer checks the first batch against it and names every field that differs."""
 
 
 def abstract(model: nnx.Module, loss_fn: Callable, batch_size: int, **kw: Any) -> Task:

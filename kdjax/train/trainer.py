@@ -31,7 +31,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 from kdjax.models.state import flatten, path_str
-from kdjax.train import optim, sharding as shd
+from kdjax.train import batch as batch_lib, optim, sharding as shd
 from kdjax.train.checkpoint import Checkpoints, abstract_like
 from kdjax.train.logging import MetricWriter, Progress, format_table, is_main_process
 from kdjax.train.task import Task
@@ -303,9 +303,14 @@ class Trainer:
         last_saved = start
         has_dev = len(self.task.eval_data.get("dev", ())) > 0
         t0 = time.perf_counter()
+        checked = self.task.batch_spec is None
         try:
             while step < self.steps and not meta["stopped_early"]:
-                batch = shd.global_batch(next(it), self.mesh)
+                local = next(it)
+                if not checked:  # what the pipeline emits is what the system describes (and aot compiles)
+                    batch_lib.check(self.task.batch_spec, local, f"the first training batch (step {step + 1})")
+                    checked = True
+                batch = shd.global_batch(local, self.mesh)
                 self.state, metrics = self.train_step(self.state, self.frozen_state, self.teacher_state, batch)
                 step += 1
                 if step % log_every == 0 or step == self.steps:

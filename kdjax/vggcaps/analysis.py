@@ -17,11 +17,11 @@ MEASURES = {"readability": tuple(readability.SCORES), "diversity": ("ttr", "herd
 
 
 def _layouts() -> dict[str, Callable[[str], dict[str, list[dict]]]]:
-    from kdjax.data import captions, tfds_builders
+    from kdjax.data import captions, real_sounds, tfds_builders
 
     return {"clotho": tfds_builders.clotho_rows, "audiocaps": tfds_builders.audiocaps_rows,
             "wavcaps": tfds_builders.wavcaps_rows, "vggcaps": tfds_builders.vggcaps_rows,
-            "manifest": captions.read_manifest, "embedded": lambda _path: captions.embedded()}
+            "manifest": captions.read_manifest, "embedded": lambda _path: real_sounds.caption_rows()}
 
 
 def load(layout: str, path: str = "") -> list[dict]:
