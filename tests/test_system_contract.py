@@ -328,3 +328,22 @@ def test_effaac_abstract_batch_with_audio_only_clips_and_an_online_teacher(m2c_t
         fields = _same_fields(system, cfg, str(tmp_path / f"wd{online}"))
         assert {"ao_wave", "ao_mask", "ao_teacher_ids", "ao_teacher_mask"} <= set(fields)
         assert ("teacher_emb" in fields) is (not online) and ("ao_teacher_emb" in fields) is (not online)
+
+
+@pytest.mark.slow
+def test_a_run_with_dropped_metrics_selects_checkpoints_by_the_fallback(tmp_path):
+    """No SPICE jar: with eval.unavailable_metrics='drop' the run trains, keeps its best checkpoint by the
+    fallback metric and says so in the report (without it, it would stop before training)."""
+    wd = tmp_path / "m2c"
+    args = ("--config.eval.metrics=('bleu_1','cider_d','spice','spider')", "--config.train.early_stopping.metric=spider",
+            "--config.eval.every=3")
+    p = runs.run("configs/multi2cap.py:tiny", str(wd), *args, check=False)
+    assert p.returncode == 1 and "'spice', 'spider' cannot be computed on this install" in p.stderr
+    runs.run("configs/multi2cap.py:tiny", str(wd), *args, "--config.eval.unavailable_metrics=drop")
+    report = json.load(open(wd / "report.json"))
+    notes = report["info"]["config_adjustments"]
+    assert any("dropped ['spice', 'spider']" in n for n in notes) and any("fallback='cider_d'" in n for n in notes)
+    assert report["params"].startswith("best (step")
+    assert set(report["metrics"]["test"]) == {"bleu_1", "cider_d"}
+    dev = [json.loads(line) for line in open(wd / "metrics.jsonl") if '"split": "dev"' in line]
+    assert len(dev) == 2 and all("cider_d" in r and "spider" not in r for r in dev)

@@ -1,0 +1,84 @@
+"""DSG-KD's config checks (run before any device work; see kdjax.systems.checks)."""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+
+from kdjax.systems.checks import Checks
+
+CLASSIFIER_HEADS = ("bert", "roberta", "dsg_kd", "first_token")
+BINARY_METRICS = ("accuracy", "auroc", "auprc", "recall", "precision", "f1", "average")
+
+
+def _check_side(c: Checks, name: str) -> None:
+    c.path(f"{name}.hf_dir", "dir", contains=("config.json",))
+    spec = c.get(f"{name}.tokenizer") or ""
+    if spec.startswith("wordpiece:"):
+        size = spec.split(":", 1)[1]
+        if not size.isdigit() or int(size) < 10:
+            c.problem(f"{name}.tokenizer", f"{spec!r}: 'wordpiece:N' needs a vocabulary size N >= 10")
+    elif spec:
+        c.path(f"{name}.tokenizer", "dir")
+    elif not c.get(f"{name}.hf_dir") and f"{name}.hf_dir" not in tuple(c.get("require", ()) or ()):
+        c.problem(f"{name}.tokenizer", f"set a tokenizer directory, 'wordpiece:N', or {name}.hf_dir")
+    if not c.get(f"{name}.hf_dir"):
+        for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                    "max_position_embeddings"):
+            c.number(f"{name}.init.{key}", integer=True, gt=0)
+        h, n = c.get(f"{name}.init.hidden_size", 0), c.get(f"{name}.init.num_attention_heads", 0)
+        if isinstance(h, int) and isinstance(n, int) and n > 0 and h % n:
+            c.problem(f"{name}.init.num_attention_heads", f"{n} heads do not divide hidden_size {h}")
+
+
+def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
+    source = c.one_of("data.source", ("synthetic", "files"))
+    if source == "files":
+        ratios = tuple(c.get("data.split_ratios") or ())
+        if ratios:
+            if len(ratios) != 3 or not all(isinstance(r, (int, float)) and r > 0 for r in ratios) \
+                    or abs(sum(ratios) - 1) > 1e-6:
+                c.problem("data.split_ratios", f"three positive fractions (train, dev, test) that sum to 1, got "
+                                               f"{ratios}")
+            c.path("data.train_file", "file", required=True, why="data.source='files'")
+        else:
+            for key in ("train_file", "dev_file", "test_file"):
+                c.path(f"data.{key}", "file", required=True, why="data.source='files' without data.split_ratios")
+    else:
+        for key in ("num_train", "num_dev", "num_test"):
+            c.number(f"data.synthetic.{key}", integer=True, gt=0)
+    c.one_of("data.on_bad_input", ("error", "skip"))
+    n = c.number("data.num_labels", integer=True, ge=2)
+    labels = tuple(c.get("data.labels") or ())
+    if isinstance(n, int) and len(labels) != n:
+        c.problem("data.num_labels", f"{n}, but data.labels has {len(labels)}: {labels}")
+    spec = c.get("data.domain_words") or ""
+    if spec.startswith("file:"):
+        if c.paths and not os.path.isfile(spec[5:]):
+            c.problem("data.domain_words", f"{spec}: no such file")
+    elif spec != "latin" and ":" not in spec:
+        c.problem("data.domain_words", f"{spec!r}: use 'latin', 'file:PATH' or 'module:function'")
+    for key in ("max_words", "teacher_max_length", "student_max_length"):
+        c.number(f"data.{key}", integer=True, gt=0)
+    _check_side(c, "teacher")
+    _check_side(c, "student")
+    c.one_of("student.classifier_head", CLASSIFIER_HEADS)
+    c.number("kd.alpha", ge=0)
+    c.number("kd.beta", ge=0)
+    lm = c.get("kd.layer_map") or ""
+    if lm != "uniform":
+        pairs = [p.strip() for p in lm.split(",") if p.strip()]
+        if not pairs or not all(len(p.split(":")) == 2 and all(v.strip().isdigit() for v in p.split(":"))
+                                for p in pairs):
+            c.problem("kd.layer_map", f"{lm!r}: 'uniform' or student:teacher index pairs, e.g. '0:0,2:6,4:12'")
+    c.one_of("kd.attn_keys", ("word", "index"))
+    c.one_of("kd.attn_heads", ("match", "mean", "auto"))
+    es = c.get("train.early_stopping.metric", "") or ""
+    known = BINARY_METRICS if c.get("data.num_labels") == 2 else ("accuracy",)
+    if es and es not in known:
+        c.problem("train.early_stopping.metric", f"{es!r} is not a dev metric of this system ({', '.join(known)})")
+    c.path("report.medical_terms", "file")
+    if c.get("teacher.cache.enabled", False):
+        c.number("teacher.cache.batch_size", integer=True, gt=0)
+    c.number("aot.vocab_size", integer=True, gt=0)

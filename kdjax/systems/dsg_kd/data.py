@@ -1,0 +1,73 @@
+"""DSG-KD's notes: the splits (synthetic or users' files), both sides' tokenizers, and each note encoded for
+student and teacher (ids, masks, and the knowledge mask of its domain words)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+
+import ml_collections
+import numpy as np
+
+from kdjax import assets
+from kdjax.data import knowledge, notes as notes_lib, synthetic_notes, tokenizers
+from kdjax.errors import InputError
+
+
+def load_splits(cfg: ml_collections.ConfigDict) -> tuple[dict[str, list[synthetic_notes.Note]], list[str]]:
+    """train/dev/test notes and the bad rows skipped (empty unless on_bad_input='skip')."""
+    d = cfg.data
+    if d.source == "synthetic":
+        s = d.synthetic
+        return {"train": synthetic_notes.generate_notes(s.num_train, s.seed),
+                "dev": synthetic_notes.generate_notes(s.num_dev, s.seed + 1),
+                "test": synthetic_notes.generate_notes(s.num_test, s.seed + 2)}, []
+    if d.source != "files":
+        raise InputError(f"data.source must be 'synthetic' or 'files', got {d.source!r}")
+    bad = notes_lib.BadRows()
+    read = functools.partial(notes_lib.load_notes, text_column=d.text_column, label_column=d.label_column,
+                             labels=tuple(d.labels), on_bad=d.on_bad_input, bad=bad)
+    if d.train_file and not d.split_ratios:
+        missing = [k for k in ("train_file", "dev_file", "test_file") if not d[k]]
+        if missing:
+            raise InputError(f"data: set {missing} or data.split_ratios with a single data.train_file")
+        splits = {s: read(d[f"{s}_file"])[0] for s in ("train", "dev", "test")}
+    elif d.train_file:
+        notes, _ = read(d.train_file)
+        tr, dv, te = notes_lib.split_notes(notes, tuple(d.split_ratios), cfg.seed)
+        splits = {"train": tr, "dev": dv, "test": te}
+    else:
+        raise InputError("data.source='files' needs data.train_file (a .csv or .jsonl of notes)")
+    for name, rows in splits.items():
+        if not rows:
+            raise InputError(f"data: the {name} split is empty")
+    if bad.rows:
+        logging.warning("skipped %d bad rows, e.g. %s", len(bad.rows), bad.rows[0])
+    return splits, bad.rows
+
+
+def tokenizer(side: ml_collections.ConfigDict, name: str, train_texts: list[str], workdir: str):
+    spec = side.tokenizer or side.hf_dir
+    if not spec:
+        raise InputError(f"{name}.tokenizer: set a tokenizer directory, 'wordpiece:N', or {name}.hf_dir")
+    if spec.startswith("wordpiece:"):
+        return tokenizers.train_wordpiece(train_texts, int(spec.split(":")[1]),
+                                          os.path.join(workdir, "tokenizers", name))
+    return tokenizers.load(assets.resolve(spec))
+
+
+def encode_fn(tok_s, tok_t, finder, cfg):
+    d = cfg.data
+
+    def encode(note: synthetic_notes.Note) -> dict[str, np.ndarray]:
+        text = knowledge.preprocess_note(note.text) if d.preprocess else note.text
+        spans = finder(text)
+        s = knowledge.encode(tok_s, text, spans, d.student_max_length, d.max_words)
+        t = knowledge.encode(tok_t, text, spans, d.teacher_max_length, d.max_words)
+        out = {f"s_{k}": v for k, v in s.items()}
+        out.update({f"t_{k}": v for k, v in t.items()})
+        out["label"] = np.int32(note.label)
+        return out
+
+    return encode

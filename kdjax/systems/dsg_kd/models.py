@@ -1,0 +1,88 @@
+"""DSG-KD's models: the frozen teacher, the student classifier (with its projection onto the teacher's width)
+and the layer map between them."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from kdjax import assets
+from kdjax.convert import from_pretrained
+from kdjax.data import knowledge
+from kdjax.errors import InputError
+from kdjax.losses.dsg_kd import span_mean, uniform_layer_map, word_onehot
+from kdjax.models.bert import LOGICAL_AXES, BertConfig, BertModel, SequenceClassifier
+
+# the student's BERT, plus the projection onto the teacher's width
+STUDENT_AXES = [*LOGICAL_AXES, (r"hidden_proj\.kernel$", ("embed", None))]
+
+
+class Student(nnx.Module):
+    """The trainable part: the student classifier and, when widths differ, the projection of student
+    hidden states onto the teacher's width (the thesis assumes equal widths)."""
+
+    def __init__(self, student: SequenceClassifier, teacher_width: int, rngs: nnx.Rngs):
+        self.student = student
+        d = student.cfg.hidden_size
+        self.hidden_proj = nnx.Linear(d, teacher_width, rngs=rngs) if teacher_width != d else None
+
+    def project(self, x: jax.Array) -> jax.Array:
+        return x if self.hidden_proj is None else self.hidden_proj(x)
+
+
+def bert_init(side: ml_collections.ConfigDict, vocab_size: int, **extra) -> BertConfig:
+    kw = dict(side.init)
+    kw["vocab_size"] = vocab_size
+    kw.update(extra)
+    return BertConfig(**kw)
+
+
+def build_teacher(cfg: ml_collections.ConfigDict, vocab_size: int) -> BertModel:
+    t = cfg.teacher
+    if t.hf_dir:
+        model = from_pretrained(assets.resolve(t.hf_dir), task="encoder")
+    else:
+        model = BertModel(bert_init(t, vocab_size), rngs=nnx.Rngs(cfg.seed + 1))
+    return model
+
+
+def build_student(cfg: ml_collections.ConfigDict, vocab_size: int) -> SequenceClassifier:
+    s = cfg.student
+    head = dict(num_labels=int(cfg.data.num_labels), classifier_head=s.classifier_head)
+    if s.hf_dir:
+        return from_pretrained(assets.resolve(s.hf_dir), task="sequence_classification", seed=cfg.seed,
+                               **head)
+    return SequenceClassifier(bert_init(s, vocab_size, **head), rngs=nnx.Rngs(cfg.seed))
+
+
+def layer_map(spec: str, student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
+    """'uniform' or explicit 's:t,s:t,...' over hidden_states indices (0 = embeddings)."""
+    if spec == "uniform":
+        return uniform_layer_map(student_layers, teacher_layers)
+    pairs = [tuple(int(v) for v in p.split(":")) for p in spec.split(",") if p.strip()]
+    for s, t in pairs:
+        if not (0 <= s <= student_layers and 0 <= t <= teacher_layers):
+            raise InputError(f"kd.layer_map pair {s}:{t} is outside 0..{student_layers} / 0..{teacher_layers}")
+    return pairs
+
+
+def word_embeddings(model: BertModel, tok, texts: list[str], finder, max_length: int, project=None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Last-layer embedding of every whitespace word (mean of its subwords), and whether it is a
+    domain word; words cut off by truncation are dropped."""
+    embs, dom = [], []
+    for text in texts:
+        spans = knowledge.all_words(text)[:128]
+        domain = set(finder(text))
+        enc = knowledge.encode(tok, text, spans, max_length, 128)
+        out = model(jnp.asarray(enc["input_ids"][None]), jnp.asarray(enc["attention_mask"][None]),
+                    jnp.asarray(enc["token_type_ids"][None]))
+        pooled, counts = span_mean(out["last_hidden_state"], word_onehot(jnp.asarray(enc["word_ids"][None]), 128))
+        pooled = project(pooled) if project is not None else pooled
+        keep = np.asarray(counts[0]) > 0
+        embs.append(np.asarray(pooled[0])[keep])
+        dom.append(np.array([sp in domain for sp in spans] + [False] * (128 - len(spans)))[keep])
+    return np.concatenate(embs), np.concatenate(dom)

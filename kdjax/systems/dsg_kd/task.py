@@ -1,0 +1,185 @@
+"""DSG-KD's Task: the loss (kdjax.losses.dsg_kd.total_loss on the student's outputs and the teacher's targets),
+evaluation, the report, the batch description and the abstract task for ahead-of-time compiles."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from kdjax import teachers
+from kdjax.data import knowledge, synthetic_notes
+from kdjax.errors import InputError
+from kdjax.losses.dsg_kd import total_loss
+from kdjax.metrics.classification import binary_metrics
+from kdjax.metrics.mwps import load_terms, mwps
+from kdjax.models.bert import LOGICAL_AXES, BertModel, SequenceClassifier
+from kdjax.systems.dsg_kd import teacher as teacher_lib
+from kdjax.systems.dsg_kd.data import encode_fn, load_splits, tokenizer
+from kdjax.systems.dsg_kd.models import (STUDENT_AXES, Student, bert_init, build_student, build_teacher,
+                                             layer_map, word_embeddings)
+from kdjax.train import task as task_lib
+from kdjax.train.batch import BatchSpec, Field, abstract_batch
+from kdjax.train.task import Task
+
+
+def make_loss(p: teacher_lib.Plan):
+    """(model, teacher, batch, rngs) -> (L_total, terms). The teacher's targets come from the frozen teacher in
+    the step when there is one, else from the batch (a cached teacher)."""
+
+    def loss_fn(model: Student, teacher: BertModel | None, batch, rngs):
+        s = model.student(batch["s_input_ids"], batch["s_attention_mask"], batch["s_token_type_ids"],
+                          output_hidden_states=p.alpha > 0, output_attentions=p.beta > 0, deterministic=False,
+                          rngs=rngs)
+        if not p.distils:
+            t = {}
+        elif teacher is not None:
+            t = teacher_lib.targets(teacher, batch, p)
+        else:
+            t = teacher_lib.from_batch(batch)
+        loss, metrics = total_loss(s["logits"], batch["label"], s.get("hidden_states"), s.get("attentions"),
+                                   batch["s_word_ids"], t, alpha=p.alpha, beta=p.beta, num_words=p.num_words,
+                                   layer_map=p.layer_map, keys=p.keys, average_heads=p.average_heads,
+                                   project=model.project)
+        metrics["domain_words"] = jnp.sum(batch["s_word_ids"].max(-1) > 0)
+        return loss, metrics
+
+    return loss_fn
+
+
+def predict_fn(model: Student, batch) -> dict[str, jax.Array]:
+    out = model.student(batch["s_input_ids"], batch["s_attention_mask"], batch["s_token_type_ids"])
+    return {"prob": jax.nn.softmax(out["logits"], -1), "label": batch["label"]}
+
+
+def evaluate(preds: dict[str, np.ndarray], split: str) -> dict[str, float]:
+    probs, labels = preds["prob"], preds["label"]
+    if probs.shape[-1] == 2:
+        return binary_metrics(labels, probs[:, 1])
+    return {"accuracy": float(np.mean(probs.argmax(-1) == labels))}
+
+
+def cached_teacher(cfg: ml_collections.ConfigDict) -> bool:
+    t = cfg.teacher
+    return bool(t.cache.enabled) and (float(cfg.kd.alpha) > 0 or float(cfg.kd.beta) > 0)
+
+
+def batch_spec(cfg: ml_collections.ConfigDict, p: teacher_lib.Plan) -> BatchSpec:
+    """A note as the student's tokenizer sees it (ids, attention and type masks, and the domain-word index of
+    every token: 0 = none, k = the k-th domain word) and its label; for the teacher, the same token fields when
+    it runs in the step, or its cached targets (span-pooled hidden states and attention rows)."""
+    spec = {"label": Field((), np.int32)}
+    sides = [("s", int(cfg.data.student_max_length))]
+    if not cached_teacher(cfg):
+        sides.append(("t", int(cfg.data.teacher_max_length)))
+    for side, length in sides:
+        for key in ("input_ids", "attention_mask", "token_type_ids", "word_ids"):
+            spec[f"{side}_{key}"] = Field((length,), np.int32)
+    if cached_teacher(cfg):
+        spec.update(p.fields())
+    return spec
+
+
+def abstract_task(cfg: ml_collections.ConfigDict) -> tuple[Task, dict]:
+    """The training Task with abstract teacher and student (nnx.eval_shape over the configs' `init`
+    architectures, BERT-base for the paper; nothing is read or allocated) and the global batch's shapes:
+    what `Trainer(..., abstract=True)` compiles for a target topology. Both vocabularies are `aot.vocab_size`
+    (a tokenizer's size is known only once it is read). With a cached teacher the step holds no teacher."""
+    vocab_size = int(cfg.aot.vocab_size)
+
+    def student() -> Student:
+        head = dict(num_labels=int(cfg.data.num_labels), classifier_head=cfg.student.classifier_head)
+        base = SequenceClassifier(bert_init(cfg.student, vocab_size, **head), rngs=nnx.Rngs(0))
+        return Student(base, int(cfg.teacher.init.hidden_size), nnx.Rngs(0))
+
+    teacher = nnx.eval_shape(lambda: BertModel(bert_init(cfg.teacher, vocab_size), rngs=nnx.Rngs(0)))
+    model = nnx.eval_shape(student)
+    lmap = layer_map(cfg.kd.layer_map, model.student.cfg.num_hidden_layers, teacher.cfg.num_hidden_layers)
+    p = teacher_lib.plan(cfg, lmap, model.student.cfg, teacher.cfg)
+    b = int(cfg.train.batch_size)
+    online = None if cached_teacher(cfg) else teacher
+    task = task_lib.abstract(model, make_loss(p), b, logical_axes=STUDENT_AXES, teacher=online,
+                             teacher_logical_axes=LOGICAL_AXES)
+    return task, abstract_batch(batch_spec(cfg, p), b)
+
+
+def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
+    splits, bad_rows = load_splits(cfg)
+    # Everything downstream (vocabularies, masks, MWPS, baselines, plots) sees the notes as the model does.
+    clean = knowledge.preprocess_note if cfg.data.preprocess else (lambda t: t)
+    texts = {k: [clean(n.text) for n in v] for k, v in splits.items()}
+    train_texts = texts["train"]
+    tok_t = tokenizer(cfg.teacher, "teacher", train_texts, workdir)
+    tok_s = tokenizer(cfg.student, "student", train_texts, workdir)
+    finder = knowledge.resolve_finder(cfg.data.domain_words)
+    teacher = build_teacher(cfg, len(tok_t))
+    base = build_student(cfg, len(tok_s))
+    for name, m, tok in (("teacher", teacher.cfg, tok_t), ("student", base.cfg, tok_s)):
+        if len(tok) > m.vocab_size:
+            raise InputError(f"{name}: tokenizer has {len(tok)} tokens but the model only {m.vocab_size}")
+    model = Student(base, teacher.cfg.hidden_size, nnx.Rngs(cfg.seed + 2))
+    lmap = layer_map(cfg.kd.layer_map, base.cfg.num_hidden_layers, teacher.cfg.num_hidden_layers)
+    p = teacher_lib.plan(cfg, lmap, base.cfg, teacher.cfg)
+    encode = encode_fn(tok_s, tok_t, finder, cfg)
+    data = {k: grain.MapDataset.source(v).map(encode) for k, v in splits.items()}
+    if cached_teacher(cfg):  # the teacher's targets once per note; the step runs only the student
+        cdir = cfg.teacher.cache.dir or os.path.join(workdir, "teacher_cache")
+        cache, stats = teacher_lib.write_cache(cfg, teacher, data["train"], p, cdir, train_texts)
+        data["train"] = data["train"].map_with_index(teacher_lib.cached_example(cache, p))
+        step_teacher, teacher_info = None, teachers.describe(teachers.CACHED, cache, stats)
+    else:
+        step_teacher, teacher_info = teacher, teachers.describe(teachers.ONLINE)
+    report = _report(cfg, splits, texts, teacher, tok_t, tok_s, finder)
+    info = {"num_examples": {k: len(v) for k, v in splits.items()}, "bad_rows_skipped": len(bad_rows),
+            "bad_rows": bad_rows[:100], "layer_map": lmap, "teacher_vocab": len(tok_t),
+            "student_vocab": len(tok_s), "hidden_projection": model.hidden_proj is not None,
+            "teacher": teacher_info}
+    return Task(model=model, loss_fn=make_loss(p), predict_fn=predict_fn, train_data=data["train"],
+                eval_data={"dev": data["dev"], "test": data["test"]}, evaluate=evaluate,
+                logical_axes=STUDENT_AXES, teacher=step_teacher, teacher_logical_axes=LOGICAL_AXES, report=report,
+                info=info, batch_spec=batch_spec(cfg, p))
+
+
+def _report(cfg, splits, texts, teacher, tok_t, tok_s, finder):
+    """The report's extras: MWPS of the test notes, the PCA plot of word embeddings, bag-of-words baselines."""
+    terms = load_terms(cfg.report.medical_terms) if cfg.report.medical_terms else synthetic_notes.MEDICAL_TERMS
+
+    def report(best: Student, results, preds, wd) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        test = splits["test"]
+        if "test" in preds:
+            ok = preds["test"]["prob"].argmax(-1) == preds["test"]["label"]
+            out["mwps"] = {"correct_test_notes": mwps([t for t, c in zip(texts["test"], ok) if c], terms),
+                           "all_test_notes": mwps(texts["test"], terms)}
+        if cfg.report.plot:
+            sample = texts["test"][: cfg.report.plot_notes]
+            groups = {
+                "teacher": word_embeddings(teacher, tok_t, sample, finder, cfg.data.teacher_max_length),
+                "student (DSG-KD)": word_embeddings(best.student.encoder, tok_s, sample, finder,
+                                                    cfg.data.student_max_length, best.project),
+            }
+            from kdjax.metrics.embedding_plot import plot_embeddings
+
+            path = os.path.join(wd, "embeddings_pca.png")
+            out["embedding_plot"] = {"path": path, **plot_embeddings(groups, path)}
+        if cfg.report.baselines:
+            from kdjax.baselines.bow import run_baselines
+            from kdjax.train.logging import format_table
+
+            out["baselines"] = run_baselines(texts["train"], [n.label for n in splits["train"]],
+                                             texts["test"], [n.label for n in test], cfg.seed)
+            scored = {k: v for k, v in out["baselines"].items() if "unavailable" not in v}
+            print("\nBag-of-words baselines (test, x100):")
+            print(format_table(scored, scale=100.0))
+            for k, v in out["baselines"].items():
+                if "unavailable" in v:
+                    print(f"{k}: unavailable ({v['unavailable']})")
+        return out
+
+    return report
