@@ -72,7 +72,7 @@ def get_config(variant: str = "base") -> ml_collections.ConfigDict:
         "checkpoint": "",  # HF ViTModel / ResNetModel directory
         "feature": "cls",  # ViT: cls | pooler | mean
         "cache": False,  # True: features computed once per clip (centre crop), no image model in the step
-        "cache_file": "",  # .npz written/reused by the cache
+        "cache_dir": "",  # where the cache is written/reused; "" = <workdir>/teacher_cache
         "random": VIT_L16,  # config fields of a random-init teacher (smoke runs, abstract compiles)
     })
     c.cfd = ml_collections.ConfigDict({

@@ -59,21 +59,24 @@ def tiny(teacher_workdir, cache, **over):
 def test_teacher_cache_once_per_clip_resumable_and_importable(teacher_workdir, cache, tmp_path):
     from kdjax.systems import effaac
 
+    from kdjax.teachers import cache as cache_lib
+
     full = teacher_cache.read(cache)
     assert len(full) == 86 and full.dim == 192  # every training clip of the embedded set; CED-tiny width
-    meta = teacher_cache.read_meta(cache)
+    (meta,) = cache_lib.read_metas(cache)
     assert len(meta["shards"]) == 2  # 64 clips per shard at batch 4
 
     # a writer killed after its first shard: the re-run computes only the rest, identically
     part = str(tmp_path / "part")
     os.makedirs(part)
-    first = meta["shards"][0]
-    os.link(os.path.join(cache, first), os.path.join(part, first))
-    with open(os.path.join(part, "meta.json"), "w") as f:
-        json.dump({**meta, "shards": [first], "count": 64}, f)
+    first = meta["shards"][0]["file"]
+    for name in (first, first.replace(".array_record", ".ids")):
+        os.link(os.path.join(cache, name), os.path.join(part, name))
+    with open(os.path.join(part, "meta-h000.json"), "w") as f:
+        json.dump({**meta, "shards": meta["shards"][:1], "count": 64}, f)
     effaac.make_teacher_cache(tiny(teacher_workdir, part, **{"teacher.batch_size": 4}), str(tmp_path / "w2"))
     resumed = teacher_cache.read(part)
-    assert len(resumed) == 86 and len(teacher_cache.read_meta(part)["shards"]) == 2
+    assert len(resumed) == 86 and len(cache_lib.read_metas(part)[0]["shards"]) == 2
     for cid in full.index:
         assert resumed.caption(cid) == full.caption(cid)
         np.testing.assert_allclose(resumed.embedding(cid), full.embedding(cid), rtol=1e-5, atol=1e-6)
@@ -117,7 +120,8 @@ def test_distillation_on_1_and_8_devices_and_captioning(teacher_workdir, cache, 
     assert all(np.isfinite(r["l_enc"]) and r["l_enc"] > 0 for r in a)
     assert json.load(open(os.path.join(eight, "report.json")))["metrics"] == {}  # eval.final=False
     report = json.load(open(os.path.join(one, "report.json")))
-    assert report["info"]["teacher"] == {"kind": "multi2cap", "online": True, "cache": cache, "dim": 192}
+    t = report["info"]["teacher"]  # embeddings from the teacher in the step, captions (L_seq) from its cache
+    assert (t["kind"], t["source"], t["cache"], t["examples"], t["dim"]) == ("online", "multi2cap", cache, 86, 192)
     from kdjax.systems import effaac  # captioning from the workdir, as --mode=caption does
 
     [(path, text)] = effaac.caption_files(tiny(teacher_workdir, cache), one, [CLIP])
@@ -136,7 +140,7 @@ def test_smoke_run_distils_from_the_shipped_teacher_cache(tmp_path):
     for key, factor in (("l_sup", 0.8), ("l_seq", 0.75), ("l_enc", 0.9)):
         assert mean(key, rows[-5:]) < factor * mean(key, rows[:3]), (key, mean(key, rows[:3]), mean(key, rows[-5:]))
     report = json.load(open(os.path.join(wd, "report.json")))
-    assert report["info"]["teacher"]["kind"] == "cache" and report["info"]["teacher"]["dim"] == 192
+    assert report["info"]["teacher"]["kind"] == "imported" and report["info"]["teacher"]["dim"] == 192
     assert report["metrics"]["test"]["bleu_1"] > 0.05, report["metrics"]
 
 

@@ -126,3 +126,34 @@ def test_dsg_kd_cached_targets_equal_the_teachers_in_process(keys, heads, tmp_pa
     k = cfg.data.max_words
     x = k + 1 if keys == "word" else cfg.data.teacher_max_length  # the words + the rest, or the key positions
     assert b_c["t_attn"].shape[-1] == x and b_c["t_hidden"].shape[1:] == (3, k, cfg.teacher.init.hidden_size)
+
+
+def test_multi2cap_image_feature_cache(tmp_path):
+    """teacher.cache: the image teacher's feature of each training picture (centre crop) once, read back by the
+    input pipeline in place of the picture; a second build reuses it; another teacher's cache is refused."""
+    import jax.numpy as jnp
+
+    from configs import multi2cap as m2c_config
+    from kdjax.data import images as img_lib
+    from kdjax.systems import multi2cap
+
+    cfg = m2c_config.get_config("tiny")
+    online = multi2cap.build(cfg, str(tmp_path / "a"))
+    cfg.teacher.cache = True
+    cfg.teacher.cache_dir = str(tmp_path / "features")
+    cached = multi2cap.build(cfg, str(tmp_path / "b"))
+    assert online.teacher is not None and cached.teacher is None
+    info = cached.info["teacher"]
+    assert info["kind"] == "cached" and info["examples"] == len(cached.train_data) and info["written"]["computed"] > 0
+    size = cfg.data.image_size
+    for i in (0, 5):
+        img = img_lib.normalize(img_lib.center_crop(online.train_data[i]["image"], size))
+        want = np.asarray(online.teacher(jnp.asarray(img[None]))["features"][0])
+        got = cached.train_data[i]["image_features"]
+        assert "image" not in cached.train_data[i]
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    again = multi2cap.build(cfg, str(tmp_path / "c"))
+    assert again.info["teacher"]["written"]["computed"] == 0
+    cfg.seed = 1  # another random teacher
+    with pytest.raises(InputError, match="written by another teacher"):
+        multi2cap.build(cfg, str(tmp_path / "d"))

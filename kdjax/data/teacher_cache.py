@@ -1,11 +1,8 @@
-"""A teacher's per-clip outputs for distillation, stored once: clip id, clip embedding, beam-search caption.
+"""A captioning teacher's per-clip outputs for EffAAC, stored once: clip id, clip embedding, beam-search caption.
 
-Layout of a cache directory:
-    meta.json                   {"format": 1, "dim": d, "teacher": free text, "shards": [file, ...]}
-    part-00000.array_record     records of msgpack {"id": str, "embedding": float32 (d,), "caption": str}
-
-Shards are written to a temporary name and renamed, and meta.json is rewritten atomically after each,
-so a killed writer loses at most the shard in progress and `write` resumes after the last complete one.
+The store is the teacher interface's cache (kdjax.teachers.cache: array_record shards, one writer per host,
+resumable) with two fields: "embedding" float32 (d,) and "caption" str. Caches of kdjax's first format
+(meta.json, e.g. the shipped EffAAC smoke teacher) read as they are.
 
 Import from other frameworks (e.g. a PyTorch HTSAT-BART teacher) is a file of the same three fields:
     JSONL  one object per line: {"id": "clip id", "embedding": [floats], "caption": "text"}
@@ -20,81 +17,48 @@ import os
 from typing import Iterable, Iterator
 
 import numpy as np
-from flax import serialization
 
 from kdjax.errors import InputError
-
-FORMAT = 1
-
-
-def _atomic_json(path: str, obj: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+from kdjax.teachers import cache as cache_lib
 
 
-def read_meta(cache_dir: str) -> dict:
-    path = os.path.join(cache_dir, "meta.json")
-    if not os.path.isfile(path):
-        return {"format": FORMAT, "dim": None, "teacher": "", "shards": [], "count": 0}
-    with open(path) as f:
-        meta = json.load(f)
-    if meta.get("format") != FORMAT:
-        raise InputError(f"{path}: teacher-cache format {meta.get('format')!r}, this kdjax reads {FORMAT}")
-    return meta
+def fields(dim: int) -> dict[str, dict]:
+    return {"embedding": cache_lib.field(np.float32, (int(dim),)), "caption": cache_lib.field(cache_lib.STR)}
 
 
 def write_shard(cache_dir: str, rows: list[dict], teacher: str = "") -> None:
-    """Append one shard of rows {"id", "embedding", "caption"}; atomic (file, then meta.json)."""
-    from array_record.python.array_record_module import ArrayRecordWriter
-
-    os.makedirs(cache_dir, exist_ok=True)
-    meta = read_meta(cache_dir)
-    dims = {np.shape(r["embedding"])[-1] for r in rows}
-    if meta["dim"] is not None:
-        dims.add(meta["dim"])
-    if len(dims) > 1:
-        raise InputError(f"{cache_dir}: teacher embeddings of different widths {sorted(dims)}")
-    name = f"part-{len(meta['shards']):05d}.array_record"
-    tmp = os.path.join(cache_dir, name + ".tmp")
-    writer = ArrayRecordWriter(tmp, "group_size:1")
-    for r in rows:
-        writer.write(serialization.msgpack_serialize({
-            "id": str(r["id"]), "caption": str(r["caption"]),
-            "embedding": np.asarray(r["embedding"], np.float32).reshape(-1)}))
-    writer.close()
-    os.replace(tmp, os.path.join(cache_dir, name))
-    meta.update(dim=int(dims.pop()), teacher=teacher or meta.get("teacher", ""),
-                shards=meta["shards"] + [name], count=int(meta.get("count", 0)) + len(rows))
-    _atomic_json(os.path.join(cache_dir, "meta.json"), meta)
+    """Append one shard of rows {"id", "embedding", "caption"} to this host's part of the cache (atomic)."""
+    dims = {int(np.shape(r["embedding"])[-1]) for r in rows}
+    existing = {TeacherCache.dim_of(m["fields"]) for m in cache_lib.read_metas(cache_dir)} if os.path.isdir(
+        cache_dir) else set()
+    if len(dims | existing) > 1:
+        raise InputError(f"{cache_dir}: teacher embeddings of different widths {sorted(dims | existing)}")
+    rows = [{**r, "embedding": np.asarray(r["embedding"], np.float32).reshape(-1)} for r in rows]
+    cache_lib.write_shard(cache_dir, rows, fields(dims.pop()), teacher=teacher)
 
 
 def done_ids(cache_dir: str) -> set[str]:
-    return set(read(cache_dir).index) if read_meta(cache_dir)["shards"] else set()
+    return cache_lib.done_ids(cache_dir) if os.path.isdir(cache_dir) else set()
 
 
 class TeacherCache:
-    """Random access by clip id: `embedding(id)` (d,) float32 and `caption(id)`."""
+    """Random access by clip id: `embedding(id)` (d,) float32 and `caption(id)`; read once into memory (the
+    captions are re-tokenized for the student when its pipeline is built)."""
 
     def __init__(self, cache_dir: str):
-        from array_record.python.array_record_module import ArrayRecordReader
+        store = cache_lib.OutputCache(cache_dir)
+        if set(store.fields) != {"embedding", "caption"}:
+            raise InputError(f"{cache_dir}: holds {sorted(store.fields)}, not a captioner's embeddings and captions")
+        self.dir, self.dim, self.teacher = cache_dir, self.dim_of(store.fields), store.teacher
+        self.bytes = store.bytes
+        self.index = {i: n for n, i in enumerate(store.index)}
+        rows = [store.get(i) for i in store.index]
+        self.embeddings = [r["embedding"] for r in rows]
+        self.captions = [r["caption"] for r in rows]
 
-        meta = read_meta(cache_dir)
-        if not meta["shards"]:
-            raise FileNotFoundError(f"{cache_dir}: no teacher cache (meta.json lists no shards)")
-        self.dir, self.dim, self.teacher = cache_dir, int(meta["dim"]), meta.get("teacher", "")
-        self.embeddings: list[np.ndarray] = []
-        self.captions: list[str] = []
-        self.index: dict[str, int] = {}
-        for name in meta["shards"]:
-            reader = ArrayRecordReader(os.path.join(cache_dir, name))
-            for raw in reader.read(0, reader.num_records()):
-                r = serialization.msgpack_restore(raw)
-                self.index[r["id"]] = len(self.captions)
-                self.embeddings.append(np.asarray(r["embedding"], np.float32))
-                self.captions.append(r["caption"])
-            reader.close()
+    @staticmethod
+    def dim_of(f: dict) -> int:
+        return int(f["embedding"]["shape"][0])
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -176,7 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--teacher", default="", help="free-text description stored in meta.json")
     a = p.parse_args(argv)
     n = import_file(a.src, a.out, teacher=a.teacher)
-    print(json.dumps({"written": n, "total": len(read(a.out)), "dim": read(a.out).dim}))
+    c = read(a.out)
+    print(json.dumps({"written": n, "total": len(c), "dim": c.dim, "bytes": c.bytes}))
 
 
 if __name__ == "__main__":

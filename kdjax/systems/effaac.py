@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from kdjax import assets
+from kdjax import assets, teachers
 from kdjax.audio.io import crop_or_pad, load_audio, load_many
 from kdjax.convert import load_efficientnet
 from kdjax.convert.checkpoint_io import LazyTensors
@@ -148,19 +148,19 @@ def _resample(wave: np.ndarray, src: int, dst: int) -> np.ndarray:
 def make_teacher_cache(cfg: ml_collections.ConfigDict, workdir: str,
                        loaded: tuple[Multi2CapTeacher, Any] | None = None) -> str:
     """Write the teacher's embedding and beam-search caption of every training (and audio-only) clip; clips
-    already cached are skipped, so an interrupted run continues. Returns the cache directory."""
+    already cached are skipped, so an interrupted run continues; each host of a multi-host job computes its
+    share of the clips. Returns the cache directory."""
+    from kdjax.teachers import cache as cache_lib
+
     loaded = loaded or load_teacher(cfg)
     if loaded is None:
         raise InputError("--mode=teacher_cache needs teacher.kind='multi2cap' and teacher.workdir")
     teacher, ttok = loaded
     out = cache_dir(cfg)
     sources, _, _ = caption_data.sources(cfg.data)
-    clips = [(r["id"], r["wave"]) for r in sources["train"]]
-    clips += [(r["id"], r["wave"]) for r in _audio_only_rows(cfg)[0]]
-    have = teacher_cache.done_ids(out)
-    todo = [c for c in clips if c[0] not in have]
-    gen = config_from({"eos_token_id": ttok.eos_token_id, "pad_token_id": ttok.pad_token_id,
-                       **dict(cfg.teacher.generate)})
+    waves = {r["id"]: r["wave"] for r in sources["train"]}
+    waves.update({r["id"]: r["wave"] for r in _audio_only_rows(cfg)[0]})
+    gen = captioning.generation(cfg.teacher.generate, ttok)
     sr, tsr = int(cfg.data.sample_rate), teacher.sample_rate
     length = int(round(cfg.data.clip_seconds * tsr))
     gdef, state = nnx.split(teacher)
@@ -172,22 +172,21 @@ def make_teacher_cache(cfg: ml_collections.ConfigDict, workdir: str,
 
     decode = tokenizers.text_decoder(ttok)
     b = int(cfg.teacher.batch_size)
-    shard = b * 16
-    describe = f"multi2cap {os.path.abspath(cfg.teacher.workdir)}"
-    logging.info("teacher cache %s: %d clips cached, %d to do", out, len(have), len(todo))
-    for s0 in range(0, len(todo), shard):
-        rows = []
-        part = todo[s0:s0 + shard]
-        for i in range(0, len(part), b):
-            chunk = part[i:i + b]
-            pairs = [crop_or_pad(_resample(w, sr, tsr), length) for _, w in chunk]
-            pairs += [pairs[-1]] * (b - len(chunk))  # one shape: pad the last batch, drop the padding
-            wave, mask = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
-            tokens, emb = run(state, jnp.asarray(wave), jnp.asarray(mask))
-            texts, emb = decode(np.asarray(tokens)), np.asarray(emb)
-            rows += [{"id": cid, "embedding": emb[j], "caption": texts[j]} for j, (cid, _) in enumerate(chunk)]
-        teacher_cache.write_shard(out, rows, describe)
-        logging.info("teacher cache: %d / %d clips", len(have) + s0 + len(part), len(clips))
+
+    def compute(ids: list[str]) -> list[dict]:
+        pairs = [crop_or_pad(_resample(waves[i], sr, tsr), length) for i in ids]
+        pairs += [pairs[-1]] * (b - len(ids))  # one shape: pad the last batch, drop the padding
+        wave, mask = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+        tokens, emb = run(state, jnp.asarray(wave), jnp.asarray(mask))
+        texts, emb = decode(np.asarray(tokens)), np.asarray(emb)
+        return [{"id": i, "embedding": emb[j], "caption": texts[j]} for j, i in enumerate(ids)]
+
+    cache_lib.fill(out, list(waves), compute, teacher_cache.fields(teacher.dim), batch_size=b, shard_size=b * 16,
+                   teacher=f"multi2cap {os.path.abspath(cfg.teacher.workdir)}", progress="EffAAC teacher cache")
+    if jax.process_count() > 1:  # every host reads the whole cache
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"teacher cache {out}")
     return out
 
 
@@ -359,9 +358,6 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         want = [r["id"] for r in sources["train"]] + [r["id"] for r in ao_rows]
         missing = set(want) - teacher_cache.done_ids(cdir)
         if loaded is not None and missing:
-            if jax.process_count() > 1:  # every process would write the same shards
-                raise InputError(f"{cdir}: the teacher cache lacks {len(missing)} clips; write it first with one "
-                                 "process: python -m kdjax.main --config=... --mode=teacher_cache")
             make_teacher_cache(cfg, workdir, loaded)  # once per clip, before training
         cache = teacher_cache.read(cdir)
         cache.check(want)
@@ -451,9 +447,11 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     info.update({
         "num_examples": {s: len(v) for s, v in data.items()}, "audio_only_clips": len(ao),
         "bad_audio_skipped": len(skipped) + len(ao_bad), "bad_audio": (skipped + ao_bad)[:100],
-        "student_vocab": len(tok), "teacher": {"kind": cfg.teacher.kind, "online": step_teacher is not None,
-                                               "cache": cache.dir if cache is not None else None,
-                                               "dim": teacher_dim},
+        "student_vocab": len(tok),
+        "teacher": teachers.describe(teachers.ONLINE if step_teacher is not None else
+                                     teachers.IMPORTED if cfg.teacher.kind == "cache" else teachers.CACHED,
+                                     cache, source=cfg.teacher.kind, dim=teacher_dim,
+                                     captions_cached=cache is not None and float(kd.seq_weight) > 0),
         "student_params": int(sum(x.size for x in jax.tree.leaves(nnx.state(model, student)))),
         "kd": {"enc": kd.enc, "seq_weight": float(kd.seq_weight), "enc_weight": float(kd.enc_weight)},
         **model_info,

@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from kdjax import assets
+from kdjax import assets, teachers
 from kdjax.audio.augment import AugmentConfig, augment
 from kdjax.audio.io import crop_or_pad, load_audio
 from kdjax.convert import from_pretrained
@@ -134,30 +134,36 @@ def teacher_dim(cfg: ml_collections.ConfigDict) -> int:
     return int(tuple(dict(t.random).get("hidden_sizes", resnet_lib.ResNetConfig.hidden_sizes))[-1])
 
 
-def cached_image_features(cfg: ml_collections.ConfigDict, teacher: nnx.Module, examples,
-                          ids: list[str]) -> np.ndarray:
-    """The teacher's features of each training image (centre crop), from `teacher.cache_file` when it holds
-    every id, else computed in batches and written there (atomically)."""
-    file = cfg.teacher.cache_file
-    if file and os.path.isfile(file):
-        with np.load(file, allow_pickle=False) as z:
-            index = {k: i for i, k in enumerate(z["ids"].tolist())}
-            if all(i in index for i in ids):
-                return z["features"][[index[i] for i in ids]]
-            logging.warning("%s lacks some clips; recomputing the image feature cache", file)
-    size = int(cfg.data.image_size)
+def cached_image_features(cfg: ml_collections.ConfigDict, teacher: nnx.Module, examples, workdir: str
+                          ) -> tuple[Any, dict]:
+    """The image teacher's features of each training clip's picture (centre crop), computed once into the
+    teacher interface's cache (`teacher.cache_dir`, default <workdir>/teacher_cache; resumable, refused when it
+    holds another teacher's features). Returns the cache (read by example index) and what writing it took."""
+    from kdjax.teachers import cache as cache_lib
+
+    t, d = cfg.teacher, cfg.data
+    out = t.cache_dir or os.path.join(workdir, "teacher_cache")
+    size, b = int(d.image_size), 16
     gdef, state = nnx.split(teacher)
     run = jax.jit(lambda s, x: nnx.merge(gdef, s)(x)["features"])
-    feats = []
-    for i in range(0, len(examples), 16):
-        chunk = [img_lib.normalize(img_lib.center_crop(ex["image"], size)) for ex in examples[i:i + 16]]
-        feats.append(np.asarray(run(state, jnp.asarray(np.stack(chunk)))))
-    out = np.concatenate(feats).astype(np.float32)
-    if file:
-        tmp = file + ".tmp.npz"
-        np.savez(tmp, ids=np.array(ids), features=out)
-        os.replace(tmp, file)
-    return out
+
+    def compute(ids: list[str]) -> list[dict]:
+        imgs = [img_lib.normalize(img_lib.center_crop(examples[int(i)]["image"], size)) for i in ids]
+        imgs += [imgs[-1]] * (b - len(imgs))  # one compiled shape
+        feats = np.asarray(run(state, jnp.asarray(np.stack(imgs))), np.float32)
+        return [{"id": i, "features": feats[j]} for j, i in enumerate(ids)]
+
+    fingerprint = {"teacher": t.checkpoint and os.path.abspath(assets.resolve(t.checkpoint))
+                   or f"random init (seed {int(cfg.seed) + 7}) {t.kind} {dict(t.random)}",
+                   "feature": t.feature, "image_size": size, "data": d.source,
+                   "dataset": d.manifest_file or d.tfds_dir or "embedded", "train_clips": len(examples)}
+    ids = [str(i) for i in range(len(examples))]
+    stats = cache_lib.fill(out, ids, compute, {"features": cache_lib.field(np.float32, (teacher_dim(cfg),))},
+                           batch_size=b, shard_size=b * 64, teacher=f"Multi2Cap image teacher ({t.kind})",
+                           fingerprint=fingerprint, progress="image teacher cache")
+    cache = cache_lib.OutputCache(out)
+    cache.check(ids)
+    return cache, stats
 
 
 def cfd_loss(kind: str, audio: jax.Array, image: jax.Array, cfg: ml_collections.ConfigDict,
@@ -268,12 +274,14 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     data = {s: grain.MapDataset.source(src).map_with_index(example(s)) if not isinstance(src, list)
             else grain.MapDataset.source([example(s)(i, r) for i, r in enumerate(src)]) for s, src in sources.items()}
     references = {s: captions_of(s) for s in ("validation", "test")}
+    teacher_info = teachers.describe(teachers.ONLINE) if teacher is not None else None
     if teacher is not None and cfg.teacher.cache:  # features once per clip; no image model in the step
         train = data["train"]
-        feats = cached_image_features(cfg, teacher, train, [str(i) for i in range(len(train))])
+        cache, stats = cached_image_features(cfg, teacher, train, workdir)
         data["train"] = train.map_with_index(
-            lambda i, ex: {**{k: v for k, v in ex.items() if k != "image"}, "image_features": feats[i]})
-        teacher = None
+            lambda i, ex: {**{k: v for k, v in ex.items() if k != "image"},
+                           "image_features": cache.get(str(i))["features"]})
+        teacher, teacher_info = None, teachers.describe(teachers.CACHED, cache, stats)
 
     aug_cfg = AugmentConfig.from_config(cfg.augment.ops) if cfg.augment.enabled else None
     image_size = int(d.image_size)
@@ -310,7 +318,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         "prompt_tokens": [len(model.cfg.prompt_prefix), len(model.cfg.prompt_suffix)],
         "trainable_params": int(sum(x.size for x in jax.tree.leaves(
             nnx.split(model, lora.frozen_filter(FROZEN), nnx.Param, ...)[2]))),
-        "lora_params": lora.count(model),
+        "lora_params": lora.count(model), "teacher": teacher_info,
     })
     return Task(
         model=model, loss_fn=loss_fn, predict_fn=predict_fn, train_data=data["train"].map(strip),
