@@ -173,15 +173,13 @@ def test_left_padded_prompts_generate_as_unpadded(tmp_path):
 @pytest.mark.parametrize("scan", [False, True])
 def test_save_pretrained_sharded_loads_in_transformers(tmp_path, monkeypatch, scan):
     """Sharded safetensors that transformers loads; a scanned stack is written as HF's per-layer tensors."""
-    from kdjax.convert import checkpoint_io
+    from kdjax.convert import checkpoint_io, common
 
     cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
                       num_key_value_heads=2, max_position_embeddings=32, tie_word_embeddings=False, scan_layers=scan)
     model = LlamaForCausalLM(cfg, rngs=nnx.Rngs(0))
     real = checkpoint_io.write_safetensors
-    monkeypatch.setattr(checkpoint_io, "write_safetensors",
-                        lambda t, d, **kw: real(t, d, max_shard_bytes=20_000))
-    monkeypatch.setattr(convert, "write_safetensors", lambda t, d, **kw: real(t, d, max_shard_bytes=20_000))
+    monkeypatch.setattr(common, "write_safetensors", lambda t, d, **kw: real(t, d, max_shard_bytes=20_000))
     out = str(tmp_path / "saved")
     convert.save_pretrained(model, out)
     assert os.path.isfile(os.path.join(out, "model.safetensors.index.json"))

@@ -77,3 +77,28 @@ def test_indivisible_dimensions_stay_replicated():
     # A mesh axis is used at most once per array.
     spec = shd.logical_to_spec(("heads", "mlp"), (8, 8), FakeMesh())
     assert spec == P("tensor", None)
+
+
+def test_scoped_rules_do_not_depend_on_their_order(caplog):
+    """Each family's rules apply under its module only: CED's `attn.q_proj` never takes LLaMA's `q_proj` rule,
+    whichever comes first; an undivided dimension is named in the warning."""
+    import logging
+
+    class FakeMesh:
+        shape = {"data": 1, "fsdp": 2, "tensor": 4}
+
+    llama = ((r"(^|\.)q_proj\.kernel$", ("embed", "heads")),)
+    ced = ((r"attn\.q_proj\.kernel$", (None, "mlp")),)
+    params = {"decoder": {"self_attn": {"q_proj": {"kernel": np.zeros((8, 8))}}},
+              "audio_encoder": {"attn": {"q_proj": {"kernel": np.zeros((8, 6))}}}}
+    for rules in ((shd.scoped("decoder", llama), shd.scoped("audio_encoder", ced)),
+                  (shd.scoped("audio_encoder", ced), shd.scoped("decoder", llama))):
+        with caplog.at_level(logging.WARNING):
+            specs = shd.param_specs(params, FakeMesh(), rules)
+        assert specs["decoder"]["self_attn"]["q_proj"]["kernel"] == P("fsdp", "tensor")
+        assert specs["audio_encoder"]["attn"]["q_proj"]["kernel"] == P(None, None)  # 6 is not divisible by 4
+        assert "audio_encoder.attn.q_proj.kernel (dim 1 = 6, mesh tensor = 4)" in caplog.text
+        caplog.clear()
+    # unscoped, the first pattern would have claimed both
+    flat = shd.param_specs(params, FakeMesh(), llama + ced)
+    assert flat["audio_encoder"]["attn"]["q_proj"]["kernel"] == P("fsdp", None)

@@ -2,7 +2,6 @@
 work) and the one description of a batch that the input pipeline, the abstract compile and the trainer share."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -83,7 +82,8 @@ SYSTEM_BAD = {
                   "cfd.audio_feature": "decoder_mean", "decoder.dtype": "int8", "eval.tokenization": "nltk",
                   "eval.metrics": ("bleu_1", "cider", "cider_d"), "eval.unavailable_metrics": "ignore",
                   "audio.lora.rank": 0, "cfd.weight": -1.0, "data.source": "hub"},
-    "effaac": {"kd.enc": "kl", "student.memory": "shared", "teacher.kind": "htsat", "student.encoder": "efficientnet-b9",
+    "effaac": {"kd.enc": "kl", "student.memory": "shared", "teacher.kind": "htsat",
+               "student.encoder": "efficientnet-b9",
                "train.freeze": ("encoder", "head"), "kd.label_smoothing": 1.0, "aot.teacher_arch": "ced_giant",
                "data.max_caption_tokens": 1},
 }
@@ -202,7 +202,8 @@ def test_unavailable_metrics_dropped_when_asked():
     assert any("train.early_stopping.fallback='cider_d'" in n for n in notes)
     assert tuple(cfg.eval.metrics) == ("bleu_1", "cider_d", "spice", "spider")  # the caller's config is untouched
     _set(cfg, "train.early_stopping.fallback", "spice")
-    assert any(p.startswith("train.early_stopping.fallback: 'spice' is not among the computable") for p in problems(cfg))
+    assert any(p.startswith("train.early_stopping.fallback: 'spice' is not among the computable")
+               for p in problems(cfg))
 
 
 VALIDATE_IN_A_FRESH_PROCESS = textwrap.dedent("""
@@ -335,8 +336,8 @@ def test_a_run_with_dropped_metrics_selects_checkpoints_by_the_fallback(tmp_path
     """No SPICE jar: with eval.unavailable_metrics='drop' the run trains, keeps its best checkpoint by the
     fallback metric and says so in the report (without it, it would stop before training)."""
     wd = tmp_path / "m2c"
-    args = ("--config.eval.metrics=('bleu_1','cider_d','spice','spider')", "--config.train.early_stopping.metric=spider",
-            "--config.eval.every=3")
+    args = ("--config.eval.metrics=('bleu_1','cider_d','spice','spider')",
+            "--config.train.early_stopping.metric=spider", "--config.eval.every=3")
     p = runs.run("configs/multi2cap.py:tiny", str(wd), *args, check=False)
     assert p.returncode == 1 and "'spice', 'spider' cannot be computed on this install" in p.stderr
     runs.run("configs/multi2cap.py:tiny", str(wd), *args, "--config.eval.unavailable_metrics=drop")

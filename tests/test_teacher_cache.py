@@ -65,8 +65,8 @@ def test_one_writer_per_host(tmp_path, monkeypatch):
 
 def test_reads_the_first_format(tmp_path):
     """EffAAC's shipped smoke cache (format 1: meta.json, no id sidecars) reads through the same class."""
-    from kdjax import assets
     from configs.effaac import SMOKE_TEACHER_CACHE
+    from kdjax import assets
 
     c = cache_lib.OutputCache(assets.resolve(SMOKE_TEACHER_CACHE))
     assert len(c) == 86 and c.fields["embedding"] == {"dtype": "float32", "shape": [192]}

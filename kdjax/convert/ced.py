@@ -115,3 +115,54 @@ def extra_tensors(cfg: CedConfig) -> dict[str, np.ndarray]:
     return {WINDOW: hann_window(cfg.win_length, cfg.n_fft),
             FILTERBANK: mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.f_min, cfg.f_max),
             BN_COUNT: np.asarray(0, np.int64)}
+
+
+# ------------------------------------------------------------------------------------- load / save
+def load(path: str, *, arch: str | None = None, seed: int = 0, **overrides):
+    """A released CED state dict (.pt/.pth/.safetensors file), or a directory written by `save`; `arch` one of
+    ced_tiny/mini/small/base (inferred from the shapes when omitted)."""
+    import os
+
+    from flax import nnx
+
+    from kdjax.convert.checkpoint_io import LazyTensors, read_config
+    from kdjax.convert.common import load_family
+    from kdjax.models.ced import CED
+
+    tensors = LazyTensors(path)
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json")) and arch is None:
+        cfg = CedConfig.from_json({**read_config(path)["ced"], **overrides})
+    else:
+        cfg = infer_config(tensors, arch, **overrides)
+    check_front_end(tensors, cfg, path)
+    tensors = adapt_position_embeddings(tensors, cfg)
+    ignore = IGNORE + (() if cfg.num_classes else ("outputlayer.*",))
+    # depth < the checkpoint's keeps its first blocks (a truncated encoder); the rest are reported ignored
+    ignore += tuple(f"blocks.{i}.*" for i in range(cfg.depth, 64))
+    return load_family(tensors, lambda: CED(cfg, rngs=nnx.Rngs(seed)), rules(cfg), ignore, path)
+
+
+def save(model, out_dir: str, **_) -> None:
+    """model.safetensors holding the released PyTorch state dict (names, fused qkv, front-end buffers), which the
+    PyTorch CED loads with strict=True, and a config.json for kdjax."""
+    from flax import nnx
+
+    from kdjax.convert.common import host_flat, write_dir
+    from kdjax.convert.param_map import flax_to_hf
+
+    flat = {k: np.asarray(v) for k, v in host_flat(model, nnx.Param, nnx.BatchStat).items()}
+    tensors = {**flax_to_hf(flat, rules(model.cfg)), **extra_tensors(model.cfg)}
+    write_dir(out_dir, tensors, {"model_type": "kdjax_ced", "ced": model.cfg.to_json()})
+
+
+def _register():
+    from kdjax.convert import registry
+    from kdjax.models.ced import CED
+
+    def _load(path, *, task=None, arch=None, seed=0, mesh=None, **kw):
+        return load(path, arch=arch if arch in ARCHS else None, seed=seed, **kw)
+
+    registry.register(registry.Family("ced", ARCHS + ("ced", "kdjax_ced"), (CED,), _load, save, files=True))
+
+
+_register()

@@ -71,3 +71,61 @@ def infer_config(tensors: Mapping[str, np.ndarray], *, encoder: str = "efficient
                                 ffn_dim=shape("decoder.layers.0.linear1.weight")[0],
                                 memory_dim=shape("decoder.memory_proj.weight")[1], **decoder_overrides)
     return EffAACConfig(encoder=enc, decoder=dcfg, enc_proj_dim=enc_proj, contra_dim=contra, teacher_dim=teacher)
+
+
+# ------------------------------------------------------------------------------------- load / save
+def load_effaac(tensors, *, source: str = "", seed: int = 0, num_heads: int = 4, **decoder_overrides):
+    """EffAAC's student (EfficientNet encoder + Transformer caption decoder) from its PyTorch state dict."""
+    from flax import nnx
+
+    from kdjax.convert.common import load_family
+    from kdjax.models.effaac import EffAAC
+
+    cfg = infer_config(tensors, num_heads=num_heads, **decoder_overrides)
+    return load_family(tensors, lambda: EffAAC(cfg, rngs=nnx.Rngs(seed)), rules(cfg), IGNORE, source)
+
+
+def effaac_tensors(model):
+    """The student's parameters and BatchNorm statistics under the PyTorch names (inverse of `load_effaac`)."""
+    from flax import nnx
+
+    from kdjax.convert.common import host_flat
+    from kdjax.convert.param_map import flax_to_hf
+
+    return flax_to_hf(host_flat(model, nnx.Param, nnx.BatchStat), rules(model.cfg))
+
+
+def load(path: str, *, seed: int = 0, **overrides):
+    """A directory written by `save` (config.json with the kdjax config, model.safetensors)."""
+    from flax import nnx
+
+    from kdjax.convert.checkpoint_io import LazyTensors, read_config
+    from kdjax.convert.common import config_from_json, load_family
+    from kdjax.models.effaac import EffAAC
+
+    cfg = config_from_json(EffAACConfig, {**read_config(path)["effaac"], **overrides})
+    return load_family(LazyTensors(path), lambda: EffAAC(cfg, rngs=nnx.Rngs(seed)), rules(cfg), IGNORE, path)
+
+
+def save(model, out_dir: str, **_) -> None:
+    """model.safetensors in the PyTorch student's names (tests/torch_effaac.py; BatchNorm statistics included,
+    the encoder's unused ImageNet classifier absent) and config.json with the kdjax config."""
+    from kdjax.convert.common import config_to_json, with_batch_counts, write_dir
+
+    if getattr(model, "external_encoder", None) is not None:
+        raise ValueError("this student reads the teacher's encoder (student.memory='teacher'): its EfficientNet is "
+                         "not trained; export the teacher's encoder with the teacher")
+    write_dir(out_dir, with_batch_counts(effaac_tensors(model)),
+              {"model_type": "kdjax_effaac", "effaac": config_to_json(model.cfg)})
+
+
+def _register():
+    from kdjax.convert import registry
+    from kdjax.models.effaac import EffAAC
+
+    registry.register(registry.Family(
+        "effaac", ("kdjax_effaac",), (EffAAC,),
+        lambda path, *, task=None, arch=None, seed=0, mesh=None, **kw: load(path, seed=seed, **kw), save))
+
+
+_register()

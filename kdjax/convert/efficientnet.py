@@ -52,3 +52,53 @@ def infer_config(tensors: Mapping[str, np.ndarray], name: str = "efficientnet-b2
         raise ConversionError(f"state dict has {len(found)} blocks and a {np.shape(stem)[0]}-channel stem; "
                               f"{name} has {len(cfg.block_list())} and {cfg.filters(32)}")
     return cfg
+
+
+# ------------------------------------------------------------------------------------- load / save
+def load_efficientnet(tensors, *, name: str = "efficientnet-b2", prefix: str = "", source: str = "", seed: int = 0,
+                      **overrides):
+    """An EfficientNet from an efficientnet_pytorch state dict (`prefix` strips an outer module's name)."""
+    from flax import nnx
+
+    from kdjax.convert.common import load_family
+    from kdjax.models.efficientnet import EfficientNet
+
+    cfg = infer_config(tensors, name, prefix, **overrides)
+    return load_family(tensors, lambda: EfficientNet(cfg, rngs=nnx.Rngs(seed)), rules(cfg, prefix),
+                       tuple(prefix + p for p in IGNORE), source)
+
+
+def load(path: str, *, seed: int = 0, **overrides):
+    """A directory written by `save` (config.json with the kdjax config, model.safetensors)."""
+    from flax import nnx
+
+    from kdjax.convert.checkpoint_io import LazyTensors, read_config
+    from kdjax.convert.common import config_from_json, load_family
+    from kdjax.models.efficientnet import EfficientNet
+
+    cfg = config_from_json(EfficientNetConfig, {**read_config(path)["efficientnet"], **overrides})
+    return load_family(LazyTensors(path), lambda: EfficientNet(cfg, rngs=nnx.Rngs(seed)), rules(cfg), IGNORE, path)
+
+
+def save(model, out_dir: str, **_) -> None:
+    """model.safetensors in efficientnet_pytorch's names (BatchNorm statistics included; the ImageNet classifier
+    `_fc`, which kdjax's feature encoder has not, is absent) and config.json."""
+    from flax import nnx
+
+    from kdjax.convert.common import config_to_json, host_flat, with_batch_counts, write_dir
+    from kdjax.convert.param_map import flax_to_hf
+
+    tensors = with_batch_counts(flax_to_hf(host_flat(model, nnx.Param, nnx.BatchStat), rules(model.cfg)))
+    write_dir(out_dir, tensors, {"model_type": "kdjax_efficientnet", "efficientnet": config_to_json(model.cfg)})
+
+
+def _register():
+    from kdjax.convert import registry
+    from kdjax.models.efficientnet import EfficientNet
+
+    registry.register(registry.Family(
+        "efficientnet", ("kdjax_efficientnet",), (EfficientNet,),
+        lambda path, *, task=None, arch=None, seed=0, mesh=None, **kw: load(path, seed=seed, **kw), save))
+
+
+_register()

@@ -58,3 +58,88 @@ def rules(model: nnx.Module, hf_prefix: str = "") -> list[TensorRule]:
 # pre-training heads (MLM/NSP) and, when loading a bare encoder, task heads.
 IGNORE = ("*embeddings.position_ids", "*embeddings.token_type_ids", "cls.*", "lm_head.*",
           "classifier.*", "qa_outputs.*")
+
+
+# ------------------------------------------------------------------------------------- load / save
+HEAD_FILE = "kdjax_head.safetensors"  # a DSG-KD head (no transformers class) beside the encoder
+
+
+def load_bert(tensors, hf_cfg: dict, *, task: str = "encoder", source: str = "", seed: int = 0, **overrides):
+    """A BERT-family model from HF-named tensors (a mapping name -> array) and a HF config dict; the engine
+    behind `from_pretrained` for checkpoints that are not HF directories. Returns (model, LoadReport)."""
+    from kdjax.convert.param_map import hf_to_flax
+    from kdjax.models import state as state_lib
+
+    cfg = BertConfig.from_hf(hf_cfg, **overrides)
+    prefix = base_prefix(cfg)
+    has_prefix = any(k.startswith(prefix) for k in tensors)
+    if task == "sequence_classification":
+        build = lambda rngs: SequenceClassifier(cfg, rngs=rngs)
+        may_init = ("classifier.*",)
+    elif task == "encoder":
+        has_pooler = any(k.endswith("pooler.dense.weight") for k in tensors)
+        if not has_pooler and cfg.add_pooling_layer and "add_pooling_layer" not in overrides:
+            cfg = BertConfig.from_hf(hf_cfg, **{**overrides, "add_pooling_layer": False})
+        build = lambda rngs: BertModel(cfg, rngs=rngs)
+        may_init = ()
+    else:
+        raise ValueError(f"unknown task {task!r}; use 'encoder' or 'sequence_classification'")
+    abstract = state_lib.abstract_module(lambda: build(nnx.Rngs(seed)))
+    table = rules(abstract, prefix if has_prefix else "")
+    shapes = {k: v.shape for k, v in state_lib.flatten(nnx.state(abstract)).items()}
+    flat, report = hf_to_flax(tensors, table, shapes, ignore=IGNORE, may_init=may_init, source=source)
+    fill = build(nnx.Rngs(seed)) if report.initialized else None
+    return state_lib.load_flat(abstract, flat, fill), report
+
+
+def load(path: str, *, task: str = "encoder", seed: int = 0, **overrides):
+    import os
+
+    from kdjax.convert.checkpoint_io import LazyTensors, read_config
+
+    tensors = LazyTensors(path)
+    head_file = os.path.join(path, HEAD_FILE)
+    if task == "sequence_classification" and os.path.isfile(head_file):
+        from safetensors.numpy import load_file
+
+        tensors = {**{k: tensors[k] for k in tensors}, **load_file(head_file)}
+    return load_bert(tensors, read_config(path), task=task, source=path, seed=seed, **overrides)
+
+
+def save(model: nnx.Module, out_dir: str, *, tokenizer_dir: str | None = None) -> None:
+    """A transformers directory: BertModel/RobertaModel, or *ForSequenceClassification for the HF-compatible
+    heads; a DSG-KD head is written beside the encoder in kdjax_head.safetensors."""
+    from kdjax.convert.common import host_flat, write_dir
+    from kdjax.convert.param_map import flax_to_hf
+
+    flat = host_flat(model)
+    cfg: BertConfig = model.cfg
+    hf_cfg, extra = cfg.to_hf(), {}
+    if isinstance(model, SequenceClassifier) and cfg.classifier_head in ("bert", "roberta"):
+        tensors = flax_to_hf(flat, rules(model, base_prefix(cfg)))
+        hf_cfg["architectures"] = ["RobertaForSequenceClassification" if cfg.roberta_positions
+                                   else "BertForSequenceClassification"]
+        hf_cfg["id2label"] = {str(i): f"LABEL_{i}" for i in range(cfg.num_labels)}
+        hf_cfg["label2id"] = {f"LABEL_{i}": i for i in range(cfg.num_labels)}
+    elif isinstance(model, SequenceClassifier):
+        all_hf = flax_to_hf(flat, rules(model, ""))
+        extra[HEAD_FILE] = {k: v for k, v in all_hf.items() if k.startswith("classifier.")}
+        tensors = {k: v for k, v in all_hf.items() if not k.startswith("classifier.")}
+        hf_cfg["kdjax_classifier_head"] = cfg.classifier_head
+        hf_cfg["num_labels"] = cfg.num_labels
+    else:
+        tensors = flax_to_hf(flat, rules(model, ""))
+    hf_cfg["add_pooling_layer"] = cfg.add_pooling_layer
+    write_dir(out_dir, tensors, hf_cfg, extra=extra, tokenizer_dir=tokenizer_dir)
+
+
+def _register():
+    from kdjax.convert import registry
+
+    registry.register(registry.Family(
+        "bert", MODEL_TYPES, (BertModel, SequenceClassifier),
+        lambda path, *, task="encoder", arch=None, seed=0, mesh=None, **kw: load(path, task=task, seed=seed, **kw),
+        save))
+
+
+_register()

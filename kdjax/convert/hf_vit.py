@@ -30,3 +30,43 @@ def entries(cfg: ViTConfig, hf_prefix: str = "") -> list[Entry]:
 
 def rules(cfg: ViTConfig, hf_prefix: str = "") -> list[TensorRule]:
     return expand(entries(cfg, hf_prefix), cfg.num_hidden_layers)
+
+
+# ------------------------------------------------------------------------------------- load / save
+def load_tensors(tensors, hf_cfg: dict, *, source: str = "", seed: int = 0, **overrides):
+    """ViTModel / ViTForImageClassification tensors (the classifier is ignored) -> (kdjax ViT, LoadReport)."""
+    from flax import nnx
+
+    from kdjax.convert.common import load_family
+    from kdjax.models.vit import ViT
+
+    prefix = "vit." if any(k.startswith("vit.") for k in tensors) else ""
+    has_pooler = any(k.endswith("pooler.dense.weight") for k in tensors)
+    cfg = ViTConfig.from_hf(hf_cfg, **{"add_pooling_layer": has_pooler, **overrides})
+    return load_family(tensors, lambda: ViT(cfg, rngs=nnx.Rngs(seed)), rules(cfg, prefix), IGNORE, source)
+
+
+def load(path: str, *, seed: int = 0, **overrides):
+    from kdjax.convert.checkpoint_io import LazyTensors, read_config
+
+    return load_tensors(LazyTensors(path), read_config(path), source=path, seed=seed, **overrides)
+
+
+def save(model, out_dir: str, **_) -> None:
+    """A ViTModel directory."""
+    from kdjax.convert.common import host_flat, write_dir
+    from kdjax.convert.param_map import HFView
+
+    write_dir(out_dir, HFView(host_flat(model), rules(model.cfg)), model.cfg.to_hf())
+
+
+def _register():
+    from kdjax.convert import registry
+    from kdjax.models.vit import ViT
+
+    registry.register(registry.Family(
+        "vit", ("vit",), (ViT,), lambda path, *, task=None, arch=None, seed=0, mesh=None, **kw: load(path, seed=seed,
+                                                                                                      **kw), save))
+
+
+_register()

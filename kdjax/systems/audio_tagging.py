@@ -24,8 +24,8 @@ from kdjax.errors import InputError
 from kdjax.losses.classification import cross_entropy
 from kdjax.metrics.classification import multiclass_metrics
 from kdjax.models import ced as ced_lib
-from kdjax.systems import contract
 from kdjax.systems import checks as checks_lib
+from kdjax.systems import contract
 from kdjax.systems.checks import Checks
 from kdjax.train import task as task_lib
 from kdjax.train.batch import BatchSpec, Field, abstract_batch

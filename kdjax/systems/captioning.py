@@ -100,8 +100,7 @@ def validate_eval(c: Checks) -> None:
     """eval.metrics, eval.tokenization, eval.metric_config and the early-stopping metric, against what this
     install can compute. With eval.unavailable_metrics='drop' the metrics that cannot be computed are left out
     and checkpoint selection falls back to train.early_stopping.fallback (both recorded as adjustments)."""
-    from kdjax.metrics.captioning import METRICS, MetricConfig
-    from kdjax.metrics.captioning import availability
+    from kdjax.metrics.captioning import METRICS, MetricConfig, availability
     from kdjax.metrics.captioning.tokenize import MODES
 
     c.number("eval.generate.num_beams", integer=True, gt=0)
@@ -142,8 +141,9 @@ def validate_eval(c: Checks) -> None:
     if es in missing:
         fallback = c.get("train.early_stopping.fallback", "") or ""
         if not fallback:
-            c.problem("train.early_stopping.fallback", f"the early-stopping metric {es!r} is dropped: name a "
-                                                       f"computable metric to select checkpoints by, one of {list(keep)}")
+            c.problem("train.early_stopping.fallback",
+                      f"the early-stopping metric {es!r} is dropped: name a computable metric to select checkpoints "
+                      f"by, one of {list(keep)}")
         elif fallback not in keep:
             c.problem("train.early_stopping.fallback", f"{fallback!r} is not among the computable eval.metrics "
                                                        f"{list(keep)}")

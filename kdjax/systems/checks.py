@@ -191,7 +191,7 @@ def common(c: Checks) -> None:
     if c.get("train.early_stopping", None) is not None:
         c.one_of("train.early_stopping.mode", ("max", "min"))
         c.number("train.early_stopping.patience", integer=True, ge=0, default=0)
-    c.number("optim.lr", gt=0)
+    c.number("optim.lr", ge=0)  # 0 is allowed: a run that only evaluates, or checks its bookkeeping
     c.number("optim.warmup_ratio", ge=0, lt=1, default=0.0)
     c.number("optim.warmup_steps", integer=True, ge=0, default=0)
     c.number("optim.weight_decay", ge=0, default=0.0)
@@ -206,7 +206,7 @@ def common(c: Checks) -> None:
             c.problem(key, "needs 'pattern' (a regex over parameter paths) and 'lr'")
             continue
         c.regex(f"{key}.pattern")
-        c.number(f"{key}.lr", gt=0)
+        c.number(f"{key}.lr", ge=0)
     c.number("eval.batch_size", integer=True, ge=0, default=0)
     c.number("eval.every", integer=True, ge=0, default=0)
     c.number("eval.every_epochs", integer=True, ge=0, default=0)

@@ -2,12 +2,17 @@
 
 Models declare, per parameter path pattern, the logical axes of each dimension (e.g. a query kernel is
 ('embed', 'heads')). `LOGICAL_RULES` maps logical axes to mesh axes. A dimension that the mesh axes
-do not divide is left replicated rather than failing, so the same config runs on 1 CPU device, on 8
-simulated devices and on a pod.
+do not divide is left replicated rather than failing (and named in a warning), so the same config runs on
+1 CPU device, on 8 simulated devices and on a pod.
+
+A model composed of families scopes each family's rules to the module that holds it (`scoped("decoder",
+llama.LOGICAL_AXES)`): such rules apply only under that prefix, so no rule depends on where it sits in a
+concatenated list (LLaMA's `self_attn.q_proj` pattern would otherwise also match CED's `attn.q_proj`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -34,7 +39,23 @@ LOGICAL_RULES: dict[str, str | tuple[str, ...] | None] = {
     "conv_out": "tensor",
 }
 
-LogicalAxes = Sequence[tuple[str, tuple[str | None, ...]]]  # (path regex, logical axes)
+LogicalAxes = Sequence[Any]  # (path regex, logical axes) pairs and Scoped groups
+
+
+@dataclasses.dataclass(frozen=True)
+class Scoped:
+    """`rules` (LogicalAxes) applied to the parameters under module `prefix`, matched against the path below it."""
+
+    prefix: str
+    rules: tuple
+
+    def match(self, path: str) -> str | None:
+        """The path below the prefix, or None when `path` is not under it."""
+        return path[len(self.prefix) + 1:] if path.startswith(self.prefix + ".") else None
+
+
+def scoped(prefix: str, rules: LogicalAxes) -> Scoped:
+    return Scoped(prefix, tuple(rules))
 
 
 def make_mesh(shape: Mapping[str, int], devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -83,12 +104,16 @@ def data_parallel_size(mesh: Mesh) -> int:
 
 
 def logical_to_spec(logical: Sequence[str | None], shape: Sequence[int], mesh: Mesh,
-                    rules: Mapping[str, Any] = LOGICAL_RULES) -> P:
+                    rules: Mapping[str, Any] = LOGICAL_RULES, undivided: list | None = None) -> P:
+    """The PartitionSpec of an array with these logical axes; a dimension its mesh axes do not divide stays
+    replicated and is appended to `undivided` as (dimension index, size, mesh axes)."""
     spec, used = [], set()
-    for name, dim in zip(logical, shape):
+    for i, (name, dim) in enumerate(zip(logical, shape)):
         axes = rules.get(name) if name else None
         tup = (axes,) if isinstance(axes, str) else tuple(axes or ())
         # An axis may be used once per array, and it must divide the dimension.
+        if tup and not used & set(tup) and dim % axis_size(mesh, tup) and undivided is not None:
+            undivided.append((i, dim, tup))
         if not tup or used & set(tup) or dim % axis_size(mesh, tup):
             spec.append(None)
             continue
@@ -97,21 +122,46 @@ def logical_to_spec(logical: Sequence[str | None], shape: Sequence[int], mesh: M
     return P(*spec)
 
 
+def _find(path: str, logical_axes: LogicalAxes) -> tuple | None:
+    """The logical axes of `path`: the first matching pattern at this level, Scoped groups looked into."""
+    for rule in logical_axes:
+        if isinstance(rule, Scoped):
+            rest = rule.match(path)
+            if rest is not None:
+                found = _find(rest, rule.rules)
+                if found is not None:
+                    return found
+            continue
+        pattern, axes = rule
+        if re.search(pattern, path):
+            return tuple(axes)
+    return None
+
+
 def param_specs(params: Any, mesh: Mesh, logical_axes: LogicalAxes,
                 rules: Mapping[str, Any] = LOGICAL_RULES) -> Any:
-    """PartitionSpecs for a params pytree: first matching pattern wins, unmatched are replicated."""
-    compiled = [(re.compile(p), axes) for p, axes in logical_axes]
+    """PartitionSpecs for a params pytree: first matching pattern wins (inside a Scoped group, only paths under
+    its prefix), unmatched are replicated. Dimensions the mesh does not divide are named in one warning."""
+    undivided: list[str] = []
 
     def spec(path: str, leaf) -> P:
         shape = np.shape(leaf)
-        for pat, axes in compiled:
-            if pat.search(path):
-                if len(axes) != len(shape):
-                    raise ValueError(f"logical axes {axes} for {path} do not fit its shape {shape}")
-                return logical_to_spec(axes, shape, mesh, rules)
-        return P()
+        axes = _find(path, logical_axes)
+        if axes is None:
+            return P()
+        if len(axes) != len(shape):
+            raise ValueError(f"logical axes {axes} for {path} do not fit its shape {shape}")
+        here: list = []
+        out = logical_to_spec(axes, shape, mesh, rules, here)
+        undivided.extend(f"{path} (dim {i} = {d}, mesh {'x'.join(t)} = {axis_size(mesh, t)})" for i, d, t in here)
+        return out
 
-    return map_with_path(spec, params)
+    specs = map_with_path(spec, params)
+    if undivided:
+        logging.warning("sharding: %d parameter dimension(s) left replicated, their mesh axes do not divide them: "
+                        "%s%s", len(undivided), "; ".join(undivided[:20]),
+                        f"; ... and {len(undivided) - 20} more" if len(undivided) > 20 else "")
+    return specs
 
 
 def named(mesh: Mesh, specs: Any) -> Any:

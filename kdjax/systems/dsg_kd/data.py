@@ -11,7 +11,8 @@ import ml_collections
 import numpy as np
 
 from kdjax import assets
-from kdjax.data import knowledge, notes as notes_lib, synthetic_notes, tokenizers
+from kdjax.data import knowledge, synthetic_notes, tokenizers
+from kdjax.data import notes as notes_lib
 from kdjax.errors import InputError
 
 

@@ -15,9 +15,10 @@ from kdjax.data import knowledge
 from kdjax.errors import InputError
 from kdjax.losses.dsg_kd import span_mean, uniform_layer_map, word_onehot
 from kdjax.models.bert import LOGICAL_AXES, BertConfig, BertModel, SequenceClassifier
+from kdjax.train.sharding import scoped
 
 # the student's BERT, plus the projection onto the teacher's width
-STUDENT_AXES = [*LOGICAL_AXES, (r"hidden_proj\.kernel$", ("embed", None))]
+STUDENT_AXES = (scoped("student", LOGICAL_AXES), (r"^hidden_proj\.kernel$", ("embed", None)))
 
 
 class Student(nnx.Module):

@@ -22,8 +22,15 @@ from kdjax.metrics.mwps import load_terms, mwps
 from kdjax.models.bert import LOGICAL_AXES, BertModel, SequenceClassifier
 from kdjax.systems.dsg_kd import teacher as teacher_lib
 from kdjax.systems.dsg_kd.data import encode_fn, load_splits, tokenizer
-from kdjax.systems.dsg_kd.models import (STUDENT_AXES, Student, bert_init, build_student, build_teacher,
-                                             layer_map, word_embeddings)
+from kdjax.systems.dsg_kd.models import (
+    STUDENT_AXES,
+    Student,
+    bert_init,
+    build_student,
+    build_teacher,
+    layer_map,
+    word_embeddings,
+)
 from kdjax.train import task as task_lib
 from kdjax.train.batch import BatchSpec, Field, abstract_batch
 from kdjax.train.task import Task

@@ -1,0 +1,52 @@
+"""EffAAC's config checks (run before any device work; see kdjax.systems.checks)."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from kdjax.systems import captioning
+from kdjax.systems.checks import Checks
+
+
+def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
+    from kdjax.models import ced as ced_lib
+    from kdjax.models.efficientnet import VARIANTS
+
+    captioning.validate_data(c)
+    c.path("data.audio_only_manifest", "file")
+    c.one_of("student.encoder", sorted(VARIANTS))
+    c.path("student.encoder_checkpoint", "file")
+    c.path("student.init_from", "dir", contains=("config.json",), why="a trained EffAAC workdir")
+    memory = c.one_of("student.memory", ("student", "teacher"))
+    c.number("student.max_words", integer=True, ge=0)
+    c.number("student.min_count", integer=True, gt=0)
+    for key in ("d_model", "num_heads", "ffn_dim", "num_layers"):
+        c.number(f"student.decoder.{key}", integer=True, gt=0)
+    c.number("student.decoder.dropout", ge=0, lt=1)
+    enc = c.one_of("kd.enc", ("contra", "mse", "none"))
+    c.number("kd.enc_weight", ge=0)
+    seq = c.number("kd.seq_weight", ge=0)
+    c.number("kd.contra_dim", integer=True, gt=0)
+    c.number("kd.label_smoothing", ge=0, lt=1)
+    kind = c.one_of("teacher.kind", ("multi2cap", "cache", "none"))
+    distils = enc not in ("none", None) or (isinstance(seq, (int, float)) and seq > 0) or memory == "teacher"
+    if distils and kind == "none":
+        c.problem("teacher.kind", "'none', but the config distils (kd.enc, kd.seq_weight or student.memory="
+                                  "'teacher'): name a teacher, or set --config.kd.enc=none --config.kd.seq_weight=0")
+    if kind == "multi2cap" and distils:
+        c.path("teacher.workdir", "dir", required=True, why="teacher.kind='multi2cap': a trained Multi2Cap workdir",
+               contains=("config.json",))
+    if kind == "cache" and distils:
+        if c.required("teacher.cache_dir", "teacher.kind='cache': a teacher cache directory"):
+            c.path("teacher.cache_dir", "dir", contains=("meta.json",))
+    if memory == "teacher":
+        if kind != "multi2cap":
+            c.problem("student.memory", "'teacher' reads the teacher's encoder: needs teacher.kind='multi2cap'")
+        if enc not in ("none", None):
+            c.problem("student.memory", f"'teacher' reads the teacher's encoder: set kd.enc='none' (is {enc!r})")
+    c.number("teacher.batch_size", integer=True, gt=0)
+    c.number("teacher.generate.num_beams", integer=True, gt=0)
+    c.subset_of("train.freeze", ("encoder", "decoder"))
+    captioning.validate_eval(c)
+    c.number("aot.vocab_size", integer=True, gt=0)
+    c.one_of("aot.teacher_arch", tuple(ced_lib.SIZES))

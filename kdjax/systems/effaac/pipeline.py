@@ -1,0 +1,102 @@
+"""EffAAC's input pipeline: labelled clips with their reference captions and the teacher's fields (its caption
+of the clip for L_seq, its embedding for cached encoder KD), audio-only clips drawn one per labelled clip, the
+random crops (at the teacher's rate too when an online teacher reads another one), and fixed evaluation crops."""
+
+from __future__ import annotations
+
+import os
+
+import grain
+import ml_collections
+import numpy as np
+
+from kdjax.audio.io import crop_or_pad, load_many
+from kdjax.data import captions as caption_data
+from kdjax.data import jsonl, tokenizers
+
+
+def audio_only_rows(cfg: ml_collections.ConfigDict) -> tuple[list[dict], list[str]]:
+    path = cfg.data.audio_only_manifest
+    if not path:
+        return [], []
+    root = os.path.dirname(os.path.abspath(path))
+    rows = [{"id": str(r.get("id", f"{os.path.basename(path)}:{n}")), "audio": os.path.join(root, r["audio"])}
+            for n, r in jsonl.read_rows(path, ("audio",))]
+    waves, kept, bad = load_many([r["audio"] for r in rows], int(cfg.data.sample_rate), cfg.data.on_bad_input)
+    return [{"id": rows[i]["id"], "wave": w} for w, i in zip(waves, kept)], bad
+
+
+class Pipeline:
+    """The examples of every split and the per-example training transform. `cache` is the teacher cache (None
+    without one); `online_rate` the sample rate of an online teacher in the step (None: no online teacher)."""
+
+    def __init__(self, cfg: ml_collections.ConfigDict, tok, sources, ao_rows, cache, online_rate: int | None):
+        d = cfg.data
+        self.cfg, self.tok, self.cache = cfg, tok, cache
+        self.length, self.cap_len, self.sr = int(round(d.clip_seconds * d.sample_rate)), int(d.max_caption_tokens), \
+            int(d.sample_rate)
+        self.online = online_rate is not None
+        self.tsr = int(online_rate) if online_rate else self.sr
+        self.t_length = int(round(d.clip_seconds * self.tsr))
+        self.data = {s: self._split(sources, s) for s in caption_data.SPLITS}
+        self.ao = [{"wave": r["wave"], **self.teacher_fields(r["id"])} for r in ao_rows]
+
+    def teacher_fields(self, clip_id: str) -> dict[str, np.ndarray]:
+        kd = self.cfg.kd
+        if self.cache is None:
+            return {}
+        out = {}
+        if float(kd.seq_weight) > 0:
+            ids, lens = tokenizers.encode_captions(self.tok, [self.cache.caption(clip_id)], self.cap_len)
+            out.update(teacher_ids=ids[0], teacher_len=lens[0])
+        if not self.online and kd.enc != "none":
+            out["teacher_emb"] = self.cache.embedding(clip_id)
+        return out
+
+    def example(self, index: int, r: dict) -> dict:
+        ids, lens = tokenizers.encode_captions(self.tok, list(r["captions"]), self.cap_len)
+        return {"wave": np.asarray(r["wave"], np.float32), "caption_ids": ids, "caption_lens": lens,
+                "index": np.int32(index), **self.teacher_fields(r["id"])}
+
+    def _split(self, sources, split: str) -> grain.MapDataset:
+        src = sources[split]
+        wave_only = lambda i, r: {"wave": np.asarray(r["wave"], np.float32), "index": np.int32(i)}
+        make = self.example if split == "train" else wave_only
+        if isinstance(src, list):
+            return grain.MapDataset.source([make(i, r) for i, r in enumerate(src)])
+        return grain.MapDataset.source(src).map_with_index(make)
+
+    def crop(self, wave: np.ndarray, rng: np.random.Generator, prefix: str = "") -> dict:
+        from kdjax.systems.effaac.teacher import resample
+
+        w, m = crop_or_pad(wave, self.length, rng)
+        out = {prefix + "wave": w.astype(np.float32), prefix + "mask": m}
+        if self.online and self.tsr != self.sr:  # the teacher hears the same crop at its own rate
+            tw, _ = crop_or_pad(resample(w, self.sr, self.tsr), self.t_length)
+            out[prefix + "teacher_wave"] = tw
+            out[prefix + "teacher_wave_mask"] = m[np.minimum(np.arange(self.t_length) * self.sr // self.tsr,
+                                                             self.length - 1)]
+        return out
+
+    def teacher_mask(self, ex: dict, prefix: str = "") -> dict:
+        out = {}
+        if "teacher_ids" in ex:
+            out = {prefix + "teacher_ids": ex["teacher_ids"],
+                   prefix + "teacher_mask": (np.arange(self.cap_len) < ex["teacher_len"]).astype(np.int32)}
+        if "teacher_emb" in ex:
+            out[prefix + "teacher_emb"] = ex["teacher_emb"]
+        return out
+
+    def train_transform(self, ex: dict, rng: np.random.Generator) -> dict:
+        j = int(rng.integers(len(ex["caption_lens"])))  # one of the references (Clotho has 5)
+        out = {**self.crop(ex["wave"], rng), "caption_ids": ex["caption_ids"][j],
+               "caption_mask": (np.arange(self.cap_len) < ex["caption_lens"][j]).astype(np.int32),
+               **self.teacher_mask(ex)}
+        if self.ao:
+            a = self.ao[int(rng.integers(len(self.ao)))]
+            out.update(self.crop(a["wave"], rng, "ao_"))
+            out.update(self.teacher_mask(a, "ao_"))
+        return out
+
+    def train(self) -> grain.MapDataset:
+        return self.data["train"].map(lambda ex: {k: v for k, v in ex.items() if k != "index"})
