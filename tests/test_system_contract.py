@@ -49,13 +49,25 @@ def test_every_system_keeps_the_contract():
 
 
 def test_a_capability_must_be_implemented():
+    fns = dict(validate=print, batch_spec=print, build=print, abstract_task=print)
     with pytest.raises(TypeError, match="declares 'caption' but has no caption_files"):
-        class Broken(contract.System):  # noqa: F841
-            name = "broken"
-            capabilities = frozenset({contract.CAPTION})
+        contract.System("broken", capabilities={contract.CAPTION}, **fns)
+    with pytest.raises(TypeError, match="has make_teacher_cache\\(\\) but does not declare 'teacher_cache'"):
+        contract.System("quiet", make_teacher_cache=print, **fns)
     with pytest.raises(TypeError, match="unknown capabilities"):
-        class Odd(contract.System):  # noqa: F841
-            capabilities = frozenset({"export_to_onnx"})
+        contract.System("odd", capabilities={"export_to_onnx"}, **fns)
+
+
+def test_every_batch_spec_follows_from_the_config_alone():
+    """The contract's batch_spec(cfg) needs no built model: the sizes default to the configs' architectures."""
+    for module, variant in (("dsg_kd", "tiny"), ("audio_tagging", "real_sounds"), ("multi2cap", "tiny"),
+                            ("effaac", "smoke")):
+        cfg = _configs(module, variant)
+        system = registry.get(cfg.system)
+        _, batch = system.abstract_task(cfg)
+        spec = system.batch_spec(cfg)
+        assert {k: (tuple(v.shape[1:]), np.dtype(v.dtype)) for k, v in batch.items()} == \
+            {k: (f.shape, f.dtype) for k, f in spec.items()}
 
 
 # ------------------------------------------------------------------------------------------- validate

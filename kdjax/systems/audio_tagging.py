@@ -123,24 +123,6 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
     checks_lib.augment(c)
 
 
-class AudioTagging(contract.System):
-    name = "audio_tagging"
-    capabilities = frozenset()
-
-    def validate(self, cfg, checks):
-        validate(cfg, checks)
-
-    def batch_spec(self, cfg, **dims):
-        return batch_spec(cfg)
-
-    def build(self, cfg, workdir):
-        return build(cfg, workdir)
-
-    def abstract_task(self, cfg):
-        return abstract_task(cfg)
-
-
-SYSTEM = AudioTagging()
 
 
 def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
@@ -195,3 +177,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
               "bad_audio": skipped[:100], "clip_samples": length,
               "params": int(sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))))},
         batch_spec=batch_spec(cfg))
+
+
+SYSTEM = contract.System("audio_tagging", validate=validate, batch_spec=lambda cfg, **dims: batch_spec(cfg),
+                         build=build, abstract_task=abstract_task)

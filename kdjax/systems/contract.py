@@ -18,52 +18,47 @@ and whatever of these it declares in `capabilities`:
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
-import ml_collections
-
-from kdjax.systems.checks import Checks
-from kdjax.train.batch import BatchSpec
+import dataclasses
+from typing import Any, Callable
 
 CAPTION = "caption"
 TEACHER_CACHE = "teacher_cache"
 CAPABILITIES = (CAPTION, TEACHER_CACHE)
 
-# the methods each capability promises
+# the function each capability promises
 _METHODS = {CAPTION: "caption_files", TEACHER_CACHE: "make_teacher_cache"}
 
 
+@dataclasses.dataclass(frozen=True)
 class System:
-    """Base class of a system. Subclasses set `name` and `capabilities` and implement the four methods."""
+    """A system: its name, the four functions of the contract, and the capabilities it declares with their
+    functions. A system module defines `SYSTEM = System(...)` from its own functions."""
 
-    name: ClassVar[str] = ""
-    capabilities: ClassVar[frozenset[str]] = frozenset()
+    name: str
+    validate: Callable[[Any, Any], None]
+    """(cfg, kdjax.systems.checks.Checks): record every problem of the config (the shared checks have run)."""
+    batch_spec: Callable[..., Any]
+    """(cfg, **dims) -> BatchSpec: the training batch's fields; `dims` are sizes that only the built models or
+    data know (a teacher's width), which abstract_task takes from the architectures."""
+    build: Callable[[Any, str], Any]
+    """(cfg, workdir) -> Task (kdjax.train.task.Task) with real weights and data."""
+    abstract_task: Callable[[Any], tuple[Any, dict]]
+    """cfg -> (Task with abstract modules, abstract global batch): nothing read or allocated."""
+    capabilities: frozenset[str] = frozenset()
+    caption_files: Callable[[Any, str, list[str]], list[tuple[str, str]]] | None = None
+    make_teacher_cache: Callable[[Any, str], str] | None = None
 
-    def __init_subclass__(cls, **kw):
-        super().__init_subclass__(**kw)
-        unknown = set(cls.capabilities) - set(CAPABILITIES)
+    def __post_init__(self):
+        object.__setattr__(self, "capabilities", frozenset(self.capabilities))
+        unknown = set(self.capabilities) - set(CAPABILITIES)
         if unknown:
-            raise TypeError(f"{cls.__name__}: unknown capabilities {sorted(unknown)} (known: {CAPABILITIES})")
-        for cap in cls.capabilities:
-            if not callable(getattr(cls, _METHODS[cap], None)):
-                raise TypeError(f"{cls.__name__} declares {cap!r} but has no {_METHODS[cap]}()")
-
-    def validate(self, cfg: ml_collections.ConfigDict, checks: Checks) -> None:
-        """Record every problem of `cfg` in `checks` (the shared checks of `checks.common` have run)."""
-        raise NotImplementedError
-
-    def batch_spec(self, cfg: ml_collections.ConfigDict, **dims: Any) -> BatchSpec:
-        """The training batch's fields. `dims` are sizes that only the built models or data know (a teacher's
-        width); abstract_task passes the architectures' own."""
-        raise NotImplementedError
-
-    def build(self, cfg: ml_collections.ConfigDict, workdir: str):
-        """The Task to train (kdjax.train.task.Task)."""
-        raise NotImplementedError
-
-    def abstract_task(self, cfg: ml_collections.ConfigDict):
-        """(Task with abstract modules, abstract global batch)."""
-        raise NotImplementedError
+            raise TypeError(f"system {self.name!r}: unknown capabilities {sorted(unknown)} (known: {CAPABILITIES})")
+        for cap, method in _METHODS.items():
+            given = getattr(self, method) is not None
+            if cap in self.capabilities and not given:
+                raise TypeError(f"system {self.name!r} declares {cap!r} but has no {method}()")
+            if given and cap not in self.capabilities:
+                raise TypeError(f"system {self.name!r} has {method}() but does not declare {cap!r}")
 
     def supports(self, capability: str) -> bool:
         return capability in self.capabilities

@@ -24,21 +24,5 @@ __all__ = ["SYSTEM", "STUDENT_AXES", "Student", "abstract_task", "batch_spec", "
            "build_teacher", "evaluate", "layer_map", "make_loss", "predict_fn", "validate"]
 
 
-class DsgKd(contract.System):
-    name = "dsg_kd"
-    capabilities = frozenset()
-
-    def validate(self, cfg, checks):
-        validate(cfg, checks)
-
-    def batch_spec(self, cfg, **dims):
-        return batch_spec(cfg, **dims)
-
-    def build(self, cfg, workdir):
-        return build(cfg, workdir)
-
-    def abstract_task(self, cfg):
-        return abstract_task(cfg)
-
-
-SYSTEM = DsgKd()
+SYSTEM = contract.System("dsg_kd", validate=validate, batch_spec=batch_spec, build=build,
+                         abstract_task=abstract_task)

@@ -22,15 +22,8 @@ from kdjax.metrics.mwps import load_terms, mwps
 from kdjax.models.bert import LOGICAL_AXES, BertModel, SequenceClassifier
 from kdjax.systems.dsg_kd import teacher as teacher_lib
 from kdjax.systems.dsg_kd.data import encode_fn, load_splits, tokenizer
-from kdjax.systems.dsg_kd.models import (
-    STUDENT_AXES,
-    Student,
-    bert_init,
-    build_student,
-    build_teacher,
-    layer_map,
-    word_embeddings,
-)
+from kdjax.systems.dsg_kd.models import (STUDENT_AXES, Student, bert_init, build_student, build_teacher, layer_map,
+                                         word_embeddings)
 from kdjax.train import task as task_lib
 from kdjax.train.batch import BatchSpec, Field, abstract_batch
 from kdjax.train.task import Task
@@ -77,10 +70,13 @@ def cached_teacher(cfg: ml_collections.ConfigDict) -> bool:
     return bool(t.cache.enabled) and (float(cfg.kd.alpha) > 0 or float(cfg.kd.beta) > 0)
 
 
-def batch_spec(cfg: ml_collections.ConfigDict, p: teacher_lib.Plan) -> BatchSpec:
+def batch_spec(cfg: ml_collections.ConfigDict, p: teacher_lib.Plan | None = None) -> BatchSpec:
     """A note as the student's tokenizer sees it (ids, attention and type masks, and the domain-word index of
     every token: 0 = none, k = the k-th domain word) and its label; for the teacher, the same token fields when
-    it runs in the step, or its cached targets (span-pooled hidden states and attention rows)."""
+    it runs in the step, or its cached targets (span-pooled hidden states and attention rows). `p` (what the
+    losses compare) defaults to the configs' own architectures."""
+    if p is None:
+        p = _abstract_models(cfg)[2]
     spec = {"label": Field((), np.int32)}
     sides = [("s", int(cfg.data.student_max_length))]
     if not cached_teacher(cfg):
@@ -93,11 +89,9 @@ def batch_spec(cfg: ml_collections.ConfigDict, p: teacher_lib.Plan) -> BatchSpec
     return spec
 
 
-def abstract_task(cfg: ml_collections.ConfigDict) -> tuple[Task, dict]:
-    """The training Task with abstract teacher and student (nnx.eval_shape over the configs' `init`
-    architectures, BERT-base for the paper; nothing is read or allocated) and the global batch's shapes:
-    what `Trainer(..., abstract=True)` compiles for a target topology. Both vocabularies are `aot.vocab_size`
-    (a tokenizer's size is known only once it is read). With a cached teacher the step holds no teacher."""
+def _abstract_models(cfg: ml_collections.ConfigDict) -> tuple[Student, BertModel, teacher_lib.Plan]:
+    """Abstract student and teacher of the configs' `init` architectures (vocabularies `aot.vocab_size`) and the
+    plan of what the losses compare."""
     vocab_size = int(cfg.aot.vocab_size)
 
     def student() -> Student:
@@ -108,7 +102,15 @@ def abstract_task(cfg: ml_collections.ConfigDict) -> tuple[Task, dict]:
     teacher = nnx.eval_shape(lambda: BertModel(bert_init(cfg.teacher, vocab_size), rngs=nnx.Rngs(0)))
     model = nnx.eval_shape(student)
     lmap = layer_map(cfg.kd.layer_map, model.student.cfg.num_hidden_layers, teacher.cfg.num_hidden_layers)
-    p = teacher_lib.plan(cfg, lmap, model.student.cfg, teacher.cfg)
+    return model, teacher, teacher_lib.plan(cfg, lmap, model.student.cfg, teacher.cfg)
+
+
+def abstract_task(cfg: ml_collections.ConfigDict) -> tuple[Task, dict]:
+    """The training Task with abstract teacher and student (nnx.eval_shape over the configs' `init`
+    architectures, BERT-base for the paper; nothing is read or allocated) and the global batch's shapes:
+    what `Trainer(..., abstract=True)` compiles for a target topology. Both vocabularies are `aot.vocab_size`
+    (a tokenizer's size is known only once it is read). With a cached teacher the step holds no teacher."""
+    model, teacher, p = _abstract_models(cfg)
     b = int(cfg.train.batch_size)
     online = None if cached_teacher(cfg) else teacher
     task = task_lib.abstract(model, make_loss(p), b, logical_axes=STUDENT_AXES, teacher=online,

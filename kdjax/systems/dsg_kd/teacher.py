@@ -20,13 +20,8 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from kdjax.losses.dsg_kd import (
-    attention_pairs,
-    mean_heads,
-    teacher_attention_targets,
-    teacher_hidden_targets,
-    word_onehot,
-)
+from kdjax.losses.dsg_kd import (attention_pairs, mean_heads, teacher_attention_targets, teacher_hidden_targets,
+                                 word_onehot)
 from kdjax.models.bert import BertConfig
 from kdjax.teachers import cache as cache_lib
 from kdjax.train.batch import Field

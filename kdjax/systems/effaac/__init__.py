@@ -30,41 +30,14 @@ from kdjax.systems.effaac.checks import validate
 from kdjax.systems.effaac.loss import make_loss_fn
 from kdjax.systems.effaac.student import build_tokenizer, frozen_filter, load_trained, student_config
 from kdjax.systems.effaac.task import LOGICAL_AXES, abstract_task, batch_spec, build, caption_files
-from kdjax.systems.effaac.teacher import (
-    AudioTeacher,
-    Multi2CapTeacher,
-    cache_dir,
-    load_teacher,
-    make_teacher_cache,
-    online_teacher,
-)
+from kdjax.systems.effaac.teacher import (AudioTeacher, Multi2CapTeacher, cache_dir, load_teacher, make_teacher_cache,
+                                          online_teacher)
 
 __all__ = ["SYSTEM", "LOGICAL_AXES", "AudioTeacher", "Multi2CapTeacher", "abstract_task", "batch_spec", "build",
            "build_tokenizer", "cache_dir", "caption_files", "frozen_filter", "load_teacher", "load_trained",
            "make_loss_fn", "make_teacher_cache", "online_teacher", "student_config", "validate"]
 
 
-class EffAACSystem(contract.System):
-    name = "effaac"
-    capabilities = frozenset({contract.CAPTION, contract.TEACHER_CACHE})
-
-    def validate(self, cfg, checks):
-        validate(cfg, checks)
-
-    def batch_spec(self, cfg, **dims):
-        return batch_spec(cfg, **dims)
-
-    def build(self, cfg, workdir):
-        return build(cfg, workdir)
-
-    def abstract_task(self, cfg):
-        return abstract_task(cfg)
-
-    def caption_files(self, cfg, workdir, files):
-        return caption_files(cfg, workdir, files)
-
-    def make_teacher_cache(self, cfg, workdir):
-        return make_teacher_cache(cfg, workdir)
-
-
-SYSTEM = EffAACSystem()
+SYSTEM = contract.System("effaac", validate=validate, batch_spec=batch_spec, build=build,
+                         abstract_task=abstract_task, capabilities={contract.CAPTION, contract.TEACHER_CACHE},
+                         caption_files=caption_files, make_teacher_cache=make_teacher_cache)

@@ -116,6 +116,10 @@ def batch_spec(cfg: ml_collections.ConfigDict, teacher_dim: int | None = None, t
     (`ao_` fields: the crop and its teacher fields, no reference caption)."""
     kd, d = cfg.kd, cfg.data
     online = online_teacher(cfg) if online is None else online
+    if teacher_dim is None:  # the configured teacher architecture's width (what an abstract compile builds)
+        from kdjax.models import ced as ced_lib
+
+        teacher_dim = ced_lib.CedConfig.preset(cfg.aot.teacher_arch).embed_dim
     sr, cap = int(d.sample_rate), int(d.max_caption_tokens)
     n = captioning.clip_samples(d)
 

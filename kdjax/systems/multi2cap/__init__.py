@@ -19,14 +19,8 @@ from __future__ import annotations
 from kdjax.systems import contract
 from kdjax.systems.multi2cap.checks import validate
 from kdjax.systems.multi2cap.loss import cfd_loss, make_loss_fn
-from kdjax.systems.multi2cap.models import (
-    FROZEN,
-    LOGICAL_AXES,
-    build_model,
-    build_teacher,
-    build_tokenizer,
-    teacher_dim,
-)
+from kdjax.systems.multi2cap.models import (FROZEN, LOGICAL_AXES, build_model, build_teacher, build_tokenizer,
+                                            teacher_dim)
 from kdjax.systems.multi2cap.task import abstract_task, batch_spec, build, caption_files, load_trained
 from kdjax.systems.multi2cap.teacher import cached_image_features, uses_teacher
 
@@ -34,24 +28,5 @@ __all__ = ["SYSTEM", "FROZEN", "LOGICAL_AXES", "abstract_task", "batch_spec", "b
            "build_teacher", "build_tokenizer", "cached_image_features", "caption_files", "cfd_loss", "load_trained",
            "make_loss_fn", "teacher_dim", "uses_teacher", "validate"]
 
-class Multi2CapSystem(contract.System):
-    name = "multi2cap"
-    capabilities = frozenset({contract.CAPTION})
-
-    def validate(self, cfg, checks):
-        validate(cfg, checks)
-
-    def batch_spec(self, cfg, **dims):
-        return batch_spec(cfg, **dims)
-
-    def build(self, cfg, workdir):
-        return build(cfg, workdir)
-
-    def abstract_task(self, cfg):
-        return abstract_task(cfg)
-
-    def caption_files(self, cfg, workdir, files):
-        return caption_files(cfg, workdir, files)
-
-
-SYSTEM = Multi2CapSystem()
+SYSTEM = contract.System("multi2cap", validate=validate, batch_spec=batch_spec, build=build,
+                         abstract_task=abstract_task, capabilities={contract.CAPTION}, caption_files=caption_files)

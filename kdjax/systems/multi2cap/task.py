@@ -25,14 +25,8 @@ from kdjax.models.multi2cap import Multi2Cap
 from kdjax.systems import captioning
 
 from kdjax.systems.multi2cap.loss import make_loss_fn
-from kdjax.systems.multi2cap.models import (
-    FROZEN,
-    LOGICAL_AXES,
-    build_model,
-    build_teacher,
-    build_tokenizer,
-    teacher_dim,
-)
+from kdjax.systems.multi2cap.models import (FROZEN, LOGICAL_AXES, build_model, build_teacher, build_tokenizer,
+                                            teacher_dim)
 from kdjax.systems.multi2cap.teacher import cached_image_features, uses_teacher
 from kdjax.train import task as task_lib
 from kdjax.train.batch import BatchSpec, Field, abstract_batch
