@@ -153,3 +153,59 @@ def test_cross_entropy_matches_torch(smoothing):
     ref_w = F.cross_entropy(torch.tensor(logits[w > 0]), torch.tensor(labels[w > 0]), label_smoothing=smoothing)
     ours_w = cross_entropy(jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(w), label_smoothing=smoothing)
     np.testing.assert_allclose(float(ours_w), float(ref_w), rtol=1e-6, atol=1e-6)
+
+
+def test_dsg_kd_total_is_ce_plus_weighted_span_losses():
+    """total_loss (eq. 2.3-2.9) on precomputed teacher targets: torch's CE plus alpha * L_hidn + beta * L_attn, each
+    as the teacher-in-the-loop losses compute it."""
+    import jax
+
+    from kdjax.losses.dsg_kd import mean_heads, teacher_attention_targets, teacher_hidden_targets, total_loss
+
+    rng = np.random.default_rng(3)
+    b, l, k, d, h = 3, 12, 4, 8, 2
+    lmap = [(0, 0), (1, 2), (2, 4)]
+    sw, tw = _word_ids(rng, b, l, k), _word_ids(rng, b, l + 2, k)
+    sh = [jnp.asarray(rng.standard_normal((b, l, d)), jnp.float32) for _ in range(3)]
+    th = [jnp.asarray(rng.standard_normal((b, l + 2, d)), jnp.float32) for _ in range(5)]
+    sa = [jnp.asarray(jax.nn.softmax(rng.standard_normal((b, h, l, l)), -1)) for _ in range(2)]
+    ta = [jnp.asarray(jax.nn.softmax(rng.standard_normal((b, h, l + 2, l + 2)), -1)) for _ in range(4)]
+    logits, labels = rng.standard_normal((b, 2)).astype(np.float32), np.array([0, 1, 1])
+    avg = mean_heads(h, h, "auto")
+    hidden, counts = teacher_hidden_targets(th, jnp.asarray(tw), k, [t for _, t in lmap])
+    attn = teacher_attention_targets(ta, jnp.asarray(tw), k, [2, 4], "word", avg)
+    loss, terms = total_loss(jnp.asarray(logits), jnp.asarray(labels), sh, sa, jnp.asarray(sw),
+                             {"hidden": hidden, "attn": attn, "counts": counts}, alpha=0.6, beta=0.2, num_words=k,
+                             layer_map=lmap, keys="word", average_heads=avg)
+    ce = F.cross_entropy(torch.tensor(logits), torch.tensor(labels)).item()
+    hid = float(hidden_loss(sh, th, jnp.asarray(sw), jnp.asarray(tw), k, lmap))
+    att = float(attention_loss(sa, ta, jnp.asarray(sw), jnp.asarray(tw), k, lmap, keys="word", heads="auto"))
+    np.testing.assert_allclose([float(terms["ce"]), float(terms["hidn"]), float(terms["attn"])], [ce, hid, att],
+                               rtol=1e-5)
+    np.testing.assert_allclose(float(loss), ce + 0.6 * hid + 0.2 * att, rtol=1e-5)
+
+
+def test_effaac_total_is_smoothed_ce_terms_plus_encoder_kd():
+    """total_loss (seed 002 eq. 5) against torch's label-smoothed CrossEntropyLoss over the unmasked tokens."""
+    from kdjax.losses.effaac import total_loss
+
+    rng = np.random.default_rng(0)
+    b, t, v = 3, 5, 7
+    logits, seq_logits = rng.standard_normal((2, b, t, v)).astype(np.float32)
+    ids, seq_ids = rng.integers(0, v, (2, b, t))
+    mask = (np.arange(t)[None] < np.array([5, 3, 1])[:, None]).astype(np.int32)
+    seq_mask = (np.arange(t)[None] < np.array([2, 5, 4])[:, None]).astype(np.int32)
+
+    def ce(lg, y, m):
+        keep = torch.tensor(m.reshape(-1) > 0)
+        return F.cross_entropy(torch.tensor(lg).reshape(-1, v)[keep], torch.tensor(y).reshape(-1)[keep],
+                               label_smoothing=0.1).item()
+
+    loss, terms = total_loss(jnp.asarray(logits), jnp.asarray(ids), jnp.asarray(mask), label_smoothing=0.1,
+                             seq_logits=jnp.asarray(seq_logits), seq_ids=jnp.asarray(seq_ids),
+                             seq_mask=jnp.asarray(seq_mask), seq_weight=0.5, l_enc=jnp.float32(2.0), enc_weight=0.25)
+    want = ce(logits, ids, mask) + 0.5 * ce(seq_logits, seq_ids, seq_mask) + 0.25 * 2.0
+    np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+    np.testing.assert_allclose(float(terms["l_sup"]), ce(logits, ids, mask), rtol=1e-5)
+    alone, t2 = total_loss(jnp.asarray(logits), jnp.asarray(ids), jnp.asarray(mask), label_smoothing=0.1)
+    assert set(t2) == {"l_sup", "token_acc"} and float(alone) == pytest.approx(ce(logits, ids, mask), rel=1e-5)
