@@ -41,6 +41,7 @@ def get_config(variant: str = "real_sounds") -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict({
         "batch_size": 16, "epochs": 0, "steps": 200, "log_every": 25, "checkpoint_every": 100,
         "stop_check_every": 10,  # multi-process jobs agree on a SIGTERM every this many steps
+        "max_bad_steps": 5,  # non-finite loss or gradient this many steps in a row stops the run (each is skipped)
         "keep_checkpoints": 2, "label_smoothing": 0.1,
         # "" = report the final parameters; e.g. "accuracy" keeps the best on the validation split
         "early_stopping": {"metric": "", "mode": "max", "patience": 0},

@@ -71,6 +71,7 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict({
         "batch_size": 32, "epochs": 15, "steps": 0, "log_every": 20, "checkpoint_every": 500,
         "stop_check_every": 10,  # multi-process jobs agree on a SIGTERM every this many steps
+        "max_bad_steps": 5,  # non-finite loss or gradient this many steps in a row stops the run (each is skipped)
         "keep_checkpoints": 2,
         "early_stopping": {"metric": "auroc", "mode": "max", "patience": 15},
     })

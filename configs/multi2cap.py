@@ -95,6 +95,7 @@ def get_config(variant: str = "base") -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict({
         "batch_size": 320, "epochs": 15, "steps": 0, "log_every": 50, "checkpoint_every": 1000,
         "stop_check_every": 10,  # multi-process jobs agree on a SIGTERM every this many steps
+        "max_bad_steps": 5,  # non-finite loss or gradient this many steps in a row stops the run (each is skipped)
         "keep_checkpoints": 2,
         # fallback: selects checkpoints when eval.unavailable_metrics='drop' drops `metric` (no SPICE jar)
         "early_stopping": {"metric": "spider", "mode": "max", "patience": 0, "fallback": "cider_d"},

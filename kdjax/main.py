@@ -102,9 +102,11 @@ def main(argv) -> None:
         sys.exit(f"kdjax: {e}")
     if adjustments:
         task.info["config_adjustments"] = adjustments
+    from kdjax.train.trainer import DivergenceError
+
     try:
         result = Trainer(cfg, task, workdir).run()
-    except InputError as e:  # e.g. a batch that differs from the system's description
+    except (InputError, DivergenceError) as e:  # a batch that differs from the system's description; divergence
         sys.exit(f"kdjax: {e}")
     if is_main_process():
         print(f"report: {result.report_path}")

@@ -235,3 +235,45 @@ def test_paper_recipe_from_hf_directories(tmp_path, minilm_dir):
     assert len(rows) == 2 and all(r["attn"] > 0 and r["hidn"] > 0 for r in rows)
     cfg = json.load(open(os.path.join(wd, "config.json")))
     assert cfg["kd"]["attn_keys"] == "index" and cfg["optim"]["groups"]["head"]["lr"] == 0.01
+
+
+def test_resume_after_a_best_save_without_its_regular_checkpoint(tmp_path):
+    """Killed after `best/` saved a step and before the next regular checkpoint (here: the regular checkpoints from
+    the best step on deleted, as `rm -rf W/checkpoints/24` would): the resumed run reaches that evaluation again and
+    finishes (StepAlreadyExistsError before), with the uninterrupted run's parameters."""
+    import shutil
+
+    wd = str(tmp_path / "w")
+    args = ("--config.eval.every=4", "--config.train.keep_checkpoints=8", "--config.eval.final=False")
+    runs.run(TINY, wd, *args)
+    done = runs.final_params(wd)
+    best = max(int(d) for d in os.listdir(os.path.join(wd, "best")) if d.isdigit())
+    for d in os.listdir(os.path.join(wd, "checkpoints")):
+        if d.isdigit() and int(d) >= best:
+            shutil.rmtree(os.path.join(wd, "checkpoints", d))
+    p = runs.run(TINY, wd, *args)
+    assert "resumed from step" in p.stderr and f"best model of step {best} already saved" in p.stderr
+    again = runs.final_params(wd)
+    for k in done:
+        np.testing.assert_array_equal(done[k], again[k], err_msg=k)
+
+
+def test_divergence_stops_the_run_and_no_checkpoint_holds_it(tmp_path):
+    """A learning rate of 1e6: the non-finite steps are not applied, the run stops after train.max_bad_steps of
+    them naming the steps and the terms, exits non-zero, and every checkpoint it wrote is finite."""
+    wd = str(tmp_path / "w")
+    p = runs.run(TINY, wd, "--config.optim.lr=1e6", "--config.optim.groups.head.lr=1e6",
+                 "--config.train.checkpoint_every=2", "--config.train.keep_checkpoints=20", check=False)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert "training diverged: steps 3-7 (5 in a row, train.max_bad_steps=5)" in p.stderr and "grad_norm" in p.stderr
+    assert not os.path.exists(os.path.join(wd, "report.json"))
+    steps = sorted(int(d) for d in os.listdir(os.path.join(wd, "checkpoints")) if d.isdigit())
+    assert steps == [2, 4, 6]
+    import jax
+    import orbax.checkpoint as ocp
+
+    for s in steps:
+        state = ocp.StandardCheckpointer().restore(os.path.join(wd, "checkpoints", str(s), "state"))
+        assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state["params"])), s
+    rows = runs.train_rows(wd)  # each bad step is counted as skipped
+    assert [r["skipped_steps"] for r in rows][:4] == [0, 0, 1, 2]

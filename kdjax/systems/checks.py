@@ -188,6 +188,7 @@ def common(c: Checks) -> None:
     c.number("train.checkpoint_every", integer=True, ge=0, default=0)
     c.number("train.keep_checkpoints", integer=True, gt=0, default=2)
     c.number("train.stop_check_every", integer=True, gt=0, default=10)
+    c.number("train.max_bad_steps", integer=True, gt=0, default=5)
     if c.get("train.early_stopping", None) is not None:
         c.one_of("train.early_stopping.mode", ("max", "min"))
         c.number("train.early_stopping.patience", integer=True, ge=0, default=0)

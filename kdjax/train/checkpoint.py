@@ -11,6 +11,7 @@ complete, so a run killed mid-save never leaves a checkpoint that looks whole.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -45,6 +46,9 @@ class Checkpoints:
         return self.latest.latest_step()
 
     def save(self, step: int, state: Any, data_state: dict, meta: dict) -> None:
+        if step in self.latest.all_steps():  # a resumed run reaching a step it saved before (same state): done
+            logging.info("checkpoint %d already saved", step)
+            return
         self.latest.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
             meta=ocp.args.JsonSave(meta)), force=True)
@@ -58,6 +62,11 @@ class Checkpoints:
 
     def save_best(self, step: int, model: Any, value: float, meta: dict) -> None:
         assert self.best is not None
+        # Idempotent: a run killed after saving its best model and before its next regular checkpoint resumes
+        # from the earlier one and reaches this evaluation again, with the same parameters (resumes are exact).
+        if step in self.best.all_steps():
+            logging.info("best model of step %d already saved", step)
+            return
         self.best.save(step, args=ocp.args.Composite(
             model=ocp.args.StandardSave(model), meta=ocp.args.JsonSave({**meta, "value": value})),
             metrics={"value": float(value)}, force=True)

@@ -30,8 +30,10 @@ def restore_trained(cfg: ml_collections.ConfigDict, model: nnx.Module, frozen: A
             if step is None:
                 raise FileNotFoundError(f"{workdir}: no checkpoints (train with this workdir first)")
             tx, _ = optim.build(cfg.optim, params, 1)  # the optimiser state's structure, for the restore target
+            from kdjax.train.trainer import guard_init
+
             abstract = abstract_like({"params": params, "opt_state": jax.eval_shape(tx.init, params), "rest": rest,
-                                      "step": jax.numpy.zeros((), jax.numpy.int32)})
+                                      "step": jax.numpy.zeros((), jax.numpy.int32), "guard": guard_init()})
             state, _, _ = ckpts.restore(step, abstract)
             params, rest = state["params"], state["rest"]
     finally:

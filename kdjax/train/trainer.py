@@ -64,6 +64,15 @@ def _opt_state_shardings(abstract_opt: Any, param_shardings: Any, mesh) -> Any:
     return jax.tree_util.tree_map_with_path(pick, abstract_opt)
 
 
+def guard_init() -> dict[str, jax.Array]:
+    """The divergence guard's part of the train state: consecutive non-finite steps, and all of them."""
+    return {"bad_in_a_row": jnp.zeros((), jnp.int32), "skipped": jnp.zeros((), jnp.int32)}
+
+
+class DivergenceError(RuntimeError):
+    """Training went non-finite for train.max_bad_steps steps in a row; no such update was applied or saved."""
+
+
 def total_steps(cfg: ml_collections.ConfigDict, num_train: int, global_batch: int) -> int:
     steps_per_epoch = max(num_train // global_batch, 1)
     if cfg.train.get("steps", 0):
@@ -166,7 +175,8 @@ class Trainer:
         else:
             opt_state = jax.jit(self.tx.init, out_shardings=opt_sh)(params)
         self.state = {"params": params, "opt_state": opt_state, "rest": rest,
-                      "step": self._place(jnp.zeros((), jnp.int32), rep)}
+                      "step": self._place(jnp.zeros((), jnp.int32), rep),
+                      "guard": jax.tree.map(lambda x: self._place(x, rep), guard_init())}
         self.state_shardings = jax.tree.map(lambda x: x.sharding, self.state)
         if task.teacher is not None:
             self.tgdef, tstate = nnx.split(task.teacher)
@@ -219,9 +229,20 @@ class Trainer:
             (loss, (aux, new_rest)), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
             updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
             params = optax.apply_updates(state["params"], updates)
-            metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), **aux}
+            grad_norm = optax.global_norm(grads)
+            metrics = {"loss": loss, "grad_norm": grad_norm, **aux}
             metrics.update({f"lr/{k}": s(state["step"]) for k, s in schedules.items()})
-            new = {"params": params, "opt_state": opt_state, "rest": new_rest, "step": state["step"] + 1}
+            # Divergence guard: a step whose loss or gradient is not finite changes nothing but the step count
+            # (its update, optimiser moments and batch statistics are dropped), so no non-finite parameter is
+            # ever trained on or saved; the loop stops after train.max_bad_steps of them in a row.
+            finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+            keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+            g = state["guard"]
+            guard = {"bad_in_a_row": jnp.where(finite, 0, g["bad_in_a_row"] + 1),
+                     "skipped": g["skipped"] + (~finite).astype(jnp.int32)}
+            metrics.update(skipped_steps=guard["skipped"], bad_in_a_row=guard["bad_in_a_row"])
+            new = {"params": keep(params, state["params"]), "opt_state": keep(opt_state, state["opt_state"]),
+                   "rest": keep(new_rest, state["rest"]), "step": state["step"] + 1, "guard": guard}
             return new, metrics
 
         self.train_step = jax.jit(
@@ -313,11 +334,17 @@ class Trainer:
                 batch = shd.global_batch(local, self.mesh)
                 self.state, metrics = self.train_step(self.state, self.frozen_state, self.teacher_state, batch)
                 step += 1
-                if step % log_every == 0 or step == self.steps:
+                logging_now = step % log_every == 0 or step == self.steps
+                evaluating = bool(eval_every and has_dev and (step % eval_every == 0 or step == self.steps))
+                saving = bool(ckpt_every and step % ckpt_every == 0)
+                if logging_now:
                     m = jax.device_get(metrics)
                     rate = progress.update(step, loss=float(m["loss"]))
                     writer.write(step, "train", {**m, "steps_per_sec": rate})
-                if eval_every and has_dev and (step % eval_every == 0 or step == self.steps):
+                    self._check_guard(step, m)
+                elif evaluating or saving:  # never evaluate or save after a run of bad steps unseen
+                    self._check_guard(step, None, metrics)
+                if evaluating:
                     dev = self.evaluate(self.state["params"], self.state["rest"], "dev")
                     writer.write(step, "dev", dev)
                     if metric:
@@ -354,6 +381,23 @@ class Trainer:
             writer.close()
             ckpts.close()
 
+    def _check_guard(self, step: int, m: dict | None, device_metrics: dict | None = None) -> None:
+        """DivergenceError when the last train.max_bad_steps steps (or more) all had a non-finite loss or gradient
+        norm, naming where the streak began and which loss terms were not finite."""
+        limit = int(self.cfg.train.get("max_bad_steps", 5))
+        if m is None:
+            m = jax.device_get(device_metrics)
+        bad = int(m["bad_in_a_row"])
+        if bad < limit:
+            return
+        terms = sorted(k for k, v in m.items() if not k.startswith("lr/") and np.size(v) == 1
+                       and not np.isfinite(np.asarray(v, np.float64)))
+        raise DivergenceError(
+            f"training diverged: steps {step - bad + 1}-{step} ({bad} in a row, train.max_bad_steps={limit}) had a "
+            f"non-finite loss or gradient norm; non-finite at step {step}: {', '.join(terms) or 'none shown'}. Their "
+            f"updates were not applied and no checkpoint holds them; lower optim.lr or check the data, then rerun "
+            f"(the run resumes from its last checkpoint)")
+
     def _save_predictions(self, preds: dict[str, dict[str, np.ndarray]]) -> None:
         """predictions/<split>.npz: the raw per-example outputs behind the reported metrics, in the split's
         order, for significance tests and error analysis without re-running the model."""
@@ -382,6 +426,8 @@ class Trainer:
         for split, m in results.items():
             writer.write(step, f"final_{split}", m)
         report: dict[str, Any] = {"step": step, "params": source, "stopped_early": meta["stopped_early"],
+                                  # isolated non-finite steps whose updates the divergence guard dropped
+                                  "skipped_nonfinite_steps": int(to_host(self.state["guard"]["skipped"])),
                                   "train_seconds_this_run": train_seconds, "metrics": results,
                                   "info": self.task.info}
         path = os.path.join(self.workdir, "report.json")
