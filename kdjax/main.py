@@ -96,18 +96,21 @@ def main(argv) -> None:
         except (InputError, FileNotFoundError) as e:
             sys.exit(f"kdjax: {e}")
         return
-    try:
-        task = system.build(cfg, workdir)
-    except (InputError, FileNotFoundError) as e:
-        sys.exit(f"kdjax: {e}")
-    if adjustments:
-        task.info["config_adjustments"] = adjustments
     from kdjax.train.trainer import DivergenceError
+    from kdjax.train.workdir_lock import WorkdirLock
 
+    lock = WorkdirLock(workdir)  # one run per workdir (process 0 holds it for a multi-host job)
     try:
+        if is_main_process():
+            lock.acquire()
+        task = system.build(cfg, workdir)
+        if adjustments:
+            task.info["config_adjustments"] = adjustments
         result = Trainer(cfg, task, workdir).run()
-    except (InputError, DivergenceError) as e:  # a batch that differs from the system's description; divergence
-        sys.exit(f"kdjax: {e}")
+    except (InputError, FileNotFoundError, DivergenceError) as e:  # bad input, a batch that differs from the
+        sys.exit(f"kdjax: {e}")                                      # system's description, divergence
+    finally:
+        lock.release()
     if is_main_process():
         print(f"report: {result.report_path}")
 

@@ -277,3 +277,25 @@ def test_divergence_stops_the_run_and_no_checkpoint_holds_it(tmp_path):
         assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state["params"])), s
     rows = runs.train_rows(wd)  # each bad step is counted as skipped
     assert [r["skipped_steps"] for r in rows][:4] == [0, 0, 1, 2]
+
+
+def test_one_run_per_workdir(tmp_path):
+    """A second run on a workdir in use refuses at once naming the first; a lock left by a SIGKILLed run is taken
+    over, and a finished run leaves none."""
+    wd = tmp_path / "w"
+    proc = subprocess.Popen(runs.command(TINY, str(wd), "--config.train.steps=200", "--config.eval.final=False"),
+                            env=runs.env(1), cwd=runs.REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = wd / ".kdjax.lock"
+    deadline = time.time() + 120
+    while time.time() < deadline and not lock.exists():
+        time.sleep(0.05)
+    assert lock.exists(), proc.communicate(timeout=60)
+    try:
+        p = runs.run(TINY, str(wd), check=False)
+        assert p.returncode == 1 and f"another run is using this workdir (pid {proc.pid} on" in p.stderr
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+    assert lock.exists()  # SIGKILL leaves it behind
+    p = runs.run(TINY, str(wd), "--config.eval.final=False")
+    assert f"taking over a stale lock (pid {proc.pid} is gone)" in p.stderr and not lock.exists()

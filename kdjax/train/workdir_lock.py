@@ -1,0 +1,82 @@
+"""One run per workdir: a lock file that a second run refuses at once, naming the first, and that a killed run
+does not leave stuck (a lock whose process is gone is taken over).
+
+Only process 0 of a multi-host job locks (the workdir is shared; the other processes follow its lead).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+
+from kdjax.errors import InputError
+
+LOCK = ".kdjax.lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+class WorkdirLock:
+    """`with WorkdirLock(workdir):` holds the workdir for this run; InputError if a live run holds it."""
+
+    def __init__(self, workdir: str):
+        self.path = os.path.join(workdir, LOCK)
+        self.held = False
+
+    def acquire(self) -> None:
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                other = self._read()
+                if other is None or (other.get("host") == me["host"] and not _alive(int(other.get("pid", -1)))):
+                    logging.warning("workdir lock %s: taking over a stale lock (%s)", self.path,
+                                    "unreadable" if other is None else f"pid {other.get('pid')} is gone")
+                    try:
+                        os.remove(self.path)
+                    except FileNotFoundError:
+                        pass
+                    continue
+                raise InputError(f"{os.path.dirname(self.path)}: another run is using this workdir (pid "
+                                 f"{other.get('pid')} on {other.get('host')}, started {other.get('started')}); wait "
+                                 f"for it or stop it, or use another --workdir (if that run is gone, delete "
+                                 f"{self.path})") from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self.held = True
+            return
+        raise InputError(f"{self.path}: could not take the workdir lock")
+
+    def _read(self) -> dict | None:
+        try:
+            with open(self.path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def release(self) -> None:
+        if self.held:
+            try:
+                os.remove(self.path)
+            except FileNotFoundError:
+                pass
+            self.held = False
+
+    def __enter__(self) -> "WorkdirLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
