@@ -48,6 +48,14 @@ def train_rows(workdir: str) -> list[dict]:
         return [r for r in map(json.loads, f) if r["split"] == "train"]
 
 
+def assert_same_losses(a: list[dict], b: list[dict], keys, rtol: float = 2e-4, atol: float = 0.0) -> None:
+    """Two runs' train rows (metrics.jsonl) agree step by step on these loss terms."""
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for x, y in zip(a, b):
+        for key in keys:
+            np.testing.assert_allclose(x[key], y[key], rtol=rtol, atol=atol, err_msg=f"step {x['step']} {key}")
+
+
 def final_params(workdir: str) -> dict[str, np.ndarray]:
     """The parameters in the latest checkpoint, restored onto this process's first device whatever
     mesh wrote them."""

@@ -85,9 +85,7 @@ def test_dsg_kd_cached_teacher_gives_the_online_losses(tmp_path):
     assert "256 examples computed" in p.stderr
     a, b = runs.train_rows(online), runs.train_rows(cached)
     assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, 25))
-    for x, y in zip(a, b):
-        for key in ("loss", "ce", "hidn", "attn"):
-            np.testing.assert_allclose(x[key], y[key], rtol=1e-5, atol=1e-7, err_msg=f"step {x['step']} {key}")
+    runs.assert_same_losses(a, b, ("loss", "ce", "hidn", "attn"), rtol=1e-5, atol=1e-7)
     info = json.load(open(os.path.join(cached, "report.json")))["info"]["teacher"]
     assert info["kind"] == "cached" and info["examples"] == 256 and 0 < info["bytes_per_example"] < 50_000
     # the same workdir again: the cache is complete, nothing is recomputed
