@@ -26,15 +26,15 @@ def restore_trained(cfg: ml_collections.ConfigDict, model: nnx.Module, frozen: A
         if best is not None:
             params, rest = best[0]["params"], best[0]["rest"]
         else:
-            step = ckpts.latest_step()
-            if step is None:
-                raise FileNotFoundError(f"{workdir}: no checkpoints (train with this workdir first)")
             tx, _ = optim.build(cfg.optim, params, 1)  # the optimiser state's structure, for the restore target
             from kdjax.train.trainer import guard_init
 
             abstract = abstract_like({"params": params, "opt_state": jax.eval_shape(tx.init, params), "rest": rest,
                                       "step": jax.numpy.zeros((), jax.numpy.int32), "guard": guard_init()})
-            state, _, _ = ckpts.restore(step, abstract)
+            latest = ckpts.restore_latest(abstract)
+            if latest is None:
+                raise FileNotFoundError(f"{workdir}: no checkpoints (train with this workdir first)")
+            state = latest[1]
             params, rest = state["params"], state["rest"]
     finally:
         ckpts.close()

@@ -308,9 +308,10 @@ class Trainer:
                             keep_best=bool(metric), best_mode=mode)
         it = self.train_iterator()
         meta = {"best": None, "best_step": None, "bad_evals": 0, "stopped_early": False}
-        start = ckpts.latest_step()
-        if start is not None:
-            self.state, data_state, meta = ckpts.restore(start, abstract_like(self.state))
+        start = None
+        restored = ckpts.restore_latest(abstract_like(self.state))  # the newest intact one; damaged ones set aside
+        if restored is not None:
+            start, self.state, data_state, meta = restored
             it.set_state(data_state)
             logging.info("resumed from step %d", start)
         writer = MetricWriter(self.workdir, resume_step=start)
