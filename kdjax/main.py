@@ -22,6 +22,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, met
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "caption", "teacher_cache"],
                           "train; caption audio files (--audio) with a trained workdir; or teacher_cache: write "
                           "a distillation teacher's per-clip outputs (EffAAC) before training.")
+_ALLOW_CHANGE = flags.DEFINE_bool("allow_config_change", False,
+                                  "Resume a workdir with a config that differs from its config.json (refused by "
+                                  "default, naming the differing keys; the mesh may always change).")
 _AUDIO = flags.DEFINE_multi_string("audio", [], "Audio files to caption (--mode=caption); repeat the flag.")
 # multi-host jobs (kdjax/train/distributed.py): one process per host, all running this same command
 _DISTRIBUTED = flags.DEFINE_enum("distributed", "auto", ["auto", "off", "explicit", "slurm", "tpu"],
@@ -103,6 +106,11 @@ def main(argv) -> None:
     try:
         if is_main_process():
             lock.acquire()
+        from kdjax.train import resume_config
+
+        changed = resume_config.check(workdir, cfg, _ALLOW_CHANGE.value)
+        if changed:
+            logging.warning("resuming with a changed config (--allow_config_change): %s", "; ".join(changed))
         task = system.build(cfg, workdir)
         if adjustments:
             task.info["config_adjustments"] = adjustments

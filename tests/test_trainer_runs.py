@@ -295,3 +295,48 @@ def test_one_run_per_workdir(tmp_path):
     assert lock.exists()  # SIGKILL leaves it behind
     p = runs.run(TINY, str(wd), "--config.eval.final=False")
     assert f"taking over a stale lock (pid {proc.pid} is gone)" in p.stderr and not lock.exists()
+
+
+def test_resume_with_another_config_is_refused_naming_the_keys(tmp_path):
+    """The workdir's checkpoints were trained with config.json: resuming with other values is refused naming each
+    key, unless --allow_config_change; a fresh workdir and a changed mesh are not refused."""
+    from kdjax.train import resume_config
+
+    wd = str(tmp_path / "w")
+    args = ("--config.train.steps=4", "--config.eval.final=False")
+    runs.run(TINY, wd, *args)
+    p = runs.run(TINY, wd, *args, "--config.optim.lr=0.5", "--config.data.max_words=7", check=False)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert "resuming with a config that differs" in p.stderr
+    assert "optim.lr: 0.001 -> 0.5" in p.stderr and "data.max_words: 32 -> 7" in p.stderr
+    assert "--allow_config_change" in p.stderr
+    p = runs.run(TINY, wd, *args, "--config.optim.lr=0.5", "--allow_config_change")
+    assert "resuming with a changed config (--allow_config_change): optim.lr: 0.001 -> 0.5" in p.stderr
+    stored = json.load(open(os.path.join(wd, "config.json")))
+    assert stored["optim"]["lr"] == 0.5  # the workdir now describes what it continued with
+    moved = {**stored, "mesh": {"data": 8, "fsdp": 1, "tensor": 1}}
+    assert resume_config.differences(stored, moved) == []
+    assert resume_config.differences(stored, {**stored, "seed": 7}) == [f"seed: {stored['seed']} -> 7"]
+
+
+def test_sigkill_after_a_best_save_resumes(tmp_path):
+    """Item 1 with a real SIGKILL: killed once the first best model is saved (best/ holds that step, no regular
+    checkpoint does), the rerun reaches the same evaluation and finishes (StepAlreadyExistsError before)."""
+    wd = tmp_path / "w"
+    args = ("--config.train.steps=400", "--config.eval.every=4", "--config.train.checkpoint_every=1000",
+            "--config.eval.final=False")
+    proc = subprocess.Popen(runs.command(TINY, str(wd), *args), env=runs.env(1), cwd=runs.REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:  # until the first best/ save is complete (sealed)
+        if (wd / "best").is_dir() and any((d / "kdjax_checksums.json").exists() for d in (wd / "best").iterdir()):
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    best = sorted(int(d) for d in os.listdir(wd / "best") if d.isdigit())
+    assert best and best[0] < 400
+    p = runs.run(TINY, str(wd), *args)
+    assert f"best model of step {best[0]} already saved" in p.stderr
+    assert json.load(open(wd / "report.json"))["step"] > best[0]  # finished (early stopping may end it before 400)

@@ -3,6 +3,8 @@ tone), a VggSound CSV, a fake OpenAI-compatible server on loopback with faults; 
 Multi2Cap reads, and a resumed build that asks the server nothing."""
 
 import json
+import os
+import socket
 import subprocess
 import sys
 
@@ -97,3 +99,25 @@ def test_csv_errors_name_the_line(tmp_path):
                                                                        ("xyz_000012", "cat", "")]
     with pytest.raises(vb.InputError, match="no such CSV"):
         vb.read_csv(str(tmp_path / "none.csv"))
+
+
+def test_two_builds_on_one_out_folder(server, tmp_path):
+    """While a build holds --out, a second build refuses at once naming it and asks the LLM nothing (19 of 24
+    prompts were paid for twice before); a build whose process is gone leaves a lock the next one takes over."""
+    from kdjax.train.workdir_lock import WorkdirLock
+
+    vdir, csv = _dataset(tmp_path)
+    out = tmp_path / "vggcaps"
+    out.mkdir()
+    cmd = [sys.executable, "-m", "kdjax.vggcaps", "build", f"--videos={vdir}", f"--csv={csv}", f"--out={out}",
+           f"--base_url={server.url}", "--model=fake-4o", "--api_key=sk-test", "--limit=1"]
+    with WorkdirLock(str(out), who="build", what="output folder", flag="--out"):  # a build running (this pid)
+        p = subprocess.run(cmd, env=runs.env(1), cwd=runs.REPO, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert f"another build is using this output folder (pid {os.getpid()} on" in p.stderr
+    assert sum(server.calls.values()) == 0
+    (out / ".kdjax.lock").write_text(json.dumps({"pid": 2**22 + 12345, "host": socket.gethostname(),
+                                                 "started": "yesterday"}))  # a dead build's lock
+    p = subprocess.run(cmd, env=runs.env(1), cwd=runs.REPO, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert sum(server.calls.values()) == 2 and not (out / ".kdjax.lock").exists()

@@ -1,7 +1,8 @@
 """One run per workdir: a lock file that a second run refuses at once, naming the first, and that a killed run
 does not leave stuck (a lock whose process is gone is taken over).
 
-Only process 0 of a multi-host job locks (the workdir is shared; the other processes follow its lead).
+Only process 0 of a multi-host job locks (the workdir is shared; the other processes follow its lead). The same
+lock keeps two `python -m kdjax.vggcaps build`s off one output folder (each would pay the LLM for the same items).
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ def _alive(pid: int) -> bool:
 class WorkdirLock:
     """`with WorkdirLock(workdir):` holds the workdir for this run; InputError if a live run holds it."""
 
-    def __init__(self, workdir: str):
+    def __init__(self, workdir: str, *, who: str = "run", what: str = "workdir", flag: str = "--workdir"):
         self.path = os.path.join(workdir, LOCK)
         self.held = False
+        self.who, self.what, self.flag = who, what, flag  # for the message: "another run is using this workdir"
 
     def acquire(self) -> None:
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -49,10 +51,10 @@ class WorkdirLock:
                     except FileNotFoundError:
                         pass
                     continue
-                raise InputError(f"{os.path.dirname(self.path)}: another run is using this workdir (pid "
+                raise InputError(f"{os.path.dirname(self.path)}: another {self.who} is using this {self.what} (pid "
                                  f"{other.get('pid')} on {other.get('host')}, started {other.get('started')}); wait "
-                                 f"for it or stop it, or use another --workdir (if that run is gone, delete "
-                                 f"{self.path})") from None
+                                 f"for it or stop it, or use another {self.flag} (if that {self.who} is gone, "
+                                 f"delete {self.path})") from None
             with os.fdopen(fd, "w") as f:
                 json.dump(me, f)
             self.held = True

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from kdjax.errors import InputError
+from kdjax.train.workdir_lock import WorkdirLock
 from kdjax.vggcaps import llm
 
 SAMPLE_RATE = 16000
@@ -160,12 +161,20 @@ def build(videos: str, csv_path: str, out: str, client: llm.ChatClient, *, snaps
           concurrency: int = 4, limit: int = 0, seed: int = 0, test_fraction: float = 0.01,
           retry_failed: bool = False, tfds_dir: str = "") -> dict[str, Any]:
     """Build the dataset in `out` (see the module docstring); returns the manifest."""
-    import soundfile
-    from PIL import Image
-
     rows = read_csv(csv_path)[:limit or None]
     for sub in ("audio", "images", "mels", "captions"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
+    with WorkdirLock(out, who="build", what="output folder", flag="--out"):  # one build per folder
+        return _build(rows, videos, out, client, snapshot=snapshot, concurrency=concurrency, seed=seed,
+                      test_fraction=test_fraction, retry_failed=retry_failed, tfds_dir=tfds_dir)
+
+
+def _build(rows: list[Row], videos: str, out: str, client: llm.ChatClient, *, snapshot: str | float,
+           concurrency: int, seed: int, test_fraction: float, retry_failed: bool, tfds_dir: str) -> dict[str, Any]:
+    """The build itself, holding the folder's lock."""
+    import soundfile
+    from PIL import Image
+
     failures: list[dict[str, str]] = []
     media: dict[str, dict[str, Any]] = {}
     for row in rows:
