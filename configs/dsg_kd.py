@@ -47,6 +47,7 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
         "split_ratios": (),  # e.g. (0.8, 0.1, 0.1) to split train_file alone
         "text_column": "text", "label_column": "label", "labels": ("0", "1"), "num_labels": 2,
         "on_bad_input": "error",  # or 'skip': bad rows are skipped, counted and listed in the report
+        "max_note_bytes": 1 << 20,  # a longer note (UTF-8) is a bad row; only max_length tokens are read anyway
         "synthetic": {"num_train": 2000, "num_dev": 300, "num_test": 500, "seed": 0},
         "preprocess": True,  # thesis 2.3.1: drop newlines, blank between languages and symbols
         "domain_words": "latin",  # 'latin' | 'file:PATH' | 'module:function'

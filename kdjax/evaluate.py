@@ -47,6 +47,8 @@ def read_items(pred_path: str, ref_path: str) -> tuple[list, list[str], list[lis
         texts = [text] if isinstance(text, str) else text
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
             raise ValueError(f"{ref_path}:{n}: references must be a string or a non-empty list of strings")
+        if not all(t.strip() for t in texts):  # an empty reference scores every prediction against nothing
+            raise ValueError(f"{ref_path}:{n}: an empty reference caption (id {row['id']!r})")
         refs.setdefault(json.dumps(row["id"]), []).extend(texts)
     no_refs = [k for k in preds if k not in refs]
     no_pred = [k for k in refs if k not in preds]

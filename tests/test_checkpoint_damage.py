@@ -4,7 +4,6 @@ their path, set aside, and the newest intact one used; when none is intact the r
 import os
 import shutil
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from kdjax.data import lines
 from kdjax.errors import InputError
 
 Span = tuple[int, int]
@@ -54,8 +55,7 @@ def resolve_finder(spec: str | DomainWordFinder) -> DomainWordFinder:
     if spec.startswith("file:"):
         path = spec[5:]
         try:
-            with open(path, encoding="utf-8") as f:
-                return word_list_finder(f)
+            return word_list_finder(text for _, text in lines.strict_lines(path))
         except OSError as e:
             raise InputError(f"domain word list {path!r}: {e}") from None
     if ":" in spec:
@@ -81,6 +81,20 @@ def preprocess_note(text: str) -> str:
     for pat in _SPLITS:
         text = pat.sub(" ", text)
     return re.sub(r"\s+", " ", text).strip()
+
+
+def clip_words(text: str, max_words: int) -> str:
+    """The text up to the end of its `max_words`-th whitespace-separated word.
+
+    A tokenizer that splits on whitespace gives each word at least one token, so clipping a note to as many words
+    as the tokenizer keeps tokens changes nothing it returns while bounding what it is given: a 1 MB note would
+    otherwise be tokenized whole (with character offsets) only to keep its first 512 tokens."""
+    end = 0
+    for k, m in enumerate(_WORD.finditer(text), start=1):
+        end = m.end()
+        if k == max_words:
+            return text[:end]
+    return text
 
 
 def knowledge_mask(offsets: np.ndarray, spans: Sequence[Span], max_words: int = 32) -> np.ndarray:

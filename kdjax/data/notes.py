@@ -1,8 +1,8 @@
 """Users' labelled notes from CSV or JSONL files, with row-level validation.
 
-Bad rows (empty text, a label outside the label set, bytes that are not UTF-8, malformed JSON, missing
-columns) raise an error naming the file and line, or with on_bad='skip' are skipped, counted and listed
-in the run report.
+Bad rows (empty text, a label outside the label set, bytes that are not UTF-8, malformed JSON or CSV, missing
+columns, a note longer than `max_note_bytes`) raise an error naming the file and line, or with on_bad='skip' are
+skipped, counted and listed in the run report. Lines are read in bounded memory (`kdjax.data.lines`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from kdjax.data import lines
 from kdjax.data.synthetic_notes import Note
 from kdjax.errors import InputError
 
@@ -42,44 +43,56 @@ def _label(raw, labels: Sequence[str]) -> int | None:
     return None
 
 
-def _lines(path: str, bad: BadRows, on_bad: str) -> list[tuple[int, str]]:
-    """(line number, decoded line); undecodable lines are reported with their number."""
+def _lines(path: str, bad: BadRows, on_bad: str, max_note_bytes: int) -> list[tuple[int, str]]:
+    """(line number, line) for each line that is UTF-8 and within the size limit; the others are reported with their
+    number. A line may hold a note escaped in JSON (up to 6 bytes a character) and its other columns."""
     out = []
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, start=1):
-            try:
-                out.append((n, raw.decode("utf-8-sig" if n == 1 else "utf-8")))
-            except UnicodeDecodeError as e:
-                bad.add(f"{path}:{n}", f"not UTF-8 ({e.reason} at byte {e.start})", on_bad)
+    for n, text, problem in lines.read_lines(path, 2 * max_note_bytes + (64 << 10),
+                                             limit_name="raise data.max_note_bytes"):
+        if problem is not None:
+            bad.add(f"{path}:{n}", problem, on_bad)
+        else:
+            out.append((n, text + "\n"))
     return out
 
 
 def load_notes(path: str, *, text_column: str = "text", label_column: str = "label",
-               labels: Sequence[str] = ("0", "1"), on_bad: str = "error",
+               labels: Sequence[str] = ("0", "1"), on_bad: str = "error", max_note_bytes: int = 1 << 20,
                bad: BadRows | None = None) -> tuple[list[Note], BadRows]:
     """Read a .csv (header row) or .jsonl file of notes. Labels are matched as strings against
-    `labels` and returned as indices."""
+    `labels` and returned as indices; a note longer than `max_note_bytes` (UTF-8) is a bad row."""
     if on_bad not in ("error", "skip"):
         raise InputError(f"data.on_bad_input must be 'error' or 'skip', got {on_bad!r}")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"notes file not found: {path}")
     bad = bad if bad is not None else BadRows()
     notes: list[Note] = []
-    lines = _lines(path, bad, on_bad)
+    rows = _lines(path, bad, on_bad, max_note_bytes)
+    add = lambda n, text, label: _add(notes, bad, f"{path}:{n}", text, label, labels, on_bad, max_note_bytes)
     ext = os.path.splitext(path)[1].lower()
     if ext == ".csv":
-        text = "".join(line for _, line in lines)
-        numbers = [n for n, _ in lines]
-        reader = csv.DictReader(io.StringIO(text))
-        missing = {text_column, label_column} - set(reader.fieldnames or [])
-        if missing:
-            raise BadInputError(f"{path}: missing columns {sorted(missing)} (header: {reader.fieldnames})")
-        for row in reader:
-            # csv may span several physical lines per record; map back to the file's line numbers.
-            n = numbers[min(reader.line_num, len(numbers)) - 1]
-            _add(notes, bad, f"{path}:{n}", row.get(text_column), row.get(label_column), labels, on_bad)
+        numbers = [n for n, _ in rows]
+        reader = csv.DictReader(io.StringIO("".join(line for _, line in rows)))
+        previous = csv.field_size_limit(max(csv.field_size_limit(), 2 * max_note_bytes + (64 << 10)))
+        try:
+            missing = {text_column, label_column} - set(reader.fieldnames or [])
+            if missing:
+                raise BadInputError(f"{path}: missing columns {sorted(missing)} (header: {reader.fieldnames})")
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as e:  # a quoted field running past the limit over several lines
+                    bad.add(f"{path}:{numbers[min(reader.line_num, len(numbers)) - 1]}", f"malformed CSV ({e})",
+                            on_bad)
+                    continue
+                # csv may span several physical lines per record; map back to the file's line numbers.
+                add(numbers[min(reader.line_num, len(numbers)) - 1], row.get(text_column), row.get(label_column))
+        finally:
+            csv.field_size_limit(previous)
     elif ext in (".jsonl", ".json"):
-        for n, line in lines:
+        for n, line in rows:
             if not line.strip():
                 continue
             try:
@@ -90,15 +103,19 @@ def load_notes(path: str, *, text_column: str = "text", label_column: str = "lab
             if not isinstance(row, dict):
                 bad.add(f"{path}:{n}", "not a JSON object", on_bad)
                 continue
-            _add(notes, bad, f"{path}:{n}", row.get(text_column), row.get(label_column), labels, on_bad)
+            add(n, row.get(text_column), row.get(label_column))
     else:
         raise BadInputError(f"{path}: unsupported notes format {ext!r}; use .csv or .jsonl")
     return notes, bad
 
 
-def _add(notes, bad, where, text, raw_label, labels, on_bad) -> None:
+def _add(notes, bad, where, text, raw_label, labels, on_bad, max_note_bytes) -> None:
     if text is None or not str(text).strip():
         bad.add(where, "empty text", on_bad)
+        return
+    size = len(str(text).encode("utf-8"))
+    if size > max_note_bytes:
+        bad.add(where, f"note of {size} bytes is longer than data.max_note_bytes={max_note_bytes}", on_bad)
         return
     if raw_label is None:
         bad.add(where, "missing label", on_bad)

@@ -22,13 +22,13 @@ picture of the clip, or empty), `captions` (a list of strings), so one reader se
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 from typing import Iterator
 
 import numpy as np
 
+from kdjax.data import lines
 from kdjax.data.splits import SPLITS
 from kdjax.errors import InputError
 
@@ -73,8 +73,7 @@ def decode_image(data: bytes) -> np.ndarray:
 def _read_csv(path: str) -> list[dict]:
     if not os.path.isfile(path):
         raise InputError(f"{path}: missing (expected the dataset's official caption CSV)")
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+    return [row for _, row in lines.csv_dicts(path)]
 
 
 def clotho_rows(root: str) -> dict[str, list[dict]]:

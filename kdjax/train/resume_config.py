@@ -59,5 +59,5 @@ def check(workdir: str, cfg: ml_collections.ConfigDict, allow: bool) -> list[str
     if diff and not allow:
         raise InputError(f"{workdir}: resuming with a config that differs from the one its checkpoints were "
                          f"trained with ({path}):\n  " + "\n  ".join(diff) + "\nRerun with the same config, use "
-                         f"another --workdir, or pass --allow_config_change to resume with the new values")
+                         "another --workdir, or pass --allow_config_change to resume with the new values")
     return diff

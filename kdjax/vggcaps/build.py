@@ -16,7 +16,6 @@ no item is sent to the LLM twice.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import io
 import json
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from kdjax.data import lines
 from kdjax.errors import InputError
 from kdjax.train.workdir_lock import WorkdirLock
 from kdjax.vggcaps import llm
@@ -53,17 +53,16 @@ def read_csv(path: str) -> list[Row]:
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such CSV")
     rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for n, r in enumerate(csv.reader(f), start=1):
-            if not r or (n == 1 and not r[1].strip().replace(".", "", 1).isdigit()):
-                continue  # blank line or header
-            if len(r) < 3:
-                raise InputError(f"{path}:{n}: expected youtube_id,start_seconds,label[,split]")
-            try:
-                start = float(r[1])
-            except ValueError as e:
-                raise InputError(f"{path}:{n}: start seconds {r[1]!r} is not a number") from e
-            rows.append(Row(r[0].strip(), start, r[2].strip(), (r[3].strip() if len(r) > 3 else ""), f"{path}:{n}"))
+    for n, r in lines.csv_rows(path):
+        if not r or (n == 1 and not r[1].strip().replace(".", "", 1).isdigit()):
+            continue  # blank line or header
+        if len(r) < 3:
+            raise InputError(f"{path}:{n}: expected youtube_id,start_seconds,label[,split]")
+        try:
+            start = float(r[1])
+        except ValueError as e:
+            raise InputError(f"{path}:{n}: start seconds {r[1]!r} is not a number") from e
+        rows.append(Row(r[0].strip(), start, r[2].strip(), (r[3].strip() if len(r) > 3 else ""), f"{path}:{n}"))
     return rows
 
 

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
+from kdjax.data import jsonl
 from kdjax.errors import InputError
 
 
@@ -34,8 +35,7 @@ def sample_items(data_dir: str, n: int = 100, seed: int = 0, split: str = "test"
     path = os.path.join(data_dir, "vggcaps.jsonl")
     if not os.path.isfile(path):
         raise InputError(f"{path}: missing (a directory written by `python -m kdjax.vggcaps build`)")
-    with open(path, encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    rows = [row for _, row in jsonl.read_rows(path)]
     rows = [r for r in rows if r.get("split") == split] or rows
     rows.sort(key=lambda r: r["id"])
     return sorted(random.Random(seed).sample(rows, min(n, len(rows))), key=lambda r: r["id"])

@@ -59,7 +59,7 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
             c.problem("data.domain_words", f"{spec}: no such file")
     elif spec != "latin" and ":" not in spec:
         c.problem("data.domain_words", f"{spec!r}: use 'latin', 'file:PATH' or 'module:function'")
-    for key in ("max_words", "teacher_max_length", "student_max_length"):
+    for key in ("max_words", "teacher_max_length", "student_max_length", "max_note_bytes"):
         c.number(f"data.{key}", integer=True, gt=0)
     _check_side(c, "teacher")
     _check_side(c, "student")

@@ -28,7 +28,8 @@ def load_splits(cfg: ml_collections.ConfigDict) -> tuple[dict[str, list[syntheti
         raise InputError(f"data.source must be 'synthetic' or 'files', got {d.source!r}")
     bad = notes_lib.BadRows()
     read = functools.partial(notes_lib.load_notes, text_column=d.text_column, label_column=d.label_column,
-                             labels=tuple(d.labels), on_bad=d.on_bad_input, bad=bad)
+                             labels=tuple(d.labels), on_bad=d.on_bad_input,
+                             max_note_bytes=int(d.get("max_note_bytes", 1 << 20)), bad=bad)
     if d.train_file and not d.split_ratios:
         missing = [k for k in ("train_file", "dev_file", "test_file") if not d[k]]
         if missing:
@@ -62,7 +63,9 @@ def encode_fn(tok_s, tok_t, finder, cfg):
     d = cfg.data
 
     def encode(note: synthetic_notes.Note) -> dict[str, np.ndarray]:
-        text = knowledge.preprocess_note(note.text) if d.preprocess else note.text
+        # both sides keep at most this many tokens, so no more words can matter (bounded work per note)
+        text = knowledge.clip_words(note.text, max(d.student_max_length, d.teacher_max_length))
+        text = knowledge.preprocess_note(text) if d.preprocess else text
         spans = finder(text)
         s = knowledge.encode(tok_s, text, spans, d.student_max_length, d.max_words)
         t = knowledge.encode(tok_t, text, spans, d.teacher_max_length, d.max_words)
