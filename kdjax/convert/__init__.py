@@ -28,10 +28,11 @@ from kdjax.convert.effaac import effaac_tensors, load_effaac
 from kdjax.convert.efficientnet import load_efficientnet
 from kdjax.convert.hf_bert import load_bert
 from kdjax.convert.hf_qformer import load_qformer, qformer_tensors
-from kdjax.convert.param_map import ConversionError, LoadReport
+from kdjax.convert.param_map import ConversionError, LoadReport, nonfinite_allowed
+from kdjax.models.invariants import ConfigError
 
 __all__ = ["from_pretrained", "save_pretrained", "load_bert", "load_qformer", "qformer_tensors", "load_image_model",
-           "load_efficientnet", "load_effaac", "effaac_tensors", "ConversionError", "LoadReport"]
+           "load_efficientnet", "load_effaac", "effaac_tensors", "ConversionError", "ConfigError", "LoadReport"]
 
 
 def load_image_model(tensors, hf_cfg: dict, *, source: str = "", seed: int = 0, **overrides):
@@ -46,7 +47,7 @@ def load_image_model(tensors, hf_cfg: dict, *, source: str = "", seed: int = 0, 
 
 
 def from_pretrained(path: str, *, task: str = "encoder", arch: str | None = None, seed: int = 0,
-                    return_report: bool = False, mesh=None, **config_overrides):
+                    return_report: bool = False, mesh=None, allow_nonfinite: bool = False, **config_overrides):
     """Load a checkpoint as a kdjax model.
 
     A directory names its family in config.json's `model_type` (unless `arch` does): BERT/RoBERTa (`task`
@@ -56,6 +57,11 @@ def from_pretrained(path: str, *, task: str = "encoder", arch: str | None = None
     released CED state dict (`arch` one of ced_tiny/mini/small/base, inferred from shapes if omitted).
     `config_overrides` replace config fields (e.g. num_labels=2, classifier_head="dsg_kd", dtype="bfloat16",
     remat=True; for CED e.g. num_classes=0 to drop the AudioSet head).
+
+    Refused, as PyTorch would refuse them, with the file named: a config no model can be built from
+    (`ConfigError`, e.g. hidden_size not a multiple of num_attention_heads), damaged or truncated weight files
+    (`InputError`), and tensors that are missing, unexpected, mis-shaped (in the checkpoint's own layout) or hold
+    NaN/Inf (`ConversionError`; `allow_nonfinite=True` loads the last with a warning).
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such checkpoint file or directory")
@@ -66,7 +72,13 @@ def from_pretrained(path: str, *, task: str = "encoder", arch: str | None = None
     if family is None:
         known = sorted(t for f in registry.families() for t in f.model_types)
         raise ValueError(f"{path}: model_type {model_type!r} is not supported (known: {', '.join(known)})")
-    model, report = family.load(path, task=task, arch=arch, seed=seed, mesh=mesh, **config_overrides)
+    try:
+        with nonfinite_allowed(allow_nonfinite):
+            model, report = family.load(path, task=task, arch=arch, seed=seed, mesh=mesh, **config_overrides)
+    except ConfigError as e:
+        where = path if os.path.isfile(path) else os.path.join(path, "config.json")
+        given = f" with overrides {config_overrides}" if config_overrides else ""
+        raise ConfigError(f"{where}{given}: {e}") from None
     for name in ("ignored", "initialized"):
         items = getattr(report, name)
         if items:

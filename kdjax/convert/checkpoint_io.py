@@ -8,11 +8,14 @@ checkpoints convert in little more memory than the converted result.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator, Mapping
 
 import numpy as np
+
+from kdjax.errors import InputError
 
 _SAFE = "model.safetensors"
 _BIN = "pytorch_model.bin"
@@ -29,6 +32,20 @@ def read_config(path: str) -> dict:
             raise ValueError(f"{cfg_path}: invalid JSON: {e}") from None
 
 
+@contextlib.contextmanager
+def _reading(file: str):
+    """Errors from the readers (safetensors' "incomplete metadata", torch's "[Errno 22] Invalid argument", a
+    zip's bad CRC) do not say which file; a damaged checkpoint file is an InputError that names it."""
+    try:
+        yield
+    except (InputError, ImportError, KeyError, MemoryError):
+        raise
+    except Exception as e:  # noqa: BLE001 - every reader error, re-raised with the file's path
+        size = os.path.getsize(file) if os.path.exists(file) else 0
+        raise InputError(f"{file} ({size} bytes): cannot be read, the file is damaged or incomplete "
+                         f"({type(e).__name__}: {e})") from e
+
+
 def _torch_load(file: str) -> dict:
     try:
         import torch  # only .bin checkpoints need torch
@@ -36,10 +53,11 @@ def _torch_load(file: str) -> dict:
         raise ImportError(f"{file}: reading pytorch_model.bin needs PyTorch (pip install torch==2.13.0), "
                           "or convert the checkpoint to safetensors") from None
 
-    try:
-        obj = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # legacy (non-zip) serialisation cannot be memory-mapped
-        obj = torch.load(file, map_location="cpu", weights_only=True)
+    with _reading(file):
+        try:
+            obj = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # legacy (non-zip) serialisation cannot be memory-mapped
+            obj = torch.load(file, map_location="cpu", weights_only=True)
     for key in ("model", "state_dict"):  # training checkpoints wrap the state dict
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -70,7 +88,13 @@ class LazyTensors(Mapping[str, np.ndarray]):
             index = os.path.join(path, index_name)
             if os.path.isfile(index):
                 with open(index) as f:
-                    weight_map = json.load(f)["weight_map"]
+                    try:
+                        weight_map = json.load(f)["weight_map"]
+                    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+                        raise InputError(f"{index}: not a checkpoint index with a weight_map "
+                                         f"({type(e).__name__}: {e})") from None
+                if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+                    raise InputError(f"{index}: weight_map must map tensor names to file names")
                 self._where = {k: os.path.join(path, v) for k, v in weight_map.items()}
                 missing = sorted({v for v in self._where.values() if not os.path.isfile(v)})
                 if missing:
@@ -88,7 +112,7 @@ class LazyTensors(Mapping[str, np.ndarray]):
         if file.endswith(".safetensors"):
             from safetensors import safe_open
 
-            with safe_open(file, "np") as f:
+            with _reading(file), safe_open(file, "np") as f:
                 return list(f.keys())
         return list(_torch_load(file).keys())
 
@@ -98,11 +122,12 @@ class LazyTensors(Mapping[str, np.ndarray]):
             from safetensors import safe_open
 
             # The flax reader needs no torch and keeps bfloat16 (as an ml_dtypes numpy dtype).
-            with safe_open(file, "flax") as f:
+            with _reading(file), safe_open(file, "flax") as f:
                 return np.asarray(f.get_tensor(name))
         if file not in self._bins:
             self._bins = {file: _torch_load(file)}  # keep one shard mapped at a time
-        return _to_numpy(self._bins[file][name])
+        with _reading(file):  # a memory-mapped tensor's bytes are read here
+            return _to_numpy(self._bins[file][name])
 
     def __contains__(self, name: object) -> bool:  # Mapping's default would read the tensor
         return name in self._where

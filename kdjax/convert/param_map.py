@@ -29,8 +29,11 @@ tests, and a checkpoint can be converted one tensor at a time.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import fnmatch
+import logging
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
@@ -124,6 +127,38 @@ class ConversionError(InputError):
     """A checkpoint does not match the model; the message lists every offending key."""
 
 
+# NaN/Inf in a checkpoint is almost always damage (a diverged run saved, a bad cast); loading refuses it unless a
+# caller asks otherwise. A context variable, so the request reaches hf_to_flax through every family's loader
+# without each one growing a parameter (their keyword arguments are config overrides).
+_ALLOW_NONFINITE = contextvars.ContextVar("kdjax_allow_nonfinite", default=False)
+
+
+@contextlib.contextmanager
+def nonfinite_allowed(allow: bool = True):
+    """Within the block, checkpoint tensors holding NaN/Inf load with a warning instead of a ConversionError."""
+    token = _ALLOW_NONFINITE.set(allow)
+    try:
+        yield
+    finally:
+        _ALLOW_NONFINITE.reset(token)
+
+
+def _nonfinite(name: str, value: np.ndarray) -> str | None:
+    # numpy floats, and ml_dtypes' bfloat16/float8 (numpy kind "V") as the safetensors flax reader returns them
+    if value.dtype.kind not in "fc" and not value.dtype.name.startswith(("bfloat", "float")):
+        return None
+    bad = np.size(value) - int(np.count_nonzero(np.isfinite(value)))
+    return f"{name}: {bad} NaN/Inf of {np.size(value)}" if bad else None
+
+
+def _hf_shape(r: TensorRule, want: tuple[int, ...]) -> tuple[int, ...]:
+    """The checkpoint-side shape that would fit a model tensor of shape `want` (one layer's, for a stack)."""
+    shape = r.to_hf(np.zeros(want, dtype=bool)).shape
+    if r.part is not None:
+        shape = (shape[0] * r.part[1], *shape[1:])
+    return tuple(shape)
+
+
 @dataclasses.dataclass
 class LoadReport:
     missing: list[str] = dataclasses.field(default_factory=list)  # model params absent from checkpoint
@@ -131,13 +166,16 @@ class LoadReport:
     mismatched: list[str] = dataclasses.field(default_factory=list)  # "name: checkpoint (a,b) vs model (c,d)"
     ignored: list[str] = dataclasses.field(default_factory=list)  # known-unused tensors (buffers, heads)
     initialized: list[str] = dataclasses.field(default_factory=list)  # params left at their fresh init
+    nonfinite: list[str] = dataclasses.field(default_factory=list)  # "name: k NaN/Inf of n" (checkpoint tensors)
+    nonfinite_allowed: bool = False  # nonfinite tensors were loaded on request (nonfinite_allowed())
 
     def ok(self) -> bool:
-        return not (self.missing or self.unexpected or self.mismatched)
+        return not (self.missing or self.unexpected or self.mismatched
+                    or (self.nonfinite and not self.nonfinite_allowed))
 
     def describe(self) -> str:
         parts = []
-        for name in ("missing", "unexpected", "mismatched"):
+        for name in ("missing", "unexpected", "mismatched", "nonfinite"):
             items = getattr(self, name)
             if items:
                 parts.append(f"{len(items)} {name}: " + ", ".join(items[:50])
@@ -156,9 +194,11 @@ def hf_to_flax(hf_tensors: Mapping[str, np.ndarray], rules: list[TensorRule],
     `put(flax_name, array)`: where each converted tensor goes (e.g. a device array in the parameter
     dtype and sharding); the host copy is dropped at once, so a large checkpoint converts one tensor at
     a time in little more memory than the result.
-    Raises ConversionError naming every missing, unexpected and mis-shaped key.
+    Raises ConversionError naming every missing, unexpected and mis-shaped key (shapes in the checkpoint's own
+    layout) and every tensor holding NaN/Inf (unless within `nonfinite_allowed()`).
     """
-    report = LoadReport()
+    report = LoadReport(nonfinite_allowed=_ALLOW_NONFINITE.get())
+    checked: set[str] = set()  # checkpoint tensors already checked for NaN/Inf (fused ones feed several rules)
     out: dict[str, np.ndarray] = {}
     stacks: dict[str, tuple[np.ndarray, set[int]]] = {}  # stacked Flax tensor -> (host buffer, layers filled)
     by_hf = {r.hf: r for r in rules}
@@ -176,17 +216,27 @@ def hf_to_flax(hf_tensors: Mapping[str, np.ndarray], rules: list[TensorRule],
                 report.missing.append(r.hf)
             continue
         value = np.asarray(hf_tensors[r.hf])
+        raw_shape = tuple(value.shape)
+        if r.hf not in checked:
+            checked.add(r.hf)
+            bad = _nonfinite(r.hf, value)
+            if bad:
+                report.nonfinite.append(bad)
+        full = tuple(flax_shapes[r.flax])
+        want = full if r.layer is None else full[1:]
         if r.part is not None:
             index, count = r.part
-            if value.shape[0] % count:
-                report.mismatched.append(f"{r.hf}: {source} {value.shape} does not split in {count}")
+            if not value.ndim or value.shape[0] % count:
+                mismatch = f"{r.hf}: {source} {raw_shape} vs model {_hf_shape(r, want)} (does not split in {count})"
+                if mismatch not in report.mismatched:  # the parts of a fused tensor report it once
+                    report.mismatched.append(mismatch)
                 continue
             value = np.split(value, count, axis=0)[index]
         value = r.to_flax(value)
-        full = tuple(flax_shapes[r.flax])
-        want = full if r.layer is None else full[1:]
         if tuple(value.shape) != want:
-            report.mismatched.append(f"{r.hf}: {source} {tuple(value.shape)} vs model {want}")
+            mismatch = f"{r.hf}: {source} {raw_shape} vs model {_hf_shape(r, want)}"
+            if mismatch not in report.mismatched:  # the parts of a fused tensor report it once
+                report.mismatched.append(mismatch)
             continue
         if r.layer is not None:  # one layer of a stack: the stack is converted once all its layers are in
             buf, filled = stacks.setdefault(r.flax, (np.empty(full, value.dtype), set()))
@@ -203,7 +253,11 @@ def hf_to_flax(hf_tensors: Mapping[str, np.ndarray], rules: list[TensorRule],
         if name not in covered and not any(fnmatch.fnmatch(name, p) for p in may_init):
             raise ConversionError(f"model parameter {name!r} has no entry in the parameter map")
     if not report.ok():
-        raise ConversionError(f"{source} does not match the model: {report.describe()}")
+        raise ConversionError(f"{source} does not match the model: {report.describe()}"
+                              + ("; pass allow_nonfinite=True to load NaN/Inf weights anyway"
+                                 if report.nonfinite and not report.nonfinite_allowed else ""))
+    if report.nonfinite:
+        logging.warning("%s: loaded tensors holding NaN/Inf (allowed): %s", source, ", ".join(report.nonfinite))
     return out, report
 
 

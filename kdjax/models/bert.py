@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from kdjax.models import invariants
 from kdjax.models.layers import activation, attention_with_probs, padding_bias
 
 _init = nnx.initializers.normal
@@ -55,6 +56,13 @@ class BertConfig:
     classifier_head: str = "bert"  # "bert" | "roberta" | "dsg_kd" | "first_token"; see SequenceClassifier
     classifier_dropout: float | None = None
     dtype: str = "float32"  # compute dtype; parameters stay float32
+
+    def __post_init__(self):
+        invariants.positive(self, "vocab_size", "intermediate_size", "max_position_embeddings", "type_vocab_size",
+                            "num_labels")
+        invariants.non_negative(self, "num_hidden_layers")
+        invariants.multiple(self, "hidden_size", "num_attention_heads")
+        invariants.fraction(self, "hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout")
 
     @property
     def head_dim(self) -> int:

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from kdjax.models import invariants
 from kdjax.audio import features
 from kdjax.models.layers import masked_mean, pool_mask
 from kdjax.models.vit import BLOCK_LOGICAL_AXES, Block, _linear, _norm
@@ -60,6 +61,13 @@ class CedConfig:
     chunk_mode: str = "mean"
     dropout: float = 0.0
     dtype: Any = jnp.float32  # compute dtype; parameters stay float32
+
+    def __post_init__(self):
+        invariants.positive(self, "patch_size", "target_length", "sample_rate", "n_fft", "win_length", "hop_length",
+                            "n_mels")
+        invariants.non_negative(self, "depth", "num_classes")
+        invariants.multiple(self, "embed_dim", "num_heads")
+        invariants.fraction(self, "dropout")
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "CedConfig":

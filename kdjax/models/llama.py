@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from kdjax.models import invariants
 from kdjax.models import stack
 from kdjax.models.layers import activation, linear
 from kdjax.models.rope import Rope, apply_rotary
@@ -73,6 +74,21 @@ class LlamaConfig:
     param_dtype: str = "float32"  # storage
     remat: bool = False  # recompute each layer's activations in the backward pass
     scan_layers: bool = False  # the layers as one stack run by lax.scan (compile time independent of depth)
+
+    def __post_init__(self):
+        invariants.positive(self, "vocab_size", "hidden_size", "intermediate_size", "num_attention_heads",
+                            "max_position_embeddings")
+        invariants.non_negative(self, "num_hidden_layers")
+        if self.head_dim is None:
+            invariants.multiple(self, "hidden_size", "num_attention_heads")
+        else:
+            invariants.positive(self, "head_dim")
+        if self.num_key_value_heads is not None:
+            invariants.multiple(self, "num_attention_heads", "num_key_value_heads")  # each kv head serves a group
+        if self.dim % 2:
+            raise invariants.ConfigError(f"LlamaConfig: the head dimension ({self.dim}) must be even for rotary "
+                                         "embeddings")
+        invariants.fraction(self, "attention_dropout")
 
     @property
     def kv_heads(self) -> int:

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from kdjax.models import invariants
 from kdjax.models.bert import Attention, BertConfig, DenseResidualNorm, Intermediate, _norm
 from kdjax.models.layers import padding_bias
 
@@ -50,6 +51,13 @@ class QFormerConfig:
     num_query_tokens: int = 1
     window: int = 17  # 0: plain BLIP-2 (queries over all tokens)
     dtype: str = "float32"
+
+    def __post_init__(self):
+        invariants.positive(self, "intermediate_size", "cross_attention_frequency", "encoder_hidden_size",
+                            "num_query_tokens")
+        invariants.non_negative(self, "num_hidden_layers", "window")
+        invariants.multiple(self, "hidden_size", "num_attention_heads")
+        invariants.fraction(self, "hidden_dropout_prob", "attention_probs_dropout_prob")
 
     def bert(self) -> BertConfig:
         return BertConfig(hidden_size=self.hidden_size, num_attention_heads=self.num_attention_heads,

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from kdjax.models import invariants
 from kdjax.models.layers import activation, linear
 
 BLOCK_LOGICAL_AXES = (
@@ -104,6 +105,12 @@ class ViTConfig:
     feature: str = "cls"  # the pooled embedding for distillation: "cls", "pooler" or "mean"
     dropout: float = 0.0
     dtype: Any = jnp.float32
+
+    def __post_init__(self):
+        invariants.positive(self, "intermediate_size", "image_size", "patch_size", "num_channels")
+        invariants.non_negative(self, "num_hidden_layers")
+        invariants.multiple(self, "hidden_size", "num_attention_heads")
+        invariants.fraction(self, "dropout")
 
     # the block's view of the config
     embed_dim = property(lambda self: self.hidden_size)

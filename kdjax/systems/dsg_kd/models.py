@@ -15,6 +15,7 @@ from kdjax.data import knowledge
 from kdjax.errors import InputError
 from kdjax.losses.dsg_kd import span_mean, uniform_layer_map, word_onehot
 from kdjax.models.bert import LOGICAL_AXES, BertConfig, BertModel, SequenceClassifier
+from kdjax.models.invariants import ConfigError
 from kdjax.train.sharding import scoped
 
 # the student's BERT, plus the projection onto the teacher's width
@@ -34,11 +35,15 @@ class Student(nnx.Module):
         return x if self.hidden_proj is None else self.hidden_proj(x)
 
 
-def bert_init(side: ml_collections.ConfigDict, vocab_size: int, **extra) -> BertConfig:
+def bert_init(side: ml_collections.ConfigDict, vocab_size: int, where: str, **extra) -> BertConfig:
+    """The random-init BertConfig of `side` (`where` names it in errors: "student" or "teacher")."""
     kw = dict(side.init)
     kw["vocab_size"] = vocab_size
     kw.update(extra)
-    return BertConfig(**kw)
+    try:
+        return BertConfig(**kw)
+    except ConfigError as e:
+        raise ConfigError(f"config {where}.init: {e}") from None
 
 
 def build_teacher(cfg: ml_collections.ConfigDict, vocab_size: int) -> BertModel:
@@ -46,7 +51,7 @@ def build_teacher(cfg: ml_collections.ConfigDict, vocab_size: int) -> BertModel:
     if t.hf_dir:
         model = from_pretrained(assets.resolve(t.hf_dir), task="encoder")
     else:
-        model = BertModel(bert_init(t, vocab_size), rngs=nnx.Rngs(cfg.seed + 1))
+        model = BertModel(bert_init(t, vocab_size, "teacher"), rngs=nnx.Rngs(cfg.seed + 1))
     return model
 
 
@@ -56,7 +61,7 @@ def build_student(cfg: ml_collections.ConfigDict, vocab_size: int) -> SequenceCl
     if s.hf_dir:
         return from_pretrained(assets.resolve(s.hf_dir), task="sequence_classification", seed=cfg.seed,
                                **head)
-    return SequenceClassifier(bert_init(s, vocab_size, **head), rngs=nnx.Rngs(cfg.seed))
+    return SequenceClassifier(bert_init(s, vocab_size, "student", **head), rngs=nnx.Rngs(cfg.seed))
 
 
 def layer_map(spec: str, student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:

@@ -96,10 +96,10 @@ def _abstract_models(cfg: ml_collections.ConfigDict) -> tuple[Student, BertModel
 
     def student() -> Student:
         head = dict(num_labels=int(cfg.data.num_labels), classifier_head=cfg.student.classifier_head)
-        base = SequenceClassifier(bert_init(cfg.student, vocab_size, **head), rngs=nnx.Rngs(0))
+        base = SequenceClassifier(bert_init(cfg.student, vocab_size, "student", **head), rngs=nnx.Rngs(0))
         return Student(base, int(cfg.teacher.init.hidden_size), nnx.Rngs(0))
 
-    teacher = nnx.eval_shape(lambda: BertModel(bert_init(cfg.teacher, vocab_size), rngs=nnx.Rngs(0)))
+    teacher = nnx.eval_shape(lambda: BertModel(bert_init(cfg.teacher, vocab_size, "teacher"), rngs=nnx.Rngs(0)))
     model = nnx.eval_shape(student)
     lmap = layer_map(cfg.kd.layer_map, model.student.cfg.num_hidden_layers, teacher.cfg.num_hidden_layers)
     return model, teacher, teacher_lib.plan(cfg, lmap, model.student.cfg, teacher.cfg)
