@@ -89,6 +89,38 @@ def test_rating_server_is_durable_and_counts_once(tmp_path):
     assert (out / "mos_histogram.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_only_the_sampled_media_are_served_scores_are_integers_and_raters_are_case_folded(tmp_path):
+    """The database inside the data directory, the manifest and unsampled clips are not served; `true` and 4.9 are
+    not scores; "Ann" and " ann" are one rater; --help states where the page listens."""
+    data = tmp_path / "vggcaps"
+    _data(data)
+    db = data / "ratings.sqlite"  # --db inside --data
+    items = rating.sample_items(str(data), n=3, seed=1)
+    server, url = _serve(data, db, items)
+    try:
+        assert _get(url + "/media/" + items[0]["image"])[1].startswith(b"\xff\xd8")
+        assert _post(url + "/api/rate", {"rater": "Ann", "item": items[0]["id"], "score": 4}) == 200
+        unsampled = next(f"audio/{i}.flac" for i in ("v0", "v1", "v2", "v3", "v4")
+                         if i not in {r["id"] for r in items})
+        for name in ("vggcaps.jsonl", "ratings.sqlite", "ratings.sqlite-wal", unsampled, "audio/"):
+            with pytest.raises(urllib.error.HTTPError) as err:
+                _get(url + "/media/" + name)
+            assert err.value.code == 404, name
+        b = items[1]["id"]
+        for bad in (True, 4.9, "4", None, 0, 6):
+            assert _post(url + "/api/rate", {"rater": "ann", "item": b, "score": bad}) == 400, bad
+        assert _post(url + "/api/rate", {"rater": "  ANN ", "item": b, "score": 2}) == 200
+        assert _post(url + "/api/rate", {"rater": "ann", "item": items[0]["id"], "score": 5}) == 200  # replaces 4
+        assert json.loads(_get(url + "/api/ratings?rater=Ann")[1]) == {items[0]["id"]: 5, b: 2}
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert rating.aggregate(rating.RatingStore(str(db)))["raters"] == 1
+    p = subprocess.run([sys.executable, "-m", "kdjax.vggcaps", "rate", "--help"], env=runs.env(1), cwd=runs.REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "default: 127.0.0.1" in " ".join(p.stdout.split()), p.stdout
+
+
 def test_aggregate_of_nothing_and_missing_dataset(tmp_path):
     with pytest.raises(rating.InputError, match="no ratings yet"):
         rating.aggregate(rating.RatingStore(str(tmp_path / "empty.sqlite")))

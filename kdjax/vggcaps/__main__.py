@@ -22,7 +22,10 @@ import json
 import os
 import sys
 
+from kdjax import platforms
 from kdjax.errors import InputError
+
+platforms.default_to_cpu_without_accelerators()  # the analysis and the builder's TFDS writer import jax later
 
 
 def _spec(text: str) -> tuple[str, str, str]:
@@ -62,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--items", type=int, default=100)
     r.add_argument("--split", default="test")
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--host", default="127.0.0.1")
-    r.add_argument("--port", type=int, default=8765)
+    r.add_argument("--host", default="127.0.0.1",
+                   help="address the page listens on (default: 127.0.0.1, this machine only; 0.0.0.0 lets raters "
+                        "on other machines in)")
+    r.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 picks a free one)")
     r.add_argument("--out", default="", help="where --aggregate writes mos.json and mos_histogram.png")
     args = p.parse_args(argv)
     if args.command == "build":

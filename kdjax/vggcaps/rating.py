@@ -7,7 +7,10 @@ ratings, and their aggregation.
 The page plays each sampled item's audio, shows its snapshot and caption, and takes a 1-5 score from a
 named rater. Ratings live in SQLite on the server side, one row per (rater, item), committed before the
 answer is sent: a reload or a server restart loses nothing, and a second submit of the same item by the same
-rater replaces the first instead of counting twice.
+rater replaces the first instead of counting twice. Rater names are case-folded ("Ann" and "ann " are one
+rater); a score is an integer 1-5 (not 4.9, not true). The page serves only the sampled items' audio and
+images, never the dataset's manifest or the ratings database, even when --db lies inside --data; it listens
+on 127.0.0.1 (this machine) unless --host says otherwise.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import numpy as np
 
@@ -39,6 +42,29 @@ def sample_items(data_dir: str, n: int = 100, seed: int = 0, split: str = "test"
     rows = [r for r in rows if r.get("split") == split] or rows
     rows.sort(key=lambda r: r["id"])
     return sorted(random.Random(seed).sample(rows, min(n, len(rows))), key=lambda r: r["id"])
+
+
+def rater_name(name: str) -> str:
+    """One rater, however the name is typed: whitespace collapsed, case-folded."""
+    return " ".join(name.split()).casefold()
+
+
+def parse_rating(body: Any) -> tuple[str, str, int]:
+    """(rater, item, score) of a rating request, or ValueError: a score must be a JSON integer 1-5."""
+    if not isinstance(body, dict) or not {"rater", "item", "score"} <= body.keys():
+        raise ValueError("expected {rater, item, score}")
+    rater, item, score = body["rater"], body["item"], body["score"]
+    if not isinstance(rater, str) or not rater_name(rater):
+        raise ValueError("rater must be a non-empty name")
+    if not isinstance(item, str):
+        raise ValueError("item must be an item id")
+    # bool is an int in Python (true == 1); 4.9 would be truncated to 4 by int()
+    if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
+        raise ValueError(f"score must be an integer 1-5, got {json.dumps(score)}")
+    return rater_name(rater), item, score
+
+
+_MEDIA = ("audio/", "video/", "image/")
 
 
 class RatingStore:
@@ -146,6 +172,9 @@ def make_server(data_dir: str, db_path: str, items: list[dict[str, Any]], host: 
     store = RatingStore(db_path)
     root = os.path.realpath(data_dir)
     by_id = {r["id"]: r for r in items}
+    # Only the sampled items' own media files are served: not the manifest, not the ratings database (which may
+    # sit inside the data directory), nothing else under it.
+    media = {os.path.realpath(os.path.join(root, r[k])) for r in items for k in ("audio", "image") if r.get(k)}
     public = [{k: r[k] for k in ("id", "audio", "image", "caption")} for r in items]
 
     class Handler(BaseHTTPRequestHandler):
@@ -171,25 +200,26 @@ def make_server(data_dir: str, db_path: str, items: list[dict[str, Any]], host: 
                 return self._json(200, public)
             if url.path == "/api/ratings":
                 rater = parse_qs(url.query).get("rater", [""])[0]
-                return self._json(200, store.of_rater(rater))
+                return self._json(200, store.of_rater(rater_name(rater)))
             if url.path.startswith("/media/"):
-                path = os.path.realpath(os.path.join(root, url.path[len("/media/"):]))
-                if not path.startswith(root + os.sep) or not os.path.isfile(path):
-                    return self._json(404, {"error": "no such file"})
+                path = os.path.realpath(os.path.join(root, unquote(url.path[len("/media/"):])))
+                kind = mimetypes.guess_type(path)[0] or ""
+                if path not in media or not kind.startswith(_MEDIA) or not os.path.isfile(path):
+                    return self._json(404, {"error": "no such media file"})
                 with open(path, "rb") as f:
-                    return self._send(200, f.read(), mimetypes.guess_type(path)[0] or "application/octet-stream")
+                    return self._send(200, f.read(), kind)
             return self._json(404, {"error": html.escape(url.path)})
 
         def do_POST(self):
             if urlparse(self.path).path != "/api/rate":
                 return self._json(404, {"error": "not found"})
             try:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                rater, item, score = str(body["rater"]).strip(), str(body["item"]), int(body["score"])
-            except (ValueError, KeyError, TypeError):
-                return self._json(400, {"error": "expected {rater, item, score}"})
-            if not rater or item not in by_id or not 1 <= score <= 5:
-                return self._json(400, {"error": "unknown item, empty rater or score outside 1-5"})
+                rater, item, score = parse_rating(json.loads(self.rfile.read(int(self.headers.get("Content-Length",
+                                                                                                    0)))))
+            except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                return self._json(400, {"error": str(e)})
+            if item not in by_id:
+                return self._json(400, {"error": f"unknown item {item!r}"})
             store.rate(rater, item, score)
             return self._json(200, {"ok": True})
 
