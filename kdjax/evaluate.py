@@ -19,8 +19,12 @@ import os
 import sys
 from collections import OrderedDict
 
-from kdjax.data import jsonl
-from kdjax.metrics import captioning
+from kdjax import platforms
+
+platforms.default_to_cpu_without_accelerators()  # before the metrics import jax
+
+from kdjax.data import jsonl  # noqa: E402
+from kdjax.metrics import captioning  # noqa: E402
 
 
 def _text(path: str, n: int, row: dict, keys: tuple[str, ...]):

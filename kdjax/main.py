@@ -15,6 +15,10 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from kdjax import platforms
+
+platforms.default_to_cpu_without_accelerators()  # before anything imports jax: no plugin noise on CPU hosts
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/dsg_kd.py:smoke.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, report). "

@@ -88,9 +88,10 @@ def test_dsg_kd_cached_teacher_gives_the_online_losses(tmp_path):
     runs.assert_same_losses(a, b, ("loss", "ce", "hidn", "attn"), rtol=1e-5, atol=1e-7)
     info = json.load(open(os.path.join(cached, "report.json")))["info"]["teacher"]
     assert info["kind"] == "cached" and info["examples"] == 256 and 0 < info["bytes_per_example"] < 50_000
-    # the same workdir again: the cache is complete, nothing is recomputed
+    # the same workdir again, extended by two steps (an explicit config change): the cache is complete,
+    # nothing is recomputed
     p = runs.run("configs/dsg_kd.py:tiny", cached, *quick, "--config.teacher.cache.enabled=True",
-                 "--config.train.steps=26")
+                 "--config.train.steps=26", "--allow_config_change")
     assert "256 of this host's 256 examples cached, 0 to compute" in p.stderr
 
 
