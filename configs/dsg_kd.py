@@ -63,6 +63,10 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
         # means the same under two tokenizers; 'index': key position by position, as the reference code.
         "attn_keys": "word",
         "attn_heads": "auto",  # 'match' | 'mean' | 'auto' (match if head counts agree, else mean)
+        # 'code': alpha * one MSE mean over all mapped layers (+ beta likewise), as the reference code (which
+        # produced the thesis's numbers); 'equations': eq. 2.3-2.8 as written, per-layer losses summed (13x / 12x
+        # at BERT-base depth) with alpha and beta applied twice (kdjax.losses.dsg_kd.layer_weights)
+        "loss_form": "code",
     })
     c.optim = ml_collections.ConfigDict({
         "lr": 1e-5, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.01, "clip_norm": 1.0,

@@ -41,8 +41,10 @@ def get_config(variant: str = "contra") -> ml_collections.ConfigDict:
         "sample_rate": 16000, "clip_seconds": 10.0,
         "max_caption_tokens": 22,  # words + EOS (captions are at most ~20 words)
         "on_bad_input": "error",
-        # audio-only clips (JSONL {"audio", "id"}; captions come from the teacher): half of every batch
-        "audio_only_manifest": "",
+        # audio-only clips (JSONL {"audio", "id"}; captions come from the teacher): half of every batch. They stream
+        # from disk; longer ones are skipped and counted. With them a batch holds audio_only_batch_size labelled
+        # clips, each paired with an audio-only one (the paper's 16 + 16; train.batch_size is set to it)
+        "audio_only_manifest": "", "audio_only_max_seconds": 300.0, "audio_only_batch_size": 16,
     })
     c.student = ml_collections.ConfigDict({
         "encoder": "efficientnet-b2", "encoder_overrides": {},
@@ -56,6 +58,9 @@ def get_config(variant: str = "contra") -> ml_collections.ConfigDict:
         "enc": "contra",  # contra | mse | none
         "enc_weight": 1.0, "seq_weight": 1.0,
         "contra_dim": 1024, "label_smoothing": 0.1,
+        # 'code': the authors' code (cosines times logit_scale itself, tau ~0.38 at the start; the two directions
+        # averaged); 'eq6': eq. 6 as written with CLIP's exp(logit_scale) (tau 0.07) and the directions summed
+        "contra_form": "code",
     })
     c.teacher = ml_collections.ConfigDict({
         "kind": "multi2cap",  # multi2cap (a kdjax workdir) | cache (imported outputs only) | none
@@ -105,6 +110,7 @@ def get_config(variant: str = "contra") -> ml_collections.ConfigDict:
         c.data.source = "embedded"
         c.data.clip_seconds = 4.0
         c.data.max_caption_tokens = 16
+        c.data.audio_only_batch_size = 0  # audio-only clips (if given) pair with train.batch_size labelled ones
         c.student.decoder = {"d_model": 128, "num_heads": 4, "ffn_dim": 256, "num_layers": 2, "dropout": 0.1}
         # BatchNorm running statistics settle within a few dozen steps (the paper trains for 25 epochs)
         c.student.encoder_overrides = {"batch_norm_momentum": 0.9}

@@ -73,12 +73,44 @@ def test_effaac_contrastive_equals_eq6_in_torch_with_gradients():
     ref = (F.cross_entropy(logits, labels, reduction="sum") + F.cross_entropy(logits.T, labels, reduction="sum")
            ) / len(t)
     ref.backward()
-    fn = lambda a, b, c: feature.effaac_contrastive(a, b, c)
+    fn = lambda a, b, c: feature.effaac_contrastive(a, b, c, form="eq6")
     ours, grads = jax.value_and_grad(fn, argnums=(0, 1, 2))(jnp.asarray(t), jnp.asarray(s),
                                                               jnp.asarray(float(log_scale)))
     _close(ours, ref)
     for g, r in zip(grads, (tt.grad, ts.grad, log_scale.grad)):
         np.testing.assert_allclose(np.asarray(g), r.numpy(), atol=2e-6)
+
+
+def test_effaac_contrastive_default_is_the_authors_arithmetic_line_for_line():
+    """The default form against a transcription of wsntxxn/AudioCaption's ContraEncoderKdWrapper.forward: the
+    normalised embeddings' similarities times `logit_scale` itself (not exp), loss = (loss1 + loss2) / 2. At the
+    initial scale it differs from eq. 6 with CLIP's exponent by about 3x on the same embeddings."""
+    t, s, _ = _data(6)
+    tt, ts = torch.tensor(t, requires_grad=True), torch.tensor(s, requires_grad=True)
+    logit_scale = torch.tensor(float(np.log(1 / 0.07)), requires_grad=True)  # nn.Parameter(log(1 / 0.07))
+    # --- the authors' arithmetic
+    student_embed = F.normalize(ts, dim=-1)
+    teacher_embed = F.normalize(tt, dim=-1)
+    unscaled_logit = student_embed @ teacher_embed.transpose(0, 1)
+    logit = logit_scale * unscaled_logit
+    label = torch.arange(logit.size(0))
+    loss1 = F.cross_entropy(logit, label)
+    loss2 = F.cross_entropy(logit.transpose(0, 1), label)
+    loss = (loss1 + loss2) / 2
+    # ---
+    loss.backward()
+    fn = lambda a, b, c: feature.effaac_contrastive(a, b, c)
+    ours, grads = jax.value_and_grad(fn, argnums=(0, 1, 2))(jnp.asarray(t), jnp.asarray(s),
+                                                              jnp.asarray(float(logit_scale)))
+    _close(ours, loss)
+    for g, r in zip(grads, (tt.grad, ts.grad, logit_scale.grad)):
+        np.testing.assert_allclose(np.asarray(g), r.numpy(), atol=2e-6)
+    eq6 = float(feature.effaac_contrastive(jnp.asarray(t), jnp.asarray(s), jnp.asarray(float(logit_scale)),
+                                           form="eq6"))
+    assert eq6 / float(ours) > 1.5  # not the same loss: the form matters, and the config states it
+    from configs import effaac as effaac_config
+
+    assert effaac_config.get_config("contra").kd.contra_form == "code"
 
 
 def test_losses_have_gradients_like_torch():

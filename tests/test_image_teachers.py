@@ -93,3 +93,36 @@ def test_random_resized_crop_and_normalisation():
     np.testing.assert_allclose(x[0, 0], (a[0, 0] / 255.0 - images.IMAGENET_MEAN) / images.IMAGENET_STD, rtol=1e-6)
     c = images.center_crop(img, 64)
     assert c.shape == (64, 64, 3)
+
+
+@pytest.mark.parametrize("kind, processor", [("vit", transformers.ViTImageProcessor),
+                                             ("resnet", transformers.ConvNextImageProcessor)])
+def test_each_teacher_normalises_as_its_checkpoints_processor(kind, processor, tmp_path):
+    """ViT-L/16's processor: mean = std = 0.5; ResNet-50's: ImageNet statistics. The checkpoint's own
+    preprocessor_config.json decides; without one, the family's released checkpoint's (google/vit-large-patch16-224,
+    microsoft/resnet-50: their preprocessor configs' values, given to the processor here)."""
+    img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), np.uint8)
+
+    def theirs(p):
+        out = p(img, do_resize=False, do_center_crop=False, return_tensors="np")["pixel_values"][0]
+        return np.transpose(out, (1, 2, 0))
+
+    released = {"vit": dict(image_mean=[0.5] * 3, image_std=[0.5] * 3),
+                "resnet": dict(image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])}[kind]
+    default = images.normalization(None, kind)
+    np.testing.assert_allclose(images.normalize(img, *default), theirs(processor(**released)), rtol=1e-5, atol=1e-5)
+    # a checkpoint directory whose processor says otherwise
+    custom = processor(image_mean=[0.1, 0.2, 0.3], image_std=[0.9, 0.8, 0.7])
+    custom.save_pretrained(str(tmp_path))
+    stats = images.normalization(str(tmp_path), kind)
+    np.testing.assert_allclose(images.normalize(img, *stats), theirs(custom), rtol=1e-5, atol=1e-5)
+    expected_mean = {"vit": 0.5, "resnet": images.IMAGENET_MEAN}[kind]
+    np.testing.assert_allclose(default[0], expected_mean)
+    # the Multi2Cap system hands the teacher what its checkpoint says
+    from configs import multi2cap as m2c_config
+    from kdjax.systems.multi2cap.models import teacher_normalization
+
+    cfg = m2c_config.get_config("base" if kind == "vit" else "small")
+    np.testing.assert_allclose(teacher_normalization(cfg)[0], expected_mean)
+    cfg.teacher.checkpoint = str(tmp_path)
+    np.testing.assert_allclose(teacher_normalization(cfg)[1], [0.9, 0.8, 0.7])

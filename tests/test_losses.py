@@ -184,6 +184,23 @@ def test_dsg_kd_total_is_ce_plus_weighted_span_losses():
                                rtol=1e-5)
     np.testing.assert_allclose(float(loss), ce + 0.6 * hid + 0.2 * att, rtol=1e-5)
 
+    # the equations' form (eq. 2.3-2.8 as written): per-layer losses summed over the layers, alpha and beta twice
+    # (eq. 2.4/2.6 and eq. 2.8); the per-layer terms from the word-by-word torch reference, one layer at a time
+    loss_eq, terms_eq = total_loss(jnp.asarray(logits), jnp.asarray(labels), sh, sa, jnp.asarray(sw),
+                                   {"hidden": hidden, "attn": attn, "counts": counts}, alpha=0.6, beta=0.2,
+                                   num_words=k, layer_map=lmap, keys="word", average_heads=avg, form="equations")
+    np_sh, np_th = [np.asarray(x) for x in sh], [np.asarray(x) for x in th]
+    np_sa, np_ta = [np.asarray(x) for x in sa], [np.asarray(x) for x in ta]
+    per_hid = [_torch_hidden(np_sh, np_th, sw, tw, [pair]) for pair in lmap]
+    per_att = [_torch_attn(np_sa, np_ta, sw, tw, [pair], "word", False) for pair in lmap if pair[0] > 0]
+    assert len(per_hid) == 3 and len(per_att) == 2
+    np.testing.assert_allclose(float(loss_eq), ce + 0.6 * 0.6 * sum(per_hid) + 0.2 * 0.2 * sum(per_att), rtol=1e-5)
+    assert float(terms_eq["hidn"]) == float(terms["hidn"])  # the logged terms are the same MSEs either way
+    with pytest.raises(ValueError, match="unknown DSG-KD loss form"):
+        total_loss(jnp.asarray(logits), jnp.asarray(labels), sh, sa, jnp.asarray(sw),
+                   {"hidden": hidden, "attn": attn, "counts": counts}, alpha=0.6, beta=0.2, num_words=k,
+                   layer_map=lmap, keys="word", average_heads=avg, form="sum")
+
 
 def test_effaac_total_is_smoothed_ce_terms_plus_encoder_kd():
     """total_loss (seed 002 eq. 5) against torch's label-smoothed CrossEntropyLoss over the unmasked tokens."""

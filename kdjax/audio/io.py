@@ -63,6 +63,27 @@ def read_audio(path: str) -> tuple[np.ndarray, int]:
     return data, int(sr)
 
 
+def duration(path: str) -> float:
+    """Seconds of audio in `path`, from its header (nothing decoded) where libsndfile reads the format; otherwise
+    the file is decoded once (and dropped). AudioError naming the file when it cannot be read."""
+    if not os.path.isfile(path):
+        raise AudioError(f"{path}: audio file not found")
+    import soundfile as sf
+
+    try:
+        info = sf.info(path)
+        if info.samplerate > 0 and info.frames >= 0:
+            if path.lower().endswith(".wav") and _wav_truncated(path):
+                raise AudioError(f"{path}: truncated WAV file (data chunk runs past the end of the file)")
+            return info.frames / info.samplerate
+    except AudioError:
+        raise
+    except Exception:  # noqa: BLE001 - a format only librosa decodes: measured by decoding
+        pass
+    data, sr = read_audio(path)
+    return data.shape[0] / sr
+
+
 def load_audio(path: str, sample_rate: int = 16000) -> np.ndarray:
     """Mono float32 waveform at `sample_rate` (soxr's high-quality resampler when rates differ)."""
     data, sr = read_audio(path)

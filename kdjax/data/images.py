@@ -1,5 +1,5 @@
 """Image input for frozen image teachers: decoding, RandomResizedCrop (training), resize + centre crop
-(evaluation) and ImageNet normalisation, on the host with numpy and Pillow.
+(evaluation) and the normalisation each teacher's checkpoint asks for, on the host with numpy and Pillow.
 
 `crop_box` follows torchvision's RandomResizedCrop rule (scale (0.08, 1), log-uniform aspect ratio in
 (3/4, 4/3), up to 10 tries, then a centre crop clamped to the ratio range) with a numpy Generator, so a
@@ -17,6 +17,37 @@ from kdjax.errors import InputError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+# For checkpoints without a preprocessor_config.json, what the paper's teachers' configs say: google/vit-large-
+# patch16-224 mean = std = 0.5 (ViTImageProcessor's default too), microsoft/resnet-50 ImageNet's statistics (its
+# processor class, ConvNextImageProcessor, defaults to 0.5 in transformers 5, so the class default is not used)
+FAMILY_STATS = {"vit": (np.full(3, 0.5, np.float32), np.full(3, 0.5, np.float32)),
+                "resnet": (IMAGENET_MEAN, IMAGENET_STD)}
+
+
+def normalization(model_dir: str | None, kind: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """(mean, std, rescale) an image model was trained with: the image_mean, image_std and rescale_factor of the
+    preprocessor_config.json beside its checkpoint (do_normalize / do_rescale false: none), else its family's
+    released checkpoint's (FAMILY_STATS). `normalize` applies them."""
+    import json
+    import os
+
+    mean, std = FAMILY_STATS.get(kind, (IMAGENET_MEAN, IMAGENET_STD))  # kind "none": no teacher reads them
+    cfg_file = os.path.join(model_dir, "preprocessor_config.json") if model_dir else ""
+    if not (cfg_file and os.path.isfile(cfg_file)):
+        return mean, std, 1 / 255
+    try:
+        with open(cfg_file, encoding="utf-8") as f:
+            pp = json.load(f)
+        rescale = float(pp.get("rescale_factor", 1 / 255)) if pp.get("do_rescale", True) else 1.0
+        if not pp.get("do_normalize", True):
+            return np.zeros(3, np.float32), np.ones(3, np.float32), rescale
+        mean = np.broadcast_to(np.asarray(pp.get("image_mean", mean), np.float32), (3,)).copy()
+        std = np.broadcast_to(np.asarray(pp.get("image_std", std), np.float32), (3,)).copy()
+    except (ValueError, TypeError, AttributeError) as e:
+        raise InputError(f"{cfg_file}: unreadable image_mean / image_std / rescale_factor ({e})") from None
+    if not (np.all(np.isfinite(std)) and np.all(std > 0)):
+        raise InputError(f"{cfg_file}: image_std must be positive, got {std.tolist()}")
+    return mean, std, rescale
 
 
 def load_rgb(path: str) -> np.ndarray:
@@ -76,6 +107,7 @@ def center_crop(img: np.ndarray, size: int = 224, resize_to: int | None = None) 
     return np.ascontiguousarray(img[top:top + size, left:left + size])
 
 
-def normalize(img: np.ndarray, mean: np.ndarray = IMAGENET_MEAN, std: np.ndarray = IMAGENET_STD) -> np.ndarray:
-    """uint8 (H, W, 3) -> float32 (H, W, 3), (x / 255 - mean) / std."""
-    return ((img.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
+def normalize(img: np.ndarray, mean: np.ndarray = IMAGENET_MEAN, std: np.ndarray = IMAGENET_STD,
+              rescale: float = 1 / 255) -> np.ndarray:
+    """uint8 (H, W, 3) -> float32 (H, W, 3), (x * rescale - mean) / std (transformers' image processors)."""
+    return ((img.astype(np.float32) * np.float32(rescale) - mean) / std).astype(np.float32)

@@ -186,24 +186,46 @@ def attention_loss(student_attn: Sequence[jax.Array], teacher_attn: Sequence[jax
                              avg)
 
 
+LOSS_FORMS = ("code", "equations")
+
+
+def layer_weights(form: str, alpha: float, beta: float, layer_map: Sequence[tuple[int, int]]
+                  ) -> tuple[float, float]:
+    """The factors that multiply the stacked-layer MSEs of L_hidn and L_attn (`hidden_loss_to`, `attention_loss_to`:
+    one mean over every mapped layer) in L_total.
+
+    "code" (the default): alpha and beta once, on one mean over all layers, as the reference code computes it (and
+    as produced the thesis's numbers). "equations": eq. 2.3-2.8 as written: the per-layer losses are summed over
+    layers (eq. 2.3; every layer holds the same valid words, so the sum is the number of layers times the mean:
+    13x for hidden states, 12x for attention at BERT-base depth), and alpha and beta are applied twice, in
+    eq. 2.4/2.6 and again in eq. 2.8 (alpha^2, beta^2)."""
+    if form == "code":
+        return alpha, beta
+    if form == "equations":
+        return alpha * alpha * len(layer_map), beta * beta * len(attention_pairs(layer_map))
+    raise ValueError(f"unknown DSG-KD loss form {form!r}; use one of {', '.join(LOSS_FORMS)}")
+
+
 def total_loss(logits: jax.Array, labels: jax.Array, student_hidden: Sequence[jax.Array] | None,
                student_attn: Sequence[jax.Array] | None, student_word_ids: jax.Array, teacher: dict[str, jax.Array],
                *, alpha: float, beta: float, num_words: int, layer_map: Sequence[tuple[int, int]], keys: str,
-               average_heads: bool, project=None) -> tuple[jax.Array, dict[str, jax.Array]]:
+               average_heads: bool, project=None, form: str = "code") -> tuple[jax.Array, dict[str, jax.Array]]:
     """L_total = CE(S(x^S), y) + alpha * L_hidn + beta * L_attn (thesis eq. 2.3-2.9), from the student's outputs
     and the teacher's targets `teacher` = {"hidden" (b, n, k, d), "attn" (b, n', h, k, x), "counts" (b, k)}
     (`teacher_hidden_targets`, `teacher_attention_targets`: from the teacher in the step or from a cache).
-    Returns (loss, its terms)."""
+    `form` scales the terms as the reference code does or as the equations write them (`layer_weights`); the
+    logged "hidn" and "attn" are the stacked-layer MSEs either way. Returns (loss, its terms)."""
     from kdjax.losses.classification import cross_entropy
 
+    w_hidn, w_attn = layer_weights(form, alpha, beta, layer_map)
     ce = cross_entropy(logits, labels)
     loss, metrics = ce, {"ce": ce}
     if alpha > 0:
         h = hidden_loss_to(student_hidden, student_word_ids, teacher["hidden"], teacher["counts"], num_words,
                            [s for s, _ in layer_map], project)
-        loss, metrics["hidn"] = loss + alpha * h, h
+        loss, metrics["hidn"] = loss + w_hidn * h, h
     if beta > 0:
         a = attention_loss_to(student_attn, student_word_ids, teacher["attn"], teacher["counts"], num_words,
                               [s for s, _ in attention_pairs(layer_map)], keys, average_heads)
-        loss, metrics["attn"] = loss + beta * a, a
+        loss, metrics["attn"] = loss + w_attn * a, a
     return loss, metrics

@@ -92,14 +92,32 @@ def info_nce(a: jax.Array, b: jax.Array, *, temperature: float = 0.07, scale: ja
     return loss
 
 
+CONTRA_FORMS = ("code", "eq6")
+
+
+def contrastive_scale(logit_scale: jax.Array, form: str = "code") -> jax.Array:
+    """The factor on the cosines: the parameter itself in the authors' code, exp of it (CLIP's 1/tau) in eq. 6."""
+    if form == "code":
+        return logit_scale
+    if form == "eq6":
+        return jnp.exp(logit_scale)
+    raise ValueError(f"unknown EffAAC contrastive form {form!r}; use one of {', '.join(CONTRA_FORMS)}")
+
+
 def effaac_contrastive(teacher: jax.Array, student: jax.Array, logit_scale: jax.Array,
-                       weights: jax.Array | None = None) -> jax.Array:
+                       weights: jax.Array | None = None, form: str = "code") -> jax.Array:
     """EffAAC's encoder-level contrastive KD (seed 002 eq. 6): s(i, j) the cosine of teacher clip i and
-    student clip j, scaled by exp(logit_scale) (the learnable 1/tau, unclamped as in the authors' code);
-    L = (1/B) sum_i (L_i1 + L_i2), teacher->student plus student->teacher cross-entropy with clip i's pair
-    as the positive and every other clip of the (global) batch as a negative. Inputs are the projected
-    pooled embeddings (b, d)."""
-    return 2.0 * info_nce(teacher, student, scale=jnp.exp(logit_scale), symmetric=True, weights=weights)
+    student clip j; cross-entropy teacher->student and student->teacher with clip i's pair as the positive and
+    every other clip of the (global) batch as a negative. Inputs are the projected pooled embeddings (b, d).
+
+    form "code" (the default): as the authors' code computes it (wsntxxn/AudioCaption, captioning/models/
+    kd_wrapper.py, ContraEncoderKdWrapper.forward): the cosines times the learnable `logit_scale` itself (never
+    exponentiated: initialised to log(1/0.07) = 2.66, so tau starts near 0.38) and the mean of the two directions.
+    form "eq6": the equation as written with CLIP's exponent: scale exp(logit_scale) (tau 0.07 at the start) and
+    L = (1/B) sum_i (L_i1 + L_i2), the sum of the two directions. Both leave the scale unclamped, as the code."""
+    scale = contrastive_scale(logit_scale, form)
+    both = info_nce(teacher, student, scale=scale, symmetric=True, weights=weights)  # (L1 + L2) / 2
+    return both if form == "code" else 2.0 * both
 
 
 NEGATIVE_SAMPLERS = ("roll", "random", "hardest")

@@ -6,6 +6,7 @@ import os
 
 import ml_collections
 
+from kdjax.losses.dsg_kd import LOSS_FORMS
 from kdjax.systems.checks import Checks
 
 CLASSIFIER_HEADS = ("bert", "roberta", "dsg_kd", "first_token")
@@ -74,6 +75,7 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
             c.problem("kd.layer_map", f"{lm!r}: 'uniform' or student:teacher index pairs, e.g. '0:0,2:6,4:12'")
     c.one_of("kd.attn_keys", ("word", "index"))
     c.one_of("kd.attn_heads", ("match", "mean", "auto"))
+    c.one_of("kd.loss_form", LOSS_FORMS)
     es = c.get("train.early_stopping.metric", "") or ""
     known = BINARY_METRICS if c.get("data.num_labels") == 2 else ("accuracy",)
     if es and es not in known:

@@ -16,7 +16,7 @@ from flax import nnx
 from kdjax import teachers
 from kdjax.data import knowledge, synthetic_notes
 from kdjax.errors import InputError
-from kdjax.losses.dsg_kd import total_loss
+from kdjax.losses.dsg_kd import layer_weights, total_loss
 from kdjax.metrics.classification import binary_metrics
 from kdjax.metrics.mwps import load_terms, mwps
 from kdjax.models.bert import LOGICAL_AXES, BertModel, SequenceClassifier
@@ -46,7 +46,7 @@ def make_loss(p: teacher_lib.Plan):
         loss, metrics = total_loss(s["logits"], batch["label"], s.get("hidden_states"), s.get("attentions"),
                                    batch["s_word_ids"], t, alpha=p.alpha, beta=p.beta, num_words=p.num_words,
                                    layer_map=p.layer_map, keys=p.keys, average_heads=p.average_heads,
-                                   project=model.project)
+                                   project=model.project, form=p.form)
         metrics["domain_words"] = jnp.sum(batch["s_word_ids"].max(-1) > 0)
         return loss, metrics
 
@@ -148,7 +148,9 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     info = {"num_examples": {k: len(v) for k, v in splits.items()}, "bad_rows_skipped": len(bad_rows),
             "bad_rows": bad_rows[:100], "layer_map": lmap, "teacher_vocab": len(tok_t),
             "student_vocab": len(tok_s), "hidden_projection": model.hidden_proj is not None,
-            "teacher": teacher_info}
+            "teacher": teacher_info,
+            "kd": {"alpha": p.alpha, "beta": p.beta, "loss_form": p.form,
+                   "weights": dict(zip(("hidn", "attn"), layer_weights(p.form, p.alpha, p.beta, p.layer_map)))}}
     return Task(model=model, loss_fn=make_loss(p), predict_fn=predict_fn, train_data=data["train"],
                 eval_data={"dev": data["dev"], "test": data["test"]}, evaluate=evaluate,
                 logical_axes=STUDENT_AXES, teacher=step_teacher, teacher_logical_axes=LOGICAL_AXES, report=report,

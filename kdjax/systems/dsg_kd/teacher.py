@@ -44,6 +44,7 @@ class Plan:
     teacher_width: int
     teacher_heads: int
     teacher_length: int
+    form: str = "code"  # how L_hidn and L_attn are scaled (kdjax.losses.dsg_kd.layer_weights)
 
     @property
     def hidden_layers(self) -> list[int]:
@@ -76,7 +77,8 @@ def plan(cfg: ml_collections.ConfigDict, lmap: list[tuple[int, int]], student: B
     avg = mean_heads(student.num_attention_heads, teacher.num_attention_heads, kd.attn_heads)
     return Plan(num_words=int(cfg.data.max_words), layer_map=tuple(map(tuple, lmap)), alpha=float(kd.alpha),
                 beta=float(kd.beta), keys=kd.attn_keys, average_heads=avg, teacher_width=teacher.hidden_size,
-                teacher_heads=teacher.num_attention_heads, teacher_length=int(cfg.data.teacher_max_length))
+                teacher_heads=teacher.num_attention_heads, teacher_length=int(cfg.data.teacher_max_length),
+                form=str(kd.get("loss_form", "code")))
 
 
 def targets(teacher: nnx.Module, batch: dict[str, jax.Array], p: Plan) -> dict[str, jax.Array]:

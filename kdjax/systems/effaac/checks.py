@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from kdjax.losses.feature import CONTRA_FORMS
 from kdjax.systems import captioning
 from kdjax.systems.checks import Checks
 
@@ -13,7 +14,13 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
     from kdjax.models.efficientnet import VARIANTS
 
     captioning.validate_data(c)
-    c.path("data.audio_only_manifest", "file")
+    if c.path("data.audio_only_manifest", "file") or c.get("data.audio_only_manifest"):
+        c.number("data.audio_only_max_seconds", gt=0)
+        per_batch = c.number("data.audio_only_batch_size", integer=True, ge=0)
+        if per_batch and per_batch != c.get("train.batch_size"):  # 0 keeps train.batch_size
+            c.adjust("train.batch_size", per_batch,
+                     f"train.batch_size: {per_batch} labelled clips per batch, each with an audio-only clip "
+                     f"({per_batch} + {per_batch}, data.audio_only_batch_size; the paper's 16 + 16)")
     c.one_of("student.encoder", sorted(VARIANTS))
     c.path("student.encoder_checkpoint", "file")
     c.path("student.init_from", "dir", contains=("config.json",), why="a trained EffAAC workdir")
@@ -27,6 +34,7 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
     c.number("kd.enc_weight", ge=0)
     seq = c.number("kd.seq_weight", ge=0)
     c.number("kd.contra_dim", integer=True, gt=0)
+    c.one_of("kd.contra_form", CONTRA_FORMS)
     c.number("kd.label_smoothing", ge=0, lt=1)
     kind = c.one_of("teacher.kind", ("multi2cap", "cache", "none"))
     distils = enc not in ("none", None) or (isinstance(seq, (int, float)) and seq > 0) or memory == "teacher"

@@ -20,6 +20,7 @@ def make_loss_fn(cfg: ml_collections.ConfigDict, bos: int):
     """L = L_sup + w_seq L_seq + w_enc L_enc (seed 002 eq. 5); audio-only rows (`ao_*`) add L_seq + L_enc."""
     kd = cfg.kd
     ls, w_seq, w_enc, kind = float(kd.label_smoothing), float(kd.seq_weight), float(kd.enc_weight), kd.enc
+    contra_form = str(kd.get("contra_form", "code"))
     freeze_enc = "encoder" in set(cfg.train.get("freeze", ()))
     if kind not in ("contra", "mse", "none"):
         raise ValueError(f"kd.enc must be contra, mse or none, got {kind!r}")
@@ -48,8 +49,8 @@ def make_loss_fn(cfg: ml_collections.ConfigDict, bos: int):
                 t_emb = cat("teacher_emb")
             if kind == "contra":
                 ps, pt = model.contrastive_embeddings(enc["pooler_output"], t_emb.astype(jnp.float32))
-                l_enc = feature_losses.effaac_contrastive(pt, ps, model.logit_scale[...])
-                extra["logit_scale"] = jnp.exp(model.logit_scale[...])
+                l_enc = feature_losses.effaac_contrastive(pt, ps, model.logit_scale[...], form=contra_form)
+                extra["logit_scale"] = feature_losses.contrastive_scale(model.logit_scale[...], contra_form)
             else:
                 l_enc = feature_losses.mse(masked_mean(enc["last_hidden_state"], enc["mask"]), t_emb)
         loss, metrics = total_loss(logits, ids, batch["caption_mask"], label_smoothing=ls, l_enc=l_enc,

@@ -1,6 +1,10 @@
 """EffAAC's input pipeline: labelled clips with their reference captions and the teacher's fields (its caption
 of the clip for L_seq, its embedding for cached encoder KD), audio-only clips drawn one per labelled clip, the
-random crops (at the teacher's rate too when an online teacher reads another one), and fixed evaluation crops."""
+random crops (at the teacher's rate too when an online teacher reads another one), and fixed evaluation crops.
+
+Audio-only clips stream from disk (seed 002 trains on AudioSet- and Freesound-scale audio-only sets): only their
+paths and durations are held, each is decoded when drawn, in the input pipeline's workers. Clips longer than
+`data.audio_only_max_seconds` (300 s) are skipped and counted, as are unreadable ones with on_bad_input='skip'."""
 
 from __future__ import annotations
 
@@ -10,20 +14,38 @@ import grain
 import ml_collections
 import numpy as np
 
-from kdjax.audio.io import crop_or_pad, load_many
+from kdjax.audio.io import AudioError, crop_or_pad, duration, load_audio
 from kdjax.data import captions as caption_data
 from kdjax.data import jsonl, tokenizers
+from kdjax.errors import InputError
 
 
 def audio_only_rows(cfg: ml_collections.ConfigDict) -> tuple[list[dict], list[str]]:
-    path = cfg.data.audio_only_manifest
+    """The audio-only clips {"id", "audio": path, "seconds"} (no samples: they are decoded when drawn) and the
+    skipped ones ('path: why': over data.audio_only_max_seconds, or unreadable with on_bad_input='skip')."""
+    d = cfg.data
+    path = d.audio_only_manifest
     if not path:
         return [], []
+    if d.on_bad_input not in ("error", "skip"):
+        raise InputError(f"data.on_bad_input must be 'error' or 'skip', got {d.on_bad_input!r}")
+    longest = float(d.get("audio_only_max_seconds", 300.0))
     root = os.path.dirname(os.path.abspath(path))
-    rows = [{"id": str(r.get("id", f"{os.path.basename(path)}:{n}")), "audio": os.path.join(root, r["audio"])}
-            for n, r in jsonl.read_rows(path, ("audio",))]
-    waves, kept, bad = load_many([r["audio"] for r in rows], int(cfg.data.sample_rate), cfg.data.on_bad_input)
-    return [{"id": rows[i]["id"], "wave": w} for w, i in zip(waves, kept)], bad
+    rows, skipped = [], []
+    for n, r in jsonl.read_rows(path, ("audio",)):
+        audio = os.path.join(root, r["audio"])
+        try:
+            seconds = duration(audio)
+        except AudioError as e:
+            if d.on_bad_input == "error":
+                raise AudioError(f"{path}:{n}: {e}") from None
+            skipped.append(str(e))
+            continue
+        if seconds > longest:
+            skipped.append(f"{audio}: {seconds:.0f} s is over data.audio_only_max_seconds ({longest:g} s)")
+            continue
+        rows.append({"id": str(r.get("id", f"{os.path.basename(path)}:{n}")), "audio": audio, "seconds": seconds})
+    return rows, skipped
 
 
 class Pipeline:
@@ -39,7 +61,7 @@ class Pipeline:
         self.tsr = int(online_rate) if online_rate else self.sr
         self.t_length = int(round(d.clip_seconds * self.tsr))
         self.data = {s: self._split(sources, s) for s in caption_data.SPLITS}
-        self.ao = [{"wave": r["wave"], **self.teacher_fields(r["id"])} for r in ao_rows]
+        self.ao = [{"audio": r["audio"], **self.teacher_fields(r["id"])} for r in ao_rows]  # paths: decoded when drawn
 
     def teacher_fields(self, clip_id: str) -> dict[str, np.ndarray]:
         kd = self.cfg.kd
@@ -94,7 +116,7 @@ class Pipeline:
                **self.teacher_mask(ex)}
         if self.ao:
             a = self.ao[int(rng.integers(len(self.ao)))]
-            out.update(self.crop(a["wave"], rng, "ao_"))
+            out.update(self.crop(load_audio(a["audio"], self.sr), rng, "ao_"))
             out.update(self.teacher_mask(a, "ao_"))
         return out
 

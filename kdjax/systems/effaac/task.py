@@ -89,7 +89,8 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
                                      cache, source=cfg.teacher.kind, dim=teacher_dim,
                                      captions_cached=cache is not None and float(kd.seq_weight) > 0),
         "student_params": int(sum(x.size for x in jax.tree.leaves(nnx.state(model, student)))),
-        "kd": {"enc": kd.enc, "seq_weight": float(kd.seq_weight), "enc_weight": float(kd.enc_weight)},
+        "kd": {"enc": kd.enc, "seq_weight": float(kd.seq_weight), "enc_weight": float(kd.enc_weight),
+               **({"contra_form": kd.contra_form} if kd.enc == "contra" else {})},
         **model_info,
     })
     return Task(

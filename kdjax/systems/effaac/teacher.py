@@ -15,7 +15,7 @@ import numpy as np
 from flax import nnx
 
 from kdjax import assets
-from kdjax.audio.io import crop_or_pad
+from kdjax.audio.io import crop_or_pad, load_audio
 from kdjax.data import captions as caption_data
 from kdjax.data import teacher_cache, tokenizers
 from kdjax.errors import InputError
@@ -114,8 +114,8 @@ def make_teacher_cache(cfg: ml_collections.ConfigDict, workdir: str,
     teacher, ttok = loaded
     out = cache_dir(cfg)
     sources, _, _ = caption_data.sources(cfg.data)
-    waves = {r["id"]: r["wave"] for r in sources["train"]}
-    waves.update({r["id"]: r["wave"] for r in pipeline.audio_only_rows(cfg)[0]})
+    waves: dict[str, Any] = {r["id"]: r["wave"] for r in sources["train"]}
+    waves.update({r["id"]: r["audio"] for r in pipeline.audio_only_rows(cfg)[0]})  # paths: decoded when computed
     gen = captioning.generation(cfg.teacher.generate, ttok)
     sr, tsr = int(cfg.data.sample_rate), teacher.sample_rate
     length = int(round(cfg.data.clip_seconds * tsr))
@@ -130,7 +130,8 @@ def make_teacher_cache(cfg: ml_collections.ConfigDict, workdir: str,
     b = int(cfg.teacher.batch_size)
 
     def compute(ids: list[str]) -> list[dict]:
-        pairs = [crop_or_pad(resample(waves[i], sr, tsr), length) for i in ids]
+        clips = [waves[i] if not isinstance(waves[i], str) else load_audio(waves[i], sr) for i in ids]
+        pairs = [crop_or_pad(resample(w, sr, tsr), length) for w in clips]
         pairs += [pairs[-1]] * (b - len(ids))  # one shape: pad the last batch, drop the padding
         wave, mask = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
         tokens, emb = run(state, jnp.asarray(wave), jnp.asarray(mask))

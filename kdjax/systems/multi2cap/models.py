@@ -7,10 +7,12 @@ import logging
 import os
 
 import ml_collections
+import numpy as np
 from flax import nnx
 
 from kdjax import assets
 from kdjax.convert import from_pretrained
+from kdjax.data import images as img_lib
 from kdjax.data import tokenizers
 from kdjax.models import ced as ced_lib
 from kdjax.models import llama as llama_lib
@@ -98,6 +100,12 @@ def build_teacher(cfg: ml_collections.ConfigDict) -> nnx.Module | None:
     if t.kind == "resnet":
         return resnet_lib.ResNet(resnet_lib.ResNetConfig(**dict(t.random)), rngs=rngs)
     raise ValueError(f"teacher.kind must be vit, resnet or none, got {t.kind!r}")
+
+
+def teacher_normalization(cfg: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray, float]:
+    """(mean, std, rescale) of the image teacher's pictures: what its checkpoint's preprocessor config says."""
+    t = cfg.teacher
+    return img_lib.normalization(assets.resolve(t.checkpoint) if t.checkpoint else None, t.kind)
 
 
 def teacher_dim(cfg: ml_collections.ConfigDict) -> int:

@@ -27,7 +27,7 @@ from kdjax.systems import captioning
 
 from kdjax.systems.multi2cap.loss import make_loss_fn
 from kdjax.systems.multi2cap.models import (FROZEN, LOGICAL_AXES, build_model, build_teacher, build_tokenizer,
-                                            teacher_dim)
+                                            teacher_dim, teacher_normalization)
 from kdjax.systems.multi2cap.teacher import cached_image_features, uses_teacher
 from kdjax.train import task as task_lib
 from kdjax.train.batch import BatchSpec, Field, abstract_batch
@@ -110,6 +110,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
 
     aug_cfg = AugmentConfig.from_config(cfg.augment.ops) if cfg.augment.enabled else None
     image_size = int(d.image_size)
+    image_stats = teacher_normalization(cfg)
 
     def train_transform(ex, rng: np.random.Generator):
         wave = ex["wave"]
@@ -120,7 +121,8 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         out = {"wave": wave.astype(np.float32), "mask": mask, "caption_ids": ex["caption_ids"][j],
                "caption_mask": (np.arange(cap_len) < ex["caption_lens"][j]).astype(np.int32)}
         if "image" in ex:
-            out["image"] = img_lib.normalize(img_lib.random_resized_crop(ex["image"], rng, image_size))
+            crop = img_lib.random_resized_crop(ex["image"], rng, image_size)
+            out["image"] = img_lib.normalize(crop, *image_stats)
         if "image_features" in ex:
             out["image_features"] = ex["image_features"]
         return out
@@ -144,6 +146,8 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         "trainable_params": int(sum(x.size for x in jax.tree.leaves(
             nnx.split(model, lora.frozen_filter(FROZEN), nnx.Param, ...)[2]))),
         "lora_params": lora.count(model), "teacher": teacher_info, "init_from": init_info,
+        "image_normalization": ({"mean": image_stats[0].tolist(), "std": image_stats[1].tolist(),
+                                 "rescale": image_stats[2]} if use_images else None),
     })
     return Task(
         model=model, loss_fn=loss_fn, predict_fn=predict_fn, train_data=data["train"].map(strip),

@@ -15,7 +15,7 @@ from flax import nnx
 from kdjax import assets
 from kdjax.data import images as img_lib
 
-from kdjax.systems.multi2cap.models import teacher_dim
+from kdjax.systems.multi2cap.models import teacher_dim, teacher_normalization
 
 
 def cached_image_features(cfg: ml_collections.ConfigDict, teacher: nnx.Module, examples, workdir: str
@@ -30,9 +30,11 @@ def cached_image_features(cfg: ml_collections.ConfigDict, teacher: nnx.Module, e
     size, b = int(d.image_size), 16
     gdef, state = nnx.split(teacher)
     run = jax.jit(lambda s, x: nnx.merge(gdef, s)(x)["features"])
+    stats_of_images = teacher_normalization(cfg)
 
     def compute(ids: list[str]) -> list[dict]:
-        imgs = [img_lib.normalize(img_lib.center_crop(examples[int(i)]["image"], size)) for i in ids]
+        imgs = [img_lib.normalize(img_lib.center_crop(examples[int(i)]["image"], size), *stats_of_images)
+                for i in ids]
         imgs += [imgs[-1]] * (b - len(imgs))  # one compiled shape
         feats = np.asarray(run(state, jnp.asarray(np.stack(imgs))), np.float32)
         return [{"id": i, "features": feats[j]} for j, i in enumerate(ids)]
@@ -40,6 +42,7 @@ def cached_image_features(cfg: ml_collections.ConfigDict, teacher: nnx.Module, e
     fingerprint = {"teacher": t.checkpoint and os.path.abspath(assets.resolve(t.checkpoint))
                    or f"random init (seed {int(cfg.seed) + 7}) {t.kind} {dict(t.random)}",
                    "feature": t.feature, "image_size": size, "data": d.source,
+                   "normalization": [np.asarray(v).tolist() for v in stats_of_images],
                    "dataset": d.manifest_file or d.tfds_dir or "embedded", "train_clips": len(examples)}
     ids = [str(i) for i in range(len(examples))]
     stats = cache_lib.fill(out, ids, compute, {"features": cache_lib.field(np.float32, (teacher_dim(cfg),))},
