@@ -1,0 +1,155 @@
+"""An experiment's table and figure from its runs' reports: mean +- std per cell over seeds, the paper's numbers
+beside, paired significance tests between named rows; written as Markdown, JSON and CSV, and a PNG."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from kdjax.errors import InputError
+from kdjax.experiment.spec import Experiment
+from kdjax.experiment.runner import finished
+
+OUTPUTS = ("table.md", "table.json", "table.csv", "figure.png")
+
+
+def report_value(report: dict, path: str, where: str) -> float:
+    """report["metrics"][split][name] for path "split.name" (names may hold dots: only the first one splits)."""
+    split, _, name = path.partition(".")
+    try:
+        v = report["metrics"][split][name]
+    except (KeyError, TypeError):
+        raise InputError(f"{where}: no metric {path!r} in its report (it has "
+                         f"{', '.join(f'{s}.{m}' for s, ms in report.get('metrics', {}).items() for m in ms)})"
+                         ) from None
+    return float(v)
+
+
+def _paired(a: dict[int, float], b: dict[int, float]) -> dict[str, Any]:
+    """Paired t-test over the seeds both rows finished (each seed's pair shares data order and initialisation)."""
+    seeds = sorted(set(a) & set(b))
+    out: dict[str, Any] = {"seeds": seeds, "n": len(seeds)}
+    if not seeds:
+        return {**out, "note": "no seed finished in both rows"}
+    d = np.array([a[s] - b[s] for s in seeds])
+    out["mean_difference"] = float(d.mean())
+    if len(seeds) < 2:
+        return {**out, "note": "one paired seed: no test"}
+    if np.allclose(d, d[0]):
+        return {**out, "note": "every seed differs by the same amount: the t-test is undefined"}
+    from scipy import stats
+
+    t, p = stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds])
+    return {**out, "t": float(t), "p": float(p), "test": "paired t-test over seeds"}
+
+
+def summarise(exp: Experiment, root: str) -> dict[str, Any]:
+    rows, missing = [], []
+    values: dict[str, dict[str, dict[int, float]]] = {}
+    for run in exp.runs(root):
+        if not finished(run):
+            missing.append(run.name)
+            continue
+        path = os.path.join(run.workdir, "report.json")
+        with open(path, encoding="utf-8") as f:
+            report = json.load(f)
+        for col, metric in exp.metrics.items():
+            values.setdefault(run.row.name, {}).setdefault(col, {})[run.seed] = \
+                report_value(report, metric, path) * exp.scale
+    for row in exp.rows:
+        cells = {}
+        for col in exp.metrics:
+            v = values.get(row.name, {}).get(col, {})
+            arr = np.array(list(v.values()), float)
+            cells[col] = {"mean": float(arr.mean()) if len(arr) else None,
+                          "std": float(arr.std(ddof=1)) if len(arr) > 1 else (0.0 if len(arr) else None),
+                          "n": int(len(arr)), "values": {str(s): x for s, x in sorted(v.items())},
+                          "paper": exp.paper.get(row.name, {}).get(col)}
+        rows.append({"name": row.name, "x": row.x, "cells": cells})
+    tests = [{"a": a, "b": b, "metric": col,
+              **_paired(values.get(a, {}).get(col, {}), values.get(b, {}).get(col, {}))} for a, b, col in exp.compare]
+    return {"experiment": exp.name, "source": exp.source, "seeds": list(exp.seeds), "scale": exp.scale,
+            "columns": list(exp.metrics), "metrics": dict(exp.metrics), "rows": rows, "tests": tests,
+            "missing_runs": missing}
+
+
+def _fmt(x: float | None, digits: int = 2) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def markdown(s: dict[str, Any]) -> str:
+    head = ["row"] + [f"{c} (kdjax)" for c in s["columns"]] + [f"{c} (paper)" for c in s["columns"]]
+    lines = [f"# {s['experiment']}", "", f"{s['source']}. Mean ± std over seeds {s['seeds']} (n = finished runs).",
+             "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in s["rows"]:
+        ours = [f"{_fmt(c['mean'])} ± {_fmt(c['std'])} (n={c['n']})" if c["n"] else "-" for c in r["cells"].values()]
+        paper = [_fmt(c["paper"]) for c in r["cells"].values()]
+        lines.append("| " + " | ".join([r["name"], *ours, *paper]) + " |")
+    if s["tests"]:
+        lines += ["", "| comparison | metric | mean difference | n | t | p |", "|---|---|---|---|---|---|"]
+        for t in s["tests"]:
+            lines.append(f"| {t['a']} vs {t['b']} | {t['metric']} | {_fmt(t.get('mean_difference'), 3)} | {t['n']} | "
+                         f"{_fmt(t.get('t'), 3)} | {_fmt(t.get('p'), 4)}{' (' + t['note'] + ')' if 'note' in t else ''} |")
+    if s["missing_runs"]:
+        lines += ["", f"Not finished (left out): {', '.join(s['missing_runs'])}."]
+    return "\n".join(lines) + "\n"
+
+
+def figure(exp: Experiment, s: dict[str, Any], path: str) -> str | None:
+    kind = exp.figure.get("kind", "none")
+    if kind == "none":
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    col = exp.figure["metric"]
+    rows = [r for r in s["rows"] if r["cells"][col]["n"]]
+    mean = [r["cells"][col]["mean"] for r in rows]
+    std = [r["cells"][col]["std"] for r in rows]
+    paper = [r["cells"][col]["paper"] for r in rows]
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.1 * len(rows) + 2), 3.4))
+    if kind == "bars":
+        xs = np.arange(len(rows))
+        ax.bar(xs, mean, yerr=std, capsize=4, color="C0", label="kdjax (mean ± std over seeds)")
+        ax.set_xticks(xs, [r["name"] for r in rows], rotation=20, ha="right")
+    else:
+        xs = np.array([r["x"] for r in rows], float)
+        order = np.argsort(xs)
+        xs, mean, std, paper = xs[order], np.array(mean)[order], np.array(std)[order], [paper[i] for i in order]
+        ax.errorbar(xs, mean, yerr=std, marker="o", capsize=4, color="C0", label="kdjax (mean ± std over seeds)")
+        ax.set_xlabel(exp.figure.get("x_label", "x"))
+    known = [(x, p) for x, p in zip(xs, paper) if p is not None]
+    if known:
+        ax.plot(*zip(*known), "D", color="C3", mfc="none", label="paper")
+    ax.set_ylabel(col)
+    ax.set_title(exp.figure.get("title", s["experiment"]), fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write(exp: Experiment, root: str) -> dict[str, Any]:
+    """Aggregate the finished runs under `root` into table.md/.json/.csv and figure.png; returns the summary."""
+    s = summarise(exp, root)
+    with open(os.path.join(root, "table.json"), "w", encoding="utf-8") as f:
+        json.dump(s, f, indent=2)
+    with open(os.path.join(root, "table.md"), "w", encoding="utf-8") as f:
+        f.write(markdown(s))
+    with open(os.path.join(root, "table.csv"), "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["row", "metric", "mean", "std", "n", "paper", *[f"seed{x}" for x in s["seeds"]]])
+        for r in s["rows"]:
+            for col, c in r["cells"].items():
+                w.writerow([r["name"], col, c["mean"], c["std"], c["n"], c["paper"],
+                            *[c["values"].get(str(x)) for x in s["seeds"]]])
+    s["figure"] = figure(exp, s, os.path.join(root, "figure.png"))
+    return s

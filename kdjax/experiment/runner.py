@@ -1,0 +1,187 @@
+"""Running an experiment's runs one after another on this host (finished ones skipped, a cut one resumed, a failed
+one reported while the others go on), or printing one launch command per run for a cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+from kdjax.errors import InputError
+from kdjax.experiment.spec import Experiment, Run
+from kdjax.train import resume_config
+
+STATUS, RECORD = "status.json", "experiment.json"
+LAUNCHERS = ("main", "slurm", "tpu")
+
+
+def finished(run: Run) -> bool:
+    """A run is done when kdjax.main wrote its report (the last thing a run does)."""
+    return os.path.isfile(os.path.join(run.workdir, "report.json"))
+
+
+def started(run: Run) -> bool:
+    return resume_config.resuming(run.workdir)
+
+
+def _record(exp: Experiment, extra: list[str]) -> dict[str, Any]:
+    """What decides the runs' results: a second invocation on the same directory must agree on it (seeds may be
+    added; names, metrics, paper numbers and figures only change the aggregate)."""
+    return {"rows": [{"name": r.name, "config": r.config, "overrides": r.overrides} for r in exp.rows],
+            "overrides": list(extra)}
+
+
+def check_record(root: str, exp: Experiment, extra: list[str], allow_change: bool) -> None:
+    path = os.path.join(root, RECORD)
+    mine = _record(exp, extra)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            theirs = json.load(f)
+        diff = resume_config.differences(
+            {"rows": {r["name"]: r for r in theirs["rows"]}, "overrides": theirs["overrides"]},
+            {"rows": {r["name"]: r for r in mine["rows"]}, "overrides": mine["overrides"]})
+        diff = [d for d in diff if not (d.startswith("rows.") and "<absent>" in d)]  # rows added or dropped
+        if diff and not allow_change:
+            raise InputError(f"{root}: its runs were started with other settings ({path}):\n  " + "\n  ".join(diff)
+                             + "\nUse another --workdir, or --allow_change to go on (finished runs are kept)")
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(mine, f, indent=2)
+    os.replace(tmp, path)
+
+
+def load_status(root: str) -> dict[str, dict]:
+    path = os.path.join(root, STATUS)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _save_status(root: str, status: dict[str, dict]) -> None:
+    tmp = os.path.join(root, STATUS + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(status, f, indent=2, sort_keys=True)
+    os.replace(tmp, os.path.join(root, STATUS))
+
+
+def _last_error(log: str) -> str:
+    """The line a failed run ended with (kdjax prints 'kdjax: <what went wrong>')."""
+    try:
+        with open(log, encoding="utf-8", errors="replace") as f:
+            lines = [ln.strip() for ln in f.readlines()[-200:] if ln.strip()]
+    except OSError:
+        return ""
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith("kdjax:"):  # its message may go on over the next lines (a list of problems)
+            return " ".join(lines[i:])[:500]
+    for ln in reversed(lines):
+        if "Error" in ln:
+            return ln[:500]
+    return lines[-1][:500] if lines else ""
+
+
+class Stopped(Exception):
+    """The runner was asked to stop (SIGTERM/SIGINT); the run in progress wrote a checkpoint and can resume."""
+
+
+def _execute(cmd: list[str], log: str, env: dict | None) -> int:
+    """Run one kdjax command, its output appended to `log`; SIGTERM/SIGINT to the runner reach the run (which
+    checkpoints and exits) and then stop the experiment."""
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    stop: list[int] = []
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(f"\n$ {shlex.join(cmd)}\n")
+        f.flush()
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+
+        def forward(sig, _frame):
+            stop.append(sig)
+            proc.send_signal(signal.SIGTERM)
+
+        old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            rc = proc.wait()
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+    if stop:
+        raise Stopped(f"stopped by signal {stop[0]}; the run in progress exited {rc}")
+    return rc
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def run_all(exp: Experiment, root: str, extra: list[str], *, allow_change: bool = False,
+            python: str = sys.executable, env: dict | None = None,
+            say: Callable[[str], None] = lambda s: print(s, flush=True)) -> dict[str, dict]:
+    """Run every run of `exp` not yet finished, in order, under `root`; returns the status of each run (also in
+    root/status.json). A failed run is recorded and the next one starts; running again retries it."""
+    os.makedirs(root, exist_ok=True)
+    check_record(root, exp, extra, allow_change)
+    status = load_status(root)
+    runs = exp.runs(root)
+    todo = [r for r in runs if not finished(r)]
+    for r in runs:
+        if finished(r):
+            status.setdefault(r.name, {"status": "finished"})["status"] = "finished"
+    say(f"{exp.name}: {len(runs)} runs ({len(exp.rows)} rows x {len(exp.seeds)} seeds), "
+        f"{len(runs) - len(todo)} finished, {len(todo)} to run")
+    took: list[float] = []
+    for k, run in enumerate(todo):
+        eta = f", about {_clock(sum(took) / len(took) * (len(todo) - k))} left" if took else ""
+        say(f"[run {run.index} of {len(runs)}] {run.row.name}, seed {run.seed}: "
+            f"{'resuming' if started(run) else 'starting'}{eta}")
+        log = os.path.join(run.workdir, "run.log")
+        t0 = time.time()
+        try:
+            rc = _execute(run.command(extra, python), log, env)
+        except Stopped as e:
+            status[run.name] = {"status": "stopped", "workdir": run.workdir, "log": log}
+            _save_status(root, status)
+            say(f"[run {run.index} of {len(runs)}] {e}; run the same command again to resume")
+            raise
+        seconds = time.time() - t0
+        took.append(seconds)
+        if rc == 0 and finished(run):
+            status[run.name] = {"status": "finished", "seconds": round(seconds, 1), "workdir": run.workdir}
+            say(f"[run {run.index} of {len(runs)}] {run.row.name}, seed {run.seed}: finished in {_clock(seconds)}")
+        else:
+            error = _last_error(log)
+            status[run.name] = {"status": "failed", "exit_code": rc, "error": error, "log": log,
+                                "workdir": run.workdir}
+            say(f"[run {run.index} of {len(runs)}] {run.row.name}, seed {run.seed}: FAILED (exit {rc}): {error} "
+                f"(log: {log}); going on with the others")
+        _save_status(root, status)
+    failed = [n for n, s in status.items() if s.get("status") == "failed"]
+    say(f"{exp.name}: {sum(finished(r) for r in runs)} of {len(runs)} runs finished"
+        + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return status
+
+
+def launch_commands(exp: Experiment, root: str, extra: list[str], launcher: str = "main",
+                    launch_args: str = "") -> list[str]:
+    """One shell command per run not yet finished: kdjax.main itself, or launch/slurm.py / launch/tpu.py run with
+    `launch_args` (the cluster's flags); each resumes its run when given again."""
+    if launcher not in LAUNCHERS:
+        raise InputError(f"--print: one of {', '.join(LAUNCHERS)}, got {launcher!r}")
+    out = []
+    for run in exp.runs(root):
+        if finished(run):
+            continue
+        where = [f"--config={run.row.config}", f"--workdir={run.workdir}"]
+        if launcher == "main":
+            out.append(shlex.join(["python", "-m", "kdjax.main", *where, *run.overrides(extra)]))
+        else:
+            script = ["python", "launch/slurm.py"] if launcher == "slurm" else ["python", "launch/tpu.py", "run"]
+            out.append(shlex.join([*script, *shlex.split(launch_args), *where, "--", *run.overrides(extra)]))
+    return out

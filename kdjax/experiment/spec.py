@@ -1,0 +1,160 @@
+"""An experiment file's contents, checked when read, and the runs it plans (one per row and seed)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import sys
+from typing import Any
+
+import ml_collections
+
+from kdjax.errors import InputError
+
+FIGURES = ("none", "bars", "line")
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    name: str
+    config: str  # config file and variant, e.g. configs/dsg_kd.py:paper
+    overrides: dict[str, Any]  # dotted config key -> value, on top of the config
+    x: float | None = None  # the row's position on a line figure's x axis (a sweep's value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    row: Row
+    seed: int
+    workdir: str
+    index: int  # 1-based, in running order
+
+    @property
+    def name(self) -> str:
+        return f"{self.row.name} / seed {self.seed}"
+
+    def overrides(self, extra: list[str]) -> list[str]:
+        """kdjax.main's arguments after --config and --workdir: the row's values, the seed, then the command line's."""
+        return [*(f"--config.{k}={_flag_value(v)}" for k, v in self.row.overrides.items()),
+                f"--config.seed={self.seed}", *extra]
+
+    def command(self, extra: list[str], python: str = sys.executable) -> list[str]:
+        return [python, "-m", "kdjax.main", f"--config={self.row.config}", f"--workdir={self.workdir}",
+                *self.overrides(extra)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    name: str
+    source: str  # the paper's table or figure
+    rows: tuple[Row, ...]
+    seeds: tuple[int, ...]
+    metrics: dict[str, str]  # column -> report path under report["metrics"], e.g. "test.auroc" (table order)
+    scale: float  # report value x scale = the table's unit (100: percent, as the papers print)
+    paper: dict[str, dict[str, float]]  # row -> column -> the paper's number (in the table's unit)
+    compare: tuple[tuple[str, str, str], ...]  # (row a, row b, column): paired test over seeds
+    figure: dict[str, Any]
+
+    def runs(self, root: str) -> list[Run]:
+        out = []
+        for row in self.rows:
+            for seed in self.seeds:
+                out.append(Run(row, seed, os.path.join(root, "runs", slug(row.name), f"seed{seed}"), len(out) + 1))
+        return out
+
+
+def slug(name: str) -> str:
+    s = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return s or "row"
+
+
+def _flag_value(v: Any) -> str:
+    """A config value as ml_collections' command-line override parses it back."""
+    return v if isinstance(v, str) else repr(tuple(v) if isinstance(v, list) else v)
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, ml_collections.ConfigDict):
+        x = x.to_dict()
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def read(cfg: ml_collections.ConfigDict, where: str = "the experiment") -> Experiment:
+    """The experiment a config describes; an InputError naming every problem (key by key) otherwise."""
+    d = _plain(cfg)
+    problems: list[str] = []
+
+    def need(key: str, kind, default=None):
+        v = d.get(key, default)
+        if not isinstance(v, kind) or (kind is not bool and not v and default is None):
+            problems.append(f"{key}: must be a non-empty {getattr(kind, '__name__', kind)}, got {v!r}")
+        return v
+
+    name, base = need("name", str), need("base", str)
+    seeds = need("seeds", list)
+    if isinstance(seeds, list) and not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        problems.append(f"seeds: integers, got {seeds!r}")
+    if isinstance(seeds, list) and len(set(seeds)) != len(seeds):
+        problems.append(f"seeds: repeated seed in {seeds!r}")
+    rows = []
+    for i, r in enumerate(need("rows", list) or []):
+        if not isinstance(r, dict) or not isinstance(r.get("name"), str) or not r["name"]:
+            problems.append(f"rows[{i}]: needs a name, got {r!r}")
+            continue
+        over = r.get("overrides", {}) or {}
+        if not isinstance(over, dict):
+            problems.append(f"rows[{i}] ({r['name']}): overrides must map config keys to values")
+            over = {}
+        x = r.get("x")
+        if x is not None and not isinstance(x, (int, float)):
+            problems.append(f"rows[{i}] ({r['name']}): x must be a number, got {x!r}")
+        rows.append(Row(r["name"], r.get("config") or base or "", over, x))
+    names = [r.name for r in rows]
+    for n in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"rows: the name {n!r} is used twice")
+    slugs = [slug(n) for n in names]
+    for n, s in zip(names, slugs):
+        if slugs.count(s) > 1 and names.count(n) == 1:
+            problems.append(f"rows: {n!r} shares its directory name {s!r} with another row")
+    metrics = d.get("metrics")
+    if isinstance(metrics, list) and all(isinstance(m, list) and len(m) == 2 for m in metrics):
+        metrics = {str(c): p for c, p in metrics}  # (column, path) pairs keep the paper's column order
+    if not isinstance(metrics, dict) or not metrics:
+        problems.append(f"metrics: (column, report path) pairs such as ('AUROC', 'test.auroc'), got {metrics!r}")
+        metrics = {}
+    for col, path in metrics.items():
+        if not isinstance(path, str) or "." not in path:
+            problems.append(f"metrics.{col}: a report path such as 'test.auroc', got {path!r}")
+    paper = d.get("paper", {}) or {}
+    for row, cols in paper.items():
+        if row not in names:
+            problems.append(f"paper.{row}: no row of that name (rows: {', '.join(names)})")
+        for col in cols or {}:
+            if col not in metrics:
+                problems.append(f"paper.{row}.{col}: no metric column of that name")
+    compare = []
+    for i, c in enumerate(d.get("compare", []) or []):
+        if not (isinstance(c, list) and len(c) == 3 and c[0] in names and c[1] in names and c[2] in metrics):
+            problems.append(f"compare[{i}]: (row, row, metric column) of this experiment, got {c!r}")
+        else:
+            compare.append(tuple(c))
+    figure = d.get("figure", {"kind": "none"}) or {"kind": "none"}
+    kind = figure.get("kind", "none")
+    if kind not in FIGURES:
+        problems.append(f"figure.kind: one of {', '.join(FIGURES)}, got {kind!r}")
+    elif kind != "none" and figure.get("metric") not in metrics:
+        problems.append(f"figure.metric: a metric column, got {figure.get('metric')!r}")
+    elif kind == "line" and any(r.x is None for r in rows):
+        problems.append("figure.kind 'line': every row needs its x value")
+    scale = d.get("scale", 1.0)
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or scale <= 0:
+        problems.append(f"scale: a positive number, got {scale!r}")
+    if problems:
+        raise InputError(f"{where}: " + "; ".join(problems))
+    return Experiment(name, str(d.get("source", "")), tuple(rows), tuple(seeds), dict(metrics), float(scale),
+                      {k: dict(v or {}) for k, v in paper.items()}, tuple(compare), dict(figure))

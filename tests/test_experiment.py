@@ -1,0 +1,151 @@
+"""The experiment runner (kdjax.experiment): a paper table's runs over seeds, run one after another, resumed after a
+kill without rerunning finished runs, a failing run reported while the others complete, and the aggregate's numbers
+equal to the runs' own reports; experiment files checked when read; launch commands for clusters."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import ml_collections
+import numpy as np
+import pytest
+
+from configs.experiments import dsg_kd_table2_3
+from kdjax.errors import InputError
+from kdjax.experiment import aggregate, runner, spec
+from tests import runs
+
+BROKEN_EXPERIMENT = '''
+from configs.experiments import dsg_kd_table2_3
+
+
+def get_config(variant="smoke"):
+    e = dsg_kd_table2_3.get_config("smoke")
+    e.rows = list(e.rows) + [{"name": "broken", "overrides": {"kd.attn_keys": "nonsense"}}]
+    return e
+'''
+
+
+def _experiment(tmp_path, workdir, *extra, **kw):
+    return subprocess.Popen([sys.executable, "-m", "kdjax.experiment", f"--config={tmp_path / 'broken.py'}",
+                             f"--workdir={workdir}", "--", "--config.train.steps=4", *extra],
+                            env=runs.env(1), cwd=runs.REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, **kw)
+
+
+@pytest.mark.slow
+def test_smoke_experiment_resumes_after_a_kill_reports_a_failing_run_and_aggregates_the_reports(tmp_path):
+    (tmp_path / "broken.py").write_text(BROKEN_EXPERIMENT)
+    wd = tmp_path / "exp"
+    first = wd / "runs" / spec.slug(dsg_kd_table2_3.ROWS[0][0]) / "seed0"
+    p = _experiment(tmp_path, wd, start_new_session=True)  # its own process group: killed with its runs
+    deadline = time.time() + 300
+    while not (first / "report.json").exists():
+        assert p.poll() is None and time.time() < deadline, p.stdout.read() if p.poll() is not None else "timeout"
+        time.sleep(0.2)
+    os.killpg(p.pid, signal.SIGKILL)  # the experiment and the run in progress die at once
+    p.wait()
+    first_report = (first / "report.json").stat().st_mtime_ns
+
+    p = _experiment(tmp_path, wd)
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 1, out  # a run failed; the others completed
+    assert "6 runs (3 rows x 2 seeds), 1 finished, 5 to run" in out, out
+    assert "[run 6 of 6] broken, seed 1: FAILED (exit 1)" in out and "kd.attn_keys" in out
+    assert (first / "report.json").stat().st_mtime_ns == first_report  # not rerun
+    assert open(first / "run.log").read().count("\n$ ") == 1
+    status = json.load(open(wd / "status.json"))
+    assert {n: s["status"] for n, s in status.items()} == {
+        f"{r} / seed {s}": ("failed" if r == "broken" else "finished")
+        for r in (dsg_kd_table2_3.ROWS[0][0], dsg_kd_table2_3.ROWS[1][0], "broken") for s in (0, 1)}
+    assert "kd.attn_keys" in status["broken / seed 0"]["error"]
+
+    # the aggregate is the runs' own reports: every value, every mean and std, x100 as the thesis prints
+    table = json.load(open(wd / "table.json"))
+    assert table["missing_runs"] == ["broken / seed 0", "broken / seed 1"]
+    for row in table["rows"][:2]:
+        for col, path in (("AUROC", "auroc"), ("AUPRC", "auprc"), ("F1", "f1")):
+            got = [json.load(open(wd / "runs" / spec.slug(row["name"]) / f"seed{s}" / "report.json"))
+                   ["metrics"]["test"][path] * 100 for s in (0, 1)]
+            cell = row["cells"][col]
+            assert cell["values"] == {"0": got[0], "1": got[1]}
+            assert cell["mean"] == pytest.approx(np.mean(got)) and cell["std"] == pytest.approx(np.std(got, ddof=1))
+            assert cell["paper"] == dsg_kd_table2_3.PAPER[row["name"]][col]
+    assert table["rows"][2]["cells"]["AUROC"]["n"] == 0
+    md = open(wd / "table.md").read()
+    assert "| L_pred | " in md and "79.40" in md and "Not finished (left out): broken / seed 0" in md
+    assert open(wd / "figure.png", "rb").read(4) == b"\x89PNG"
+    assert sorted(os.listdir(wd)) == sorted(["runs", "status.json", "experiment.json", *aggregate.OUTPUTS])
+
+    # the same directory with other settings for its runs is refused, naming them
+    p = _experiment(tmp_path, wd, "--config.train.steps=5")
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 1 and "overrides" in out and "--config.train.steps=4" in out, out
+
+
+def _fake_runs(root, exp, values):
+    """Finished runs whose reports hold `values[row][seed]` as test AUROC."""
+    for run in exp.runs(str(root)):
+        v = values.get(run.row.name, {}).get(run.seed)
+        if v is None:
+            continue
+        os.makedirs(run.workdir)
+        with open(os.path.join(run.workdir, "report.json"), "w") as f:
+            json.dump({"metrics": {"test": {"auroc": v, "auprc": v / 2, "f1": 0.5}}}, f)
+
+
+def test_cells_and_the_paired_test_over_seeds(tmp_path):
+    cfg = dsg_kd_table2_3.get_config("paper")
+    exp = spec.read(cfg)
+    a, b = dsg_kd_table2_3.ROWS[0][0], dsg_kd_table2_3.ROWS[1][0]
+    va = {0: 0.80, 1: 0.78, 2: 0.81, 3: 0.79, 4: 0.82}
+    vb = {0: 0.77, 1: 0.78, 2: 0.78, 3: 0.76, 4: 0.80}
+    _fake_runs(tmp_path, exp, {a: va, b: {s: v for s, v in vb.items() if s != 4}})
+    s = aggregate.write(exp, str(tmp_path))
+    cell = s["rows"][0]["cells"]["AUROC"]
+    assert cell["mean"] == pytest.approx(100 * np.mean(list(va.values())))
+    assert cell["std"] == pytest.approx(100 * np.std(list(va.values()), ddof=1))
+    test = next(t for t in s["tests"] if t["metric"] == "AUROC")
+    d = 100 * np.array([va[k] - vb[k] for k in range(4)])  # seed 4 did not finish in row b: left out of the pairs
+    assert test["seeds"] == [0, 1, 2, 3]
+    assert test["t"] == pytest.approx(d.mean() / (d.std(ddof=1) / np.sqrt(4)))
+    assert 0 < test["p"] < 1 and test["mean_difference"] == pytest.approx(d.mean())
+    assert s["rows"][2]["cells"]["AUROC"]["n"] == 0 and s["rows"][2]["cells"]["AUROC"]["mean"] is None
+    assert "L_pred + L_hidn + L_attn / seed 0" not in s["missing_runs"] and len(s["missing_runs"]) == 11
+    csv = open(tmp_path / "table.csv").read().splitlines()
+    assert csv[0] == "row,metric,mean,std,n,paper,seed0,seed1,seed2,seed3,seed4" and len(csv) == 1 + 4 * 3
+
+
+def test_experiment_files_are_checked_when_read():
+    cfg = dsg_kd_table2_3.get_config("paper")
+    cfg.seeds = (0, 0)
+    cfg.paper = {"no such row": {"AUROC": 1.0}}
+    cfg.compare = [("L_pred", "L_pred", "BLEU")]
+    cfg.figure = {"kind": "pie", "metric": "AUROC"}
+    with pytest.raises(InputError) as err:
+        spec.read(cfg, "x.py")
+    msg = str(err.value)
+    for part in ("seeds: repeated seed", "paper.no such row: no row", "compare[0]", "figure.kind: one of"):
+        assert part in msg, msg
+
+
+def test_launch_commands_for_unfinished_runs(tmp_path):
+    exp = spec.read(dsg_kd_table2_3.get_config("smoke"))
+    _fake_runs(tmp_path, exp, {dsg_kd_table2_3.ROWS[0][0]: {0: 0.7, 1: 0.7}})
+    lines = runner.launch_commands(exp, str(tmp_path), ["--config.data.train_file=n.csv"], "slurm",
+                                   "--nodes=1 --partition=gpu")
+    assert len(lines) == 2  # the first row finished
+    wd = tmp_path / "runs" / "l-pred" / "seed1"
+    assert lines[1] == (f"python launch/slurm.py --nodes=1 --partition=gpu --config=configs/dsg_kd.py:tiny "
+                        f"--workdir={wd} -- --config.kd.alpha=0.0 --config.kd.beta=0.0 --config.seed=1 "
+                        "--config.data.train_file=n.csv")
+    main = runner.launch_commands(exp, str(tmp_path), [], "main")
+    assert main[0].startswith("python -m kdjax.main --config=configs/dsg_kd.py:tiny")
+    with pytest.raises(InputError):
+        runner.launch_commands(exp, str(tmp_path), [], "k8s")
+    assert isinstance(dsg_kd_table2_3.get_config("smoke"), ml_collections.ConfigDict)
