@@ -55,7 +55,7 @@ def test_smoke_experiment_resumes_after_a_kill_reports_a_failing_run_and_aggrega
     p = _experiment(tmp_path, wd)
     out, _ = p.communicate(timeout=600)
     assert p.returncode == 1, out  # a run failed; the others completed
-    assert "6 runs (3 rows x 2 seeds), 1 finished, 5 to run" in out, out
+    assert "6 runs (3 rows, seeds 0, 1), 1 finished, 5 to run" in out, out
     assert "[run 6 of 6] broken, seed 1: FAILED (exit 1)" in out and "kd.attn_keys" in out
     assert (first / "report.json").stat().st_mtime_ns == first_report  # not rerun
     assert open(first / "run.log").read().count("\n$ ") == 1
@@ -149,3 +149,70 @@ def test_launch_commands_for_unfinished_runs(tmp_path):
     with pytest.raises(InputError):
         runner.launch_commands(exp, str(tmp_path), [], "k8s")
     assert isinstance(dsg_kd_table2_3.get_config("smoke"), ml_collections.ConfigDict)
+
+
+EXPERIMENTS = sorted(f[:-3] for f in os.listdir(os.path.join(runs.REPO, "configs", "experiments"))
+                     if f.endswith(".py") and f not in ("__init__.py", "columns.py"))
+
+
+def test_every_experiment_file_reads_and_names_what_its_paper_variant_needs():
+    import importlib
+
+    assert len(EXPERIMENTS) >= 10
+    for name in EXPERIMENTS:
+        mod = importlib.import_module(f"configs.experiments.{name}")
+        assert "python -m kdjax.experiment --config=configs/experiments/" + name in mod.__doc__, name
+        cfg = mod.get_config()  # the paper's variant: the user's paths are unset
+        try:
+            exp = spec.read(cfg, name)
+        except InputError as e:
+            assert "must be set, --config.paths." in str(e), (name, str(e))
+            for path in cfg.paths:
+                cfg.paths[path] = f"/data/{path}"
+            exp = spec.read(cfg, name)
+        assert len(exp.seeds) >= 3 and exp.compare, name
+        assert exp.paper or name.startswith("dsg_kd_figure"), name  # a figure without printed numbers
+        assert all(r in {row.name for row in exp.rows} for r in exp.paper), name
+
+
+def _smoke_runs(name: str) -> tuple:
+    """What an experiment file's smoke variant runs (configs, overrides, seeds; names aside)."""
+    import importlib
+
+    exp = spec.read(importlib.import_module(f"configs.experiments.{name}").get_config("smoke"), name)
+    return tuple((r.row.config, repr(sorted(r.row.overrides.items())), r.seed) for r in exp.runs("/x"))
+
+
+def _distinct_smoke_experiments() -> list[str]:
+    """The smoke variants CI runs: one of each set of identical ones (Table 3.4's is Table 3.3's, by one shared
+    function); dsg_kd_table2_3's runs in the kill test above."""
+    seen, out = {_smoke_runs("dsg_kd_table2_3")}, []
+    for name in EXPERIMENTS:
+        key = _smoke_runs(name)
+        if key not in seen:
+            seen.add(key)
+            out.append(name)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _distinct_smoke_experiments())
+def test_smoke_experiment_runs_and_its_table_is_its_reports(name, tmp_path):
+    """Each experiment file's `smoke` variant (CI): every run finishes on data kdjax ships, two seeds, and each cell
+    of the aggregate is the mean of its runs' reports."""
+    wd = tmp_path / "exp"
+    p = subprocess.run([sys.executable, "-m", "kdjax.experiment",
+                        f"--config={runs.REPO}/configs/experiments/{name}.py:smoke", f"--workdir={wd}", "--",
+                        "--config.train.steps=1"], env=runs.env(1), cwd=runs.REPO, capture_output=True, text=True,
+                       timeout=1200)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
+    table = json.load(open(wd / "table.json"))
+    assert table["missing_runs"] == [] and table["seeds"] == [0, 1]
+    for row in table["rows"]:
+        seeds = [int(s) for s in row["cells"][next(iter(table["metrics"]))]["values"]]
+        assert seeds in ([0, 1], [0]), row  # a row of one seed: the fixed teacher every student seed uses
+        for col, path in table["metrics"].items():
+            got = [aggregate.report_value(json.load(open(wd / "runs" / spec.slug(row["name"]) / f"seed{s}" /
+                                                         "report.json")), path, "") * table["scale"] for s in seeds]
+            assert row["cells"][col]["mean"] == pytest.approx(np.mean(got)), (row["name"], col)
+    assert (wd / "figure.png").read_bytes()[:4] == b"\x89PNG"

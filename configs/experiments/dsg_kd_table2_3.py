@@ -46,7 +46,7 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
     e.rows = [{"name": n, "overrides": {"kd.alpha": a, "kd.beta": b}} for n, a, b in rows]
     e.metrics = [("AUROC", "test.auroc"), ("AUPRC", "test.auprc"), ("F1", "test.f1")]
     e.scale = 100.0
-    e.paper = {n: PAPER[n] for n, _, _ in rows}
+    e.paper = [(n, PAPER[n]) for n, _, _ in rows]
     e.compare = [(ROWS[0][0], ROWS[1][0], m) for m in ("AUROC", "AUPRC", "F1")]
     e.figure = {"kind": "bars", "metric": "AUROC", "title": "Table 2.3: AUROC by loss terms"}
     return e

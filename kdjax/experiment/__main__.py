@@ -60,7 +60,7 @@ def main(argv: list[str]) -> None:
     print(open(f"{_WORKDIR.value}/table.md", encoding="utf-8").read())
     print(f"table: {_WORKDIR.value}/table.md (.json, .csv)" + (f"; figure: {summary['figure']}"
                                                                 if summary.get("figure") else ""))
-    if any(s.get("status") == "failed" for s in status.values()):
+    if any(s.get("status") in ("failed", "waiting") for s in status.values()):
         sys.exit(1)
 
 

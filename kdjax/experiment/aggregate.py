@@ -19,15 +19,21 @@ OUTPUTS = ("table.md", "table.json", "table.csv", "figure.png")
 
 
 def report_value(report: dict, path: str, where: str) -> float:
-    """report["metrics"][split][name] for path "split.name" (names may hold dots: only the first one splits)."""
+    """report["metrics"][split][name] for path "split.name" (names may hold dots: only the first one splits); a
+    path whose first part is not an evaluated split is a key path into the report itself (e.g.
+    "mwps.correct_test_notes", DSG-KD's medical-word score)."""
     split, _, name = path.partition(".")
     try:
-        v = report["metrics"][split][name]
-    except (KeyError, TypeError):
+        if split in report.get("metrics", {}):
+            return float(report["metrics"][split][name])
+        node: Any = report
+        for part in path.split("."):
+            node = node[part]
+        return float(node)
+    except (KeyError, TypeError, ValueError):
         raise InputError(f"{where}: no metric {path!r} in its report (it has "
                          f"{', '.join(f'{s}.{m}' for s, ms in report.get('metrics', {}).items() for m in ms)})"
                          ) from None
-    return float(v)
 
 
 def _paired(a: dict[int, float], b: dict[int, float]) -> dict[str, Any]:
@@ -93,8 +99,9 @@ def markdown(s: dict[str, Any]) -> str:
     if s["tests"]:
         lines += ["", "| comparison | metric | mean difference | n | t | p |", "|---|---|---|---|---|---|"]
         for t in s["tests"]:
+            note = f" ({t['note']})" if "note" in t else ""
             lines.append(f"| {t['a']} vs {t['b']} | {t['metric']} | {_fmt(t.get('mean_difference'), 3)} | {t['n']} | "
-                         f"{_fmt(t.get('t'), 3)} | {_fmt(t.get('p'), 4)}{' (' + t['note'] + ')' if 'note' in t else ''} |")
+                         f"{_fmt(t.get('t'), 3)} | {_fmt(t.get('p'), 4)}{note} |")
     if s["missing_runs"]:
         lines += ["", f"Not finished (left out): {', '.join(s['missing_runs'])}."]
     return "\n".join(lines) + "\n"

@@ -134,10 +134,18 @@ def run_all(exp: Experiment, root: str, extra: list[str], *, allow_change: bool 
     for r in runs:
         if finished(r):
             status.setdefault(r.name, {"status": "finished"})["status"] = "finished"
-    say(f"{exp.name}: {len(runs)} runs ({len(exp.rows)} rows x {len(exp.seeds)} seeds), "
+    say(f"{exp.name}: {len(runs)} runs ({len(exp.rows)} rows, seeds {', '.join(map(str, exp.seeds))}), "
         f"{len(runs) - len(todo)} finished, {len(todo)} to run")
     took: list[float] = []
+    by_name = {(r.row.name, r.seed): r for r in runs}
     for k, run in enumerate(todo):
+        waiting = [f"{n} / seed {s}" for n, s in run.after if not finished(by_name[(n, s)])]
+        if waiting:  # a later stage whose earlier stage failed: not run, said so
+            status[run.name] = {"status": "waiting", "for": waiting}
+            say(f"[run {run.index} of {len(runs)}] {run.row.name}, seed {run.seed}: not started, it starts from "
+                f"{', '.join(waiting)}, which has not finished")
+            _save_status(root, status)
+            continue
         eta = f", about {_clock(sum(took) / len(took) * (len(todo) - k))} left" if took else ""
         say(f"[run {run.index} of {len(runs)}] {run.row.name}, seed {run.seed}: "
             f"{'resuming' if started(run) else 'starting'}{eta}")
@@ -162,7 +170,7 @@ def run_all(exp: Experiment, root: str, extra: list[str], *, allow_change: bool 
             say(f"[run {run.index} of {len(runs)}] {run.row.name}, seed {run.seed}: FAILED (exit {rc}): {error} "
                 f"(log: {log}); going on with the others")
         _save_status(root, status)
-    failed = [n for n, s in status.items() if s.get("status") == "failed"]
+    failed = [n for n, s in status.items() if s.get("status") in ("failed", "waiting")]
     say(f"{exp.name}: {sum(finished(r) for r in runs)} of {len(runs)} runs finished"
         + (f"; failed: {', '.join(failed)}" if failed else ""))
     return status
@@ -171,7 +179,8 @@ def run_all(exp: Experiment, root: str, extra: list[str], *, allow_change: bool 
 def launch_commands(exp: Experiment, root: str, extra: list[str], launcher: str = "main",
                     launch_args: str = "") -> list[str]:
     """One shell command per run not yet finished: kdjax.main itself, or launch/slurm.py / launch/tpu.py run with
-    `launch_args` (the cluster's flags); each resumes its run when given again."""
+    `launch_args` (the cluster's flags); each resumes its run when given again. A run that starts from another
+    row's run (a fine-tuning stage) ends in a comment naming it: launch it once that one has finished."""
     if launcher not in LAUNCHERS:
         raise InputError(f"--print: one of {', '.join(LAUNCHERS)}, got {launcher!r}")
     out = []
@@ -184,4 +193,6 @@ def launch_commands(exp: Experiment, root: str, extra: list[str], launcher: str 
         else:
             script = ["python", "launch/slurm.py"] if launcher == "slurm" else ["python", "launch/tpu.py", "run"]
             out.append(shlex.join([*script, *shlex.split(launch_args), *where, "--", *run.overrides(extra)]))
+        if run.after:
+            out[-1] += f"  # after: {', '.join(f'{n} / seed {s}' for n, s in run.after)}"
     return out

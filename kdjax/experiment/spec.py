@@ -13,6 +13,8 @@ import ml_collections
 from kdjax.errors import InputError
 
 FIGURES = ("none", "bars", "line")
+PATH_REF = re.compile(r"\{path:([A-Za-z0-9_]+)\}")
+ROW_REF = re.compile(r"\{row:([^}]+)\}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,14 +23,16 @@ class Row:
     config: str  # config file and variant, e.g. configs/dsg_kd.py:paper
     overrides: dict[str, Any]  # dotted config key -> value, on top of the config
     x: float | None = None  # the row's position on a line figure's x axis (a sweep's value)
+    seeds: tuple[int, ...] | None = None  # this row's own seeds (e.g. one fixed teacher for every student seed)
 
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    row: Row
+    row: Row  # its overrides with {path:...} and {row:...} filled in
     seed: int
     workdir: str
     index: int  # 1-based, in running order
+    after: tuple[tuple[str, int], ...] = ()  # (row, seed) runs that must finish first (named by {row:NAME})
 
     @property
     def name(self) -> str:
@@ -44,6 +48,7 @@ class Run:
                 *self.overrides(extra)]
 
 
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     name: str
@@ -52,15 +57,41 @@ class Experiment:
     seeds: tuple[int, ...]
     metrics: dict[str, str]  # column -> report path under report["metrics"], e.g. "test.auroc" (table order)
     scale: float  # report value x scale = the table's unit (100: percent, as the papers print)
-    paper: dict[str, dict[str, float]]  # row -> column -> the paper's number (in the table's unit)
+    paper: dict[str, dict[str, float]]  # row -> column -> the paper's number (in the table's unit; given as pairs)
     compare: tuple[tuple[str, str, str], ...]  # (row a, row b, column): paired test over seeds
     figure: dict[str, Any]
+    paths: dict[str, str] = dataclasses.field(default_factory=dict)  # user paths the rows name as {path:NAME}
+
+    def seeds_of(self, row: Row) -> tuple[int, ...]:
+        return row.seeds if row.seeds is not None else self.seeds
 
     def runs(self, root: str) -> list[Run]:
+        """One run per row and seed, rows in order. In an override value, `{path:NAME}` is the experiment's path NAME
+        (`paths`, set by the user) and `{row:NAME}` the workdir of row NAME's run of the same seed (of its only seed
+        when it has one): a later stage that starts from an earlier one (Multi2Cap's fine-tuning from its
+        pre-training), or a teacher every student seed distils from."""
+        by_name = {r.name: r for r in self.rows}
+
+        def workdir(name: str, seed: int) -> str:
+            return os.path.join(root, "runs", slug(name), f"seed{seed}")
+
+        def ref_seed(name: str, seed: int) -> int:
+            theirs = self.seeds_of(by_name[name])
+            return theirs[0] if len(theirs) == 1 else seed
+
         out = []
         for row in self.rows:
-            for seed in self.seeds:
-                out.append(Run(row, seed, os.path.join(root, "runs", slug(row.name), f"seed{seed}"), len(out) + 1))
+            refs = [m.group(1) for v in row.overrides.values() if isinstance(v, str) for m in ROW_REF.finditer(v)]
+            for seed in self.seeds_of(row):
+                def fill(v: Any, seed: int = seed) -> Any:
+                    if not isinstance(v, str):
+                        return v
+                    v = PATH_REF.sub(lambda m: self.paths[m.group(1)], v)
+                    return ROW_REF.sub(lambda m: workdir(m.group(1), ref_seed(m.group(1), seed)), v)
+
+                filled = Row(row.name, row.config, {k: fill(v) for k, v in row.overrides.items()}, row.x, row.seeds)
+                after = tuple(dict.fromkeys((n, ref_seed(n, seed)) for n in refs))
+                out.append(Run(filled, seed, workdir(row.name, seed), len(out) + 1, after))
         return out
 
 
@@ -113,8 +144,39 @@ def read(cfg: ml_collections.ConfigDict, where: str = "the experiment") -> Exper
         x = r.get("x")
         if x is not None and not isinstance(x, (int, float)):
             problems.append(f"rows[{i}] ({r['name']}): x must be a number, got {x!r}")
-        rows.append(Row(r["name"], r.get("config") or base or "", over, x))
+        row_seeds = r.get("seeds")
+        if row_seeds is not None and not (isinstance(row_seeds, list) and row_seeds
+                                          and all(isinstance(v, int) and not isinstance(v, bool) for v in row_seeds)):
+            problems.append(f"rows[{i}] ({r['name']}): seeds must be a non-empty list of integers, got {row_seeds!r}")
+            row_seeds = None
+        rows.append(Row(r["name"], r.get("config") or base or "", over, x,
+                        tuple(row_seeds) if row_seeds is not None else None))
     names = [r.name for r in rows]
+    paths = d.get("paths", {}) or {}
+    if not isinstance(paths, dict):
+        problems.append(f"paths: a mapping of names to paths, got {paths!r}")
+        paths = {}
+    unset: dict[str, list[str]] = {}
+    for i, r in enumerate(rows):
+        for key, v in r.overrides.items():
+            if not isinstance(v, str):
+                continue
+            for m in PATH_REF.finditer(v):
+                if m.group(1) not in paths:
+                    problems.append(f"rows[{i}] ({r.name}).{key}: no path {m.group(1)!r} in paths")
+                elif not paths[m.group(1)]:
+                    unset.setdefault(m.group(1), []).append(r.name)
+            for m in ROW_REF.finditer(v):
+                if m.group(1) not in names[:i]:
+                    problems.append(f"rows[{i}] ({r.name}).{key}: {{row:{m.group(1)}}} must name an earlier row")
+                    continue
+                theirs = rows[names.index(m.group(1))].seeds
+                mine = r.seeds if r.seeds is not None else tuple(seeds or ())
+                if theirs is not None and len(theirs) > 1 and not set(mine) <= set(theirs):
+                    problems.append(f"rows[{i}] ({r.name}).{key}: {m.group(1)!r} has no run of seeds "
+                                    f"{sorted(set(mine) - set(theirs))}")
+    for path, users in unset.items():
+        problems.append(f"paths.{path}: must be set, --config.paths.{path}=... (rows {', '.join(dict.fromkeys(users))})")
     for n in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"rows: the name {n!r} is used twice")
     slugs = [slug(n) for n in names]
@@ -131,6 +193,11 @@ def read(cfg: ml_collections.ConfigDict, where: str = "the experiment") -> Exper
         if not isinstance(path, str) or "." not in path:
             problems.append(f"metrics.{col}: a report path such as 'test.auroc', got {path!r}")
     paper = d.get("paper", {}) or {}
+    if isinstance(paper, list) and all(isinstance(p, list) and len(p) == 2 for p in paper):
+        paper = {str(r): c for r, c in paper}  # (row, {column: number}) pairs: row names may hold dots
+    if not isinstance(paper, dict):
+        problems.append(f"paper: (row, {{column: number}}) pairs, got {paper!r}")
+        paper = {}
     for row, cols in paper.items():
         if row not in names:
             problems.append(f"paper.{row}: no row of that name (rows: {', '.join(names)})")
@@ -155,6 +222,7 @@ def read(cfg: ml_collections.ConfigDict, where: str = "the experiment") -> Exper
     if not isinstance(scale, (int, float)) or isinstance(scale, bool) or scale <= 0:
         problems.append(f"scale: a positive number, got {scale!r}")
     if problems:
-        raise InputError(f"{where}: " + "; ".join(problems))
+        raise InputError(f"{where}: " + "; ".join(dict.fromkeys(problems)))
     return Experiment(name, str(d.get("source", "")), tuple(rows), tuple(seeds), dict(metrics), float(scale),
-                      {k: dict(v or {}) for k, v in paper.items()}, tuple(compare), dict(figure))
+                      {k: dict(v or {}) for k, v in paper.items()}, tuple(compare), dict(figure),
+                      {k: str(v) for k, v in paths.items()})
