@@ -124,7 +124,7 @@ def test_cells_and_the_paired_test_over_seeds(tmp_path):
 def test_experiment_files_are_checked_when_read():
     cfg = dsg_kd_table2_3.get_config("paper")
     cfg.seeds = (0, 0)
-    cfg.paper = {"no such row": {"AUROC": 1.0}}
+    cfg.paper = [("no such row", {"AUROC": 1.0})]
     cfg.compare = [("L_pred", "L_pred", "BLEU")]
     cfg.figure = {"kind": "pie", "metric": "AUROC"}
     with pytest.raises(InputError) as err:

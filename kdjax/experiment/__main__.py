@@ -17,16 +17,26 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "An experiment file, e.g. configs/experiments/x.py:smoke.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "The experiment's directory (its runs, status and tables).")
-_PRINT = flags.DEFINE_enum("print", None, ["main", "slurm", "tpu"],
-                           "Print one launch command per unfinished run instead of running: kdjax.main itself, or "
-                           "launch/slurm.py / launch/tpu.py run with --launch_args.")
-_LAUNCH_ARGS = flags.DEFINE_string("launch_args", "", "The cluster flags of launch/slurm.py or launch/tpu.py run.")
-_AGGREGATE_ONLY = flags.DEFINE_bool("aggregate_only", False, "Only write the table and figure of finished runs.")
-_ALLOW_CHANGE = flags.DEFINE_bool("allow_change", False, "Go on although the rows or overrides differ from the "
-                                  "ones the directory's runs were started with.")
+# Flags are defined when the command runs, not on import: kdjax.main defines its own --config, and a process may
+# import both modules (e.g. to list every module).
+_FLAGS: dict = {}
+
+
+def _define_flags() -> None:
+    if _FLAGS:
+        return
+    _FLAGS["config"] = config_flags.DEFINE_config_file(
+        "config", None, "An experiment file, e.g. configs/experiments/x.py:smoke.", lock_config=True)
+    _FLAGS["workdir"] = flags.DEFINE_string("workdir", None, "The experiment's directory (its runs, status, tables).")
+    _FLAGS["print"] = flags.DEFINE_enum(
+        "print", None, ["main", "slurm", "tpu"], "Print one launch command per unfinished run instead of running: "
+        "kdjax.main itself, or launch/slurm.py / launch/tpu.py run with --launch_args.")
+    _FLAGS["launch_args"] = flags.DEFINE_string("launch_args", "",
+                                                "The cluster flags of launch/slurm.py or launch/tpu.py run.")
+    _FLAGS["aggregate_only"] = flags.DEFINE_bool("aggregate_only", False,
+                                                 "Only write the table and figure of finished runs.")
+    _FLAGS["allow_change"] = flags.DEFINE_bool("allow_change", False, "Go on although the rows or overrides differ "
+                                               "from the ones the directory's runs were started with.")
 
 
 _RUN_OVERRIDES: list[str] = []  # kdjax.main's own overrides (after --), for every run
@@ -36,7 +46,8 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}: overrides for the runs go after --")
     extra = list(_RUN_OVERRIDES)
-    if _CONFIG.value is None or not _WORKDIR.value:
+    cfg, workdir = _FLAGS["config"].value, _FLAGS["workdir"].value
+    if cfg is None or not workdir:
         raise app.UsageError("--config (an experiment file) and --workdir are required")
     bad = [a for a in extra if not a.startswith("--config.")]
     if bad:
@@ -45,21 +56,22 @@ def main(argv: list[str]) -> None:
     from kdjax.experiment import aggregate, runner, spec
 
     try:
-        exp = spec.read(_CONFIG.value, config_flags.get_config_filename(flags.FLAGS["config"]))
-        if _PRINT.value:
-            for line in runner.launch_commands(exp, _WORKDIR.value, extra, _PRINT.value, _LAUNCH_ARGS.value):
+        exp = spec.read(cfg, config_flags.get_config_filename(flags.FLAGS["config"]))
+        if _FLAGS["print"].value:
+            for line in runner.launch_commands(exp, workdir, extra, _FLAGS["print"].value,
+                                               _FLAGS["launch_args"].value):
                 print(line)
             return
-        status = {} if _AGGREGATE_ONLY.value else runner.run_all(exp, _WORKDIR.value, extra,
-                                                                 allow_change=_ALLOW_CHANGE.value)
-        summary = aggregate.write(exp, _WORKDIR.value)
+        status = {} if _FLAGS["aggregate_only"].value else runner.run_all(
+            exp, workdir, extra, allow_change=_FLAGS["allow_change"].value)
+        summary = aggregate.write(exp, workdir)
     except runner.Stopped:
         sys.exit(143)
     except InputError as e:
         sys.exit(f"kdjax.experiment: {e}")
-    print(open(f"{_WORKDIR.value}/table.md", encoding="utf-8").read())
-    print(f"table: {_WORKDIR.value}/table.md (.json, .csv)" + (f"; figure: {summary['figure']}"
-                                                                if summary.get("figure") else ""))
+    print(open(f"{workdir}/table.md", encoding="utf-8").read())
+    print(f"table: {workdir}/table.md (.json, .csv)" + (f"; figure: {summary['figure']}"
+                                                         if summary.get("figure") else ""))
     if any(s.get("status") in ("failed", "waiting") for s in status.values()):
         sys.exit(1)
 
@@ -71,6 +83,7 @@ def run(argv: list[str]) -> None:
         i = argv.index("--")
         argv, _RUN_OVERRIDES[:] = argv[:i], argv[i + 1:]
     sys.argv = list(argv)  # config_flags reads its overrides from sys.argv itself
+    _define_flags()
     app.run(main, argv=argv)
 
 
