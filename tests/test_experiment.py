@@ -216,3 +216,6 @@ def test_smoke_experiment_runs_and_its_table_is_its_reports(name, tmp_path):
                                                          "report.json")), path, "") * table["scale"] for s in seeds]
             assert row["cells"][col]["mean"] == pytest.approx(np.mean(got)), (row["name"], col)
     assert (wd / "figure.png").read_bytes()[:4] == b"\x89PNG"
+    if name == "dsg_kd_figure2_3":  # the three clouds of Fig. 2.3 come from the two runs' saved points
+        kd = np.load(wd / "runs" / spec.slug(table["rows"][1]["name"]) / "seed0" / "embeddings.npz")
+        assert kd["teacher_x"].shape[1] == kd["student_x"].shape[1] and kd["student_domain"].any()

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from kdjax.errors import InputError
-from kdjax.experiment.spec import Experiment
+from kdjax.experiment.spec import Experiment, slug
 from kdjax.experiment.runner import finished
 
 OUTPUTS = ("table.md", "table.json", "table.csv", "figure.png")
@@ -107,10 +107,31 @@ def markdown(s: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def figure(exp: Experiment, s: dict[str, Any], path: str) -> str | None:
+def embeddings_figure(exp: Experiment, root: str, path: str) -> str | None:
+    """DSG-KD Fig. 2.3: the teacher's word embeddings (red), the distilled student's (green) and the student trained
+    alone (grey), in one PCA, from the first seed both rows finished (each run's embeddings.npz)."""
+    from kdjax.metrics.embedding_plot import plot_embeddings
+
+    f = exp.figure
+    for seed in exp.seeds:
+        files = {k: os.path.join(root, "runs", slug(f[k]), f"seed{seed}", "embeddings.npz")
+                 for k in ("alone", "distilled")}
+        if all(os.path.isfile(p) for p in files.values()):
+            alone, kd = np.load(files["alone"]), np.load(files["distilled"])
+            groups = {"teacher": (kd["teacher_x"], kd["teacher_domain"]),
+                      f"student ({f['distilled']})": (kd["student_x"], kd["student_domain"]),
+                      f"student alone ({f['alone']})": (alone["student_x"], alone["student_domain"])}
+            plot_embeddings(groups, path, title=f.get("title", exp.name) + f" (seed {seed})")
+            return path
+    return None
+
+
+def figure(exp: Experiment, s: dict[str, Any], path: str, root: str = "") -> str | None:
     kind = exp.figure.get("kind", "none")
     if kind == "none":
         return None
+    if kind == "embeddings":
+        return embeddings_figure(exp, root, path)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -158,5 +179,5 @@ def write(exp: Experiment, root: str) -> dict[str, Any]:
             for col, c in r["cells"].items():
                 w.writerow([r["name"], col, c["mean"], c["std"], c["n"], c["paper"],
                             *[c["values"].get(str(x)) for x in s["seeds"]]])
-    s["figure"] = figure(exp, s, os.path.join(root, "figure.png"))
+    s["figure"] = figure(exp, s, os.path.join(root, "figure.png"), root)
     return s

@@ -12,7 +12,7 @@ import ml_collections
 
 from kdjax.errors import InputError
 
-FIGURES = ("none", "bars", "line")
+FIGURES = ("none", "bars", "line", "embeddings")
 PATH_REF = re.compile(r"\{path:([A-Za-z0-9_]+)\}")
 ROW_REF = re.compile(r"\{row:([^}]+)\}")
 
@@ -214,6 +214,10 @@ def read(cfg: ml_collections.ConfigDict, where: str = "the experiment") -> Exper
     kind = figure.get("kind", "none")
     if kind not in FIGURES:
         problems.append(f"figure.kind: one of {', '.join(FIGURES)}, got {kind!r}")
+    elif kind == "embeddings":
+        for key in ("alone", "distilled"):
+            if figure.get(key) not in names:
+                problems.append(f"figure.{key}: a row of this experiment, got {figure.get(key)!r}")
     elif kind != "none" and figure.get("metric") not in metrics:
         problems.append(f"figure.metric: a metric column, got {figure.get('metric')!r}")
     elif kind == "line" and any(r.x is None for r in rows):

@@ -157,6 +157,9 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
                 info=info, batch_spec=batch_spec(cfg, p))
 
 
+EMBEDDINGS = "embeddings.npz"  # the report's word embeddings: teacher_x, teacher_domain, student_x, student_domain
+
+
 def _report(cfg, splits, texts, teacher, tok_t, tok_s, finder):
     """The report's extras: MWPS of the test notes, the PCA plot of word embeddings, bag-of-words baselines."""
     terms = load_terms(cfg.report.medical_terms) if cfg.report.medical_terms else synthetic_notes.MEDICAL_TERMS
@@ -179,6 +182,10 @@ def _report(cfg, splits, texts, teacher, tok_t, tok_s, finder):
 
             path = os.path.join(wd, "embeddings_pca.png")
             out["embedding_plot"] = {"path": path, **plot_embeddings(groups, path)}
+            # the points themselves, so that Fig. 2.3 can draw several runs in one PCA (kdjax.experiment)
+            np.savez(os.path.join(wd, EMBEDDINGS), **{f"{k}_{i}": v for k, (x, dom) in
+                                                       zip(("teacher", "student"), groups.values())
+                                                       for i, v in (("x", x), ("domain", dom))})
         if cfg.report.baselines:
             from kdjax.baselines.bow import run_baselines
             from kdjax.train.logging import format_table
