@@ -79,6 +79,7 @@ def test_smoke_experiment_resumes_after_a_kill_reports_a_failing_run_and_aggrega
     assert table["rows"][2]["cells"]["AUROC"]["n"] == 0
     md = open(wd / "table.md").read()
     assert "| L_pred | " in md and "79.40" in md and "Not finished (left out): broken / seed 0" in md
+    assert "Design (written before any run): deciding metric AUROC" in md
     assert open(wd / "figure.png", "rb").read(4) == b"\x89PNG"
     assert sorted(os.listdir(wd)) == sorted(["runs", "status.json", "experiment.json", *aggregate.OUTPUTS])
 
@@ -170,7 +171,7 @@ def test_every_experiment_file_reads_and_names_what_its_paper_variant_needs():
             for path in cfg.paths:
                 cfg.paths[path] = f"/data/{path}"
             exp = spec.read(cfg, name)
-        assert len(exp.seeds) >= 3 and exp.compare, name
+        assert len(exp.seeds) >= 3 and exp.compare and "the paper claims" in exp.expect, name
         assert exp.paper or name.startswith("dsg_kd_figure"), name  # a figure without printed numbers
         assert all(r in {row.name for row in exp.rows} for r in exp.paper), name
 

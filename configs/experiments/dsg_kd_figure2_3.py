@@ -21,6 +21,8 @@ ALONE, OURS = "Ko-BERT alone", "Ko-BERT <- KM-BERT (DSG-KD)"
 
 def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
     e = ml_collections.ConfigDict()
+    e.expect = ('deciding metric: the domain-word centroid distance to the teacher; the paper claims the distilled '
+                "student's words lie closer to the teacher's than the lone student's (smaller distance).")
     e.name = "DSG-KD: word embeddings of teacher, distilled and lone student"
     e.source = "Cho, thesis Figure 2.3"
     e.base, e.seeds = "configs/dsg_kd.py:paper", (0, 1, 2)

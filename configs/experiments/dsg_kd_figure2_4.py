@@ -24,6 +24,8 @@ OURS = "Ours (Ko-BERT <- KM-BERT)"
 
 def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
     e = ml_collections.ConfigDict()
+    e.expect = ("deciding metric MWPS of the correctly classified test notes; the paper claims DSG-KD's is the "
+                'highest, above Ko-BERT alone and above the teacher.')
     e.name = "DSG-KD: medical words in correctly classified notes (MWPS)"
     e.source = "Cho, thesis Figure 2.4"
     e.metrics = [("MWPS", "mwps.correct_test_notes"), ("AUROC", "test.auroc")]

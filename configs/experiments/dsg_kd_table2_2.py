@@ -43,6 +43,8 @@ PAPER = {
 
 def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
     e = ml_collections.ConfigDict()
+    e.expect = ('deciding metric AUROC (test); the paper claims each distilled Ko-BERT beats Ko-BERT alone (paired '
+                'over seeds) and the best student beats every model alone.')
     e.name = "DSG-KD: models alone and distilled"
     e.source = "Cho, thesis Table 2.2"
     e.seeds = (0, 1, 2, 3, 4)

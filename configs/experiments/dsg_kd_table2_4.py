@@ -24,6 +24,8 @@ def name(a: float, b: float) -> str:
 
 def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
     e = ml_collections.ConfigDict()
+    e.expect = ('deciding metric AUROC (test); the paper claims alpha 0.6 / beta 0.2 is best and alpha = beta = 0.1 '
+                'worst.')
     e.name = "DSG-KD: loss weights alpha and beta"
     e.source = "Cho, thesis Table 2.4 (Ko-BERT student, KM-BERT teacher)"
     e.base = "configs/dsg_kd.py:paper"

@@ -35,6 +35,8 @@ PAPER = {
 
 def get_config(variant: str = "clotho") -> ml_collections.ConfigDict:
     e = ml_collections.ConfigDict()
+    e.expect = ("deciding metric FENSE (footnote 2's test); the paper claims KD_contra and KD_mse beat the student "
+                'from scratch, and audio-only data helps both.')
     e.scale = 100.0
     if variant == "smoke":
         e.name, e.source = "EffAAC: KD against training from scratch", "seed 002 Table 2 (smoke)"

@@ -23,6 +23,8 @@ PAPER = {"LOAE": (33.0, 18.3, 10.9, 7.0, 29.1, 12.4, 47.6, 14.2, 30.9, 27.6, 61.
 
 def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
     e = ml_collections.ConfigDict()
+    e.expect = ('deciding metric CIDEr-D (test, VggCaps); the paper claims Multi2Cap-base > Multi2Cap-small > LOAE on '
+                'every metric.')
     e.name = "Multi2Cap against LOAE on VggCaps"
     e.source = "Cho, thesis Table 3.2"
     e.scale = 100.0

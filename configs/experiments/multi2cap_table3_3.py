@@ -52,6 +52,8 @@ def two_stages(e: ml_collections.ConfigDict, variant: str, dataset: str, paper: 
 
 def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
     e = ml_collections.ConfigDict()
+    e.expect = ('deciding metric CIDEr-D (Clotho test); the paper claims Multi2Cap-base > Multi2Cap-small (and base '
+                "above LOAE's 51.3).")
     e.name = "Multi2Cap fine-tuned on Clotho"
     e.source = "Cho, thesis Table 3.3"
     two_stages(e, variant, "clotho", PAPER, 30.0)

@@ -18,6 +18,8 @@ PAPER = {"Multi2Cap-small": (25.0, 79.3, 17.2, 48.2, 48.1), "Multi2Cap-base": (2
 
 def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
     e = ml_collections.ConfigDict()
+    e.expect = ('deciding metric CIDEr-D (AudioCaps test); the paper claims Multi2Cap-base > Multi2Cap-small (and '
+                "base above LOAE's 81.6).")
     e.name = "Multi2Cap fine-tuned on AudioCaps"
     e.source = "Cho, thesis Table 3.4"
     two_stages(e, variant, "audiocaps", PAPER, 10.0)

@@ -23,6 +23,8 @@ PAPER = {"Smooth L1": (12.6, 50.5, 14.3, 32.4, 30.2, 62.8, 58.0), "MSE": (13.8, 
 
 def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
     e = ml_collections.ConfigDict()
+    e.expect = ('deciding metric FENSE (CIDEr-D in the smoke variant); the paper claims Triplet is best, contrastive '
+                'objectives above regression ones.')
     e.name = "Multi2Cap: CFD objective"
     e.source = "Cho, thesis Table 3.5 (Multi2Cap-base, lambda 0.5)"
     e.base, e.seeds, losses, cols = "configs/multi2cap.py:base", (0, 1, 2), tuple(LOSSES), COLUMNS

@@ -28,6 +28,8 @@ def name(lam: float) -> str:
 
 def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
     e = ml_collections.ConfigDict()
+    e.expect = ('deciding metric SPIDEr; the paper claims lambda 0.5 best, every lambda > 0 above lambda 0 (LOAE), '
+                'and lambda 1 below 0.5.')
     e.name = "Multi2Cap: CFD weight lambda"
     e.source = "Cho, thesis Table 3.8 and Figure 3.8 (Multi2Cap-base pre-training on VggCaps)"
     e.base, e.seeds, lambdas, cols, fig = "configs/multi2cap.py:base", (0, 1, 2), LAMBDAS, COLUMNS, "SD"

@@ -20,6 +20,7 @@ PAPER = {"w/o augment": (34.1, 19.1, 11.5, 7.5, 29.6, 12.7, 51.8, 14.2, 33.0, 30
 
 def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
     e = ml_collections.ConfigDict()
+    e.expect = ('deciding metric CIDEr-D; the paper claims augmentation improves every metric (CIDEr-D 51.8 -> 55.0).')
     e.name = "Multi2Cap: audio content augmentation"
     e.source = "Cho, thesis Table 3.9 (Multi2Cap-base pre-training)"
     e.base, e.seeds, cols = "configs/multi2cap.py:base", (0, 1, 2), COLUMNS

@@ -79,7 +79,8 @@ def summarise(exp: Experiment, root: str) -> dict[str, Any]:
         rows.append({"name": row.name, "x": row.x, "cells": cells})
     tests = [{"a": a, "b": b, "metric": col,
               **_paired(values.get(a, {}).get(col, {}), values.get(b, {}).get(col, {}))} for a, b, col in exp.compare]
-    return {"experiment": exp.name, "source": exp.source, "seeds": list(exp.seeds), "scale": exp.scale,
+    return {"experiment": exp.name, "source": exp.source, "expect": exp.expect, "seeds": list(exp.seeds),
+            "scale": exp.scale,
             "columns": list(exp.metrics), "metrics": dict(exp.metrics), "rows": rows, "tests": tests,
             "missing_runs": missing}
 
@@ -90,8 +91,10 @@ def _fmt(x: float | None, digits: int = 2) -> str:
 
 def markdown(s: dict[str, Any]) -> str:
     head = ["row"] + [f"{c} (kdjax)" for c in s["columns"]] + [f"{c} (paper)" for c in s["columns"]]
-    lines = [f"# {s['experiment']}", "", f"{s['source']}. Mean ± std over seeds {s['seeds']} (n = finished runs).",
-             "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [f"# {s['experiment']}", "", f"{s['source']}. Mean ± std over seeds {s['seeds']} (n = finished runs)."]
+    if s.get("expect"):
+        lines += ["", f"Design (written before any run): {s['expect']}"]
+    lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in s["rows"]:
         ours = [f"{_fmt(c['mean'])} ± {_fmt(c['std'])} (n={c['n']})" if c["n"] else "-" for c in r["cells"].values()]
         paper = [_fmt(c["paper"]) for c in r["cells"].values()]

@@ -61,6 +61,7 @@ class Experiment:
     compare: tuple[tuple[str, str, str], ...]  # (row a, row b, column): paired test over seeds
     figure: dict[str, Any]
     paths: dict[str, str] = dataclasses.field(default_factory=dict)  # user paths the rows name as {path:NAME}
+    expect: str = ""  # the design: the deciding comparison and the direction the paper claims, written beforehand
 
     def seeds_of(self, row: Row) -> tuple[int, ...]:
         return row.seeds if row.seeds is not None else self.seeds
@@ -176,7 +177,8 @@ def read(cfg: ml_collections.ConfigDict, where: str = "the experiment") -> Exper
                     problems.append(f"rows[{i}] ({r.name}).{key}: {m.group(1)!r} has no run of seeds "
                                     f"{sorted(set(mine) - set(theirs))}")
     for path, users in unset.items():
-        problems.append(f"paths.{path}: must be set, --config.paths.{path}=... (rows {', '.join(dict.fromkeys(users))})")
+        rows_using = ", ".join(dict.fromkeys(users))
+        problems.append(f"paths.{path}: must be set, --config.paths.{path}=... (rows {rows_using})")
     for n in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"rows: the name {n!r} is used twice")
     slugs = [slug(n) for n in names]
@@ -229,4 +231,4 @@ def read(cfg: ml_collections.ConfigDict, where: str = "the experiment") -> Exper
         raise InputError(f"{where}: " + "; ".join(dict.fromkeys(problems)))
     return Experiment(name, str(d.get("source", "")), tuple(rows), tuple(seeds), dict(metrics), float(scale),
                       {k: dict(v or {}) for k, v in paper.items()}, tuple(compare), dict(figure),
-                      {k: str(v) for k, v in paths.items()})
+                      {k: str(v) for k, v in paths.items()}, str(d.get("expect", "")))
