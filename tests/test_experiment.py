@@ -149,6 +149,9 @@ def test_launch_commands_for_unfinished_runs(tmp_path):
     assert main[0].startswith("python -m kdjax.main --config=configs/dsg_kd.py:tiny")
     with pytest.raises(InputError):
         runner.launch_commands(exp, str(tmp_path), [], "k8s")
+    (tmp_path / "experiment.json").write_text("{half")
+    with pytest.raises(InputError, match="experiment.json: unreadable"):
+        runner.run_all(exp, str(tmp_path), [], say=lambda s: None)
     assert isinstance(dsg_kd_table2_3.get_config("smoke"), ml_collections.ConfigDict)
 
 

@@ -36,12 +36,24 @@ def _record(exp: Experiment, extra: list[str]) -> dict[str, Any]:
             "overrides": list(extra)}
 
 
+def _read_json(path: str, what: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            out = json.load(f)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: unreadable ({e}); it records {what}: fix or delete it") from None
+    if not isinstance(out, dict):
+        raise InputError(f"{path}: expected a JSON object; it records {what}: fix or delete it")
+    return out
+
+
 def check_record(root: str, exp: Experiment, extra: list[str], allow_change: bool) -> None:
     path = os.path.join(root, RECORD)
     mine = _record(exp, extra)
     if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            theirs = json.load(f)
+        theirs = _read_json(path, "the settings the directory's runs were started with")
+        if not isinstance(theirs.get("rows"), list) or not isinstance(theirs.get("overrides"), list):
+            raise InputError(f"{path}: expected rows and overrides; fix or delete it")
         diff = resume_config.differences(
             {"rows": {r["name"]: r for r in theirs["rows"]}, "overrides": theirs["overrides"]},
             {"rows": {r["name"]: r for r in mine["rows"]}, "overrides": mine["overrides"]})
@@ -59,8 +71,7 @@ def load_status(root: str) -> dict[str, dict]:
     path = os.path.join(root, STATUS)
     if not os.path.isfile(path):
         return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return _read_json(path, "how each run went")
 
 
 def _save_status(root: str, status: dict[str, dict]) -> None:
