@@ -2,7 +2,9 @@
 the student against a teacher, and the student's latency against its PyTorch counterpart.
 
 Setup (the paper's): one 10-s clip at 16 kHz and 20 output tokens, batch 1.
-- GFLOPs: XLA's cost analysis of the compiled forward (`compiled.cost_analysis()["flops"]`, multiply-adds
+The measurements are kdjax's own (kdjax/metrics/cost.py, what `kdjax.main --mode=cost` and the Table 3
+experiment, configs/experiments/effaac_table3.py, report); this script adds the PyTorch comparison.
+- GFLOPs: XLA's cost analysis of the compiled forward plus the scanned layers it counts once (multiply-adds
   counted as 2): the student's encoder on the clip plus its decoder teacher-forced over 20 tokens; the
   teacher's audio encoder, Q-Former and LLaMA decoder over its prompt (prefix, audio tokens, suffix) plus
   20 caption tokens. Generation with a KV cache does the same arithmetic as that forward.
@@ -11,7 +13,7 @@ Setup (the paper's): one 10-s clip at 16 kHz and 20 output tokens, batch 1.
   gives parameters and GFLOPs but no latency. Latency is measured against the teacher this machine can run,
   Multi2Cap-smoke (CED-tiny, SmolLM2-135M when installed), and reported separately.
 - Latency: warm, jitted `caption` (beam 3, min = max = 20 new tokens so every model emits 20 tokens), median
-  of repeated calls. PyTorch counterpart: the same student in PyTorch (tests/torch_effaac.py:
+  of repeated calls (the smoke teacher's: the mean of 3, as --mode=cost gives it). PyTorch counterpart: the same student in PyTorch (tests/torch_effaac.py:
   efficientnet_pytorch B2 + torch.nn.TransformerDecoderLayer), greedy decoding that re-runs the prefix
   each step (stock nn.TransformerDecoder has no KV cache), against kdjax's greedy decoding (KV cache), both
   20 tokens, `torch.set_num_threads(2)`, the two taking turns (benchmarks.common.interleaved). The encoders
@@ -28,7 +30,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 
 import numpy as np
 
@@ -39,33 +40,23 @@ from benchmarks.common import interleaved, round_ratio, timed  # noqa: E402
 SECONDS, TOKENS, SR = 10.0, 20, 16000
 
 
-def _gflops(fn, *args) -> float:
-    """Forward GFLOPs: XLA's count plus the scanned layers it counts once (Multi2Cap-base's LLaMA is a stack)."""
-    from kdjax.train.flops import program_flops
-
-    traced = fn.trace(*args)
-    return program_flops(traced, traced.lower().compile()) / 1e9
-
-
 def student_side(vocab: int = 4981):
     import jax
     import jax.numpy as jnp
     from flax import nnx
 
-    from kdjax.models.effaac import EffAAC, EffAACConfig
+    from kdjax.metrics import cost
     from kdjax.models.caption_decoder import CaptionDecoderConfig
+    from kdjax.models.effaac import EffAAC, EffAACConfig
     from kdjax.models.generate import GenerateConfig
 
     model = EffAAC(EffAACConfig(decoder=CaptionDecoderConfig(vocab_size=vocab)), rngs=nnx.Rngs(0))
-    params = int(sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))))
-    gdef, state = nnx.split(model)
     n = int(SECONDS * SR)
     wave = jnp.asarray(np.random.default_rng(0).standard_normal((1, n)) * 0.1, jnp.float32)
     mask = jnp.ones((1, n), bool)
-    ids = jnp.ones((1, TOKENS), jnp.int32)
-    fwd = jax.jit(lambda s, w, m, i: nnx.merge(gdef, s)(w, m, i)["logits"])
-    gflops = _gflops(fwd, state, wave, mask, ids)
-
+    fwd, state = cost.teacher_forced(model)
+    gflops = cost.forward_gflops(fwd, state, wave, mask, jnp.ones((1, TOKENS), jnp.int32))
+    gdef = nnx.graphdef(model)
     encode = jax.jit(lambda s, w, m: nnx.merge(gdef, s).encode(w, m)["last_hidden_state"])
 
     def encoder():
@@ -76,7 +67,7 @@ def student_side(vocab: int = 4981):
         run = jax.jit(lambda s, w, m: nnx.merge(gdef, s).caption(w, m, cfg)[0])
         return lambda: jax.block_until_ready(run(state, wave, mask))
 
-    return model, params, gflops, captioner, encoder
+    return model, cost.param_count(model), gflops, captioner, encoder
 
 
 def torch_student(model, vocab: int = 4981):
@@ -105,12 +96,13 @@ def torch_student(model, vocab: int = 4981):
 
 
 def base_teacher_cost() -> dict:
-    """Multi2Cap-base's parameters and forward GFLOPs from abstract shapes."""
+    """Multi2Cap-base's parameters and forward GFLOPs from abstract shapes (nothing allocated)."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
 
     from configs import multi2cap as m2c_config
+    from kdjax.metrics import cost
     from kdjax.systems import multi2cap
     from kdjax.train.task import ShapeTokenizer
 
@@ -118,43 +110,26 @@ def base_teacher_cost() -> dict:
     cfg.decoder.remat = False
     for node in (cfg.audio, cfg.decoder, cfg.teacher):
         node.checkpoint = ""
-    tok = ShapeTokenizer(32000)
-    model = nnx.eval_shape(lambda: multi2cap.build_model(cfg, tok).audio_only())
-    params = int(sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))))
-    gdef, state = nnx.split(model)
+    model = nnx.eval_shape(lambda: multi2cap.build_model(cfg, ShapeTokenizer(int(cfg.aot.vocab_size))).audio_only())
     n = int(SECONDS * SR)
-    wave, mask = jax.ShapeDtypeStruct((1, n), jnp.float32), jax.ShapeDtypeStruct((1, n), jnp.bool_)
-    ids = jax.ShapeDtypeStruct((1, TOKENS), jnp.int32)
-    fwd = jax.jit(lambda s, w, m, i: nnx.merge(gdef, s)(w, m, i, jnp.ones(i.shape, jnp.int32))["logits"])
-    return {"params": params, "gflops": _gflops(fwd, state, wave, mask, ids)}
+    fwd, state = cost.teacher_forced(model)
+    gflops = cost.forward_gflops(fwd, state, jax.ShapeDtypeStruct((1, n), jnp.float32),
+                                 jax.ShapeDtypeStruct((1, n), jnp.bool_), jax.ShapeDtypeStruct((1, TOKENS), jnp.int32))
+    return {"params": cost.param_count(model), "gflops": gflops}
 
 
-def smoke_teacher(workdir: str):
-    """Multi2Cap-smoke (random weights where no checkpoint is installed): params, GFLOPs and a captioner."""
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
-
+def smoke_teacher() -> dict:
+    """Multi2Cap-smoke as `kdjax.main --mode=cost` measures it (SmolLM2-135M when installed): params, GFLOPs and
+    the mean latency of 20-token beam-3 captions."""
     from configs import multi2cap as m2c_config
-    from kdjax.models.generate import GenerateConfig
+    from kdjax.metrics import cost
     from kdjax.systems import multi2cap
 
     cfg = m2c_config.get_config("smoke")
-    cfg.data.clip_seconds = SECONDS
-    tok = multi2cap.build_tokenizer(cfg, ["a dog barks"], workdir)
-    model = multi2cap.build_model(cfg, tok).audio_only()
-    params = int(sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))))
-    gdef, state = nnx.split(model)
-    n = int(SECONDS * SR)
-    wave = jnp.asarray(np.random.default_rng(0).standard_normal((1, n)) * 0.1, jnp.float32)
-    mask = jnp.ones((1, n), bool)
-    ids = jnp.ones((1, TOKENS), jnp.int32)
-    fwd = jax.jit(lambda s, w, m, i: nnx.merge(gdef, s)(w, m, i, jnp.ones(i.shape, jnp.int32))["logits"])
-    gflops = _gflops(fwd, state, wave, mask, ids)
-    gen = GenerateConfig(max_new_tokens=TOKENS, min_new_tokens=TOKENS, num_beams=3,
-                         eos_token_id=tok.eos_token_id or 2, pad_token_id=tok.pad_token_id or 0)
-    run = jax.jit(lambda s, w, m: nnx.merge(gdef, s).caption(w, m, gen)[0])
-    return params, gflops, lambda: jax.block_until_ready(run(state, wave, mask)), cfg.decoder.checkpoint or "random"
+    model, tok = multi2cap.cost_model(cfg)
+    setup = cost.CostSetup(SECONDS, TOKENS, repeats=3, beams=3)
+    out = cost.measure(model, int(cfg.data.sample_rate), setup, tok.eos_token_id or 2, tok.pad_token_id or 0)
+    return {**out, "decoder": cfg.decoder.checkpoint or "random"}
 
 
 def main() -> None:
@@ -165,9 +140,9 @@ def main() -> None:
 
     model, s_params, s_gflops, captioner, encoder = student_side()
     beam3, greedy = captioner(3), captioner(1)
-    t_params, t_gflops, t_caption, t_decoder = smoke_teacher(tempfile.mkdtemp())
+    teacher = smoke_teacher()
+    t_params, t_gflops, t_lat = teacher["params_m"] * 1e6, teacher["gflops"], teacher["latency_s"]
     s_lat = timed(beam3, reps=5)
-    t_lat = timed(t_caption, reps=3)
     t_greedy, t_encode = torch_student(model)
     times = interleaved({"kdjax": greedy, "torch": t_greedy, "kdjax_enc": encoder, "torch_enc": t_encode},
                         rounds=a.rounds, reps=2)
@@ -175,7 +150,7 @@ def main() -> None:
         "benchmark": "effaac_cost", "clip_s": SECONDS, "tokens": TOKENS,
         "student_params_m": round(s_params / 1e6, 2), "student_gflops": round(s_gflops, 2),
         "student_beam3_latency_s": round(s_lat, 3),
-        "smoke_teacher": {"decoder": t_decoder, "params_m": round(t_params / 1e6, 1), "gflops": round(t_gflops, 1),
+        "smoke_teacher": {"decoder": teacher["decoder"], "params_m": round(t_params / 1e6, 1), "gflops": round(t_gflops, 1),
                           "beam3_latency_s": round(t_lat, 3)},
         "smoke_teacher_over_student": {"params": round(t_params / s_params, 1), "gflops": round(t_gflops / s_gflops, 1),
                                        "latency": round(t_lat / s_lat, 1)},

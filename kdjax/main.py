@@ -23,13 +23,18 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. con
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, report). "
                                "Default: workdirs/<config name>-<variant>.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "caption", "teacher_cache"],
-                          "train; caption audio files (--audio) with a trained workdir; or teacher_cache: write "
-                          "a distillation teacher's per-clip outputs (EffAAC) before training.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "caption", "teacher_cache", "cost"],
+                          "train; caption audio files (--audio) with a trained workdir; teacher_cache: write "
+                          "a distillation teacher's per-clip outputs (EffAAC) before training; or cost: measure "
+                          "the config's captioner on this host (parameters, GFLOPs, latency; EffAAC Table 3) "
+                          "into the workdir's report.json.")
 _ALLOW_CHANGE = flags.DEFINE_bool("allow_config_change", False,
                                   "Resume a workdir with a config that differs from its config.json (refused by "
                                   "default, naming the differing keys; the mesh may always change).")
 _AUDIO = flags.DEFINE_multi_string("audio", [], "Audio files to caption (--mode=caption); repeat the flag.")
+_COST_SECONDS = flags.DEFINE_float("cost_clip_seconds", 10.0, "--mode=cost: the clip's length (the paper's 10 s).")
+_COST_TOKENS = flags.DEFINE_integer("cost_tokens", 20, "--mode=cost: tokens generated per caption (the paper's 20).")
+_COST_REPEATS = flags.DEFINE_integer("cost_repeats", 10, "--mode=cost: timed runs averaged (the paper's 10).")
 # multi-host jobs (kdjax/train/distributed.py): one process per host, all running this same command
 _DISTRIBUTED = flags.DEFINE_enum("distributed", "auto", ["auto", "off", "explicit", "slurm", "tpu"],
                                  "How the processes of a multi-host job find each other. auto: explicit when "
@@ -68,10 +73,10 @@ def main(argv) -> None:
     # Every problem of the config at once, before JAX touches a device, a checkpoint or a dataset. Captioning
     # reads the trained workdir, not the training data, so it does not need the data paths to exist.
     try:
-        system, cfg, adjustments = registry.resolve(cfg, paths=_MODE.value != "caption")
+        system, cfg, adjustments = registry.resolve(cfg, paths=_MODE.value not in (contract.CAPTION, contract.COST))
     except InputError as e:
         sys.exit(f"kdjax: {e}")
-    if _MODE.value in (contract.CAPTION, contract.TEACHER_CACHE) and not system.supports(_MODE.value):
+    if _MODE.value in contract.CAPABILITIES and not system.supports(_MODE.value):
         sys.exit(f"kdjax: system {system.name!r} has no --mode={_MODE.value} (it supports: "
                  f"{', '.join(['train', *sorted(system.capabilities)])})")
     if _MODE.value == "caption" and not _AUDIO.value:
@@ -96,6 +101,19 @@ def main(argv) -> None:
                 print(f"{path}\t{text}")
         except (InputError, FileNotFoundError) as e:
             sys.exit(f"kdjax: {e}")
+        return
+    if _MODE.value == contract.COST:
+        from kdjax.metrics import cost
+
+        try:
+            setup = cost.CostSetup(_COST_SECONDS.value, _COST_TOKENS.value, _COST_REPEATS.value,
+                                   int(cfg.eval.generate.num_beams))
+            model, tok = system.cost_model(cfg)
+            result = cost.measure(model, int(cfg.data.sample_rate), setup, eos_token_id=tok.eos_token_id or 2,
+                                  pad_token_id=tok.pad_token_id or 0)
+        except (InputError, FileNotFoundError, ValueError) as e:
+            sys.exit(f"kdjax: {e}")
+        print(f"report: {cost.write_report(workdir, system.name, cfg, result)}")
         return
     if _MODE.value == "teacher_cache":
         try:

@@ -128,10 +128,12 @@ def test_experiment_files_are_checked_when_read():
     cfg.paper = [("no such row", {"AUROC": 1.0})]
     cfg.compare = [("L_pred", "L_pred", "BLEU")]
     cfg.figure = {"kind": "pie", "metric": "AUROC"}
+    cfg.rows[0]["mode"] = "caption"
     with pytest.raises(InputError) as err:
         spec.read(cfg, "x.py")
     msg = str(err.value)
-    for part in ("seeds: repeated seed", "paper.no such row: no row", "compare[0]", "figure.kind: one of"):
+    for part in ("seeds: repeated seed", "paper.no such row: no row", "compare[0]", "figure.kind: one of",
+                 "mode must be one of train, cost, got 'caption'"):
         assert part in msg, msg
 
 
@@ -149,6 +151,13 @@ def test_launch_commands_for_unfinished_runs(tmp_path):
     assert main[0].startswith("python -m kdjax.main --config=configs/dsg_kd.py:tiny")
     with pytest.raises(InputError):
         runner.launch_commands(exp, str(tmp_path), [], "k8s")
+    from configs.experiments import effaac_table3  # rows that measure a model instead of training one
+
+    cost = spec.read(effaac_table3.get_config("smoke"))
+    assert all(line.startswith("python -m kdjax.main --config=configs/multi2cap.py:tiny ")
+               and " --mode=cost --config.seed=" in line for line in runner.launch_commands(cost, "/e", [])[:2])
+    assert cost.runs("/e")[3].command([], "py")[:5] == ["py", "-m", "kdjax.main", "--config=configs/effaac.py:tiny",
+                                                        "--workdir=/e/runs/effnet-trm-student/seed1"]
     (tmp_path / "experiment.json").write_text("{half")
     with pytest.raises(InputError, match="experiment.json: unreadable"):
         runner.run_all(exp, str(tmp_path), [], say=lambda s: None)

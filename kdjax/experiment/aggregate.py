@@ -86,7 +86,11 @@ def summarise(exp: Experiment, root: str) -> dict[str, Any]:
 
 
 def _fmt(x: float | None, digits: int = 2) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if 0 < abs(x) < 0.1:  # small quantities (seconds of latency, a small std) keep 3 significant digits
+        digits = max(digits, 2 - math.floor(math.log10(abs(x))))
+    return f"{x:.{digits}f}"
 
 
 def markdown(s: dict[str, Any]) -> str:

@@ -32,7 +32,8 @@ def started(run: Run) -> bool:
 def _record(exp: Experiment, extra: list[str]) -> dict[str, Any]:
     """What decides the runs' results: a second invocation on the same directory must agree on it (seeds may be
     added; names, metrics, paper numbers and figures only change the aggregate)."""
-    return {"rows": [{"name": r.name, "config": r.config, "overrides": r.overrides} for r in exp.rows],
+    return {"rows": [{"name": r.name, "config": r.config, "overrides": r.overrides,
+                      **({"mode": r.mode} if r.mode != "train" else {})} for r in exp.rows],
             "overrides": list(extra)}
 
 
@@ -200,10 +201,11 @@ def launch_commands(exp: Experiment, root: str, extra: list[str], launcher: str 
             continue
         where = [f"--config={run.row.config}", f"--workdir={run.workdir}"]
         if launcher == "main":
-            out.append(shlex.join(["python", "-m", "kdjax.main", *where, *run.overrides(extra)]))
+            out.append(shlex.join(["python", "-m", "kdjax.main", *where, *run.mode_flags(), *run.overrides(extra)]))
         else:
             script = ["python", "launch/slurm.py"] if launcher == "slurm" else ["python", "launch/tpu.py", "run"]
-            out.append(shlex.join([*script, *shlex.split(launch_args), *where, "--", *run.overrides(extra)]))
+            out.append(shlex.join([*script, *shlex.split(launch_args), *where, "--", *run.mode_flags(),
+                                   *run.overrides(extra)]))
         if run.after:
             out[-1] += f"  # after: {', '.join(f'{n} / seed {s}' for n, s in run.after)}"
     return out

@@ -13,6 +13,7 @@ import ml_collections
 from kdjax.errors import InputError
 
 FIGURES = ("none", "bars", "line", "embeddings")
+MODES = ("train", "cost")  # kdjax.main modes a row may run: train a model, or measure what one costs
 PATH_REF = re.compile(r"\{path:([A-Za-z0-9_]+)\}")
 ROW_REF = re.compile(r"\{row:([^}]+)\}")
 
@@ -24,6 +25,7 @@ class Row:
     overrides: dict[str, Any]  # dotted config key -> value, on top of the config
     x: float | None = None  # the row's position on a line figure's x axis (a sweep's value)
     seeds: tuple[int, ...] | None = None  # this row's own seeds (e.g. one fixed teacher for every student seed)
+    mode: str = "train"  # kdjax.main --mode: `cost` measures the config's model on this host (seeds: repeats)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,9 +45,12 @@ class Run:
         return [*(f"--config.{k}={_flag_value(v)}" for k, v in self.row.overrides.items()),
                 f"--config.seed={self.seed}", *extra]
 
+    def mode_flags(self) -> list[str]:
+        return [] if self.row.mode == "train" else [f"--mode={self.row.mode}"]
+
     def command(self, extra: list[str], python: str = sys.executable) -> list[str]:
         return [python, "-m", "kdjax.main", f"--config={self.row.config}", f"--workdir={self.workdir}",
-                *self.overrides(extra)]
+                *self.mode_flags(), *self.overrides(extra)]
 
 
 
@@ -90,7 +95,7 @@ class Experiment:
                     v = PATH_REF.sub(lambda m: self.paths[m.group(1)], v)
                     return ROW_REF.sub(lambda m: workdir(m.group(1), ref_seed(m.group(1), seed)), v)
 
-                filled = Row(row.name, row.config, {k: fill(v) for k, v in row.overrides.items()}, row.x, row.seeds)
+                filled = dataclasses.replace(row, overrides={k: fill(v) for k, v in row.overrides.items()})
                 after = tuple(dict.fromkeys((n, ref_seed(n, seed)) for n in refs))
                 out.append(Run(filled, seed, workdir(row.name, seed), len(out) + 1, after))
         return out
@@ -150,8 +155,11 @@ def read(cfg: ml_collections.ConfigDict, where: str = "the experiment") -> Exper
                                           and all(isinstance(v, int) and not isinstance(v, bool) for v in row_seeds)):
             problems.append(f"rows[{i}] ({r['name']}): seeds must be a non-empty list of integers, got {row_seeds!r}")
             row_seeds = None
+        mode = r.get("mode", "train")
+        if mode not in MODES:
+            problems.append(f"rows[{i}] ({r['name']}): mode must be one of {', '.join(MODES)}, got {mode!r}")
         rows.append(Row(r["name"], r.get("config") or base or "", over, x,
-                        tuple(row_seeds) if row_seeds is not None else None))
+                        tuple(row_seeds) if row_seeds is not None else None, mode))
     names = [r.name for r in rows]
     paths = d.get("paths", {}) or {}
     if not isinstance(paths, dict):

@@ -14,6 +14,7 @@ and whatever of these it declares in `capabilities`:
 
     CAPTION        caption_files(cfg, workdir, files) -> [(file, caption)]     --mode=caption
     TEACHER_CACHE  make_teacher_cache(cfg, workdir) -> cache directory         --mode=teacher_cache
+    COST           cost_model(cfg) -> (captioner, tokenizer), as deployed          --mode=cost
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from typing import Any, Callable
 
 CAPTION = "caption"
 TEACHER_CACHE = "teacher_cache"
-CAPABILITIES = (CAPTION, TEACHER_CACHE)
+COST = "cost"
+CAPABILITIES = (CAPTION, TEACHER_CACHE, COST)
 
 # the function each capability promises
-_METHODS = {CAPTION: "caption_files", TEACHER_CACHE: "make_teacher_cache"}
+_METHODS = {CAPTION: "caption_files", TEACHER_CACHE: "make_teacher_cache", COST: "cost_model"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +49,8 @@ class System:
     capabilities: frozenset[str] = frozenset()
     caption_files: Callable[[Any, str, list[str]], list[tuple[str, str]]] | None = None
     make_teacher_cache: Callable[[Any, str], str] | None = None
+    cost_model: Callable[[Any], tuple[Any, Any]] | None = None
+    """cfg -> (the inference captioner the config builds, its tokenizer): what kdjax.metrics.cost measures."""
 
     def __post_init__(self):
         object.__setattr__(self, "capabilities", frozenset(self.capabilities))

@@ -108,6 +108,20 @@ def caption_files(cfg: ml_collections.ConfigDict, workdir: str, files: list[str]
     return captioning.caption_files(cfg, model, tok, files)
 
 
+def cost_model(cfg: ml_collections.ConfigDict) -> tuple[EffAAC, Any]:
+    """The EffNet-Trm student the config builds, as deployed (no contrastive heads), for `--mode=cost`: random
+    weights and an `aot.vocab_size`-word vocabulary (what it costs does not depend on the weights' values, so no
+    trained workdir, teacher or data is read)."""
+    if cfg.student.memory == "teacher":
+        raise InputError("student.memory='teacher' runs the teacher's encoder under the decoder (Table 1, row 2); "
+                         "--mode=cost measures the EffNet-Trm student: set student.memory='student'")
+    from kdjax.models import ced as ced_lib
+
+    tok = task_lib.ShapeTokenizer(int(cfg.aot.vocab_size))
+    dim = ced_lib.CedConfig.preset(cfg.aot.teacher_arch).embed_dim
+    return EffAAC(student_config(cfg, tok, dim), rngs=nnx.Rngs(int(cfg.seed))).audio_only(), tok
+
+
 def batch_spec(cfg: ml_collections.ConfigDict, teacher_dim: int | None = None, teacher_rate: int | None = None,
                online: bool | None = None) -> BatchSpec:
     """A labelled clip's crop and one reference caption; with L_seq the teacher's caption of the clip

@@ -184,3 +184,12 @@ def caption_files(cfg: ml_collections.ConfigDict, workdir: str, files: list[str]
     """Caption audio files with the trained model in `workdir` (best parameters if kept, else the latest)."""
     model, tok = load_trained(cfg, workdir)
     return captioning.caption_files(cfg, model, tok, files)
+
+
+def cost_model(cfg: ml_collections.ConfigDict) -> tuple[Multi2Cap, Any]:
+    """The audio-only captioner the config builds, for `--mode=cost`: the CED and LLaMA from their checkpoints
+    where the config names them (their architectures), random where it does not; the vocabulary is the decoder
+    checkpoint's or `aot.vocab_size` words. What it costs does not depend on the weights' values, so no trained
+    workdir or data is read."""
+    tok = build_tokenizer(cfg, None, "") if cfg.decoder.checkpoint else task_lib.ShapeTokenizer(int(cfg.aot.vocab_size))
+    return build_model(cfg, tok).audio_only(), tok
