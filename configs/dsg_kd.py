@@ -29,6 +29,9 @@ def _side(hf_dir: str = "", tokenizer: str = "", **init) -> ml_collections.Confi
 
 def _teacher(hf_dir: str = "", tokenizer: str = "", **init) -> ml_collections.ConfigDict:
     t = _side(hf_dir, tokenizer, **init)
+    # A trained DSG-KD workdir whose classifier's encoder is the teacher, with that run's tokenizer (a teacher
+    # kdjax fine-tuned on the domain); replaces hf_dir, tokenizer and init.
+    t.workdir = ""
     # The teacher's targets (span-pooled hidden states and attention rows) computed once per training note and
     # read by the input pipeline, so that the step runs only the student; same losses as in the step.
     t.cache = {"enabled": False, "dir": "", "batch_size": 32}  # dir "" = <workdir>/teacher_cache

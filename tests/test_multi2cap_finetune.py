@@ -16,7 +16,7 @@ from kdjax.errors import InputError
 from kdjax.models import lora
 from kdjax.models.state import flatten
 from kdjax.systems import registry
-from kdjax.systems.effaac.teacher import workdir_config
+from kdjax.train.restore import workdir_config
 from kdjax.systems.multi2cap import task as m2c_task
 from tests import runs
 

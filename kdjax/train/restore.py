@@ -17,6 +17,20 @@ from kdjax.train import checksums, optim
 from kdjax.train.checkpoint import Checkpoints, abstract_like
 
 
+def workdir_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config a kdjax workdir was trained with (its config.json)."""
+    import json
+
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: not a kdjax workdir (no config.json)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return ml_collections.ConfigDict(json.load(f))
+    except ValueError as e:
+        raise InputError(f"{path}: unreadable ({e})") from None
+
+
 def restore_trained(cfg: ml_collections.ConfigDict, model: nnx.Module, frozen: Any, workdir: str) -> nnx.Module:
     """`model` (built as for training, frozen parts from their pretrained checkpoints) with the trained
     parameters of `workdir`: the kept best model if there is one, else the latest train checkpoint."""
@@ -49,6 +63,23 @@ def _steps(root: str) -> list[int]:
     return sorted((int(n) for n in os.listdir(root) if n.isdigit()), reverse=True) if os.path.isdir(root) else []
 
 
+def _kept(workdir: str):
+    """(path, item, why not intact or None) of each checkpoint of `workdir`, in the order they are preferred: its kept
+    best models, then its train checkpoints, newest first."""
+    for sub, item in (("best", "model"), ("checkpoints", "state")):
+        for step in _steps(os.path.join(workdir, sub)):
+            path = os.path.join(workdir, sub, str(step))
+            yield path, item, checksums.verify(path) if checksums.has_manifest(path) else None
+
+
+def trained_checkpoint(workdir: str) -> str:
+    """The checkpoint `read_params` reads (by its checksums; not restored): a trained model's identity."""
+    for path, _, why in _kept(workdir):
+        if why is None:
+            return path
+    raise InputError(f"{workdir}: no intact checkpoint (train with this workdir first)")
+
+
 def read_params(workdir: str) -> tuple[dict[str, jax.Array], str]:
     """The trained parameters of another run's workdir, flat ('qformer.layer.0....kernel' -> array on this process's
     first device), and the checkpoint they came from: its kept best model if it has one, else its newest intact
@@ -58,20 +89,16 @@ def read_params(workdir: str) -> tuple[dict[str, jax.Array], str]:
 
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     passed = []
-    for sub, item in (("best", "model"), ("checkpoints", "state")):
-        for step in _steps(os.path.join(workdir, sub)):
-            path = os.path.join(workdir, sub, str(step))
-            why = checksums.verify(path) if checksums.has_manifest(path) else None
-            if why is None:
-                try:
-                    with ocp.StandardCheckpointer() as ckpt:
-                        tree = ckpt.metadata(os.path.join(path, item)).item_metadata
-                        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                                              tree)
-                        return flatten(ckpt.restore(os.path.join(path, item), target)["params"]), path
-                except Exception as e:  # noqa: BLE001 - whatever orbax raises on a broken or foreign directory
-                    why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            passed.append(f"{path}: {why}")
+    for path, item, why in _kept(workdir):
+        if why is None:
+            try:
+                with ocp.StandardCheckpointer() as ckpt:
+                    tree = ckpt.metadata(os.path.join(path, item)).item_metadata
+                    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
+                    return flatten(ckpt.restore(os.path.join(path, item), target)["params"]), path
+            except Exception as e:  # noqa: BLE001 - whatever orbax raises on a broken or foreign directory
+                why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        passed.append(f"{path}: {why}")
     raise InputError(f"{workdir}: no intact checkpoint to initialise from"
                      + ("".join(f"\n  {p}" for p in passed) if passed else " (train with this workdir first)"))
 

@@ -62,7 +62,12 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
         c.problem("data.domain_words", f"{spec!r}: use 'latin', 'file:PATH' or 'module:function'")
     for key in ("max_words", "teacher_max_length", "student_max_length", "max_note_bytes"):
         c.number(f"data.{key}", integer=True, gt=0)
-    _check_side(c, "teacher")
+    if c.get("teacher.workdir"):
+        c.path("teacher.workdir", "dir", contains=("config.json",), why="a trained DSG-KD workdir")
+        if c.get("teacher.hf_dir"):
+            c.problem("teacher.hf_dir", "set teacher.workdir or teacher.hf_dir, not both")
+    else:
+        _check_side(c, "teacher")
     _check_side(c, "student")
     c.one_of("student.classifier_head", CLASSIFIER_HEADS)
     c.number("kd.alpha", ge=0)

@@ -59,6 +59,28 @@ def tokenizer(side: ml_collections.ConfigDict, name: str, train_texts: list[str]
     return tokenizers.load(assets.resolve(spec))
 
 
+def trained_tokenizer(side: ml_collections.ConfigDict, name: str, workdir: str):
+    """The tokenizer a finished run in `workdir` used for `side` (a WordPiece vocabulary it trained is read from
+    the workdir, never trained again)."""
+    spec = side.tokenizer or side.hf_dir
+    if spec.startswith("wordpiece:"):
+        path = os.path.join(workdir, "tokenizers", name)
+        if not os.path.isfile(os.path.join(path, "tokenizer.json")):
+            raise FileNotFoundError(f"{path}: no tokenizer (was {workdir} trained?)")
+        return tokenizers.load(path)
+    return tokenizer(side, name, [], workdir)
+
+
+def teacher_tokenizer(cfg: ml_collections.ConfigDict, train_texts: list[str], workdir: str):
+    """The teacher's tokenizer: its own, or with `teacher.workdir` the one that run's classifier read with."""
+    t = cfg.teacher
+    if t.workdir:
+        from kdjax.train.restore import workdir_config
+
+        return trained_tokenizer(workdir_config(t.workdir).student, "student", t.workdir)
+    return tokenizer(t, "teacher", train_texts, workdir)
+
+
 def encode_fn(tok_s, tok_t, finder, cfg):
     d = cfg.data
 

@@ -48,6 +48,8 @@ def bert_init(side: ml_collections.ConfigDict, vocab_size: int, where: str, **ex
 
 def build_teacher(cfg: ml_collections.ConfigDict, vocab_size: int) -> BertModel:
     t = cfg.teacher
+    if t.workdir:
+        return trained_encoder(t.workdir)
     if t.hf_dir:
         model = from_pretrained(assets.resolve(t.hf_dir), task="encoder")
     else:
@@ -62,6 +64,21 @@ def build_student(cfg: ml_collections.ConfigDict, vocab_size: int) -> SequenceCl
         return from_pretrained(assets.resolve(s.hf_dir), task="sequence_classification", seed=cfg.seed,
                                **head)
     return SequenceClassifier(bert_init(s, vocab_size, "student", **head), rngs=nnx.Rngs(cfg.seed))
+
+
+def trained_encoder(workdir: str) -> BertModel:
+    """The encoder of the classifier a DSG-KD run trained in `workdir` (its best parameters if kept, else its newest
+    intact checkpoint): a teacher kdjax fine-tuned on the domain."""
+    from kdjax.systems.dsg_kd.data import trained_tokenizer
+    from kdjax.train.restore import init_params, read_params, workdir_config
+
+    src = workdir_config(workdir)
+    if src.get("system") != "dsg_kd":
+        raise InputError(f"teacher.workdir={workdir}: a {src.get('system')!r} run, not a DSG-KD one")
+    base = build_student(src, len(trained_tokenizer(src.student, "student", workdir)))
+    params, source = read_params(workdir)
+    init_params(base, nnx.Param, params, source, prefix="student.")
+    return base.encoder
 
 
 def layer_map(spec: str, student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:

@@ -21,7 +21,7 @@ from kdjax.metrics.classification import binary_metrics
 from kdjax.metrics.mwps import load_terms, mwps
 from kdjax.models.bert import LOGICAL_AXES, BertModel, SequenceClassifier
 from kdjax.systems.dsg_kd import teacher as teacher_lib
-from kdjax.systems.dsg_kd.data import encode_fn, load_splits, tokenizer
+from kdjax.systems.dsg_kd.data import encode_fn, load_splits, teacher_tokenizer, tokenizer
 from kdjax.systems.dsg_kd.models import (STUDENT_AXES, Student, bert_init, build_student, build_teacher, layer_map,
                                          word_embeddings)
 from kdjax.train import task as task_lib
@@ -124,7 +124,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     clean = knowledge.preprocess_note if cfg.data.preprocess else (lambda t: t)
     texts = {k: [clean(n.text) for n in v] for k, v in splits.items()}
     train_texts = texts["train"]
-    tok_t = tokenizer(cfg.teacher, "teacher", train_texts, workdir)
+    tok_t = teacher_tokenizer(cfg, train_texts, workdir)
     tok_s = tokenizer(cfg.student, "student", train_texts, workdir)
     finder = knowledge.resolve_finder(cfg.data.domain_words)
     teacher = build_teacher(cfg, len(tok_t))

@@ -127,10 +127,18 @@ def cache_fields(p: Plan) -> dict[str, dict]:
     return out
 
 
+def _trained(workdir: str) -> str:
+    """A trained teacher's identity: its workdir and the checkpoint read from it (a retrained teacher is another)."""
+    from kdjax.train.restore import trained_checkpoint
+
+    return f"{os.path.abspath(workdir)} @ {trained_checkpoint(workdir)}"
+
+
 def fingerprint(cfg: ml_collections.ConfigDict, p: Plan, train_texts: list[str]) -> dict[str, Any]:
     """What the cached outputs depend on: the teacher, its tokenization, the notes and what is pooled."""
     t = cfg.teacher
-    return {"teacher": os.path.abspath(t.hf_dir) if t.hf_dir and not t.hf_dir.startswith("pkg:") else t.hf_dir
+    return {"teacher": _trained(t.workdir) if t.workdir else
+            os.path.abspath(t.hf_dir) if t.hf_dir and not t.hf_dir.startswith("pkg:") else t.hf_dir
             or f"random init (seed {cfg.seed + 1}) {dict(t.init)}",
             "tokenizer": t.tokenizer, "teacher_max_length": int(cfg.data.teacher_max_length),
             "max_words": p.num_words, "domain_words": cfg.data.domain_words, "preprocess": bool(cfg.data.preprocess),

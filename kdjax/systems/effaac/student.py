@@ -20,7 +20,8 @@ from kdjax.models.caption_decoder import CaptionDecoderConfig
 from kdjax.models.effaac import EffAAC, EffAACConfig, FrontEndConfig
 from kdjax.models.efficientnet import EfficientNetConfig
 from kdjax.models.state import flatten, map_with_path, path_str
-from kdjax.systems.effaac.teacher import Multi2CapTeacher, load_teacher, workdir_config
+from kdjax.systems.effaac.teacher import Multi2CapTeacher, load_teacher
+from kdjax.train.restore import workdir_config
 
 
 def build_tokenizer(cfg: ml_collections.ConfigDict, texts: list[str] | None, workdir: str):

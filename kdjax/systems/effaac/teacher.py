@@ -4,7 +4,6 @@ into the same cache (teacher.kind='cache')."""
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -21,6 +20,7 @@ from kdjax.data import teacher_cache, tokenizers
 from kdjax.errors import InputError
 from kdjax.systems import captioning
 from kdjax.systems.effaac import pipeline
+from kdjax.train.restore import workdir_config
 
 
 class AudioTeacher(nnx.Module):
@@ -56,14 +56,6 @@ class Multi2CapTeacher(nnx.Module):
 
     def caption(self, wave: jax.Array, mask: jax.Array | None, cfg) -> tuple[jax.Array, jax.Array]:
         return self.model.caption(wave, mask, cfg)
-
-
-def workdir_config(workdir: str) -> ml_collections.ConfigDict:
-    path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: not a kdjax workdir (no config.json)")
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
 
 
 def load_teacher(cfg: ml_collections.ConfigDict) -> tuple[Multi2CapTeacher, Any] | None:
