@@ -63,9 +63,11 @@ def get_config(variant: str = "base") -> ml_collections.ConfigDict:
     # pure FSDP; on pods add tensor parallelism, e.g. --config.mesh.tensor=2
     c.mesh = {"data": 1, "fsdp": -1, "tensor": 1}
     c.data = ml_collections.ConfigDict({
-        "source": "manifest",  # embedded | manifest | tfds (kdjax.data.captions)
+        "source": "manifest",  # embedded | manifest | tfds | synthetic (kdjax.data.captions)
         "manifest_file": "",
         "tfds_dir": "",  # a dataset written by `python -m kdjax.data.tfds_builders`
+        # data.source='synthetic': generated clips of data.clip_seconds whose captions name their events
+        "synthetic": {"num_train": 5000, "num_validation": 200, "num_test": 500, "seed": 0},
         "sample_rate": 16000, "clip_seconds": 10.0, "image_size": 224, "max_caption_tokens": 64,
         "on_bad_input": "error",  # or 'skip': unreadable clips are skipped, counted and listed
     })

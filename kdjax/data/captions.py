@@ -9,6 +9,9 @@ Sources (`data.source`):
              manifest's folder.
   tfds       an array_record dataset written by kdjax.data.tfds_builders (Clotho, AudioCaps, VggCaps,
              embedded), read lazily.
+  synthetic  kdjax.data.synthetic_sounds: any number of generated clips whose caption and picture say which
+             events they hold (`data.synthetic`: per-split sizes and a seed), made on access: volume without
+             files, and a teacher that can be trained on far more clips than a student sees.
 """
 
 from __future__ import annotations
@@ -23,7 +26,28 @@ from kdjax.data import jsonl, real_sounds, tfds_builders
 from kdjax.data.splits import SPLITS
 from kdjax.errors import InputError
 
-SOURCES = ("embedded", "manifest", "tfds")
+SOURCES = ("embedded", "manifest", "tfds", "synthetic")
+SYNTHETIC_SPLITS = {"train": "num_train", "validation": "num_validation", "test": "num_test"}
+
+
+def synthetic_sources(d) -> tuple[dict[str, Any], Callable[[str], list[list[str]]]]:
+    """The `synthetic` source: per split, clips of `data.clip_seconds` made on access (split k of seed s draws
+    from generator seed 3s + k, so the splits and the seeds never share a clip)."""
+    from kdjax.data.synthetic_sounds import SyntheticSounds
+
+    srcs = {split: SyntheticSounds(int(d.synthetic[key]), seed=3 * int(d.synthetic.seed) + k,
+                                   seconds=float(d.clip_seconds), sample_rate=int(d.sample_rate))
+            for k, (split, key) in enumerate(SYNTHETIC_SPLITS.items())}
+
+    def row(split: str):
+        def make(i: int) -> dict:
+            ex = srcs[split][i]
+            return {"id": f"synthetic-{split}-{i}", "wave": ex["wave"], "image": ex["image"],
+                    "captions": [ex["caption"]]}
+        return make
+
+    out = {s: grain.MapDataset.range(len(src)).map(row(s)) for s, src in srcs.items()}
+    return out, lambda split: [[srcs[split].caption(i)] for i in range(len(srcs[split]))]
 
 
 def read_manifest(file: str) -> dict[str, list[dict]]:
@@ -64,6 +88,8 @@ def sources(d) -> tuple[dict[str, Any], Callable[[str], list[list[str]]], list[s
     decoded on access for array_record datasets (large corpora never sit in memory), loaded up front for
     the embedded set and JSONL manifests (bad audio files stop the run or are skipped and counted); and a
     function giving a split's captions (without decoding audio)."""
+    if d.source == "synthetic":
+        return (*synthetic_sources(d), [])
     if d.source == "tfds":
         if not d.tfds_dir:
             raise InputError("data.source='tfds' needs data.tfds_dir (a directory written by kdjax.data.tfds_builders)")
@@ -88,7 +114,7 @@ def train_images(d) -> str | None:
     no audio."""
     import json
 
-    if d.source == "embedded":
+    if d.source in ("embedded", "synthetic"):
         return None
     if d.source == "manifest":
         if not d.manifest_file or not os.path.isfile(d.manifest_file):

@@ -92,13 +92,26 @@ class SyntheticSounds:
         kinds = rng.choice(len(KINDS), size=n, replace=False)
         return [Event(KINDS[k], ("low", "high")[int(rng.integers(2))], int(rng.integers(1, 5))) for k in kinds]
 
-    def __getitem__(self, index: int) -> dict:
+    def _start(self, index: int) -> tuple[np.random.Generator, np.ndarray, list[Event]]:
+        """Example `index`'s generator, background noise and events (drawn in this order: the data's definition)."""
         if not 0 <= index < self.num_examples:
             raise IndexError(index)
         rng = np.random.default_rng([self.seed, index])
-        sr, total = self.sample_rate, int(self.seconds * self.sample_rate)
-        wave = 0.003 * rng.standard_normal(total).astype(np.float32)
-        evs = self.events(rng)
+        wave = 0.003 * rng.standard_normal(int(self.seconds * self.sample_rate)).astype(np.float32)
+        return rng, wave, self.events(rng)
+
+    @staticmethod
+    def _caption(evs: list[Event]) -> str:
+        caption = " and ".join(e.caption() for e in evs)
+        return caption[0].upper() + caption[1:] + "."
+
+    def caption(self, index: int) -> str:
+        """Example `index`'s English caption, without synthesising its sound or drawing its image."""
+        return self._caption(self._start(index)[2])
+
+    def __getitem__(self, index: int) -> dict:
+        rng, wave, evs = self._start(index)
+        sr, total = self.sample_rate, len(wave)
         slot = total // 4  # each repetition gets a quarter of the clip
         for ev in evs:
             f0 = _PITCH[ev.pitch] * float(rng.uniform(0.9, 1.1))
@@ -107,9 +120,7 @@ class SyntheticSounds:
             for k in range(ev.count):
                 start = k * slot + int(rng.integers(0, slot - dur))
                 wave[start:start + dur] += gain * _burst(ev.kind, f0, dur, sr, rng)
-        caption = " and ".join(e.caption() for e in evs)
-        return {"wave": wave, "image": _draw(evs, self.image_size),
-                "caption": caption[0].upper() + caption[1:] + ".",
+        return {"wave": wave, "image": _draw(evs, self.image_size), "caption": self._caption(evs),
                 "caption_ko": ", ".join(e.caption_ko() for e in evs) + " 들린다.",
                 "label": np.int32(KINDS.index(evs[0].kind)),
                 "events": [dataclasses.asdict(e) for e in evs]}

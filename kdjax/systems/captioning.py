@@ -90,6 +90,12 @@ def validate_data(c: Checks) -> None:
         c.path("data.manifest_file", "file", required=True, why="data.source='manifest'")
     elif source == "tfds":
         c.path("data.tfds_dir", "dir", required=True, why="data.source='tfds'", contains=("dataset_info.json",))
+    elif source == "synthetic":
+        from kdjax.data.captions import SYNTHETIC_SPLITS
+
+        for key in SYNTHETIC_SPLITS.values():
+            c.number(f"data.synthetic.{key}", integer=True, gt=0)
+        c.number("data.synthetic.seed", integer=True, ge=0)
     c.number("data.sample_rate", integer=True, gt=0)
     c.number("data.clip_seconds", gt=0)
     c.number("data.max_caption_tokens", integer=True, gt=1)
