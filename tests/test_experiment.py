@@ -232,3 +232,19 @@ def test_smoke_experiment_runs_and_its_table_is_its_reports(name, tmp_path):
     if name == "dsg_kd_figure2_3":  # the three clouds of Fig. 2.3 come from the two runs' saved points
         kd = np.load(wd / "runs" / spec.slug(table["rows"][1]["name"]) / "seed0" / "embeddings.npz")
         assert kd["teacher_x"].shape[1] == kd["student_x"].shape[1] and kd["student_domain"].any()
+
+
+@pytest.mark.slow
+def test_dsg_kd_mini_experiment_runs_end_to_end(tmp_path):
+    """Issue 24's DSG-KD experiment cut to one seed, the teacher and two students (`mini_ci`): the first row
+    fine-tunes the real MiniLM as a classifier, the students distil from its encoder (teacher.workdir), and the table
+    comes out. It checks the experiment runs, not its outcome (benchmarks/EXPERIMENTS.md has that)."""
+    wd = tmp_path / "exp"
+    p = subprocess.run([sys.executable, "-m", "kdjax.experiment",
+                        f"--config={runs.REPO}/configs/experiments/dsg_kd_table2_3.py:mini_ci", f"--workdir={wd}"],
+                       env=runs.env(1), cwd=runs.REPO, capture_output=True, text=True, timeout=1200)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
+    table = json.load(open(wd / "table.json"))
+    assert table["missing_runs"] == [] and [r["name"] for r in table["rows"]][0].startswith("teacher")
+    kd = json.load(open(wd / "runs" / spec.slug(dsg_kd_table2_3.ROWS[0][0]) / "seed0" / "report.json"))
+    assert kd["info"]["teacher_vocab"] == 30522 and kd["info"]["teacher"]["kind"] == "cached"  # MiniLM's WordPiece
