@@ -33,8 +33,9 @@ def test_the_teacher_is_the_trained_encoder_bit_for_bit_and_its_cache_follows_it
     cfg.teacher.workdir = str(src)
     assert len(teacher_tokenizer(cfg, [], str(dst))) == teacher.cfg.vocab_size == 400  # the source's WordPiece
 
-    runs.run("configs/dsg_kd.py:tiny", str(dst), "--config.train.steps=2", f"--config.teacher.workdir={src}",
-             "--config.teacher.cache.enabled=True")
+    # past one epoch (256 notes, batch 8): a later pass reads note i's cached targets by its index in the split
+    runs.run("configs/dsg_kd.py:tiny", str(dst), "--config.train.steps=34", "--config.eval.every=34",
+             f"--config.teacher.workdir={src}", "--config.teacher.cache.enabled=True")
     info = json.load(open(dst / "report.json"))["info"]
     assert info["teacher_vocab"] == 400 and info["teacher"]["kind"] == "cached"
     fingerprint = json.load(open(dst / "teacher_cache" / "meta-h000.json"))["fingerprint"]

@@ -182,10 +182,12 @@ def write_cache(cfg: ml_collections.ConfigDict, teacher: nnx.Module, examples, p
 def cached_example(cache: cache_lib.OutputCache, p: Plan) -> Callable[[int, dict], dict]:
     """The input pipeline's map: note i's token fields for the teacher replaced by its cached targets."""
     shapes = {k: f.shape for k, f in p.fields().items()}
+    notes = len(cache)
 
     def add(index: int, ex: dict) -> dict:
         out = {k: v for k, v in ex.items() if k not in TOKEN_FIELDS}
-        for k, v in cache.get(str(index)).items():
+        # a repeated (later-epoch) pass hands grain's running index to the map: note index % notes
+        for k, v in cache.get(str(index % notes)).items():
             out[k] = _pad(v, shapes[k])
         return out
 
