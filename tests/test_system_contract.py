@@ -39,11 +39,12 @@ def test_every_system_keeps_the_contract():
         system = registry.get(name)
         assert isinstance(system, contract.System) and system.name == name
         for cap in system.capabilities:
-            assert callable(getattr(system, {"caption": "caption_files",
-                                             "teacher_cache": "make_teacher_cache"}[cap]))
+            assert callable(getattr(system, {"caption": "caption_files", "teacher_cache": "make_teacher_cache",
+                                             "cost": "cost_model"}[cap]))
     assert registry.get("multi2cap").supports(contract.CAPTION)
     assert registry.get("effaac").supports(contract.TEACHER_CACHE)
     assert not registry.get("dsg_kd").supports(contract.CAPTION)
+    assert registry.get("effaac").supports(contract.COST) and not registry.get("dsg_kd").supports(contract.COST)
     with pytest.raises(checks.ConfigError, match="'bert_kd' is not one of"):
         registry.get("bert_kd")
 
