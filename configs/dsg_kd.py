@@ -23,6 +23,7 @@ def _side(hf_dir: str = "", tokenizer: str = "", **init) -> ml_collections.Confi
         "hf_dir": hf_dir,  # HF model directory (plain path or pkg:<package>/<path>); "" = random init
         "tokenizer": tokenizer,  # HF tokenizer dir, 'wordpiece:N' (trained on the notes) or "" = hf_dir
         "init": dict(BERT_BASE, **init),  # BertConfig fields for random init (vocab from the tokenizer)
+        "num_layers": 0,  # > 0: keep only hf_dir's first encoder layers (a smaller model from a pretrained one)
         "classifier_head": "dsg_kd",  # student head: dropout-dense-GELU-dropout-out_proj on pooled output
     })
 
@@ -35,6 +36,9 @@ def _teacher(hf_dir: str = "", tokenizer: str = "", **init) -> ml_collections.Co
     # The teacher's targets (span-pooled hidden states and attention rows) computed once per training note and
     # read by the input pipeline, so that the step runs only the student; same losses as in the step.
     t.cache = {"enabled": False, "dir": "", "batch_size": 32}  # dir "" = <workdir>/teacher_cache
+    # A control experiment, not a method: every training note reads the cached targets of another note (note
+    # i + n // 2 of n), so what survives it is a generic prior, not the teacher's knowledge of the note.
+    t.cache.other_note = False
     return t
 
 

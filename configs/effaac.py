@@ -38,8 +38,9 @@ def get_config(variant: str = "contra") -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict({
         "source": "manifest",  # embedded | manifest | tfds | synthetic (kdjax.data.captions)
         "manifest_file": "", "tfds_dir": "",
-        # data.source='synthetic': generated clips of data.clip_seconds whose captions name their events
-        "synthetic": {"num_train": 5000, "num_validation": 200, "num_test": 500, "seed": 0},
+        # data.source='synthetic': generated clips of data.clip_seconds whose captions name their events; with
+        # num_audio_only > 0, that many more clips as audio-only data (as with audio_only_manifest)
+        "synthetic": {"num_train": 5000, "num_validation": 200, "num_test": 500, "seed": 0, "num_audio_only": 0},
         "sample_rate": 16000, "clip_seconds": 10.0,
         "max_caption_tokens": 22,  # words + EOS (captions are at most ~20 words)
         "on_bad_input": "error",

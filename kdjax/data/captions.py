@@ -30,14 +30,18 @@ SOURCES = ("embedded", "manifest", "tfds", "synthetic")
 SYNTHETIC_SPLITS = {"train": "num_train", "validation": "num_validation", "test": "num_test"}
 
 
-def synthetic_sources(d) -> tuple[dict[str, Any], Callable[[str], list[list[str]]]]:
-    """The `synthetic` source: per split, clips of `data.clip_seconds` made on access (split k of seed s draws
-    from generator seed 3s + k, so the splits and the seeds never share a clip)."""
+def _synthetic(d, k: int, size: int):
+    """Part k of the synthetic data of seed s (the splits 0-2, the audio-only clips 3): generator seed 4s + k, so
+    parts and seeds never share a clip."""
     from kdjax.data.synthetic_sounds import SyntheticSounds
 
-    srcs = {split: SyntheticSounds(int(d.synthetic[key]), seed=3 * int(d.synthetic.seed) + k,
-                                   seconds=float(d.clip_seconds), sample_rate=int(d.sample_rate))
-            for k, (split, key) in enumerate(SYNTHETIC_SPLITS.items())}
+    return SyntheticSounds(size, seed=4 * int(d.synthetic.seed) + k, seconds=float(d.clip_seconds),
+                           sample_rate=int(d.sample_rate))
+
+
+def synthetic_sources(d) -> tuple[dict[str, Any], Callable[[str], list[list[str]]]]:
+    """The `synthetic` source: per split, clips of `data.clip_seconds` made on access (`_synthetic`)."""
+    srcs = {split: _synthetic(d, k, int(d.synthetic[key])) for k, (split, key) in enumerate(SYNTHETIC_SPLITS.items())}
 
     def row(split: str):
         def make(i: int) -> dict:
@@ -48,6 +52,14 @@ def synthetic_sources(d) -> tuple[dict[str, Any], Callable[[str], list[list[str]
 
     out = {s: grain.MapDataset.range(len(src)).map(row(s)) for s, src in srcs.items()}
     return out, lambda split: [[srcs[split].caption(i)] for i in range(len(srcs[split]))]
+
+
+def synthetic_audio_only(d) -> list[dict]:
+    """`data.synthetic.num_audio_only` clips without captions (a teacher's pseudo-captions replace them), drawn
+    apart from every split: rows {"id", "synthetic": generator, "index"}, the samples made when drawn."""
+    n = int(d.synthetic.get("num_audio_only", 0))
+    gen = _synthetic(d, 3, n)
+    return [{"id": f"synthetic-audio_only-{i}", "synthetic": gen, "index": i} for i in range(n)]
 
 
 def read_manifest(file: str) -> dict[str, list[dict]]:

@@ -109,7 +109,7 @@ class SyntheticSounds:
         """Example `index`'s English caption, without synthesising its sound or drawing its image."""
         return self._caption(self._start(index)[2])
 
-    def __getitem__(self, index: int) -> dict:
+    def _wave(self, index: int) -> tuple[np.ndarray, list[Event]]:
         rng, wave, evs = self._start(index)
         sr, total = self.sample_rate, len(wave)
         slot = total // 4  # each repetition gets a quarter of the clip
@@ -120,6 +120,14 @@ class SyntheticSounds:
             for k in range(ev.count):
                 start = k * slot + int(rng.integers(0, slot - dur))
                 wave[start:start + dur] += gain * _burst(ev.kind, f0, dur, sr, rng)
+        return wave, evs
+
+    def wave(self, index: int) -> np.ndarray:
+        """Example `index`'s sound alone (audio-only clips: no image drawn)."""
+        return self._wave(index)[0]
+
+    def __getitem__(self, index: int) -> dict:
+        wave, evs = self._wave(index)
         return {"wave": wave, "image": _draw(evs, self.image_size), "caption": self._caption(evs),
                 "caption_ko": ", ".join(e.caption_ko() for e in evs) + " 들린다.",
                 "label": np.int32(KINDS.index(evs[0].kind)),

@@ -225,6 +225,14 @@ class BertModel(nnx.Module):
         self.encoder = Encoder(cfg, rngs)
         self.pooler = Pooler(cfg, rngs) if cfg.add_pooling_layer else None
 
+    def keep_layers(self, n: int) -> None:
+        """Keep the first `n` encoder layers, in place (a smaller student from a pretrained checkpoint, as
+        DistilBERT and TinyBERT initialise theirs); the pooler stays."""
+        if not 0 < n <= self.cfg.num_hidden_layers:
+            raise ValueError(f"keep_layers({n}): the encoder has {self.cfg.num_hidden_layers} layers")
+        self.encoder.layer = nnx.List(list(self.encoder.layer)[:n])
+        self.cfg = dataclasses.replace(self.cfg, num_hidden_layers=n)
+
     def __call__(self, input_ids: jax.Array, attention_mask: jax.Array | None = None,
                  token_type_ids: jax.Array | None = None, position_ids: jax.Array | None = None, *,
                  output_hidden_states: bool = False, output_attentions: bool = False,
@@ -304,6 +312,11 @@ class SequenceClassifier(nnx.Module):
             self.classifier = ClassificationHead(cfg, "tanh" if kind == "roberta" else "gelu", rngs)
         else:
             raise ValueError(f"unknown classifier_head {kind!r}")
+
+    def keep_layers(self, n: int) -> None:
+        """Keep the encoder's first `n` layers (`BertModel.keep_layers`), the head unchanged."""
+        self.encoder.keep_layers(n)
+        self.cfg = dataclasses.replace(self.cfg, num_hidden_layers=n)
 
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, *,
                  output_hidden_states: bool = False, output_attentions: bool = False,

@@ -24,6 +24,10 @@ def _check_side(c: Checks, name: str) -> None:
         c.path(f"{name}.tokenizer", "dir")
     elif not c.get(f"{name}.hf_dir") and f"{name}.hf_dir" not in tuple(c.get("require", ()) or ()):
         c.problem(f"{name}.tokenizer", f"set a tokenizer directory, 'wordpiece:N', or {name}.hf_dir")
+    keep = c.number(f"{name}.num_layers", integer=True, ge=0, default=0)
+    if keep and not c.get(f"{name}.hf_dir"):
+        c.problem(f"{name}.num_layers", f"keeps the first layers of {name}.hf_dir; a random-init {name} sets "
+                  f"{name}.init.num_hidden_layers instead")
     if not c.get(f"{name}.hf_dir"):
         for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                     "max_position_embeddings"):
@@ -88,4 +92,7 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
     c.path("report.medical_terms", "file")
     if c.get("teacher.cache.enabled", False):
         c.number("teacher.cache.batch_size", integer=True, gt=0)
+    elif c.get("teacher.cache.other_note", False):
+        c.problem("teacher.cache.other_note", "the other-note control reads the teacher cache: set "
+                  "teacher.cache.enabled=True")
     c.number("aot.vocab_size", integer=True, gt=0)

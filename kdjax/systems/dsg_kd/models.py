@@ -52,6 +52,8 @@ def build_teacher(cfg: ml_collections.ConfigDict, vocab_size: int) -> BertModel:
         return trained_encoder(t.workdir)
     if t.hf_dir:
         model = from_pretrained(assets.resolve(t.hf_dir), task="encoder")
+        if t.get("num_layers", 0):
+            model.keep_layers(int(t.num_layers))
     else:
         model = BertModel(bert_init(t, vocab_size, "teacher"), rngs=nnx.Rngs(cfg.seed + 1))
     return model
@@ -61,8 +63,10 @@ def build_student(cfg: ml_collections.ConfigDict, vocab_size: int) -> SequenceCl
     s = cfg.student
     head = dict(num_labels=int(cfg.data.num_labels), classifier_head=s.classifier_head)
     if s.hf_dir:
-        return from_pretrained(assets.resolve(s.hf_dir), task="sequence_classification", seed=cfg.seed,
-                               **head)
+        model = from_pretrained(assets.resolve(s.hf_dir), task="sequence_classification", seed=cfg.seed, **head)
+        if s.get("num_layers", 0):
+            model.keep_layers(int(s.num_layers))
+        return model
     return SequenceClassifier(bert_init(s, vocab_size, "student", **head), rngs=nnx.Rngs(cfg.seed))
 
 

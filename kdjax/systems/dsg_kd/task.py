@@ -140,7 +140,8 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     if cached_teacher(cfg):  # the teacher's targets once per note; the step runs only the student
         cdir = cfg.teacher.cache.dir or os.path.join(workdir, "teacher_cache")
         cache, stats = teacher_lib.write_cache(cfg, teacher, data["train"], p, cdir, train_texts)
-        data["train"] = data["train"].map_with_index(teacher_lib.cached_example(cache, p))
+        data["train"] = data["train"].map_with_index(
+            teacher_lib.cached_example(cache, p, bool(cfg.teacher.cache.get("other_note", False))))
         step_teacher, teacher_info = None, teachers.describe(teachers.CACHED, cache, stats)
     else:
         step_teacher, teacher_info = teacher, teachers.describe(teachers.ONLINE)

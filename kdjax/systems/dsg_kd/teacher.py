@@ -179,15 +179,17 @@ def write_cache(cfg: ml_collections.ConfigDict, teacher: nnx.Module, examples, p
     return cache, stats
 
 
-def cached_example(cache: cache_lib.OutputCache, p: Plan) -> Callable[[int, dict], dict]:
-    """The input pipeline's map: note i's token fields for the teacher replaced by its cached targets."""
+def cached_example(cache: cache_lib.OutputCache, p: Plan, other_note: bool = False) -> Callable[[int, dict], dict]:
+    """The input pipeline's map: note i's token fields for the teacher replaced by its cached targets (with
+    `other_note`, a control, those of note i + n // 2 of n)."""
     shapes = {k: f.shape for k, f in p.fields().items()}
     notes = len(cache)
+    shift = notes // 2 if other_note else 0
 
     def add(index: int, ex: dict) -> dict:
         out = {k: v for k, v in ex.items() if k not in TOKEN_FIELDS}
         # a repeated (later-epoch) pass hands grain's running index to the map: note index % notes
-        for k, v in cache.get(str(index % notes)).items():
+        for k, v in cache.get(str((index + shift) % notes)).items():
             out[k] = _pad(v, shapes[k])
         return out
 

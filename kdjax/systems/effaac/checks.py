@@ -14,7 +14,9 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
     from kdjax.models.efficientnet import VARIANTS
 
     captioning.validate_data(c)
-    if c.path("data.audio_only_manifest", "file") or c.get("data.audio_only_manifest"):
+    synthetic_ao = c.get("data.source") == "synthetic" and c.number("data.synthetic.num_audio_only", integer=True,
+                                                                   ge=0, default=0) not in (0, None)
+    if c.path("data.audio_only_manifest", "file") or c.get("data.audio_only_manifest") or synthetic_ao:
         c.number("data.audio_only_max_seconds", gt=0)
         per_batch = c.number("data.audio_only_batch_size", integer=True, ge=0)
         if per_batch and per_batch != c.get("train.batch_size"):  # 0 keeps train.batch_size

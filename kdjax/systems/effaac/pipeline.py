@@ -20,18 +20,27 @@ from kdjax.data import jsonl, tokenizers
 from kdjax.errors import InputError
 
 
-def audio_only_rows(cfg: ml_collections.ConfigDict) -> tuple[list[dict], list[str]]:
-    """The audio-only clips {"id", "audio": path, "seconds"} (no samples: they are decoded when drawn) and the
-    skipped ones ('path: why': over data.audio_only_max_seconds, or unreadable with on_bad_input='skip')."""
+def uses_audio_only(cfg: ml_collections.ConfigDict) -> bool:
+    """Whether the config trains with audio-only clips: a manifest of files, or synthetic ones
+    (data.source='synthetic' with data.synthetic.num_audio_only > 0)."""
     d = cfg.data
+    return bool(d.audio_only_manifest) or (d.source == "synthetic" and int(d.synthetic.get("num_audio_only", 0)) > 0)
+
+
+def audio_only_rows(cfg: ml_collections.ConfigDict) -> tuple[list[dict], list[str]]:
+    """The audio-only clips {"id", "audio": path, "seconds"} (no samples: they are decoded when drawn; synthetic
+    ones {"id", "synthetic": generator, "index"}, made when drawn) and the skipped ones ('path: why': over
+    data.audio_only_max_seconds, or unreadable with on_bad_input='skip')."""
+    d = cfg.data
+    rows = caption_data.synthetic_audio_only(d) if d.source == "synthetic" else []
     path = d.audio_only_manifest
     if not path:
-        return [], []
+        return rows, []
     if d.on_bad_input not in ("error", "skip"):
         raise InputError(f"data.on_bad_input must be 'error' or 'skip', got {d.on_bad_input!r}")
     longest = float(d.get("audio_only_max_seconds", 300.0))
     root = os.path.dirname(os.path.abspath(path))
-    rows, skipped = [], []
+    skipped = []
     for n, r in jsonl.read_rows(path, ("audio",)):
         audio = os.path.join(root, r["audio"])
         try:
@@ -48,6 +57,13 @@ def audio_only_rows(cfg: ml_collections.ConfigDict) -> tuple[list[dict], list[st
     return rows, skipped
 
 
+def audio_only_wave(row: dict, sample_rate: int) -> np.ndarray:
+    """An audio-only clip's samples: decoded from its file, or made by its generator."""
+    if "synthetic" in row:
+        return row["synthetic"].wave(row["index"])
+    return load_audio(row["audio"], sample_rate)
+
+
 class Pipeline:
     """The examples of every split and the per-example training transform. `cache` is the teacher cache (None
     without one); `online_rate` the sample rate of an online teacher in the step (None: no online teacher)."""
@@ -61,7 +77,8 @@ class Pipeline:
         self.tsr = int(online_rate) if online_rate else self.sr
         self.t_length = int(round(d.clip_seconds * self.tsr))
         self.data = {s: self._split(sources, s) for s in caption_data.SPLITS}
-        self.ao = [{"audio": r["audio"], **self.teacher_fields(r["id"])} for r in ao_rows]  # paths: decoded when drawn
+        # paths or generators: decoded or made when drawn
+        self.ao = [{**{k: v for k, v in r.items() if k != "id"}, **self.teacher_fields(r["id"])} for r in ao_rows]
 
     def teacher_fields(self, clip_id: str) -> dict[str, np.ndarray]:
         kd = self.cfg.kd
@@ -116,7 +133,7 @@ class Pipeline:
                **self.teacher_mask(ex)}
         if self.ao:
             a = self.ao[int(rng.integers(len(self.ao)))]
-            out.update(self.crop(load_audio(a["audio"], self.sr), rng, "ao_"))
+            out.update(self.crop(audio_only_wave(a, self.sr), rng, "ao_"))
             out.update(self.teacher_mask(a, "ao_"))
         return out
 

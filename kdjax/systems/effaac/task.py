@@ -152,7 +152,7 @@ def batch_spec(cfg: ml_collections.ConfigDict, teacher_dim: int | None = None, t
         return out
 
     spec = {**captioning.caption_fields(cfg), **teacher_fields("")}
-    if d.audio_only_manifest:
+    if pipeline.uses_audio_only(cfg):
         spec.update({"ao_wave": Field((n,), np.float32), "ao_mask": Field((n,), np.bool_), **teacher_fields("ao_")})
     return spec
 
@@ -162,7 +162,7 @@ def abstract_task(cfg: ml_collections.ConfigDict) -> tuple[Task, dict]:
     global batch's shapes, for `kdjax.aot`. With an online teacher (the paper's KD_contra from a Multi2Cap
     workdir) the step also runs the teacher's audio encoder, an `aot.teacher_arch` CED (Multi2Cap-base's);
     otherwise its embeddings come from the cache, in the batch. The vocabulary is `aot.vocab_size` words.
-    With `data.audio_only_manifest` set, every example carries an audio-only clip too (batch_spec)."""
+    With audio-only clips (`pipeline.uses_audio_only`), every example carries an audio-only clip too (batch_spec)."""
     from kdjax.models import ced as ced_lib
 
     kd, d, b = cfg.kd, cfg.data, int(cfg.train.batch_size)

@@ -14,7 +14,7 @@ import numpy as np
 from flax import nnx
 
 from kdjax import assets
-from kdjax.audio.io import crop_or_pad, load_audio
+from kdjax.audio.io import crop_or_pad
 from kdjax.data import captions as caption_data
 from kdjax.data import teacher_cache, tokenizers
 from kdjax.errors import InputError
@@ -106,8 +106,10 @@ def make_teacher_cache(cfg: ml_collections.ConfigDict, workdir: str,
     teacher, ttok = loaded
     out = cache_dir(cfg)
     sources, _, _ = caption_data.sources(cfg.data)
-    waves: dict[str, Any] = {r["id"]: r["wave"] for r in sources["train"]}
-    waves.update({r["id"]: r["audio"] for r in pipeline.audio_only_rows(cfg)[0]})  # paths: decoded when computed
+    # where each clip is, not its samples: a training clip is read (or made) again when its batch is computed
+    train = sources["train"]
+    where: dict[str, Any] = {r["id"]: i for i, r in enumerate(train)}
+    where.update({r["id"]: r for r in pipeline.audio_only_rows(cfg)[0]})
     gen = captioning.generation(cfg.teacher.generate, ttok)
     sr, tsr = int(cfg.data.sample_rate), teacher.sample_rate
     length = int(round(cfg.data.clip_seconds * tsr))
@@ -122,7 +124,8 @@ def make_teacher_cache(cfg: ml_collections.ConfigDict, workdir: str,
     b = int(cfg.teacher.batch_size)
 
     def compute(ids: list[str]) -> list[dict]:
-        clips = [waves[i] if not isinstance(waves[i], str) else load_audio(waves[i], sr) for i in ids]
+        clips = [train[where[i]]["wave"] if isinstance(where[i], int) else pipeline.audio_only_wave(where[i], sr)
+                 for i in ids]
         pairs = [crop_or_pad(resample(w, sr, tsr), length) for w in clips]
         pairs += [pairs[-1]] * (b - len(ids))  # one shape: pad the last batch, drop the padding
         wave, mask = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
@@ -130,7 +133,7 @@ def make_teacher_cache(cfg: ml_collections.ConfigDict, workdir: str,
         texts, emb = decode(np.asarray(tokens)), np.asarray(emb)
         return [{"id": i, "embedding": emb[j], "caption": texts[j]} for j, i in enumerate(ids)]
 
-    cache_lib.fill(out, list(waves), compute, teacher_cache.fields(teacher.dim), batch_size=b, shard_size=b * 16,
+    cache_lib.fill(out, list(where), compute, teacher_cache.fields(teacher.dim), batch_size=b, shard_size=b * 16,
                    teacher=f"multi2cap {os.path.abspath(cfg.teacher.workdir)}", progress="EffAAC teacher cache")
     if jax.process_count() > 1:  # every host reads the whole cache
         from jax.experimental import multihost_utils
