@@ -61,6 +61,21 @@ def test_minilm_real_weights_parity(minilm_dir):
     assert np.abs(np.asarray(ours["last_hidden_state"])[real] - theirs.last_hidden_state.numpy()[real]).max() <= TOL
 
 
+def test_keep_layers_is_hf_loading_fewer_layers_of_real_weights(minilm_dir, tmp_path):
+    """A smaller student from a pretrained BERT (DSG-KD's student.num_layers): MiniLM's first 2 layers equal
+    transformers' MiniLM loaded with num_hidden_layers=2."""
+    tok = transformers.AutoTokenizer.from_pretrained(minilm_dir)
+    enc = dict(tok(["fever and seizure since yesterday", "short"], padding=True, return_tensors="np"))
+    ours = kc.from_pretrained(minilm_dir)
+    ours.keep_layers(2)
+    assert ours.cfg.num_hidden_layers == 2
+    ref = transformers.AutoModel.from_pretrained(minilm_dir, num_hidden_layers=2, attn_implementation="eager").eval()
+    h, a = _max_diffs(_run_flax(ours, enc), _run_torch(ref, enc), enc["attention_mask"])
+    assert h <= TOL and a <= TOL, (h, a)
+    with pytest.raises(ValueError, match="has 2 layers"):
+        ours.keep_layers(3)
+
+
 def _tiny_roberta(tmp_path):
     torch.manual_seed(0)
     cfg = transformers.RobertaConfig(vocab_size=120, hidden_size=32, num_hidden_layers=3,

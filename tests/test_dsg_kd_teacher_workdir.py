@@ -54,3 +54,10 @@ def test_teacher_workdir_is_checked_when_the_config_is_read(tmp_path):
     (m2c / "config.json").write_text(json.dumps({"system": "multi2cap"}))
     with pytest.raises(InputError, match="not a DSG-KD one"):
         trained_encoder(str(m2c))
+
+
+def test_student_num_layers_needs_a_pretrained_student():
+    cfg = dsg_config.get_config("tiny")
+    cfg.student.num_layers = 1  # the tiny student is random-init: its depth is student.init.num_hidden_layers
+    with pytest.raises(InputError, match="student.num_layers"):
+        registry.validate(cfg)

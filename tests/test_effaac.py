@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from configs import effaac as effaac_config
+from kdjax.data import captions as caption_data
 from kdjax.data import teacher_cache
 from kdjax.errors import InputError
 from tests import runs
@@ -195,6 +196,30 @@ def test_mse_kd_with_audio_only_clips(teacher_workdir, cache, tmp_path):
     # the MSE projection to the teacher's width is part of the student (the decoder reads it)
     assert trainer.state["params"]["enc_proj"]["kernel"].shape[1] == 192
     assert "student_proj" not in trainer.state["params"]
+
+
+@runs.SHARES_M2C_TINY
+def test_contra_kd_with_synthetic_labelled_and_audio_only_clips(teacher_workdir, tmp_path):
+    """data.source='synthetic' with data.synthetic.num_audio_only: the teacher captions every generated training and
+    audio-only clip once (made again when its batch is computed, never all held), and each batch pairs labelled
+    clips with audio-only ones that carry the teacher's captions."""
+    from kdjax.systems.effaac import pipeline
+
+    cache = str(tmp_path / "cache")
+    cfg = tiny(teacher_workdir, cache, **{"data.source": "synthetic", "teacher.online": False,
+                                          "data.synthetic": {"num_train": 10, "num_validation": 2, "num_test": 2,
+                                                             "seed": 0, "num_audio_only": 6}})
+    rows, skipped = pipeline.audio_only_rows(cfg)
+    assert skipped == [] and [r["id"] for r in rows] == [f"synthetic-audio_only-{i}" for i in range(6)]
+    ao = pipeline.audio_only_wave(rows[2], 16000)
+    assert np.array_equal(ao, pipeline.audio_only_wave(rows[2], 16000))  # made again, identical
+    train = caption_data.sources(cfg.data)[0]["train"]
+    assert all(not np.array_equal(ao, train[i]["wave"]) for i in range(len(train)))  # not a labelled clip
+    trainer, batch, m, _ = _one_step(cfg, str(tmp_path / "w"))
+    assert len(teacher_cache.read(cache)) == 10 + 6 and trainer.task.info["audio_only_clips"] == 6
+    assert batch["wave"].shape[0] == batch["ao_wave"].shape[0] == 8 and "ao_teacher_ids" in batch
+    assert "ao_teacher_emb" in batch  # cached embeddings (teacher.online=False) for the audio-only clips too
+    np.testing.assert_allclose(m["loss"], m["l_sup"] + m["l_seq"] + m["l_enc"], rtol=1e-5)
 
 
 @runs.SHARES_M2C_TINY

@@ -127,6 +127,30 @@ def test_dsg_kd_cached_targets_equal_the_teachers_in_process(keys, heads, tmp_pa
     assert b_c["t_attn"].shape[-1] == x and b_c["t_hidden"].shape[1:] == (3, k, cfg.teacher.init.hidden_size)
 
 
+def test_dsg_kd_other_note_control_reads_another_notes_targets(tmp_path):
+    """teacher.cache.other_note (a control): note i's student fields with note i + n // 2's cached targets; refused
+    without a cache."""
+    from configs import dsg_kd as dsg_config
+    from kdjax.errors import InputError
+    from kdjax.systems import dsg_kd, registry
+
+    cfg = dsg_config.get_config("tiny")
+    cfg.teacher.cache.enabled = True
+    same = dsg_kd.build(cfg, str(tmp_path / "a"))
+    cfg.teacher.cache.other_note = True
+    cfg.teacher.cache.dir = str(tmp_path / "a" / "teacher_cache")  # the same cache: nothing recomputed
+    other = dsg_kd.build(cfg, str(tmp_path / "b"))
+    n = len(same.train_data)
+    for i in (0, 5, n - 1):
+        a, b, j = same.train_data[i], other.train_data[i], (i + n // 2) % n
+        for k in a:
+            want = same.train_data[j][k] if k.startswith("t_") else a[k]
+            np.testing.assert_array_equal(b[k], want, err_msg=f"note {i}: {k}")
+    cfg.teacher.cache.enabled = False
+    with pytest.raises(InputError, match="teacher.cache.other_note"):
+        registry.validate(cfg)
+
+
 def test_multi2cap_image_feature_cache(tmp_path):
     """teacher.cache: the image teacher's feature of each training picture (centre crop) once, read back by the
     input pipeline in place of the picture; a second build reuses it; another teacher's cache is refused."""
