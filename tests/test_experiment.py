@@ -15,7 +15,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs.experiments import dsg_kd_table2_3
+from configs.experiments import dsg_kd_table2_3, effaac_table2
+from kdjax.data import teacher_cache
 from kdjax.errors import InputError
 from kdjax.experiment import aggregate, runner, spec
 from tests import runs
@@ -120,6 +121,11 @@ def test_cells_and_the_paired_test_over_seeds(tmp_path):
     assert "L_pred + L_hidn + L_attn / seed 0" not in s["missing_runs"] and len(s["missing_runs"]) == 11
     csv = open(tmp_path / "table.csv").read().splitlines()
     assert csv[0] == "row,metric,mean,std,n,paper,seed0,seed1,seed2,seed3,seed4" and len(csv) == 1 + 4 * 3
+
+
+def test_table_numbers_keep_small_values_readable():
+    assert aggregate._fmt(79.583) == "79.58" and aggregate._fmt(0.00825) == "0.00825"  # 3 significant digits
+    assert aggregate._fmt(1.77e-11) == "1.77e-11" and aggregate._fmt(0.0) == "0.00" and aggregate._fmt(None) == "-"
 
 
 def test_experiment_files_are_checked_when_read():
@@ -234,17 +240,32 @@ def test_smoke_experiment_runs_and_its_table_is_its_reports(name, tmp_path):
         assert kd["teacher_x"].shape[1] == kd["student_x"].shape[1] and kd["student_domain"].any()
 
 
+def _check_dsg_kd_mini(wd) -> None:
+    kd = json.load(open(wd / "runs" / spec.slug(dsg_kd_table2_3.ROWS[0][0]) / "seed0" / "report.json"))
+    assert kd["info"]["teacher_vocab"] == 30522 and kd["info"]["teacher"]["kind"] == "cached"  # MiniLM's WordPiece
+    assert kd["info"]["layer_map"] == [[0, 0], [1, 3], [2, 6]]  # the student: MiniLM's first 2 layers of 6
+
+
+def _check_effaac_mini(wd) -> None:
+    kd = json.load(open(wd / "runs" / spec.slug("KD_contra + audio-only, scarce") / "seed0" / "report.json"))
+    assert kd["info"]["audio_only_clips"] == 8 and kd["info"]["teacher"]["kind"] == "cached"
+    cache = wd / "runs" / spec.slug(effaac_table2.MINI_TEACHER) / "seed0" / "effaac_cache"
+    assert len(teacher_cache.read(str(cache))) == 8 + 8  # the teacher's captions of labelled and audio-only clips
+
+
 @pytest.mark.slow
-def test_dsg_kd_mini_experiment_runs_end_to_end(tmp_path):
-    """Issue 24's DSG-KD experiment cut to one seed, the teacher and two students (`mini_ci`): the first row
-    fine-tunes the real MiniLM as a classifier, the students distil from its encoder (teacher.workdir), and the table
-    comes out. It checks the experiment runs, not its outcome (benchmarks/EXPERIMENTS.md has that)."""
+@pytest.mark.parametrize("experiment, check", [("dsg_kd_table2_3", _check_dsg_kd_mini),
+                                               ("effaac_table2", _check_effaac_mini)])
+def test_issue_24_mini_experiments_run_end_to_end(experiment, check, tmp_path):
+    """Issue 24's experiments cut to one seed, the teacher and two students (`mini_ci`): the first row trains the
+    teacher (DSG-KD: fine-tunes the real MiniLM as a classifier; EffAAC: a Multi2Cap captioner on synthetic clips),
+    the students distil from it (its cached outputs), and the table comes out. It checks the experiment runs, not
+    its outcome (benchmarks/EXPERIMENTS.md has that)."""
     wd = tmp_path / "exp"
     p = subprocess.run([sys.executable, "-m", "kdjax.experiment",
-                        f"--config={runs.REPO}/configs/experiments/dsg_kd_table2_3.py:mini_ci", f"--workdir={wd}"],
+                        f"--config={runs.REPO}/configs/experiments/{experiment}.py:mini_ci", f"--workdir={wd}"],
                        env=runs.env(1), cwd=runs.REPO, capture_output=True, text=True, timeout=1200)
     assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
     table = json.load(open(wd / "table.json"))
     assert table["missing_runs"] == [] and [r["name"] for r in table["rows"]][0].startswith("teacher")
-    kd = json.load(open(wd / "runs" / spec.slug(dsg_kd_table2_3.ROWS[0][0]) / "seed0" / "report.json"))
-    assert kd["info"]["teacher_vocab"] == 30522 and kd["info"]["teacher"]["kind"] == "cached"  # MiniLM's WordPiece
+    check(wd)

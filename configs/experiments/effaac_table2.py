@@ -11,6 +11,30 @@ uses AudioSet/Freesound clips; they stream from disk); teacher: a trained kdjax 
 embeddings are cached once per clip into its teacher cache). The paired test of footnote 2 asks whether KD_contra
 beats the student trained from scratch in FENSE. Variant `smoke` (CI): the `tiny` student from scratch and with
 KD_contra from the teacher cache kdjax ships, two seeds.
+
+Variant `mini` (issue 24's experiment 1; benchmarks/EXPERIMENTS.md), the comparison in miniature on clips kdjax
+generates, designed before it was run:
+
+    python -m kdjax.experiment --config=configs/experiments/effaac_table2.py:mini --workdir=experiments/effaac_mini
+
+- Data: kdjax.data.synthetic_sounds, 4-s clips whose one or two events (5 kinds, low or high, 1-4 times) the caption
+  names. Students (clip seed 0): data-scarce 100 captioned training clips, data-rich 1000; 100 validation, 200 test
+  clips; audio-only rows add 1000 uncaptioned clips (data.synthetic.num_audio_only), paired one per labelled clip.
+- Teacher: a Multi2Cap captioner of the `smoke` architecture (CED-tiny with LoRA, a 192-wide Q-Former, the real
+  SmolLM2-135M-Instruct with LoRA) trained on 5000 captioned clips of another clip seed (1) for one epoch (625 steps of
+  8), by the experiment's first row; frozen, its clip embeddings and beam-search captions cached once per clip in
+  its workdir (`effaac_cache`), read by every student row. It has heard 50x the captions the scarce student has.
+- Student: EffNet-Trm at CPU scale (an EfficientNet-B0 at half width and depth, a 2-layer 64-wide Transformer
+  decoder; 0.8 M parameters), 300 steps of 8 labelled (+ 8 audio-only) clips, lr 1e-3, the final parameters
+  evaluated (beam 3, at most 12 tokens). Seeds 0, 1, 2 (initialisation, crops and data order).
+- Rows, in each regime: from scratch; KD_mse; KD_mse + audio-only; KD_contra; KD_contra + audio-only (L_seq on the
+  teacher's captions in every KD row, as the paper).
+- Deciding metric: test CIDEr-D (the paper's FENSE needs a checker checkpoint that is not available offline).
+  Expected: KD_contra above scratch by more than two pooled standard deviations in the data-scarce regime; the paper
+  also has KD_contra >= KD_mse when data is scarce and about equal when rich, and audio-only data helping both.
+
+Variant `mini_ci` (CI): the tiny Multi2Cap teacher and the scarce scratch and KD_contra students, one seed, a few
+steps: it checks the experiment runs end to end and produces its table, not its outcome.
 """
 
 import ml_collections
@@ -33,8 +57,71 @@ PAPER = {
 }
 
 
+MINI_TEACHER = "teacher (Multi2Cap on 5000 clips)"
+MINI_METRICS = (("BLEU4", "bleu_4"), ("ROUGE_L", "rouge_l"), ("CIDEr", "cider_d"))
+MINI_STUDENT = {  # variant `mini`: EffNet-Trm at CPU scale on synthetic clips (clip seed 0), the teacher's cache
+    "data.source": "synthetic", "data.synthetic.num_validation": 100, "data.synthetic.num_test": 200,
+    "data.synthetic.seed": 0, "student.encoder": "efficientnet-b0",
+    "student.encoder_overrides": {"width_coefficient": 0.5, "depth_coefficient": 0.5, "batch_norm_momentum": 0.9},
+    "student.decoder": {"d_model": 64, "num_heads": 4, "ffn_dim": 128, "num_layers": 2, "dropout": 0.1},
+    "kd.contra_dim": 64, "train.steps": 300, "train.log_every": 25, "train.checkpoint_every": 1000,
+}
+MINI_KD = {"teacher.kind": "multi2cap", "teacher.workdir": "{row:%s}" % MINI_TEACHER, "teacher.online": False,
+           "teacher.cache_dir": "{row:%s}/effaac_cache" % MINI_TEACHER}
+
+
+def mini(e: ml_collections.ConfigDict, ci: bool) -> None:
+    """Issue 24's experiment 1 (see the docstring); `ci` cuts it to a check that it runs."""
+    e.name = "EffAAC in miniature: a Multi2Cap teacher on 5000 clips, EffNet-Trm students on 100 or 1000"
+    e.source = "seed 002 Table 2 in miniature (issue 24)"
+    e.expect = ("deciding metric CIDEr-D (test); expected: KD_contra above scratch by more than two pooled standard "
+                "deviations with scarce data; the paper also has KD_contra >= KD_mse when data is scarce, about equal "
+                "when rich, and audio-only data helping both.")
+    e.base = "configs/effaac.py:smoke"
+    e.seeds = (0,) if ci else (0, 1, 2)
+    e.paths = {}
+    teacher = {"data.source": "synthetic", "data.synthetic": {"num_train": 5000, "num_validation": 100,
+                                                              "num_test": 200, "seed": 1},
+               "teacher.kind": "none", "cfd.weight": 0.0, "train.steps": 625, "train.log_every": 25,
+               "train.checkpoint_every": 1000}
+    student, kd = dict(MINI_STUDENT), dict(MINI_KD)
+    regimes = {"scarce": 100, "rich": 1000}
+    if ci:
+        teacher.update({"data.synthetic": {"num_train": 16, "num_validation": 4, "num_test": 4, "seed": 1},
+                        "train.steps": 2})
+        student.update({"data.synthetic.num_validation": 4, "data.synthetic.num_test": 4, "train.steps": 2})
+        regimes = {"scarce": 8}
+    e.rows = [{"name": MINI_TEACHER, "config": "configs/multi2cap.py:%s" % ("tiny" if ci else "smoke"),
+               "overrides": teacher, "seeds": (0,)}]
+    names = []
+    for regime, n in regimes.items():
+        data = {**student, "data.synthetic.num_train": n}
+        ao = {"data.synthetic.num_audio_only": 8 if ci else 1000}
+        rows = [("EffNet-Trm (scratch)", {"kd.enc": "none", "kd.seq_weight": 0.0, "teacher.kind": "none"}),
+                ("KD_mse", {"kd.enc": "mse", **kd}), ("KD_mse + audio-only", {"kd.enc": "mse", **kd, **ao}),
+                ("KD_contra", {"kd.enc": "contra", **kd}), ("KD_contra + audio-only", {"kd.enc": "contra", **kd, **ao})]
+        if ci:
+            rows = [rows[0], rows[4]]
+        for name, over in rows:
+            names.append(f"{name}, {regime}")
+            e.rows.append({"name": names[-1], "overrides": {**data, **over}})
+    e.metrics = [(c, f"test.{p}") for c, p in MINI_METRICS]
+    e.paper = [(f"{n}, {r}", {c: v for c, v in zip((c for c, _ in COLUMNS), PAPER["clotho"][n])
+                              if c in dict(MINI_METRICS)})
+               for r in regimes for n in PAPER["clotho"] if f"{n}, {r}" in names]
+    e.compare = [(f"{a}, {r}", f"{b}, {r}", "CIDEr") for r in regimes for a, b in (
+        ("KD_contra", "EffNet-Trm (scratch)"), ("KD_mse", "EffNet-Trm (scratch)"), ("KD_contra", "KD_mse"),
+        ("KD_contra + audio-only", "KD_contra"), ("KD_mse + audio-only", "KD_mse"),
+        ("KD_contra + audio-only", "EffNet-Trm (scratch)")) if f"{a}, {r}" in names and f"{b}, {r}" in names]
+    e.scale = 100.0
+    e.figure = {"kind": "bars", "metric": "CIDEr", "title": "EffAAC in miniature: test CIDEr-D"}
+
+
 def get_config(variant: str = "clotho") -> ml_collections.ConfigDict:
     e = ml_collections.ConfigDict()
+    if variant in ("mini", "mini_ci"):
+        mini(e, variant == "mini_ci")
+        return e
     e.expect = ("deciding metric FENSE (footnote 2's test); the paper claims KD_contra and KD_mse beat the student "
                 'from scratch, and audio-only data helps both.')
     e.scale = 100.0
@@ -68,7 +155,7 @@ def get_config(variant: str = "clotho") -> ml_collections.ConfigDict:
         e.compare = [("KD_contra", "EffNet-Trm (scratch)", "FENSE"), ("KD_mse", "EffNet-Trm (scratch)", "FENSE"),
                      ("KD_contra + audio-only", "KD_contra", "FENSE")]
     else:
-        raise ValueError(f"{__file__}: unknown variant {variant!r} (clotho, audiocaps, smoke)")
+        raise ValueError(f"{__file__}: unknown variant {variant!r} (clotho, audiocaps, smoke, mini, mini_ci)")
     e.figure = {"kind": "bars", "metric": "FENSE" if variant != "smoke" else "CIDEr",
                 "title": f"{e.source}: {'FENSE' if variant != 'smoke' else 'CIDEr-D'}"}
     return e

@@ -88,8 +88,10 @@ def summarise(exp: Experiment, root: str) -> dict[str, Any]:
 def _fmt(x: float | None, digits: int = 2) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
-    if 0 < abs(x) < 0.1:  # small quantities (seconds of latency, a small std) keep 3 significant digits
+    if 1e-4 <= abs(x) < 0.1:  # small quantities (seconds of latency, a small std) keep 3 significant digits
         digits = max(digits, 2 - math.floor(math.log10(abs(x))))
+    elif 0 < abs(x) < 1e-4:  # float rounding around zero (a BLEU of 1e-11) reads as such, not as 14 decimals
+        return f"{x:.3g}"
     return f"{x:.{digits}f}"
 
 
