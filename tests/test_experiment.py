@@ -40,7 +40,11 @@ def _experiment(tmp_path, workdir, *extra, **kw):
 
 
 @pytest.mark.slow
-def test_smoke_experiment_resumes_after_a_kill_reports_a_failing_run_and_aggregates_the_reports(tmp_path):
+def test_smoke_experiment_resumes_after_a_kill_reports_a_failing_run_and_aggregates_the_reports(tmp_path,
+                                                                                                  monkeypatch):
+    # the runner's own XLA cache (not the suite's shared one), holding even the quick test compiles
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     (tmp_path / "broken.py").write_text(BROKEN_EXPERIMENT)
     wd = tmp_path / "exp"
     first = wd / "runs" / spec.slug(dsg_kd_table2_3.ROWS[0][0]) / "seed0"
@@ -82,7 +86,9 @@ def test_smoke_experiment_resumes_after_a_kill_reports_a_failing_run_and_aggrega
     assert "| L_pred | " in md and "79.40" in md and "Not finished (left out): broken / seed 0" in md
     assert "Design (written before any run): deciding metric AUROC" in md
     assert open(wd / "figure.png", "rb").read(4) == b"\x89PNG"
-    assert sorted(os.listdir(wd)) == sorted(["runs", "status.json", "experiment.json", *aggregate.OUTPUTS])
+    assert sorted(os.listdir(wd)) == sorted(["runs", "status.json", "experiment.json", "compile_cache",
+                                             *aggregate.OUTPUTS])
+    assert os.listdir(wd / "compile_cache")  # the runs' shared XLA cache: the second seed reuses the first's programs
 
     # the same directory with other settings for its runs is refused, naming them
     p = _experiment(tmp_path, wd, "--config.train.steps=5")

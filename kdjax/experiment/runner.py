@@ -137,8 +137,12 @@ def run_all(exp: Experiment, root: str, extra: list[str], *, allow_change: bool 
             python: str = sys.executable, env: dict | None = None,
             say: Callable[[str], None] = lambda s: print(s, flush=True)) -> dict[str, dict]:
     """Run every run of `exp` not yet finished, in order, under `root`; returns the status of each run (also in
-    root/status.json). A failed run is recorded and the next one starts; running again retries it."""
+    root/status.json). A failed run is recorded and the next one starts; running again retries it. The runs share
+    one persistent XLA compilation cache (root/compile_cache, unless JAX_COMPILATION_CACHE_DIR is set): the seeds
+    of a row compile the same programs, which takes a CPU run about as long as its training."""
     os.makedirs(root, exist_ok=True)
+    env = dict(os.environ if env is None else env)
+    env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.abspath(root), "compile_cache"))
     check_record(root, exp, extra, allow_change)
     status = load_status(root)
     runs = exp.runs(root)
