@@ -1,0 +1,137 @@
+"""Why L_hidn does not help in issue 24's DSG-KD experiment: the measurements of benchmarks/EXPERIMENTS.md's diagnosis,
+from a finished `dsg_kd_table2_3.py:mini*` experiment directory.
+
+For a distilling run (its config, its teacher cache) it measures:
+- probe: does the teacher know what the student lacks? A logistic regression on each mapped teacher layer's cached
+  targets (a note's span-pooled states averaged over its domain words), 5-fold cross-validated AUROC on the
+  students' training notes.
+- targets: per mapped teacher layer, the mean square of the word targets and their across-word variance (the MSE a
+  constant prediction of their mean would leave).
+- gradients at step 0 (64 notes, no dropout): the norms of CE's and alpha * L_hidn's gradients on the encoder shared
+  by both, their cosine, and Adam's view: on each coordinate CE has a gradient on, the share of its normalised step
+  CE keeps once L_hidn shares the coordinate, |g_ce| / sqrt(g_ce^2 + g_hidn^2) (1 without L_hidn).
+- collapse: for each student row's best checkpoint (seed 0), how much its last-layer states vary across dev notes
+  (std of the mean token state and of the CLS state, rms over dimensions) and its logit margin's spread.
+
+Prints one JSON line.
+
+    python benchmarks/dsg_kd_diagnosis.py --experiment=experiments/dsg_mini_v1 [--seed=0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+
+import jax
+import numpy as np
+from flax import nnx
+
+from kdjax.experiment import spec
+from kdjax.losses.dsg_kd import total_loss
+from kdjax.systems import dsg_kd
+from kdjax.systems.dsg_kd import teacher as teacher_lib
+from kdjax.train.restore import restore_trained, workdir_config
+
+FULL, ALONE = "L_pred + L_hidn + L_attn", "L_pred"
+
+
+def _task(run: str, scratch: str):
+    cfg = workdir_config(run)
+    cfg.teacher.cache.dir = os.path.join(run, "teacher_cache")  # the run's own cache: nothing recomputed
+    return cfg, dsg_kd.build(cfg, scratch)
+
+
+def _stack(data, n: int) -> dict[str, np.ndarray]:
+    rows = [data[i] for i in range(min(n, len(data)))]
+    return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+def probe(batch: dict[str, np.ndarray]) -> list[float]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import cross_val_predict
+
+    valid = (batch[teacher_lib.COUNTS] > 0).astype(np.float32)[:, :, None]
+    out = []
+    for i in range(batch[teacher_lib.HIDDEN].shape[1]):
+        x = (batch[teacher_lib.HIDDEN][:, i] * valid).sum(1) / np.maximum(valid.sum(1), 1)
+        p = cross_val_predict(LogisticRegression(max_iter=2000), x, batch["label"], cv=5, method="predict_proba")
+        out.append(round(100 * float(roc_auc_score(batch["label"], p[:, 1])), 2))
+    return out
+
+
+def targets(batch: dict[str, np.ndarray]) -> list[dict[str, float]]:
+    valid = batch[teacher_lib.COUNTS] > 0
+    out = []
+    for i in range(batch[teacher_lib.HIDDEN].shape[1]):
+        x = batch[teacher_lib.HIDDEN][:, i][valid]
+        out.append({"mean_square": round(float(np.mean(x ** 2)), 4), "variance": round(float(x.var(0).mean()), 4)})
+    return out
+
+
+def gradients(cfg, task, batch: dict[str, np.ndarray]) -> dict[str, float]:
+    graphdef, params, rest = nnx.split(task.model, nnx.Param, ...)
+    lmap = [tuple(p) for p in task.info["layer_map"]]
+
+    def loss(p, alpha):
+        m = nnx.merge(graphdef, p, rest)
+        s = m.student(batch["s_input_ids"], batch["s_attention_mask"], batch["s_token_type_ids"],
+                      output_hidden_states=True, deterministic=True)
+        return total_loss(s["logits"], batch["label"], s["hidden_states"], None, batch["s_word_ids"],
+                          teacher_lib.from_batch(batch), alpha=alpha, beta=0.0, num_words=int(cfg.data.max_words),
+                          layer_map=lmap, keys=cfg.kd.attn_keys, average_heads=False, project=m.project,
+                          form=cfg.kd.loss_form)[0]
+
+    alpha = float(cfg.kd.alpha)
+    g_ce = jax.grad(lambda p: loss(p, 0.0))(params)
+    g_all = jax.grad(lambda p: loss(p, alpha))(params)
+    shared = lambda g: np.concatenate([  # noqa: E731  the encoder both terms reach (not the head or projection)
+        np.asarray(v).ravel() for k, v in jax.tree_util.tree_flatten_with_path(g)[0]
+        if not any(s in jax.tree_util.keystr(k) for s in ("classifier", "pooler", "hidden_proj"))])
+    c, a = shared(g_ce), shared(g_all)
+    h = a - c
+    nz = c != 0
+    keep = np.abs(c[nz]) / np.sqrt(c[nz] ** 2 + h[nz] ** 2)
+    return {"ce_norm": float(np.linalg.norm(c)), "alpha_hidn_norm": float(np.linalg.norm(h)),
+            "ratio": float(np.linalg.norm(h) / np.linalg.norm(c)), "cosine": float(c @ h / np.linalg.norm(c) /
+                                                                                     np.linalg.norm(h)),
+            "adam_ce_share_median": float(np.median(keep)), "adam_ce_share_mean": float(np.mean(keep))}
+
+
+def collapse(run: str, scratch: str) -> dict[str, float]:
+    cfg, task = _task(run, scratch)
+    model = restore_trained(cfg, task.model, None, run)
+    b = _stack(task.eval_data["dev"], 10_000)
+    out = model.student(b["s_input_ids"], b["s_attention_mask"], b["s_token_type_ids"])
+    last = np.asarray(out["last_hidden_state"])
+    mask = b["s_attention_mask"][..., None]
+    mean_tok = (last * mask).sum(1) / mask.sum(1)
+    margin = np.asarray(out["logits"][:, 1] - out["logits"][:, 0])
+    rms_std = lambda x: float(np.sqrt(x.var(0).mean()))  # noqa: E731
+    return {"mean_token_std": rms_std(mean_tok), "cls_std": rms_std(last[:, 0]), "margin_std": float(margin.std())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--experiment", required=True, help="a finished dsg_kd_table2_3.py:mini* experiment directory")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    run = lambda row: os.path.join(a.experiment, "runs", spec.slug(row), f"seed{a.seed}")  # noqa: E731
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg, task = _task(run(FULL), os.path.join(tmp, "full"))
+        train = _stack(task.train_data, 10_000)
+        result = {"benchmark": "dsg_kd_diagnosis", "experiment": os.path.abspath(a.experiment), "seed": a.seed,
+                  "layer_map": task.info["layer_map"], "probe_auroc": probe(train), "targets": targets(train),
+                  "gradients_step0": gradients(cfg, task, {k: v[:64] for k, v in train.items()}),
+                  "collapse": {}}
+        for row in (ALONE, "L_pred + L_hidn", FULL):
+            if os.path.isdir(run(row)):
+                result["collapse"][row] = collapse(run(row), os.path.join(tmp, spec.slug(row)))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
