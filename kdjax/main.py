@@ -23,11 +23,13 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. con
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, report). "
                                "Default: workdirs/<config name>-<variant>.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "caption", "teacher_cache", "cost"],
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "caption", "teacher_cache", "cost", "export"],
                           "train; caption audio files (--audio) with a trained workdir; teacher_cache: write "
-                          "a distillation teacher's per-clip outputs (EffAAC) before training; or cost: measure "
+                          "a distillation teacher's per-clip outputs (EffAAC) before training; cost: measure "
                           "the config's captioner on this host (parameters, GFLOPs, latency; EffAAC Table 3) "
-                          "into the workdir's report.json.")
+                          "into the workdir's report.json; or export: a trained workdir's model for PyTorch into "
+                          "--out (reads the workdir's own config.json: no --config).")
+_OUT = flags.DEFINE_string("out", None, "--mode=export: the directory the exported model is written to.")
 _ALLOW_CHANGE = flags.DEFINE_bool("allow_config_change", False,
                                   "Resume a workdir with a config that differs from its config.json (refused by "
                                   "default, naming the differing keys; the mesh may always change).")
@@ -64,6 +66,9 @@ def main(argv) -> None:
         handler.addFilter(_QuietLibraries())
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if _MODE.value == "export":
+        _export()
+        return
     cfg = _CONFIG.value
     if cfg is None:
         raise app.UsageError("--config is required, e.g. --config=configs/dsg_kd.py:smoke")
@@ -143,6 +148,33 @@ def main(argv) -> None:
         lock.release()
     if is_main_process():
         print(f"report: {result.report_path}")
+
+
+def _export() -> None:
+    """--mode=export: everything is checked before anything is written; the workdir is only read."""
+    from kdjax.errors import InputError
+    from kdjax.systems import contract, registry
+    from kdjax.train.restore import workdir_config
+
+    if not _WORKDIR.value or not _OUT.value:
+        sys.exit("kdjax: --mode=export needs --workdir=W (a trained run) and --out=DIR")
+    if _CONFIG.value is not None:
+        sys.exit("kdjax: --mode=export reads the workdir's own config.json; drop --config")
+    try:
+        cfg = workdir_config(_WORKDIR.value)
+        system = registry.get(cfg.get("system", ""))
+    except (InputError, FileNotFoundError, KeyError, ValueError) as e:
+        sys.exit(f"kdjax: {e}")
+    if not system.supports(contract.EXPORT):
+        sys.exit(f"kdjax: system {system.name!r} has no --mode=export yet")
+    if os.path.exists(_OUT.value) and os.listdir(_OUT.value):
+        sys.exit(f"kdjax: --out={_OUT.value} exists and is not empty; give a new directory")
+    try:
+        written = system.export(_WORKDIR.value, _OUT.value)
+    except (InputError, FileNotFoundError) as e:
+        sys.exit(f"kdjax: {e}")
+    for path in written:
+        print(path)
 
 
 def _parse(argv: list[str]) -> list[str]:

@@ -147,20 +147,33 @@ def test_flax_to_hf_to_flax_bitexact_bert_classifier(tmp_path):
     assert np.abs(np.asarray(ours) - logits).max() <= TOL
 
 
-def test_dsg_kd_head_roundtrip_and_automodel_loads_encoder(tmp_path):
-    cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=20, classifier_head="dsg_kd")
+@pytest.mark.parametrize("model_type,head,pooler", [("bert", "dsg_kd", True), ("bert", "dsg_kd", False),
+                                                     ("roberta", "dsg_kd", True), ("bert", "first_token", False)])
+def test_kdjax_heads_load_in_transformers_with_equal_logits(tmp_path, model_type, head, pooler):
+    """The heads transformers has no class for travel as kdjax's PyTorch classes inside the directory:
+    AutoModelForSequenceClassification (trust_remote_code) gives kdjax's logits, AutoModel the encoder, and kdjax
+    reads the directory back bit for bit without being told the head."""
+    cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, num_labels=3,
+                     intermediate_size=32, max_position_embeddings=20, classifier_head=head, model_type=model_type,
+                     add_pooling_layer=pooler, pad_token_id=1 if model_type == "roberta" else 0)
     model = SequenceClassifier(cfg, rngs=nnx.Rngs(0))
     out_dir = str(tmp_path / "dsg")
     kc.save_pretrained(model, out_dir)
-    assert os.path.isfile(os.path.join(out_dir, "kdjax_head.safetensors"))
-    back = kc.from_pretrained(out_dir, task="sequence_classification", classifier_head="dsg_kd")
+    assert not os.path.exists(os.path.join(out_dir, "kdjax_head.safetensors"))
+    back = kc.from_pretrained(out_dir, task="sequence_classification")
+    assert back.cfg.classifier_head == head and back.cfg.add_pooling_layer == pooler
     for k, v in flatten(nnx.state(model)).items():
-        np.testing.assert_array_equal(np.asarray(v), np.asarray(flatten(nnx.state(back))[k]))
-    enc = _ids(50, 0, (2, 7))
-    ref = transformers.AutoModel.from_pretrained(out_dir, attn_implementation="eager").eval()
+        np.testing.assert_array_equal(np.asarray(v), np.asarray(flatten(nnx.state(back))[k]), err_msg=k)
+    enc = _ids(50, cfg.pad_token_id, (2, 7))  # RoBERTa's positions skip its padding id
+    ref = transformers.AutoModelForSequenceClassification.from_pretrained(out_dir, trust_remote_code=True).eval()
+    assert type(ref).__name__ == f"Kdjax{'Roberta' if model_type == 'roberta' else 'Bert'}ForSequenceClassification"
+    with torch.no_grad():
+        logits = ref(**{k: torch.tensor(v) for k, v in enc.items()}).logits.numpy()
+    ours = model(jnp.asarray(enc["input_ids"]), jnp.asarray(enc["attention_mask"]))["logits"]
+    assert np.abs(np.asarray(ours) - logits).max() <= TOL
+    encoder = transformers.AutoModel.from_pretrained(out_dir, attn_implementation="eager").eval()
     h, a = _max_diffs(_run_flax(model.encoder, {**enc, "token_type_ids": np.zeros_like(enc["input_ids"])}),
-                      _run_torch(ref, enc))
+                      _run_torch(encoder, enc))
     assert h <= TOL and a <= TOL
 
 

@@ -40,10 +40,10 @@ def test_every_system_keeps_the_contract():
         assert isinstance(system, contract.System) and system.name == name
         for cap in system.capabilities:
             assert callable(getattr(system, {"caption": "caption_files", "teacher_cache": "make_teacher_cache",
-                                             "cost": "cost_model"}[cap]))
+                                             "cost": "cost_model", "export": "export"}[cap]))
     assert registry.get("multi2cap").supports(contract.CAPTION)
     assert registry.get("effaac").supports(contract.TEACHER_CACHE)
-    assert not registry.get("dsg_kd").supports(contract.CAPTION)
+    assert not registry.get("dsg_kd").supports(contract.CAPTION) and registry.get("dsg_kd").supports(contract.EXPORT)
     assert registry.get("effaac").supports(contract.COST) and not registry.get("dsg_kd").supports(contract.COST)
     with pytest.raises(checks.ConfigError, match="'bert_kd' is not one of"):
         registry.get("bert_kd")
@@ -260,7 +260,7 @@ def test_the_cli_stops_at_once_naming_every_key(tmp_path):
     assert not wd.exists()  # nothing was created
     # --mode that the system does not declare
     p = runs.run("configs/dsg_kd.py:tiny", str(wd), "--mode=caption", "--audio=x.wav", check=False)
-    assert p.returncode == 1 and "has no --mode=caption (it supports: train)" in p.stderr
+    assert p.returncode == 1 and "has no --mode=caption (it supports: train, export)" in p.stderr
 
 
 # ------------------------------------------------------------------------------------------ batch spec

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from flax import nnx
 
 from kdjax.convert.param_map import Entry, TensorRule, expand
@@ -61,7 +63,7 @@ IGNORE = ("*embeddings.position_ids", "*embeddings.token_type_ids", "cls.*", "lm
 
 
 # ------------------------------------------------------------------------------------- load / save
-HEAD_FILE = "kdjax_head.safetensors"  # a DSG-KD head (no transformers class) beside the encoder
+HEAD_FILE = "kdjax_head.safetensors"  # how kdjax < 2026-12 saved a DSG-KD head (beside the encoder); still read
 
 
 def load_bert(tensors, hf_cfg: dict, *, task: str = "encoder", source: str = "", seed: int = 0, **overrides):
@@ -70,6 +72,8 @@ def load_bert(tensors, hf_cfg: dict, *, task: str = "encoder", source: str = "",
     from kdjax.convert.param_map import hf_to_flax
     from kdjax.models import state as state_lib
 
+    if "kdjax_classifier_head" in hf_cfg and "classifier_head" not in overrides:
+        overrides["classifier_head"] = hf_cfg["kdjax_classifier_head"]
     cfg = BertConfig.from_hf(hf_cfg, **overrides)
     prefix = base_prefix(cfg)
     has_prefix = any(k.startswith(prefix) for k in tensors)
@@ -93,8 +97,6 @@ def load_bert(tensors, hf_cfg: dict, *, task: str = "encoder", source: str = "",
 
 
 def load(path: str, *, task: str = "encoder", seed: int = 0, **overrides):
-    import os
-
     from kdjax.convert.checkpoint_io import LazyTensors, read_config
 
     tensors = LazyTensors(path)
@@ -106,31 +108,43 @@ def load(path: str, *, task: str = "encoder", seed: int = 0, **overrides):
     return load_bert(tensors, read_config(path), task=task, source=path, seed=seed, **overrides)
 
 
+REMOTE_CODE = "modeling_kdjax_bert.py"  # kdjax/convert/torch_bert_heads.py, copied into the directory
+
+
 def save(model: nnx.Module, out_dir: str, *, tokenizer_dir: str | None = None) -> None:
-    """A transformers directory: BertModel/RobertaModel, or *ForSequenceClassification for the HF-compatible
-    heads; a DSG-KD head is written beside the encoder in kdjax_head.safetensors."""
+    """A transformers directory: BertModel/RobertaModel, or a sequence classifier that
+    `AutoModelForSequenceClassification.from_pretrained(out_dir)` loads with the trained head: transformers' own
+    *ForSequenceClassification for the "bert" and "roberta" heads, and for kdjax's "dsg_kd" and "first_token" heads
+    (no transformers class has them) kdjax's PyTorch classes, shipped in the directory (`trust_remote_code=True`).
+    The encoder loads with `AutoModel.from_pretrained(out_dir)` in every case."""
+    import shutil
+
     from kdjax.convert.common import host_flat, write_dir
     from kdjax.convert.param_map import flax_to_hf
 
     flat = host_flat(model)
     cfg: BertConfig = model.cfg
-    hf_cfg, extra = cfg.to_hf(), {}
-    if isinstance(model, SequenceClassifier) and cfg.classifier_head in ("bert", "roberta"):
+    hf_cfg = cfg.to_hf()
+    if isinstance(model, SequenceClassifier):
         tensors = flax_to_hf(flat, rules(model, base_prefix(cfg)))
-        hf_cfg["architectures"] = ["RobertaForSequenceClassification" if cfg.roberta_positions
-                                   else "BertForSequenceClassification"]
+        family = "Roberta" if cfg.roberta_positions else "Bert"
         hf_cfg["id2label"] = {str(i): f"LABEL_{i}" for i in range(cfg.num_labels)}
         hf_cfg["label2id"] = {f"LABEL_{i}": i for i in range(cfg.num_labels)}
-    elif isinstance(model, SequenceClassifier):
-        all_hf = flax_to_hf(flat, rules(model, ""))
-        extra[HEAD_FILE] = {k: v for k, v in all_hf.items() if k.startswith("classifier.")}
-        tensors = {k: v for k, v in all_hf.items() if not k.startswith("classifier.")}
-        hf_cfg["kdjax_classifier_head"] = cfg.classifier_head
-        hf_cfg["num_labels"] = cfg.num_labels
+        if cfg.classifier_dropout is not None:
+            hf_cfg["classifier_dropout"] = cfg.classifier_dropout
+        if cfg.classifier_head in ("bert", "roberta"):
+            hf_cfg["architectures"] = [f"{family}ForSequenceClassification"]
+        else:
+            name = f"Kdjax{family}ForSequenceClassification"
+            hf_cfg["architectures"] = [name]
+            hf_cfg["auto_map"] = {"AutoModelForSequenceClassification": f"{REMOTE_CODE[:-3]}.{name}"}
+            hf_cfg["kdjax_classifier_head"] = cfg.classifier_head
     else:
         tensors = flax_to_hf(flat, rules(model, ""))
     hf_cfg["add_pooling_layer"] = cfg.add_pooling_layer
-    write_dir(out_dir, tensors, hf_cfg, extra=extra, tokenizer_dir=tokenizer_dir)
+    write_dir(out_dir, tensors, hf_cfg, tokenizer_dir=tokenizer_dir)
+    if "auto_map" in hf_cfg:
+        shutil.copy(os.path.join(os.path.dirname(__file__), "torch_bert_heads.py"), os.path.join(out_dir, REMOTE_CODE))
 
 
 def _register():

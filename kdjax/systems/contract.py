@@ -15,6 +15,7 @@ and whatever of these it declares in `capabilities`:
     CAPTION        caption_files(cfg, workdir, files) -> [(file, caption)]     --mode=caption
     TEACHER_CACHE  make_teacher_cache(cfg, workdir) -> cache directory         --mode=teacher_cache
     COST           cost_model(cfg) -> (captioner, tokenizer), as deployed          --mode=cost
+    EXPORT         export(workdir, out) -> [written paths]: the trained model for PyTorch  --mode=export
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from typing import Any, Callable
 CAPTION = "caption"
 TEACHER_CACHE = "teacher_cache"
 COST = "cost"
-CAPABILITIES = (CAPTION, TEACHER_CACHE, COST)
+EXPORT = "export"
+CAPABILITIES = (CAPTION, TEACHER_CACHE, COST, EXPORT)
 
 # the function each capability promises
-_METHODS = {CAPTION: "caption_files", TEACHER_CACHE: "make_teacher_cache", COST: "cost_model"}
+_METHODS = {CAPTION: "caption_files", TEACHER_CACHE: "make_teacher_cache", COST: "cost_model", EXPORT: "export"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +53,9 @@ class System:
     make_teacher_cache: Callable[[Any, str], str] | None = None
     cost_model: Callable[[Any], tuple[Any, Any]] | None = None
     """cfg -> (the inference captioner the config builds, its tokenizer): what kdjax.metrics.cost measures."""
+    export: Callable[[str, str], list[str]] | None = None
+    """(workdir, out directory) -> the paths written: the workdir's trained model in the form PyTorch users load
+    (transformers / PEFT directories, state dicts), from the workdir's own config.json, on one host."""
 
     def __post_init__(self):
         object.__setattr__(self, "capabilities", frozenset(self.capabilities))

@@ -70,19 +70,28 @@ def build_student(cfg: ml_collections.ConfigDict, vocab_size: int) -> SequenceCl
     return SequenceClassifier(bert_init(s, vocab_size, "student", **head), rngs=nnx.Rngs(cfg.seed))
 
 
-def trained_encoder(workdir: str) -> BertModel:
-    """The encoder of the classifier a DSG-KD run trained in `workdir` (its best parameters if kept, else its newest
-    intact checkpoint): a teacher kdjax fine-tuned on the domain."""
+def trained_classifier(workdir: str) -> tuple[SequenceClassifier, object]:
+    """The student classifier a DSG-KD run trained in `workdir` (its best parameters if kept, else its newest intact
+    checkpoint) and the tokenizer it read with; built from the workdir's own config.json, nothing written."""
     from kdjax.systems.dsg_kd.data import trained_tokenizer
     from kdjax.train.restore import init_params, read_params, workdir_config
 
     src = workdir_config(workdir)
     if src.get("system") != "dsg_kd":
-        raise InputError(f"teacher.workdir={workdir}: a {src.get('system')!r} run, not a DSG-KD one")
-    base = build_student(src, len(trained_tokenizer(src.student, "student", workdir)))
+        raise InputError(f"{workdir}: a {src.get('system')!r} run, not a DSG-KD one")
+    tok = trained_tokenizer(src.student, "student", workdir)
+    model = build_student(src, len(tok))
     params, source = read_params(workdir)
-    init_params(base, nnx.Param, params, source, prefix="student.")
-    return base.encoder
+    init_params(model, nnx.Param, params, source, prefix="student.")
+    return model, tok
+
+
+def trained_encoder(workdir: str) -> BertModel:
+    """The encoder of `trained_classifier(workdir)`: a teacher kdjax fine-tuned on the domain."""
+    try:
+        return trained_classifier(workdir)[0].encoder
+    except InputError as e:
+        raise InputError(f"teacher.workdir={e}") from None
 
 
 def layer_map(spec: str, student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
