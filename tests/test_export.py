@@ -60,3 +60,99 @@ def test_dsg_kd_export_loads_in_transformers_with_kdjax_logits(tmp_path):
     assert none.returncode != 0 and "config.json" in none.stderr and not os.path.exists(tmp_path / "e2")
     with_cfg = export(work, str(tmp_path / "e3"), "--config=configs/dsg_kd.py:tiny")
     assert with_cfg.returncode != 0 and "drop --config" in with_cfg.stderr
+
+
+def _kdjax_captions(model, waves, masks, gen: dict) -> list[list[int]]:
+    from flax import nnx
+
+    from kdjax.models.generate import GenerateConfig
+
+    g = GenerateConfig(**{k: gen[k] for k in ("max_new_tokens", "min_new_tokens", "num_beams", "length_penalty",
+                                              "early_stopping", "eos_token_id")})
+    gdef, state = nnx.split(model)
+    tokens, lengths = nnx.merge(gdef, state).caption(jnp.asarray(waves), jnp.asarray(masks), g)
+    return [[int(t) for t in row[:n]] for row, n in zip(np.asarray(tokens), np.asarray(lengths))]
+
+
+def _clips(seconds: float, n: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Embedded real clips at 16 kHz, cropped or padded to `seconds` as captioning does (one padded)."""
+    import glob
+
+    from kdjax.audio.io import crop_or_pad, load_audio
+
+    files = sorted(glob.glob(os.path.join(runs.REPO, "kdjax", "data", "assets", "real_sounds", "audio", "*.flac")))
+    pairs = [crop_or_pad(load_audio(f, 16000), int(seconds * 16000)) for f in files[:n]]
+    assert len(pairs) == n and not all(m.all() for _, m in pairs)  # padding is masked on both sides
+    return np.stack([w for w, _ in pairs]), np.stack([m for _, m in pairs])
+
+
+def test_effaac_export_captions_in_pytorch_token_for_token(tmp_path):
+    from kdjax.convert.torch_effaac import EffNetTrm, decode
+    from kdjax.data import tokenizers
+    from kdjax.systems.effaac.student import load_trained
+    from kdjax.train.restore import workdir_config
+
+    work, out = str(tmp_path / "w"), str(tmp_path / "export")
+    runs.run("configs/effaac.py:tiny", work, "--config.kd.enc=none", "--config.kd.seq_weight=0",
+             "--config.teacher.kind=none", "--config.eval.final=False",
+             "--config.eval.generate.num_beams=3", "--config.eval.generate.max_new_tokens=8")
+    p = export(work, out)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert {"modeling_effaac.py", "README.md", "tokenizer.json", "model.safetensors"} <= set(os.listdir(out))
+    model_pt, tok_pt, gen = EffNetTrm.from_export(out)  # strict
+    assert gen["num_beams"] == 3 and gen["max_new_tokens"] == 8
+    ours, tok = load_trained(workdir_config(work), work)
+    waves, masks = _clips(gen["clip_seconds"])
+    for g in (gen, {**gen, "num_beams": 1}):
+        mine = _kdjax_captions(ours, waves, masks, g)
+        theirs = model_pt.caption(torch.from_numpy(waves), torch.from_numpy(masks), **g)
+        assert theirs == mine, (g["num_beams"], theirs, mine)
+    texts = tokenizers.text_decoder(tok)(np.array([t + [0] * (8 - len(t)) for t in mine]))
+    assert [decode(tok_pt, t, gen["eos_token_id"]) for t in theirs] == texts
+
+
+def test_pytorch_decoding_is_kdjaxs_on_a_random_student():
+    """Greedy and beam search (length penalty, early stopping, a minimum length) on an untrained student with a
+    300-word vocabulary, from the same encoder output (random, so that captions vary; the encoders' parity is
+    tests/test_effaac_model.py's), masked in one row; and the front end on real clips."""
+    from flax import nnx
+
+    from kdjax.convert import effaac as effaac_map
+    from kdjax.convert.common import load_family
+    from kdjax.convert.torch_effaac import EffNetTrm
+    from kdjax.models.caption_decoder import CaptionDecoderConfig
+    from kdjax.models.effaac import EffAAC, EffAACConfig, FrontEndConfig
+    from kdjax.models.efficientnet import EfficientNetConfig
+
+    torch.manual_seed(0)
+    tm = EffNetTrm(300, encoder="efficientnet-b0", encoder_overrides={"width_coefficient": 0.25,
+                                                                     "depth_coefficient": 0.34},
+                   d=32, heads=4, ffn=64, layers=2).eval()
+    with torch.no_grad():  # N(0, 1) embeddings (torch's init) would make every step repeat BOS whatever the memory
+        tm.decoder.word_embedding.weight.mul_(0.05)
+        tm.decoder.memory_proj.weight.mul_(10.0)
+    cfg = EffAACConfig(encoder=EfficientNetConfig.from_name("efficientnet-b0", width_coefficient=0.25,
+                                                            depth_coefficient=0.34),
+                       decoder=CaptionDecoderConfig(vocab_size=300, d_model=32, num_heads=4, ffn_dim=64))
+    model, report = load_family({k: v.detach().numpy() for k, v in tm.state_dict().items()},
+                                lambda: EffAAC(cfg, rngs=nnx.Rngs(0)), effaac_map.rules(cfg), effaac_map.IGNORE, "torch")
+    assert report.ok()
+    waves, _ = _clips(2.0)
+    mel_ours = np.asarray(FrontEndConfig().mel(jnp.asarray(waves)))
+    mel_theirs = tm.front_end(torch.from_numpy(waves)).numpy()
+    assert np.abs(mel_ours - mel_theirs).max() < 1e-2  # dB, over a 120 dB range
+
+    rng = np.random.default_rng(0)
+    memory = rng.standard_normal((5, 6, cfg.encoder.out_channels)).astype(np.float32) * 3
+    mask = np.ones((5, 6), bool)
+    mask[2, 4:] = False
+    for beams, lp, early in ((1, 1.0, False), (3, 1.0, False), (4, 0.6, False), (3, 1.0, True)):
+        g = {"bos_token_id": 1, "eos_token_id": 2, "max_new_tokens": 9, "min_new_tokens": 2, "num_beams": beams,
+             "length_penalty": lp, "early_stopping": early}
+        from kdjax.models.generate import GenerateConfig
+
+        gc = GenerateConfig(**{k: v for k, v in g.items() if k != "bos_token_id"})
+        tokens, lengths = model.caption(None, None, gc, memory=(jnp.asarray(memory), jnp.asarray(mask)))
+        mine = [[int(t) for t in row[:n]] for row, n in zip(np.asarray(tokens), np.asarray(lengths))]
+        assert len({tuple(t) for t in mine}) > 2
+        assert tm.generate(torch.from_numpy(memory), torch.from_numpy(mask), **g) == mine, g

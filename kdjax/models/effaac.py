@@ -136,4 +136,5 @@ class EffAAC(nnx.Module):
     def audio_only(self) -> "EffAAC":
         """The inference model: the contrastive heads are training-only."""
         self.student_proj = self.teacher_proj = self.logit_scale = None
+        self.cfg = dataclasses.replace(self.cfg, contra_dim=0, teacher_dim=0)
         return self

@@ -21,12 +21,14 @@ Here:
     loss.py      the step loss (kdjax.losses.effaac.total_loss, eq. 5)
     task.py      build, batch description, abstract task, captioning
     checks.py    validate
+    export.py    the trained student for PyTorch (--mode=export)
 """
 
 from __future__ import annotations
 
 from kdjax.systems import contract
 from kdjax.systems.effaac.checks import validate
+from kdjax.systems.effaac.export import export
 from kdjax.systems.effaac.loss import make_loss_fn
 from kdjax.systems.effaac.student import build_tokenizer, frozen_filter, load_trained, student_config
 from kdjax.systems.effaac.task import (LOGICAL_AXES, abstract_task, batch_spec, build, caption_files,
@@ -35,10 +37,12 @@ from kdjax.systems.effaac.teacher import (AudioTeacher, Multi2CapTeacher, cache_
                                           online_teacher)
 
 __all__ = ["SYSTEM", "LOGICAL_AXES", "AudioTeacher", "Multi2CapTeacher", "abstract_task", "batch_spec", "build",
-           "build_tokenizer", "cache_dir", "caption_files", "cost_model", "frozen_filter", "load_teacher", "load_trained",
+           "build_tokenizer", "cache_dir", "caption_files", "cost_model", "export", "frozen_filter", "load_teacher", "load_trained",
            "make_loss_fn", "make_teacher_cache", "online_teacher", "student_config", "validate"]
 
 
 SYSTEM = contract.System("effaac", validate=validate, batch_spec=batch_spec, build=build,
-                         abstract_task=abstract_task, capabilities={contract.CAPTION, contract.TEACHER_CACHE, contract.COST},
-                         caption_files=caption_files, make_teacher_cache=make_teacher_cache, cost_model=cost_model)
+                         abstract_task=abstract_task,
+                         capabilities={contract.CAPTION, contract.TEACHER_CACHE, contract.COST, contract.EXPORT},
+                         caption_files=caption_files, make_teacher_cache=make_teacher_cache, cost_model=cost_model,
+                         export=export)
