@@ -13,7 +13,7 @@ experiment, configs/experiments/effaac_table3.py, report); this script adds the 
   gives parameters and GFLOPs but no latency. Latency is measured against the teacher this machine can run,
   Multi2Cap-smoke (CED-tiny, SmolLM2-135M when installed), and reported separately.
 - Latency: warm, jitted `caption` (beam 3, min = max = 20 new tokens so every model emits 20 tokens), median
-  of repeated calls (the smoke teacher's: the mean of 3, as --mode=cost gives it). PyTorch counterpart: the same student in PyTorch (kdjax/convert/torch_effaac.py:
+  of repeated calls (the smoke teacher's: the mean of 3, as --mode=cost gives it). PyTorch counterpart: the same student in PyTorch (kdjax/convert/pytorch/modeling_effaac.py:
   efficientnet_pytorch B2 + torch.nn.TransformerDecoderLayer), greedy decoding that re-runs the prefix
   each step (stock nn.TransformerDecoder has no KV cache), against kdjax's greedy decoding (KV cache), both
   20 tokens, `torch.set_num_threads(2)`, the two taking turns (benchmarks.common.interleaved). The encoders
@@ -76,7 +76,7 @@ def torch_student(model, vocab: int = 4981):
     import torch
 
     from kdjax import convert
-    from kdjax.convert.torch_effaac import EffNetTrm
+    from kdjax.convert.pytorch.modeling_effaac import EffNetTrm
 
     torch.set_num_threads(2)
     tm = EffNetTrm(vocab).eval()

@@ -100,7 +100,7 @@ def test_efficientnet_directory_round_trips_through_efficientnet_pytorch(tmp_pat
 
 
 def test_effaac_student_directory_loads_into_the_pytorch_student(tmp_path):
-    from kdjax.convert.torch_effaac import EffNetTrm
+    from kdjax.convert.pytorch.modeling_effaac import EffNetTrm
 
     from kdjax.models.caption_decoder import CaptionDecoderConfig
     from kdjax.models.effaac import EffAAC, EffAACConfig

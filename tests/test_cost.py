@@ -17,7 +17,7 @@ from kdjax.metrics import cost
 from kdjax.models.caption_decoder import CaptionDecoderConfig
 from kdjax.models.effaac import EffAAC, EffAACConfig
 from tests import runs
-from kdjax.convert.torch_effaac import EffNetTrm
+from kdjax.convert.pytorch.modeling_effaac import EffNetTrm
 
 
 def test_student_parameters_and_gflops_agree_with_pytorch_on_the_paper_student():

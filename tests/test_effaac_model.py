@@ -16,7 +16,7 @@ from kdjax.models.caption_decoder import CaptionDecoderConfig, TransformerCaptio
 from kdjax.models.effaac import EffAAC, EffAACConfig
 from kdjax.models.efficientnet import EfficientNetConfig
 from kdjax.models.generate import GenerateConfig, generate
-from kdjax.convert.torch_effaac import EffNetTrm
+from kdjax.convert.pytorch.modeling_effaac import EffNetTrm
 
 
 def _torch_student(vocab=300, enc_proj_dim=0, seed=0):

@@ -87,7 +87,7 @@ def _clips(seconds: float, n: int = 4) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_effaac_export_captions_in_pytorch_token_for_token(tmp_path):
-    from kdjax.convert.torch_effaac import EffNetTrm, decode
+    from kdjax.convert.pytorch.modeling_effaac import EffNetTrm, decode
     from kdjax.data import tokenizers
     from kdjax.systems.effaac.student import load_trained
     from kdjax.train.restore import workdir_config
@@ -119,7 +119,7 @@ def test_pytorch_decoding_is_kdjaxs_on_a_random_student():
 
     from kdjax.convert import effaac as effaac_map
     from kdjax.convert.common import load_family
-    from kdjax.convert.torch_effaac import EffNetTrm
+    from kdjax.convert.pytorch.modeling_effaac import EffNetTrm
     from kdjax.models.caption_decoder import CaptionDecoderConfig
     from kdjax.models.effaac import EffAAC, EffAACConfig, FrontEndConfig
     from kdjax.models.efficientnet import EfficientNetConfig

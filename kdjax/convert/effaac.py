@@ -1,6 +1,6 @@
 """Parameter map between EffAAC's student (kdjax.models.effaac) and its PyTorch layout, used both ways.
 
-The PyTorch layout is the student built from stock parts (kdjax/convert/torch_effaac.py builds it):
+The PyTorch layout is the student built from stock parts (kdjax/convert/pytorch/modeling_effaac.py builds it):
 
     encoder.*                       efficientnet_pytorch EfficientNet, in_channels=1 (`encoder._fc` unused)
     enc_proj.{weight,bias}          MSE variant: per-frame projection to the teacher's width
@@ -108,7 +108,7 @@ def load(path: str, *, seed: int = 0, **overrides):
 
 
 def save(model, out_dir: str, **_) -> None:
-    """model.safetensors in the PyTorch student's names (kdjax/convert/torch_effaac.py; BatchNorm statistics included,
+    """model.safetensors in the PyTorch student's names (kdjax/convert/pytorch/modeling_effaac.py; BatchNorm statistics included,
     the encoder's unused ImageNet classifier absent) and config.json with the kdjax config."""
     from kdjax.convert.common import config_to_json, with_batch_counts, write_dir
 

@@ -7,6 +7,7 @@ import os
 from flax import nnx
 
 from kdjax.convert.param_map import Entry, TensorRule, expand
+from kdjax.convert.pytorch_code import PYTORCH_CODE
 from kdjax.models.bert import BertConfig, BertModel, SequenceClassifier
 
 MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert")
@@ -108,7 +109,7 @@ def load(path: str, *, task: str = "encoder", seed: int = 0, **overrides):
     return load_bert(tensors, read_config(path), task=task, source=path, seed=seed, **overrides)
 
 
-REMOTE_CODE = "modeling_kdjax_bert.py"  # kdjax/convert/torch_bert_heads.py, copied into the directory
+REMOTE_CODE = "modeling_kdjax_bert.py"  # copied from kdjax/convert/pytorch/ into the directory
 
 
 def save(model: nnx.Module, out_dir: str, *, tokenizer_dir: str | None = None) -> None:
@@ -144,7 +145,7 @@ def save(model: nnx.Module, out_dir: str, *, tokenizer_dir: str | None = None) -
     hf_cfg["add_pooling_layer"] = cfg.add_pooling_layer
     write_dir(out_dir, tensors, hf_cfg, tokenizer_dir=tokenizer_dir)
     if "auto_map" in hf_cfg:
-        shutil.copy(os.path.join(os.path.dirname(__file__), "torch_bert_heads.py"), os.path.join(out_dir, REMOTE_CODE))
+        shutil.copy(os.path.join(PYTORCH_CODE, REMOTE_CODE), os.path.join(out_dir, REMOTE_CODE))
 
 
 def _register():

@@ -1,4 +1,5 @@
-"""EffAAC's export: the trained EffNet-Trm student for PyTorch (kdjax/convert/torch_effaac.py, shipped with it)."""
+"""EffAAC's export: the trained EffNet-Trm student for PyTorch (kdjax/convert/pytorch/modeling_effaac.py,
+shipped with it)."""
 
 from __future__ import annotations
 
@@ -33,8 +34,8 @@ Needs: torch, efficientnet_pytorch==0.7.1, safetensors, transformers. kdjax capt
 
 def export(workdir: str, out: str) -> list[str]:
     """`out`: the student without its training-only heads, its word tokenizer, the PyTorch code and a README."""
-    from kdjax import convert
     from kdjax.convert import save_pretrained
+    from kdjax.convert.pytorch_code import PYTORCH_CODE
     from kdjax.systems.effaac.student import load_trained
     from kdjax.train.restore import trained_checkpoint, workdir_config
 
@@ -78,8 +79,7 @@ def export(workdir: str, out: str) -> list[str]:
     config["pytorch"] = pytorch
     with open(path, "w", encoding="utf-8") as fh:
         json.dump(config, fh, indent=1)
-    shutil.copy(os.path.join(os.path.dirname(convert.__file__), "torch_effaac.py"),
-                os.path.join(out, "modeling_effaac.py"))
+    shutil.copy(os.path.join(PYTORCH_CODE, "modeling_effaac.py"), os.path.join(out, "modeling_effaac.py"))
     with open(os.path.join(out, "README.md"), "w", encoding="utf-8") as fh:
         fh.write(_README.format(workdir=os.path.abspath(workdir), checkpoint=trained_checkpoint(workdir), out=out,
                                 sample_rate=f.sample_rate, clip_seconds=cfg.data.clip_seconds))
