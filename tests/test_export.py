@@ -74,15 +74,15 @@ def _kdjax_captions(model, waves, masks, gen: dict) -> list[list[int]]:
     return [[int(t) for t in row[:n]] for row, n in zip(np.asarray(tokens), np.asarray(lengths))]
 
 
-def _clips(seconds: float, n: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """Embedded real clips at 16 kHz, cropped or padded to `seconds` as captioning does (one padded)."""
+def _clips(seconds: float, n: int = 4, padded: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Embedded real clips at 16 kHz, cropped or padded to `seconds` as captioning does (`padded`: one is)."""
     import glob
 
     from kdjax.audio.io import crop_or_pad, load_audio
 
     files = sorted(glob.glob(os.path.join(runs.REPO, "kdjax", "data", "assets", "real_sounds", "audio", "*.flac")))
     pairs = [crop_or_pad(load_audio(f, 16000), int(seconds * 16000)) for f in files[:n]]
-    assert len(pairs) == n and not all(m.all() for _, m in pairs)  # padding is masked on both sides
+    assert len(pairs) == n and (not padded or not all(m.all() for _, m in pairs))  # padding is masked on both sides
     return np.stack([w for w, _ in pairs]), np.stack([m for _, m in pairs])
 
 
@@ -156,3 +156,31 @@ def test_pytorch_decoding_is_kdjaxs_on_a_random_student():
         mine = [[int(t) for t in row[:n]] for row, n in zip(np.asarray(tokens), np.asarray(lengths))]
         assert len({tuple(t) for t in mine}) > 2
         assert tm.generate(torch.from_numpy(memory), torch.from_numpy(mask), **g) == mine, g
+
+
+def test_audio_tagging_export_loads_strictly_in_the_ced_code(tmp_path):
+    import json
+
+    from kdjax.systems.audio_tagging import build_model
+    from kdjax.train.restore import restore_trained, workdir_config
+    from tests.test_audio_tagging import CONFIG, QUICK
+    from tests.torch_ced import TorchCED
+
+    work, out = str(tmp_path / "w"), str(tmp_path / "export")
+    runs.run(CONFIG, work, *QUICK, "--config.train.steps=3", "--config.eval.final=False")
+    p = export(work, out)
+    assert p.returncode == 0, p.stderr[-3000:]
+    cfg = workdir_config(work)
+    labels = json.load(open(os.path.join(out, "labels.json")))
+    assert labels == list(cfg.data.labels)
+    from safetensors.torch import load_file
+
+    ref = TorchCED("ced_tiny", num_classes=len(labels), depth=2).eval()
+    ref.load_state_dict(load_file(os.path.join(out, "model.safetensors")), strict=True)
+    ours = restore_trained(cfg, build_model(cfg, len(labels)), None, work)
+    waves, _ = _clips(float(cfg.data.clip_seconds), padded=False)
+    with torch.no_grad():
+        theirs = ref(torch.from_numpy(waves))["logits"].numpy()
+    mine = np.asarray(ours(jnp.asarray(waves), None)["logits"])
+    np.testing.assert_allclose(theirs, mine, atol=2e-4 * np.abs(mine).max())
+    assert mine.std(0).mean() > 1e-3  # the clips' logits differ: a real comparison

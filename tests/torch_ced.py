@@ -135,7 +135,7 @@ class PatchEmbed(nn.Module):
 
 class TorchCED(nn.Module):
     def __init__(self, size="ced_tiny", num_classes=527, target_length=1012, batch_top_db=False,
-                 chunk_mode="mean", split_qkv=False):
+                 chunk_mode="mean", split_qkv=False, depth=12):
         super().__init__()
         dim, heads = SIZES[size]
         self.target_length, self.chunk_mode = target_length, chunk_mode
@@ -145,7 +145,7 @@ class TorchCED(nn.Module):
         self.time_pos_embed = nn.Parameter(torch.randn(1, dim, 1, target_length // 16) * 0.02)
         self.freq_pos_embed = nn.Parameter(torch.randn(1, dim, 4, 1) * 0.02)
         attention = SplitAttention if split_qkv else Attention  # split: LOAE's copy of CED
-        self.blocks = nn.Sequential(*[Block(dim, heads, attention) for _ in range(12)])
+        self.blocks = nn.Sequential(*[Block(dim, heads, attention) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.outputlayer = (nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, num_classes)) if num_classes
                             else None)

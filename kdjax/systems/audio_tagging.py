@@ -179,5 +179,44 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         batch_spec=batch_spec(cfg))
 
 
+_README = """# CED audio tagger exported by kdjax
+
+From the kdjax workdir `{workdir}` (checkpoint `{checkpoint}`). `model.safetensors` is the state dict of the
+original CED code's model (github.com/RicherMans/CED, `models/audiotransformer.py`: {arch}, depth {depth},
+{num_classes} classes; front-end buffers included), loaded with `strict=True`; `labels.json` names the classes
+in the order of its logits. Input: mono 16 kHz audio; kdjax evaluated clips of {clip_seconds} s.
+
+```python
+import json, torch
+from safetensors.torch import load_file
+state = load_file("{out}/model.safetensors")
+model = ...  # CED's AudioTransformer for {arch} with num_classes={num_classes} (and depth={depth})
+model.load_state_dict(state, strict=True)
+labels = json.load(open("{out}/labels.json"))
+```
+"""
+
+
+def export(workdir: str, out: str) -> list[str]:
+    """`out`: the trained CED encoder and head as the original CED code's state dict, the label names, a README."""
+    import json
+
+    from kdjax.convert import save_pretrained
+    from kdjax.train.restore import restore_trained, trained_checkpoint, workdir_config
+
+    cfg = workdir_config(workdir)
+    labels = list(cfg.data.labels)
+    model = restore_trained(cfg, build_model(cfg, len(labels)), None, workdir)
+    save_pretrained(model, out)
+    with open(os.path.join(out, "labels.json"), "w", encoding="utf-8") as f:
+        json.dump(labels, f, indent=1)
+    with open(os.path.join(out, "README.md"), "w", encoding="utf-8") as f:
+        f.write(_README.format(workdir=os.path.abspath(workdir), checkpoint=trained_checkpoint(workdir), out=out,
+                               arch={v: k for k, v in ced_lib.SIZES.items()}.get(
+                                   (model.cfg.embed_dim, model.cfg.num_heads), "CED"), depth=model.cfg.depth, num_classes=len(labels),
+                               clip_seconds=cfg.data.clip_seconds))
+    return sorted(os.path.join(out, n) for n in os.listdir(out))
+
+
 SYSTEM = contract.System("audio_tagging", validate=validate, batch_spec=lambda cfg, **dims: batch_spec(cfg),
-                         build=build, abstract_task=abstract_task)
+                         build=build, abstract_task=abstract_task, capabilities={contract.EXPORT}, export=export)
