@@ -184,3 +184,34 @@ def test_audio_tagging_export_loads_strictly_in_the_ced_code(tmp_path):
     mine = np.asarray(ours(jnp.asarray(waves), None)["logits"])
     np.testing.assert_allclose(theirs, mine, atol=2e-4 * np.abs(mine).max())
     assert mine.std(0).mean() > 1e-3  # the clips' logits differ: a real comparison
+
+
+@runs.SHARES_M2C_TINY
+def test_multi2cap_export_reassembled_in_pytorch_captions_token_for_token(m2c_tiny_run, tmp_path):
+    """CED (the PyTorch CED of tests/), Q-Former (transformers), projector, LLaMA + LoRA (transformers + peft),
+    reassembled from the export by its own code, give kdjax's greedy and beam-search captions of real clips."""
+    import json
+
+    from kdjax.convert.pytorch.modeling_multi2cap import Multi2CapTorch
+    from kdjax.systems.multi2cap import load_trained
+    from kdjax.train.restore import workdir_config
+    from tests.torch_ced import TorchCED
+
+    out = str(tmp_path / "export")
+    p = export(m2c_tiny_run, out)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert {"ced", "qformer", "llama_lora", "llama_base", "tokenizer", "projector.safetensors", "multi2cap.json",
+            "modeling_multi2cap.py", "README.md"} <= set(os.listdir(out))
+    settings = json.load(open(os.path.join(out, "multi2cap.json")))
+    c = settings["ced"]
+    ced = TorchCED("ced_tiny", num_classes=0, depth=c["depth"], chunk_mode=c["chunk_mode"]).eval()
+    model, tok = Multi2CapTorch.from_export(out, ced)
+    cfg = workdir_config(m2c_tiny_run)
+    ours, _ = load_trained(cfg, m2c_tiny_run)
+    waves, masks = _clips(settings["clip_seconds"])
+    for over in ({}, {"num_beams": 3, "max_new_tokens": 6}):
+        gen = {**settings["generate"], **over}
+        mine = _kdjax_captions(ours, waves, masks, gen)
+        theirs = model.caption(torch.from_numpy(waves), torch.from_numpy(masks), **over)
+        theirs = [[int(t) for t in row if t != gen["pad_token_id"]] for row in theirs.tolist()]
+        assert all(mine) and theirs == mine, (over, theirs, mine)

@@ -140,14 +140,17 @@ def unmerge(model: nnx.Module) -> None:
             m.merged = False
 
 
-def merged_copy(model: nnx.Module) -> nnx.Module:
-    """A copy with each LoRALinear replaced by a plain nnx.Linear holding W0 + (alpha/r) B A: the
-    model as a base-architecture checkpoint (e.g. for kdjax.convert.save_pretrained)."""
+def merged_copy(model: nnx.Module, merge: bool = True) -> nnx.Module:
+    """A copy with each LoRALinear replaced by a plain nnx.Linear holding W0 + (alpha/r) B A (`merge=False`: W0,
+    the frozen base alone): the model as a base-architecture checkpoint (e.g. for kdjax.convert.save_pretrained)."""
     out = nnx.clone(model)
     for path, m in nnx.iter_modules(out):
         if isinstance(m, LoRALinear):
             kernel = m.kernel[...]
-            merged = kernel if m.merged else (kernel.astype(jnp.float32) + m.delta()).astype(kernel.dtype)
+            if merge:
+                merged = kernel if m.merged else (kernel.astype(jnp.float32) + m.delta()).astype(kernel.dtype)
+            else:
+                merged = (kernel.astype(jnp.float32) - m.delta()).astype(kernel.dtype) if m.merged else kernel
             plain = nnx.eval_shape(lambda: nnx.Linear(m.in_features, m.out_features, use_bias=m.bias is not None,
                                                       dtype=m.dtype, param_dtype=kernel.dtype, rngs=nnx.Rngs(0)))
             plain.kernel = nnx.Param(merged)

@@ -12,12 +12,14 @@ Here:
     loss.py     L_cap + lambda * L_cfd
     task.py     build, batch description, abstract task, captioning
     checks.py   validate
+    export.py   the trained captioner for PyTorch (--mode=export)
 """
 
 from __future__ import annotations
 
 from kdjax.systems import contract
 from kdjax.systems.multi2cap.checks import validate
+from kdjax.systems.multi2cap.export import export
 from kdjax.systems.multi2cap.loss import cfd_loss, make_loss_fn
 from kdjax.systems.multi2cap.models import (FROZEN, LOGICAL_AXES, build_model, build_teacher, build_tokenizer,
                                             teacher_dim)
@@ -27,8 +29,8 @@ from kdjax.systems.multi2cap.teacher import cached_image_features, uses_teacher
 
 __all__ = ["SYSTEM", "FROZEN", "LOGICAL_AXES", "abstract_task", "batch_spec", "build", "build_model",
            "build_teacher", "build_tokenizer", "cached_image_features", "caption_files", "cfd_loss", "cost_model",
-           "load_trained", "make_loss_fn", "teacher_dim", "uses_teacher", "validate"]
+           "export", "load_trained", "make_loss_fn", "teacher_dim", "uses_teacher", "validate"]
 
 SYSTEM = contract.System("multi2cap", validate=validate, batch_spec=batch_spec, build=build,
-                         abstract_task=abstract_task, capabilities={contract.CAPTION, contract.COST},
-                         caption_files=caption_files, cost_model=cost_model)
+                         abstract_task=abstract_task, capabilities={contract.CAPTION, contract.COST, contract.EXPORT},
+                         caption_files=caption_files, cost_model=cost_model, export=export)
