@@ -27,7 +27,8 @@ def snapshot(root: str) -> dict[str, tuple[int, int]]:
 
 def test_dsg_kd_export_loads_in_transformers_with_kdjax_logits(tmp_path):
     work, out = str(tmp_path / "run with spaces"), str(tmp_path / "export")
-    runs.run("configs/dsg_kd.py:tiny", work, "--config.train.steps=3")
+    # trained on 8 devices, exported (and compared) on one
+    runs.run("configs/dsg_kd.py:tiny", work, "--config.train.steps=3", devices=8)
     before = snapshot(work)
     p = export(work, out)
     assert p.returncode == 0, p.stderr[-3000:]
