@@ -33,6 +33,10 @@ generates, designed before it was run:
   Expected: KD_contra above scratch by more than two pooled standard deviations in the data-scarce regime; the paper
   also has KD_contra >= KD_mse when data is scarce and about equal when rich, and audio-only data helping both.
 
+Its result and diagnosis (benchmarks/EXPERIMENTS.md): KD_contra does not beat scratch here because the embedding L_enc
+distils (the mean token of the teacher's random-init CED + LoRA) knows no more than an untrained student; the next
+design (a teacher whose CED first learns the events as a tagger) is written there before it is built or run.
+
 Variant `mini_ci` (CI): the tiny Multi2Cap teacher and the scarce scratch and KD_contra students, one seed, a few
 steps: it checks the experiment runs end to end and produces its table, not its outcome.
 """
