@@ -19,6 +19,9 @@ diagnosis, from a finished `effaac_table2.py:mini` experiment directory.
 Prints one JSON line.
 
     python benchmarks/effaac_diagnosis.py --experiment=experiments/effaac_mini [--seed=0] [--clips=1000]
+
+`--parts=teacher` needs only the teacher's run (no student, no cache): the `mini_v2` design's gate, probed before
+any student runs.
 """
 
 from __future__ import annotations
@@ -173,14 +176,16 @@ def main() -> None:
     parts = set(a.parts.split(","))
     run = lambda row: os.path.join(a.experiment, "runs", spec.slug(row), f"seed{a.seed}")  # noqa: E731
     teacher_run = os.path.join(a.experiment, "runs", spec.slug(TEACHER), "seed0")
-    cache = teacher_cache.read(os.path.join(teacher_run, "effaac_cache"))
     ids = [f"synthetic-audio_only-{i}" for i in range(a.clips)]
-    cache.check(ids)
-    cfg = workdir_config(run("KD_contra, scarce"))
+    students = bool(parts - {"teacher"})
+    if students:
+        cache = teacher_cache.read(os.path.join(teacher_run, "effaac_cache"))
+        cache.check(ids)
+    cfg = workdir_config(run("KD_contra, scarce") if students else teacher_run)
     sr = int(cfg.data.sample_rate)
-    # the audio-only clips are part 3 of clip seed 0 (kdjax.data.captions._synthetic)
-    src = SyntheticSounds(a.clips, seed=4 * int(cfg.data.synthetic.seed) + 3, seconds=float(cfg.data.clip_seconds),
-                          sample_rate=sr)
+    # the audio-only clips are part 3 of the students' clip seed 0 (kdjax.data.captions._synthetic)
+    src = SyntheticSounds(a.clips, seed=4 * (int(cfg.data.synthetic.seed) if students else 0) + 3,
+                          seconds=float(cfg.data.clip_seconds), sample_rate=sr)
     clips = [src[i] for i in range(a.clips)]
     waves, events = np.stack([c["wave"] for c in clips]), [c["events"] for c in clips]
     result = {"benchmark": "effaac_diagnosis", "experiment": os.path.abspath(a.experiment), "seed": a.seed,
@@ -191,6 +196,9 @@ def main() -> None:
     if "teacher" in parts:
         for name, x in teacher_features(teacher_run, waves).items():
             result["probe"][name] = probe(x, events)
+    if not students:
+        print(json.dumps(result))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         task = effaac.build(cfg, os.path.join(tmp, "kd"))
         if "probe" in parts:

@@ -6,11 +6,16 @@ Variants (`--config=configs/audio_tagging.py:<variant>`):
                Multi2Cap augmentations. The audio stack's learning test.
   finetune     a released CED checkpoint (--config.model.checkpoint=/path/ced_base.pt) with a fresh
                head on the same data.
+  synthetic    CED-tiny (4 blocks) from random init tagging kdjax.data.synthetic_sounds clips with their events'
+               (kind, pitch) pairs (multi-label, 10 classes; 5000 training clips of clip seed 1: the Multi2Cap
+               teacher's of issue 24's EffAAC experiment, whose audio encoder it becomes); about 10 minutes:
+                   python -m kdjax.main --config=configs/audio_tagging.py:synthetic --workdir=workdirs/tagger
 """
 
 import ml_collections
 
 from kdjax.data.real_sounds import LABELS
+from kdjax.data.synthetic_sounds import TAGS
 
 
 def get_config(variant: str = "real_sounds") -> ml_collections.ConfigDict:
@@ -19,9 +24,12 @@ def get_config(variant: str = "real_sounds") -> ml_collections.ConfigDict:
     c.seed = 0
     c.mesh = {"data": -1, "fsdp": 1, "tensor": 1}
     c.data = ml_collections.ConfigDict({
-        "source": "real_sounds",  # or 'manifest': users' clips listed in data.manifest_file
+        "source": "real_sounds",  # or 'manifest': users' clips listed in data.manifest_file; or 'synthetic'
         "manifest_file": "",  # JSONL: {"audio": path, "label": name, "split": train|validation|test}
         "labels": LABELS, "sample_rate": 16000, "clip_seconds": 1.5,
+        "multilabel": False,  # True: a set of labels per clip (sigmoid outputs); the synthetic source's tags
+        # data.source='synthetic': generated clips per split, made on access, and their clip seed
+        "synthetic": {"num_train": 5000, "num_validation": 100, "num_test": 200, "seed": 1},
         "on_bad_input": "error",  # or 'skip': unreadable clips are skipped, counted and listed
     })
     c.model = ml_collections.ConfigDict({
@@ -50,10 +58,17 @@ def get_config(variant: str = "real_sounds") -> ml_collections.ConfigDict:
                                         "final": True})  # False: no closing dev/test evaluation
     if variant == "real_sounds":
         pass
+    elif variant == "synthetic":
+        c.data.update({"source": "synthetic", "labels": TAGS, "multilabel": True, "clip_seconds": 4.0})
+        c.model.depth = 4
+        c.augment.enabled = False  # 5000 distinct clips; flips and stretches would change a chirp's or a pitch's tag
+        c.optim.lr = 1e-3
+        c.train.update({"steps": 625, "log_every": 25, "checkpoint_every": 250, "label_smoothing": 0.0})
+        c.eval.every = 0
     elif variant == "finetune":
         c.require = ("model.checkpoint",)
         c.model.arch = ""
         c.optim.lr = 1e-4
     else:
-        raise ValueError(f"configs/audio_tagging.py: unknown variant {variant!r} (real_sounds, finetune)")
+        raise ValueError(f"configs/audio_tagging.py: unknown variant {variant!r} (real_sounds, finetune, synthetic)")
     return c

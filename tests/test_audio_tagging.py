@@ -135,3 +135,44 @@ def test_finetune_keeps_released_encoder_and_adds_a_fresh_head(tmp_path):
     flat = state_lib.flatten(nnx.state(model))
     np.testing.assert_array_equal(flat["blocks.11.mlp.fc2.kernel"], ref.blocks[11].mlp.fc2.weight.detach().numpy().T)
     np.testing.assert_array_equal(flat["init_bn.mean"], ref.init_bn[1].running_mean.numpy())
+
+
+def test_synthetic_tagger_is_another_systems_audio_encoder(tmp_path):
+    """The multi-label `synthetic` variant (clips tagged with their events' (kind, pitch) pairs) trains a few steps
+    and reports mAP; its workdir is then Multi2Cap's `audio.checkpoint`: ced_encoder gives the tagger's CED (trained
+    BatchNorm statistics included) without its head, the same hidden states, and Multi2Cap's checks accept it."""
+    import jax.numpy as jnp
+
+    from configs.multi2cap import get_config as multi2cap_config
+    from kdjax.data.synthetic_sounds import TAGS, SyntheticSounds
+    from kdjax.systems import audio_tagging, registry
+    from kdjax.systems.checks import ConfigError
+    from kdjax.train.restore import restore_trained, workdir_config
+
+    wave, tags = SyntheticSounds(3, seed=5).tagged(2)
+    events = SyntheticSounds(3, seed=5)[2]["events"]
+    assert sorted(TAGS[i] for i in np.flatnonzero(tags)) == sorted(f"{e['kind']} {e['pitch']}" for e in events)
+    wd = str(tmp_path / "tagger")
+    runs.run("configs/audio_tagging.py:synthetic", wd, "--config.model.depth=2", "--config.train.batch_size=4",
+             "--config.data.clip_seconds=1.0", "--config.train.steps=3", "--config.train.log_every=1",
+             "--config.data.synthetic.num_train=12", "--config.data.synthetic.num_validation=8",
+             "--config.data.synthetic.num_test=8")
+    with open(os.path.join(wd, "report.json")) as f:
+        m = json.load(f)["metrics"]
+    assert set(m["test"]) == {"mAP", "auroc", "accuracy"} and 0 < m["test"]["mAP"] <= 1
+    cfg = workdir_config(wd)
+    tagger = restore_trained(cfg, audio_tagging.build_model(cfg, len(TAGS)), None, wd)
+    encoder = audio_tagging.ced_encoder(wd, arch="ced_tiny", depth=2, chunk_mode="concat")
+    assert encoder.outputlayer is None and encoder.cfg.chunk_mode == "concat"
+    assert float(jnp.abs(tagger.init_bn.mean.value).max()) > 0  # trained statistics, carried over
+    x = np.random.default_rng(0).normal(size=(2, 16000)).astype(np.float32) * 0.1
+    ones = np.ones(x.shape, bool)
+    np.testing.assert_array_equal(encoder(x, ones)["last_hidden_state"], tagger(x, ones)["last_hidden_state"])
+    with pytest.raises(Exception, match="has 2 blocks, 4 asked for"):
+        audio_tagging.ced_encoder(wd, arch="ced_tiny", depth=4)
+    m2c = multi2cap_config("tiny")
+    m2c.audio.checkpoint = wd
+    registry.validate(m2c)  # no problem
+    m2c.audio.checkpoint = str(tmp_path)  # a directory that is neither
+    with pytest.raises(ConfigError, match="audio.checkpoint: .* without config.json"):
+        registry.validate(m2c)

@@ -141,11 +141,15 @@ def test_experiment_files_are_checked_when_read():
     cfg.compare = [("L_pred", "L_pred", "BLEU")]
     cfg.figure = {"kind": "pie", "metric": "AUROC"}
     cfg.rows[0]["mode"] = "caption"
+    cfg.rows[1]["table"] = "no"
+    cfg.rows[2]["table"] = False  # a stage: no paper number or comparison may name it
+    cfg.paper = [("no such row", {"AUROC": 1.0}), (cfg.rows[2]["name"], {"AUROC": 1.0})]
     with pytest.raises(InputError) as err:
         spec.read(cfg, "x.py")
     msg = str(err.value)
-    for part in ("seeds: repeated seed", "paper.no such row: no row", "compare[0]", "figure.kind: one of",
-                 "mode must be one of train, cost, got 'caption'"):
+    for part in ("seeds: repeated seed", "paper.no such row: no table row", "compare[0]", "figure.kind: one of",
+                 "mode must be one of train, cost, got 'caption'", "table must be True or False, got 'no'",
+                 f"paper.{cfg.rows[2]['name']}: no table row"):
         assert part in msg, msg
 
 
@@ -256,21 +260,27 @@ def _check_dsg_kd_mini(wd) -> None:
 def _check_effaac_mini(wd) -> None:
     kd = json.load(open(wd / "runs" / spec.slug("KD_contra + audio-only, scarce") / "seed0" / "report.json"))
     assert kd["info"]["audio_only_clips"] == 8 and kd["info"]["teacher"]["kind"] == "cached"
-    cache = wd / "runs" / spec.slug(effaac_table2.MINI_TEACHER) / "seed0" / "effaac_cache"
-    assert len(teacher_cache.read(str(cache))) == 8 + 8  # the teacher's captions of labelled and audio-only clips
+    teacher = wd / "runs" / spec.slug(effaac_table2.MINI_TEACHER) / "seed0"
+    assert len(teacher_cache.read(str(teacher / "effaac_cache"))) == 8 + 8  # captions of labelled and audio-only clips
+    # mini_v2: the teacher's audio encoder is the tagger row's trained CED
+    tagger = wd / "runs" / spec.slug(effaac_table2.MINI_TAGGER) / "seed0"
+    assert json.load(open(teacher / "config.json"))["audio"]["checkpoint"] == str(tagger)
+    assert effaac_table2.MINI_TAGGER not in [r["name"] for r in json.load(open(wd / "table.json"))["rows"]]
+    assert set(json.load(open(tagger / "report.json"))["metrics"]["test"]) == {"mAP", "auroc", "accuracy"}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("experiment, check", [("dsg_kd_table2_3", _check_dsg_kd_mini),
-                                               ("effaac_table2", _check_effaac_mini)])
+@pytest.mark.parametrize("experiment, check", [("dsg_kd_table2_3:mini_ci", _check_dsg_kd_mini),
+                                               ("effaac_table2:mini_v2_ci", _check_effaac_mini)])
 def test_issue_24_mini_experiments_run_end_to_end(experiment, check, tmp_path):
-    """Issue 24's experiments cut to one seed, the teacher and two students (`mini_ci`): the first row trains the
-    teacher (DSG-KD: fine-tunes the real MiniLM as a classifier; EffAAC: a Multi2Cap captioner on synthetic clips),
-    the students distil from it (its cached outputs), and the table comes out. It checks the experiment runs, not
-    its outcome (benchmarks/EXPERIMENTS.md has that)."""
+    """Issue 24's experiments cut to one seed, the teacher and two students: the first rows train the teacher
+    (DSG-KD: fine-tunes the real MiniLM as a classifier; EffAAC `mini_v2`: CED as a tagger of synthetic clips, then a
+    Multi2Cap captioner over it), the students distil from it (its cached outputs), and the table comes out. It checks
+    the experiment runs, not its outcome (benchmarks/EXPERIMENTS.md has that); `mini_v2_ci` covers `mini_ci`'s runs."""
     wd = tmp_path / "exp"
+    file, variant = experiment.split(":")
     p = subprocess.run([sys.executable, "-m", "kdjax.experiment",
-                        f"--config={runs.REPO}/configs/experiments/{experiment}.py:mini_ci", f"--workdir={wd}"],
+                        f"--config={runs.REPO}/configs/experiments/{file}.py:{variant}", f"--workdir={wd}"],
                        env=runs.env(1), cwd=runs.REPO, capture_output=True, text=True, timeout=1200)
     assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
     table = json.load(open(wd / "table.json"))

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdjax.losses.classification import cross_entropy
+from kdjax.losses.classification import cross_entropy, sigmoid_cross_entropy
 from kdjax.losses.dsg_kd import attention_loss, hidden_loss, uniform_layer_map
 
 
@@ -153,6 +153,23 @@ def test_cross_entropy_matches_torch(smoothing):
     ref_w = F.cross_entropy(torch.tensor(logits[w > 0]), torch.tensor(labels[w > 0]), label_smoothing=smoothing)
     ours_w = cross_entropy(jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(w), label_smoothing=smoothing)
     np.testing.assert_allclose(float(ours_w), float(ref_w), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_sigmoid_cross_entropy_matches_torch_bce(smoothing):
+    """Multi-label tagging loss and its gradient against torch's BCEWithLogitsLoss on smoothed 0/1 targets."""
+    import jax
+
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(6, 10)).astype(np.float32) * 3
+    targets = (rng.random((6, 10)) < 0.3).astype(np.float32)
+    t = torch.tensor(logits, requires_grad=True)
+    ref = torch.nn.BCEWithLogitsLoss()(t, torch.tensor(targets * (1 - smoothing) + smoothing / 2))
+    ref.backward()
+    ours, grad = jax.value_and_grad(lambda x: sigmoid_cross_entropy(x, jnp.asarray(targets), smoothing))(
+        jnp.asarray(logits))
+    np.testing.assert_allclose(float(ours), float(ref), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(grad), t.grad.numpy(), rtol=1e-5, atol=1e-7)
 
 
 def test_dsg_kd_total_is_ce_plus_weighted_span_losses():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from kdjax.metrics.classification import binary_metrics
+from kdjax.metrics.classification import binary_metrics, multilabel_metrics
 from kdjax.metrics.embedding_plot import plot_embeddings
 from kdjax.metrics.mwps import mwps, word_counts
 
@@ -39,6 +39,18 @@ def test_degenerate_predictions_match_sklearn_zero_division():
     assert ours["precision"] == skm.precision_score(labels, probs > 0.5, zero_division=0) == 0.0
     assert ours["f1"] == 0.0
     assert abs(ours["auroc"] - skm.roc_auc_score(labels, probs)) < 1e-12
+
+
+def test_multilabel_metrics_equal_sklearn_macro():
+    """Macro mAP and AUROC over the classes scikit-learn can score (a class with no positive is left out of both)."""
+    rng = np.random.default_rng(3)
+    labels = (rng.random((200, 6)) < 0.3).astype(int)
+    labels[:, 5] = 0  # no positives: undefined for AUROC and AP, left out
+    probs = np.clip(labels * 0.3 + rng.normal(0.35, 0.25, labels.shape), 0, 1).round(2)
+    ours = multilabel_metrics(labels, probs)
+    assert abs(ours["mAP"] - skm.average_precision_score(labels[:, :5], probs[:, :5], average="macro")) <= 1e-6
+    assert abs(ours["auroc"] - skm.roc_auc_score(labels[:, :5], probs[:, :5], average="macro")) <= 1e-6
+    assert abs(ours["accuracy"] - np.mean((probs > 0.5) == labels)) <= 1e-12
 
 
 def test_mwps_by_hand():

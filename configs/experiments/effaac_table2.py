@@ -37,6 +37,20 @@ Its result and diagnosis (benchmarks/EXPERIMENTS.md): KD_contra does not beat sc
 distils (the mean token of the teacher's random-init CED + LoRA) knows no more than an untrained student; the next
 design (a teacher whose CED first learns the events as a tagger) is written there before it is built or run.
 
+Variant `mini_v2` (that second design, written in benchmarks/EXPERIMENTS.md before it was built or run): everything of
+`mini` except the teacher's audio encoder, which first learns the events, as the paper's AudioSet-pretrained encoder
+knows sound events before captioning:
+
+    python -m kdjax.experiment --config=configs/experiments/effaac_table2.py:mini_v2 --workdir=experiments/effaac_v2
+
+- Stage 1 (a new first row): `configs/audio_tagging.py:synthetic`, CED-tiny (4 blocks, the teacher's) from random
+  init tagging the teacher's 5000 clips (clip seed 1) with their events' (kind, pitch) pairs, 625 steps of 16.
+- Stage 2: the `mini` teacher with `audio.checkpoint` = stage 1's workdir (its CED frozen + LoRA, as in `mini`).
+- Gate, stated before running: a linear probe of the new teacher's clip embedding (what L_enc distils) on the 1000
+  audio-only clips must exceed the untrained student's 91.9 kind AUROC (`benchmarks/effaac_diagnosis.py
+  --parts=teacher`); otherwise the design has not changed what L_enc distils, and it is stopped and reported there.
+- Students, rows, seeds, the deciding metric (test CIDEr-D) and the expected direction: as `mini`.
+
 Variant `mini_ci` (CI): the tiny Multi2Cap teacher and the scarce scratch and KD_contra students, one seed, a few
 steps: it checks the experiment runs end to end and produces its table, not its outcome.
 """
@@ -74,8 +88,12 @@ MINI_KD = {"teacher.kind": "multi2cap", "teacher.workdir": "{row:%s}" % MINI_TEA
            "teacher.cache_dir": "{row:%s}/effaac_cache" % MINI_TEACHER}
 
 
-def mini(e: ml_collections.ConfigDict, ci: bool) -> None:
-    """Issue 24's experiment 1 (see the docstring); `ci` cuts it to a check that it runs."""
+MINI_TAGGER = "teacher's CED tagging 5000 clips"
+
+
+def mini(e: ml_collections.ConfigDict, ci: bool, tagger: bool = False) -> None:
+    """Issue 24's experiment 1 (see the docstring); `ci` cuts it to a check that it runs; `tagger` (mini_v2): the
+    teacher's CED first trained as a tagger of the teacher's clips."""
     e.name = "EffAAC in miniature: a Multi2Cap teacher on 5000 clips, EffNet-Trm students on 100 or 1000"
     e.source = "seed 002 Table 2 in miniature (issue 24)"
     e.expect = ("deciding metric CIDEr-D (test); expected: KD_contra above scratch by more than two pooled standard "
@@ -97,6 +115,13 @@ def mini(e: ml_collections.ConfigDict, ci: bool) -> None:
         regimes = {"scarce": 8}
     e.rows = [{"name": MINI_TEACHER, "config": "configs/multi2cap.py:%s" % ("tiny" if ci else "smoke"),
                "overrides": teacher, "seeds": (0,)}]
+    if tagger:
+        e.name += "; the teacher's CED first trained as a tagger"
+        tag = {"model.depth": 2, "train.steps": 2, "data.clip_seconds": 2.0,
+               "data.synthetic": {"num_train": 16, "num_validation": 4, "num_test": 4, "seed": 1}} if ci else {}
+        e.rows = [{"name": MINI_TAGGER, "config": "configs/audio_tagging.py:synthetic", "overrides": tag,
+                   "seeds": (0,), "table": False},
+                  {**e.rows[0], "overrides": {**teacher, "audio.checkpoint": "{row:%s}" % MINI_TAGGER}}]
     names = []
     for regime, n in regimes.items():
         data = {**student, "data.synthetic.num_train": n}
@@ -123,8 +148,8 @@ def mini(e: ml_collections.ConfigDict, ci: bool) -> None:
 
 def get_config(variant: str = "clotho") -> ml_collections.ConfigDict:
     e = ml_collections.ConfigDict()
-    if variant in ("mini", "mini_ci"):
-        mini(e, variant == "mini_ci")
+    if variant in ("mini", "mini_ci", "mini_v2", "mini_v2_ci"):
+        mini(e, variant.endswith("_ci"), tagger=variant.startswith("mini_v2"))
         return e
     e.expect = ("deciding metric FENSE (footnote 2's test); the paper claims KD_contra and KD_mse beat the student "
                 'from scratch, and audio-only data helps both.')
@@ -159,7 +184,7 @@ def get_config(variant: str = "clotho") -> ml_collections.ConfigDict:
         e.compare = [("KD_contra", "EffNet-Trm (scratch)", "FENSE"), ("KD_mse", "EffNet-Trm (scratch)", "FENSE"),
                      ("KD_contra + audio-only", "KD_contra", "FENSE")]
     else:
-        raise ValueError(f"{__file__}: unknown variant {variant!r} (clotho, audiocaps, smoke, mini, mini_ci)")
+        raise ValueError(f"{__file__}: unknown variant {variant!r} (clotho, audiocaps, smoke, mini, mini_ci, mini_v2, mini_v2_ci)")
     e.figure = {"kind": "bars", "metric": "FENSE" if variant != "smoke" else "CIDEr",
                 "title": f"{e.source}: {'FENSE' if variant != 'smoke' else 'CIDEr-D'}"}
     return e

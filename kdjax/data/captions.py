@@ -39,9 +39,14 @@ def _synthetic(d, k: int, size: int):
                            sample_rate=int(d.sample_rate))
 
 
+def synthetic_split(d, split: str):
+    """The `synthetic` source's clips of one split (train, validation, test): a SyntheticSounds of the split's size."""
+    return _synthetic(d, list(SYNTHETIC_SPLITS).index(split), int(d.synthetic[SYNTHETIC_SPLITS[split]]))
+
+
 def synthetic_sources(d) -> tuple[dict[str, Any], Callable[[str], list[list[str]]]]:
     """The `synthetic` source: per split, clips of `data.clip_seconds` made on access (`_synthetic`)."""
-    srcs = {split: _synthetic(d, k, int(d.synthetic[key])) for k, (split, key) in enumerate(SYNTHETIC_SPLITS.items())}
+    srcs = {split: synthetic_split(d, split) for split in SYNTHETIC_SPLITS}
 
     def row(split: str):
         def make(i: int) -> dict:

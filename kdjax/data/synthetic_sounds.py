@@ -22,6 +22,7 @@ _COUNT_EN = {1: "once", 2: "twice", 3: "three times", 4: "four times"}
 _COUNT_KO = {1: "한 번", 2: "두 번", 3: "세 번", 4: "네 번"}
 _PITCH = {"low": 300.0, "high": 2400.0}
 _PITCH_KO = {"low": "낮은", "high": "높은"}
+TAGS = tuple(f"{kind} {pitch}" for kind in KINDS for pitch in _PITCH)  # a tagger's classes: (kind, pitch) pairs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +126,14 @@ class SyntheticSounds:
     def wave(self, index: int) -> np.ndarray:
         """Example `index`'s sound alone (audio-only clips: no image drawn)."""
         return self._wave(index)[0]
+
+    def tagged(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Example `index`'s sound and its multi-hot tags over TAGS (no image drawn)."""
+        wave, evs = self._wave(index)
+        tags = np.zeros(len(TAGS), np.float32)
+        for e in evs:
+            tags[TAGS.index(f"{e.kind} {e.pitch}")] = 1.0
+        return wave, tags
 
     def __getitem__(self, index: int) -> dict:
         wave, evs = self._wave(index)

@@ -58,6 +58,8 @@ def summarise(exp: Experiment, root: str) -> dict[str, Any]:
     rows, missing = [], []
     values: dict[str, dict[str, dict[int, float]]] = {}
     for run in exp.runs(root):
+        if not run.row.table:  # a stage other rows start from: it has the table's metrics or not
+            continue
         if not finished(run):
             missing.append(run.name)
             continue
@@ -67,7 +69,7 @@ def summarise(exp: Experiment, root: str) -> dict[str, Any]:
         for col, metric in exp.metrics.items():
             values.setdefault(run.row.name, {}).setdefault(col, {})[run.seed] = \
                 report_value(report, metric, path) * exp.scale
-    for row in exp.rows:
+    for row in (r for r in exp.rows if r.table):
         cells = {}
         for col in exp.metrics:
             v = values.get(row.name, {}).get(col, {})

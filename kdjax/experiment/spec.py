@@ -26,6 +26,7 @@ class Row:
     x: float | None = None  # the row's position on a line figure's x axis (a sweep's value)
     seeds: tuple[int, ...] | None = None  # this row's own seeds (e.g. one fixed teacher for every student seed)
     mode: str = "train"  # kdjax.main --mode: `cost` measures the config's model on this host (seeds: repeats)
+    table: bool = True  # False: a stage later rows start from (e.g. a teacher's pre-training), not a table row
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,8 +159,11 @@ def read(cfg: ml_collections.ConfigDict, where: str = "the experiment") -> Exper
         mode = r.get("mode", "train")
         if mode not in MODES:
             problems.append(f"rows[{i}] ({r['name']}): mode must be one of {', '.join(MODES)}, got {mode!r}")
+        table = r.get("table", True)
+        if not isinstance(table, bool):
+            problems.append(f"rows[{i}] ({r['name']}): table must be True or False, got {table!r}")
         rows.append(Row(r["name"], r.get("config") or base or "", over, x,
-                        tuple(row_seeds) if row_seeds is not None else None, mode))
+                        tuple(row_seeds) if row_seeds is not None else None, mode, table is not False))
     names = [r.name for r in rows]
     paths = d.get("paths", {}) or {}
     if not isinstance(paths, dict):
@@ -208,15 +212,17 @@ def read(cfg: ml_collections.ConfigDict, where: str = "the experiment") -> Exper
     if not isinstance(paper, dict):
         problems.append(f"paper: (row, {{column: number}}) pairs, got {paper!r}")
         paper = {}
+    staged = {r.name for r in rows if not r.table}
     for row, cols in paper.items():
-        if row not in names:
-            problems.append(f"paper.{row}: no row of that name (rows: {', '.join(names)})")
+        if row not in names or row in staged:
+            problems.append(f"paper.{row}: no table row of that name (rows: {', '.join(names)})")
         for col in cols or {}:
             if col not in metrics:
                 problems.append(f"paper.{row}.{col}: no metric column of that name")
     compare = []
     for i, c in enumerate(d.get("compare", []) or []):
-        if not (isinstance(c, list) and len(c) == 3 and c[0] in names and c[1] in names and c[2] in metrics):
+        if not (isinstance(c, list) and len(c) == 3 and c[0] in names and c[1] in names and c[2] in metrics
+                and not {c[0], c[1]} & staged):
             problems.append(f"compare[{i}]: (row, row, metric column) of this experiment, got {c!r}")
         else:
             compare.append(tuple(c))

@@ -25,3 +25,13 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array | Non
         return per.mean()
     w = weights.astype(jnp.float32)
     return jnp.sum(per * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+def sigmoid_cross_entropy(logits: jax.Array, targets: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
+    """Multi-label tagging loss (CED's AudioSet objective): binary cross-entropy of each class's logit against its
+    0/1 target, averaged over classes and examples; equals torch.nn.BCEWithLogitsLoss(). Label smoothing moves each
+    target towards 1/2 by `label_smoothing` (t (1 - s) + s / 2)."""
+    t = targets.astype(jnp.float32)
+    if label_smoothing:
+        t = t * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    return optax.sigmoid_binary_cross_entropy(logits.astype(jnp.float32), t).mean()

@@ -75,3 +75,15 @@ def multiclass_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float
         f1.append(2 * tp / denom if denom else 0.0)
     return {"accuracy": float(np.mean(pred == labels)), "balanced_accuracy": float(np.mean(recall)),
             "macro_f1": float(np.mean(f1))}
+
+
+def multilabel_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """labels (n, classes) in {0, 1}, probs (n, classes) independent probabilities: macro mAP and macro AUROC over
+    the classes with both positives and negatives (scikit-learn's average="macro" with such classes), and the mean
+    per-class accuracy at 0.5."""
+    labels, probs = np.asarray(labels).astype(bool), np.asarray(probs, np.float64)
+    scored = [c for c in range(labels.shape[1]) if 0 < labels[:, c].sum() < len(labels)]
+    return {"mAP": float(np.mean([average_precision(labels[:, c], probs[:, c]) for c in scored])) if scored
+            else float("nan"),
+            "auroc": float(np.mean([auroc(labels[:, c], probs[:, c]) for c in scored])) if scored else float("nan"),
+            "accuracy": float(np.mean((probs > 0.5) == labels))}

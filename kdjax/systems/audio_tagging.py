@@ -1,6 +1,9 @@
 """Audio classification with CED: the shared audio stack (waveform input, augmentation, log-mel on
 device, CED) trained end to end on labelled clips. It fine-tunes a released CED checkpoint on users'
 labels, and its `real_sounds` variant is the learning test of the audio stack on the embedded set.
+With `data.multilabel` each clip has a set of labels (sigmoid outputs, binary cross-entropy, mAP), as CED's
+AudioSet tagging: the `synthetic` source tags generated clips with their events' (kind, pitch) pairs, and the
+trained encoder is another system's audio encoder (`ced_encoder`: Multi2Cap's `audio.checkpoint`).
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from kdjax import assets
 from kdjax.audio.augment import AugmentConfig, augment
 from kdjax.audio.io import crop_or_pad, load_many
 from kdjax.convert import from_pretrained
-from kdjax.data import jsonl, real_sounds
+from kdjax.data import captions, jsonl, real_sounds
+from kdjax.data.synthetic_sounds import TAGS
 from kdjax.data.splits import SPLITS
 from kdjax.errors import InputError
-from kdjax.losses.classification import cross_entropy
-from kdjax.metrics.classification import multiclass_metrics
+from kdjax.losses.classification import cross_entropy, sigmoid_cross_entropy
+from kdjax.metrics.classification import multiclass_metrics, multilabel_metrics
 from kdjax.models import ced as ced_lib
 from kdjax.systems import checks as checks_lib
 from kdjax.systems import contract
@@ -46,6 +50,31 @@ def build_model(cfg: ml_collections.ConfigDict, num_classes: int) -> ced_lib.CED
                        rngs=nnx.Rngs(cfg.seed))
 
 
+def ced_encoder(path: str, arch: str | None = None, seed: int = 0, **overrides) -> ced_lib.CED:
+    """A CED encoder without its head, for another system's audio encoder: `path` a released CED state dict, a
+    directory kdjax wrote for CED (e.g. this system's export), or a trained kdjax audio_tagging workdir (its kept
+    best parameters, else its final ones; BatchNorm statistics included). `overrides` replace CedConfig fields
+    (e.g. chunk_mode); a workdir's encoder keeps its own depth."""
+    from kdjax.train.restore import restore_trained, workdir_config
+
+    if not (os.path.isdir(path) and os.path.isdir(os.path.join(path, "checkpoints"))):
+        return from_pretrained(path, arch=arch, **{"num_classes": 0, **overrides})
+    cfg = workdir_config(path)
+    if cfg.get("system") != "audio_tagging":
+        raise InputError(f"{path}: a kdjax {cfg.get('system')!r} workdir, not an audio_tagging one")
+    tagger = restore_trained(cfg, build_model(cfg, len(cfg.data.labels)), None, path)
+    depth = overrides.pop("depth", tagger.cfg.depth)
+    if depth != tagger.cfg.depth:
+        raise InputError(f"{path}: its CED has {tagger.cfg.depth} blocks, {depth} asked for")
+    if arch and ced_lib.SIZES.get(arch) != (tagger.cfg.embed_dim, tagger.cfg.num_heads):
+        raise InputError(f"{path}: its CED is not a {arch}")
+    encoder = ced_lib.CED(dataclasses.replace(tagger.cfg, **{**overrides, "num_classes": 0}), rngs=nnx.Rngs(seed))
+    state = nnx.state(tagger)
+    del state["outputlayer"]
+    nnx.update(encoder, state)
+    return encoder
+
+
 def read_manifest(file: str) -> list[dict]:
     """Users' clips: JSONL rows {"audio": path, "label": name, "split": train|validation|test}; relative
     paths are read from the manifest's folder."""
@@ -67,22 +96,42 @@ def load_rows(cfg: ml_collections.ConfigDict) -> dict[str, list[dict]]:
     raise InputError(f"data.source must be 'real_sounds' or 'manifest', got {d.source!r}")
 
 
+class _SyntheticTags:
+    """One split of the `synthetic` source as {wave, label (multi-hot over TAGS)}, made on access."""
+
+    def __init__(self, d: ml_collections.ConfigDict, split: str):
+        self.clips = captions.synthetic_split(d, split)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> dict:
+        wave, tags = self.clips.tagged(i)
+        return {"wave": wave, "label": tags}
+
+
 def make_loss_fn(cfg: ml_collections.ConfigDict):
     smoothing = float(cfg.train.label_smoothing)
+    multilabel = bool(cfg.data.multilabel)
 
     def loss_fn(model, teacher, batch, rngs):
         out = model(batch["wave"], batch["mask"], deterministic=False, rngs=rngs)
-        ce = cross_entropy(out["logits"], batch["label"], label_smoothing=smoothing)
-        acc = (out["logits"].argmax(-1) == batch["label"]).mean()
+        if multilabel:
+            ce = sigmoid_cross_entropy(out["logits"], batch["label"], label_smoothing=smoothing)
+            acc = ((out["logits"] > 0) == (batch["label"] > 0.5)).mean()
+        else:
+            ce = cross_entropy(out["logits"], batch["label"], label_smoothing=smoothing)
+            acc = (out["logits"].argmax(-1) == batch["label"]).mean()
         return ce, {"ce": ce, "acc": acc}
 
     return loss_fn
 
 
 def batch_spec(cfg: ml_collections.ConfigDict) -> BatchSpec:
-    """A clip's crop, its validity mask and its label."""
+    """A clip's crop, its validity mask and its label (multi-hot over data.labels when data.multilabel)."""
     n = int(round(cfg.data.clip_seconds * cfg.data.sample_rate))
-    return {"wave": Field((n,), np.float32), "mask": Field((n,), np.bool_), "label": Field((), np.int32)}
+    label = Field((len(cfg.data.labels),), np.float32) if cfg.data.multilabel else Field((), np.int32)
+    return {"wave": Field((n,), np.float32), "mask": Field((n,), np.bool_), "label": label}
 
 
 def abstract_task(cfg: ml_collections.ConfigDict) -> tuple[Task, dict]:
@@ -99,10 +148,20 @@ def abstract_task(cfg: ml_collections.ConfigDict) -> tuple[Task, dict]:
 
 
 def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
-    source = c.one_of("data.source", ("real_sounds", "manifest"))
+    source = c.one_of("data.source", ("real_sounds", "manifest", "synthetic"))
     if source == "manifest":
         c.path("data.manifest_file", "file", required=True, why="data.source='manifest'")
     labels = tuple(c.get("data.labels") or ())
+    multilabel = c.get("data.multilabel")
+    if source == "synthetic":
+        if labels != TAGS or multilabel is not True:
+            c.problem("data.labels", f"data.source='synthetic' tags clips with {TAGS} (data.multilabel=True)")
+        for key in ("num_train", "num_validation", "num_test"):
+            c.number(f"data.synthetic.{key}", integer=True, gt=0)
+        c.number("data.synthetic.seed", integer=True, ge=0)
+    elif multilabel:
+        c.problem("data.multilabel", f"data.source={source!r} gives one label per clip; only 'synthetic' is "
+                                     "multi-label so far")
     if len(labels) < 2 or len(set(labels)) != len(labels):
         c.problem("data.labels", f"needs two or more distinct labels, got {labels}")
     c.number("data.sample_rate", integer=True, gt=0)
@@ -117,9 +176,9 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
     c.number("model.depth", integer=True, ge=0)
     c.number("train.label_smoothing", ge=0, lt=1)
     es = c.get("train.early_stopping.metric", "") or ""
-    if es and es not in ("accuracy", "balanced_accuracy", "macro_f1"):
-        c.problem("train.early_stopping.metric", f"{es!r} is not a dev metric of this system "
-                                                 "(accuracy, balanced_accuracy, macro_f1)")
+    dev = ("mAP", "auroc", "accuracy") if multilabel else ("accuracy", "balanced_accuracy", "macro_f1")
+    if es and es not in dev:
+        c.problem("train.early_stopping.metric", f"{es!r} is not a dev metric of this system ({', '.join(dev)})")
     checks_lib.augment(c)
 
 
@@ -127,11 +186,13 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
 
 def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     d = cfg.data
-    rows = load_rows(cfg)
     labels = list(d.labels)
     index = {lab: i for i, lab in enumerate(labels)}
     length = int(round(d.clip_seconds * d.sample_rate))
     data, skipped = {}, []
+    rows = {} if d.source == "synthetic" else load_rows(cfg)
+    if d.source == "synthetic":
+        data = {s: _SyntheticTags(d, s) for s in SPLITS}
     for split, items in rows.items():
         unknown = sorted({r["label"] for r in items} - set(index))
         if unknown:
@@ -158,14 +219,17 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
 
     def predict_fn(model, batch):
         out = model(batch["wave"], batch["mask"])
-        return {"prob": jax.nn.softmax(out["logits"], -1), "label": batch["label"]}
+        prob = jax.nn.sigmoid(out["logits"]) if d.multilabel else jax.nn.softmax(out["logits"], -1)
+        return {"prob": prob, "label": batch["label"]}
 
     def evaluate(preds, split):
-        return multiclass_metrics(preds["label"], preds["prob"])
+        return (multilabel_metrics if d.multilabel else multiclass_metrics)(preds["label"], preds["prob"])
 
-    train_labels = np.array([int(e["label"]) for e in data["train"]])
-    majority = {s: float(np.mean([int(e["label"]) for e in v] == np.bincount(train_labels).argmax()))
-                for s, v in data.items()}
+    majority = None  # the accuracy of always answering the training set's most frequent class
+    if not d.multilabel:
+        train_labels = np.array([int(e["label"]) for e in data["train"]])
+        majority = {s: float(np.mean([int(e["label"]) for e in v] == np.bincount(train_labels).argmax()))
+                    for s, v in data.items()}
     return Task(
         model=model, loss_fn=loss_fn, predict_fn=predict_fn,
         train_data=grain.MapDataset.source(data["train"]),

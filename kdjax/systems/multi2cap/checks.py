@@ -62,7 +62,11 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
     arch = c.get("audio.arch") or ""
     if arch and arch not in ced_lib.SIZES:
         c.problem("audio.arch", f"{arch!r} is not one of {', '.join(ced_lib.SIZES)}")
-    c.path("audio.checkpoint", "file")
+    # a CED state dict, a directory kdjax wrote for CED, or a trained audio_tagging workdir (audio_tagging.ced_encoder)
+    audio = c.path("audio.checkpoint")
+    if audio and os.path.isdir(audio) and not os.path.isfile(os.path.join(audio, "config.json")):
+        c.problem("audio.checkpoint", f"{audio}: a directory without config.json is neither kdjax's CED directory "
+                                      "nor a kdjax audio_tagging workdir")
     c.one_of("audio.chunk_mode", ("mean", "concat"))
     c.number("audio.depth", integer=True, ge=0)
     check_lora(c, "audio.lora")

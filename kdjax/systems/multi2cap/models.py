@@ -21,6 +21,7 @@ from kdjax.models import qformer as qformer_lib
 from kdjax.models import resnet as resnet_lib
 from kdjax.models import vit as vit_lib
 from kdjax.models.multi2cap import Multi2Cap, Multi2CapConfig
+from kdjax.systems import audio_tagging
 from kdjax.train.sharding import scoped
 
 
@@ -56,7 +57,7 @@ def build_model(cfg: ml_collections.ConfigDict, tok) -> Multi2Cap:
     if a.depth:
         overrides["depth"] = int(a.depth)
     if a.checkpoint:
-        ced = from_pretrained(assets.resolve(a.checkpoint), arch=a.arch or None, **overrides)
+        ced = audio_tagging.ced_encoder(assets.resolve(a.checkpoint), arch=a.arch or None, **overrides)
     else:
         ced = ced_lib.CED(ced_lib.CedConfig.preset(a.arch, **overrides), rngs=rngs)
     d = cfg.decoder
