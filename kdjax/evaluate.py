@@ -3,10 +3,12 @@
     python -m kdjax.evaluate --predictions preds.jsonl --references refs.jsonl [--out scores.json]
         [--tokenization ptb|loae] [--metrics bleu_4,cider_d,...] [--per-item]
         [--sbert-model DIR] [--echecker CKPT --echecker-model-dir DIR] [--spice-jar JAR]
+    python -m kdjax.evaluate --predictions WORKDIR/predictions/test.jsonl   # a kdjax run's own file
 
 predictions.jsonl: one {"id": ..., "caption": "..."} per line ("prediction" or "text" also accepted).
 references.jsonl: {"id": ..., "captions": ["...", ...]} per line ("references" also accepted), or one
-{"id": ..., "caption": "..."} line per reference. Items are joined on "id"; every prediction needs
+{"id": ..., "caption": "..."} line per reference. Without --references, each prediction row's own
+"references" are used (the rows kdjax's evaluations write). Items are joined on "id"; every prediction needs
 references and every reference id a prediction. The JSON written holds the scores (x100), the
 tokenisation, unavailable metrics with the files they need, and per-item scores with --per-item.
 """
@@ -34,8 +36,9 @@ def _text(path: str, n: int, row: dict, keys: tuple[str, ...]):
     raise ValueError(f"{path}:{n}: none of the keys {list(keys)} (id {row['id']!r})")
 
 
-def read_items(pred_path: str, ref_path: str) -> tuple[list, list[str], list[list[str]]]:
-    """(ids, predictions, references) joined on id, in the predictions file's order."""
+def read_items(pred_path: str, ref_path: str | None) -> tuple[list, list[str], list[list[str]]]:
+    """(ids, predictions, references) joined on id, in the predictions file's order; references from the
+    prediction rows themselves when `ref_path` is None."""
     preds: OrderedDict = OrderedDict()
     for n, row in jsonl.read_rows(pred_path, ("id",)):
         text = _text(pred_path, n, row, ("caption", "prediction", "text"))
@@ -46,6 +49,11 @@ def read_items(pred_path: str, ref_path: str) -> tuple[list, list[str], list[lis
             raise ValueError(f"{pred_path}:{n}: duplicate id {row['id']!r}")
         preds[key] = text
     refs: dict[str, list[str]] = {}
+    if ref_path is None:
+        ref_path = pred_path
+        no_refs = [f"{pred_path}:{n}" for n, row in jsonl.read_rows(pred_path, ("id",)) if "references" not in row]
+        if no_refs:
+            raise ValueError(f"{no_refs[0]}: no \"references\" in the prediction row; give --references")
     for n, row in jsonl.read_rows(ref_path, ("id",)):
         text = _text(ref_path, n, row, ("captions", "references", "caption"))
         texts = [text] if isinstance(text, str) else text
@@ -66,7 +74,8 @@ def read_items(pred_path: str, ref_path: str) -> tuple[list, list[str], list[lis
 def main(argv: list[str] | None = None) -> captioning.CaptionEvaluation:
     ap = argparse.ArgumentParser(prog="python -m kdjax.evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--predictions", required=True)
-    ap.add_argument("--references", required=True)
+    ap.add_argument("--references", default=None,
+                    help="reference captions (JSONL); default: the \"references\" of each prediction row")
     ap.add_argument("--out", default=None, help="JSON output (default: <predictions>.scores.json)")
     ap.add_argument("--tokenization", default="ptb", choices=("ptb", "loae"))
     ap.add_argument("--metrics", default=",".join(captioning.METRICS))

@@ -160,6 +160,12 @@ def test_synthetic_tagger_is_another_systems_audio_encoder(tmp_path):
     with open(os.path.join(wd, "report.json")) as f:
         m = json.load(f)["metrics"]
     assert set(m["test"]) == {"mAP", "auroc", "accuracy"} and 0 < m["test"]["mAP"] <= 1
+    rows = [json.loads(l) for l in open(os.path.join(wd, "predictions", "test.jsonl"), encoding="utf-8")]
+    npz = np.load(os.path.join(wd, "predictions", "test.npz"))
+    assert [r["id"] for r in rows] == [f"synthetic-test-{i}" for i in range(8)]
+    assert [r["references"] for r in rows] == [[TAGS[j] for j in np.flatnonzero(t)] for t in npz["label"]]
+    assert [r["prediction"]["labels"] for r in rows] == [[TAGS[j] for j in np.flatnonzero(p > 0.5)]
+                                                         for p in npz["prob"]]
     cfg = workdir_config(wd)
     tagger = restore_trained(cfg, audio_tagging.build_model(cfg, len(TAGS)), None, wd)
     encoder = audio_tagging.ced_encoder(wd, arch="ced_tiny", depth=2, chunk_mode="concat")

@@ -67,6 +67,20 @@ def test_resume_is_exact_8_devices_match_1_and_only_trained_parameters_are_saved
     assert [r["step"] for r in base] == [r["step"] for r in rows] == list(range(1, 7))
     runs.assert_same_losses(base, rows, ("loss", "l_cap", "l_cfd"))
     assert rows[-1]["l_cap"] < rows[0]["l_cap"]
+    # predictions/test.jsonl: the embedded test clips' ids and files, caption text, references and per-item scores;
+    # kdjax.evaluate scores the file alone (its own references) to the report's numbers
+    from kdjax import evaluate as evaluate_cli
+    from kdjax.data import real_sounds
+
+    test = real_sounds.caption_rows()["test"]
+    preds = [json.loads(l) for l in open(os.path.join(one, "predictions", "test.jsonl"), encoding="utf-8")]
+    assert [(r["id"], r["input"], r["references"]) for r in preds] == [(t["id"], t["audio"], t["captions"])
+                                                                      for t in test]
+    report = json.load(open(os.path.join(one, "report.json")))["metrics"]["test"]
+    assert np.mean([r["scores"]["cider_d"] for r in preds]) == pytest.approx(100 * report["cider_d"], abs=1e-3)
+    scored = evaluate_cli.main(["--predictions", os.path.join(one, "predictions", "test.jsonl"), "--out",
+                                str(tmp_path / "scores.json"), "--tokenization", "loae", "--metrics", "bleu_4,cider_d"])
+    assert scored.scores == pytest.approx({m: 100 * report[m] for m in ("bleu_4", "cider_d")}, abs=1e-6)
     # the stack is saved as such: one LoRA factor per projection with a leading layer axis
     assert runs.final_params(eight)["decoder.model.layers.self_attn.q_proj.lora_a"].shape[0] == 2
 

@@ -22,10 +22,11 @@ def _data(**synthetic):
 
 def test_splits_are_generated_on_access_disjoint_and_their_captions_need_no_audio():
     d = _data()
-    src, captions_of, skipped = captions.sources(d)
+    src, items_of, skipped = captions.sources(d)
     assert skipped == [] and {k: len(v) for k, v in src.items()} == {"train": 40, "validation": 6, "test": 6}
     for split in src:
-        assert captions_of(split) == [src[split][i]["captions"] for i in range(len(src[split]))]
+        assert items_of(split) == [{"id": src[split][i]["id"], "input": None, "captions": src[split][i]["captions"]}
+                                   for i in range(len(src[split]))]
     ex = src["train"][7]
     assert ex["wave"].shape == (int(d.clip_seconds * d.sample_rate),) and ex["image"].dtype == np.uint8
     assert ex["id"] == "synthetic-train-7"

@@ -106,6 +106,15 @@ def test_report_and_outputs(single_device_run):
     assert os.path.isdir(os.path.join(wd, "best"))
     dev_rows = [json.loads(l) for l in open(os.path.join(wd, "metrics.jsonl")) if '"dev"' in l]
     assert [r["step"] for r in dev_rows] == [12, 24]
+    # predictions/<split>.jsonl: one readable row per note, in the split's order, the npz's numbers
+    for split in ("dev", "test"):
+        rows = [json.loads(l) for l in open(os.path.join(wd, "predictions", f"{split}.jsonl"), encoding="utf-8")]
+        npz = np.load(os.path.join(wd, "predictions", f"{split}.npz"))
+        assert [r["id"] for r in rows] == [f"{split}-{i}" for i in range(len(npz["label"]))]  # generated notes
+        assert all(r["input"].strip() for r in rows)
+        np.testing.assert_allclose([[r["probabilities"][k] for k in ("0", "1")] for r in rows], npz["prob"], atol=1e-6)
+        assert [r["references"] for r in rows] == [[str(int(y))] for y in npz["label"]]
+        assert np.mean([r["scores"]["correct"] for r in rows]) == pytest.approx(report["metrics"][split]["accuracy"])
 
 
 KILL_RUN = ("--config.train.steps=120", "--config.train.checkpoint_every=15", "--config.eval.every=0",

@@ -44,7 +44,7 @@ def synthetic_split(d, split: str):
     return _synthetic(d, list(SYNTHETIC_SPLITS).index(split), int(d.synthetic[SYNTHETIC_SPLITS[split]]))
 
 
-def synthetic_sources(d) -> tuple[dict[str, Any], Callable[[str], list[list[str]]]]:
+def synthetic_sources(d) -> tuple[dict[str, Any], Callable[[str], list[dict]]]:
     """The `synthetic` source: per split, clips of `data.clip_seconds` made on access (`_synthetic`)."""
     srcs = {split: synthetic_split(d, split) for split in SYNTHETIC_SPLITS}
 
@@ -56,7 +56,8 @@ def synthetic_sources(d) -> tuple[dict[str, Any], Callable[[str], list[list[str]
         return make
 
     out = {s: grain.MapDataset.range(len(src)).map(row(s)) for s, src in srcs.items()}
-    return out, lambda split: [[srcs[split].caption(i)] for i in range(len(srcs[split]))]
+    return out, lambda split: [{"id": f"synthetic-{split}-{i}", "input": None, "captions": [srcs[split].caption(i)]}
+                               for i in range(len(srcs[split]))]
 
 
 def synthetic_audio_only(d) -> list[dict]:
@@ -100,11 +101,12 @@ def load(d) -> dict[str, list[dict]]:
     return rows
 
 
-def sources(d) -> tuple[dict[str, Any], Callable[[str], list[list[str]]], list[str]]:
+def sources(d) -> tuple[dict[str, Any], Callable[[str], list[dict]], list[str]]:
     """Per split, a random-access sequence of raw clips {"id", "wave", "image" (uint8 or None), "captions"}:
     decoded on access for array_record datasets (large corpora never sit in memory), loaded up front for
-    the embedded set and JSONL manifests (bad audio files stop the run or are skipped and counted); and a
-    function giving a split's captions (without decoding audio)."""
+    the embedded set and JSONL manifests (bad audio files stop the run or are skipped and counted); a function
+    giving a split's items in order, {"id", "input" (the audio file, or where the record is; None for generated
+    clips), "captions"}, without decoding audio; and the bad audio files skipped."""
     if d.source == "synthetic":
         return (*synthetic_sources(d), [])
     if d.source == "tfds":
@@ -112,17 +114,19 @@ def sources(d) -> tuple[dict[str, Any], Callable[[str], list[list[str]]], list[s
             raise InputError("data.source='tfds' needs data.tfds_dir (a directory written by kdjax.data.tfds_builders)")
         raw = {s: tfds_builders.open_split(d.tfds_dir, s) if tfds_builders.has_split(d.tfds_dir, s) else []
                for s in SPLITS}
-        captions = lambda split: [[c.decode() if isinstance(c, bytes) else c for c in r["captions"]]
-                                  for r in raw[split]]
-        return {s: grain.MapDataset.source(src).map(tfds_builders.decode_row) for s, src in raw.items()}, captions, []
+        dec = lambda x: x.decode() if isinstance(x, bytes) else str(x)  # noqa: E731
+        items = lambda split: [{"id": dec(r["id"]), "input": f"{d.tfds_dir}#{split}[{i}]",  # noqa: E731
+                                "captions": [dec(c) for c in r["captions"]]} for i, r in enumerate(raw[split])]
+        return {s: grain.MapDataset.source(src).map(tfds_builders.decode_row) for s, src in raw.items()}, items, []
     rows = load(d)
     out, skipped = {}, []
     for split, items in rows.items():
         waves, kept, bad = load_many([r["audio"] for r in items], d.sample_rate, d.on_bad_input)
         skipped += bad
         out[split] = [{"id": items[i]["id"], "wave": w, "captions": items[i]["captions"],
-                       "image_path": items[i].get("image")} for w, i in zip(waves, kept)]
-    return out, (lambda split: [list(r["captions"]) for r in out[split]]), skipped
+                       "image_path": items[i].get("image"), "audio": items[i]["audio"]} for w, i in zip(waves, kept)]
+    return out, (lambda split: [{"id": r["id"], "input": r["audio"], "captions": list(r["captions"])}
+                                for r in out[split]]), skipped
 
 
 def train_images(d) -> str | None:

@@ -124,7 +124,7 @@ def _add(notes, bad, where, text, raw_label, labels, on_bad, max_note_bytes) -> 
     if label is None:
         bad.add(where, f"label {raw_label!r} is not in the label set {list(labels)}", on_bad)
         return
-    notes.append(Note(str(text), label))
+    notes.append(Note(str(text), label, where))
 
 
 def split_notes(notes: list[Note], ratios: Sequence[float], seed: int) -> list[list[Note]]:

@@ -66,6 +66,7 @@ def word_category(word: str) -> str:
 class Note:
     text: str
     label: int
+    source: str = ""  # where it was read ("notes.csv:12"); "" for generated notes
 
 
 def _vitals(rng: np.random.Generator, severe: bool) -> tuple[list[str], float]:

@@ -189,10 +189,11 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     labels = list(d.labels)
     index = {lab: i for i, lab in enumerate(labels)}
     length = int(round(d.clip_seconds * d.sample_rate))
-    data, skipped = {}, []
+    data, skipped, where = {}, [], {}
     rows = {} if d.source == "synthetic" else load_rows(cfg)
     if d.source == "synthetic":
         data = {s: _SyntheticTags(d, s) for s in SPLITS}
+        where = {s: [(f"synthetic-{s}-{i}", None) for i in range(len(v))] for s, v in data.items()}
     for split, items in rows.items():
         unknown = sorted({r["label"] for r in items} - set(index))
         if unknown:
@@ -200,6 +201,8 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         waves, kept, bad = load_many([r["audio"] for r in items], d.sample_rate, d.on_bad_input)
         skipped += bad
         data[split] = [{"wave": w, "label": np.int32(index[items[i]["label"]])} for w, i in zip(waves, kept)]
+        where[split] = [(str(items[i].get("id") or os.path.basename(items[i]["audio"])), items[i]["audio"])
+                        for i in kept]
 
     def fixed(ex):  # evaluation: the clip's start, zero-padded, with its mask
         wave, mask = crop_or_pad(ex["wave"], length)
@@ -225,6 +228,25 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     def evaluate(preds, split):
         return (multilabel_metrics if d.multilabel else multiclass_metrics)(preds["label"], preds["prob"])
 
+    def prediction_rows(preds, split):
+        """Per clip: the predicted label (multi-label: the labels above 1/2) with its probability, every label's
+        probability, and the true label(s)."""
+        out = []
+        for (clip, path), prob, label in zip(where["validation" if split == "dev" else split], preds["prob"],
+                                             preds["label"]):
+            probs = {lab: round(float(p), 6) for lab, p in zip(labels, prob)}
+            if d.multilabel:
+                pred = {"labels": [lab for lab, p in zip(labels, prob) if p > 0.5]}
+                refs = [lab for lab, t in zip(labels, label) if t > 0.5]
+                scores = {"correct": float(set(pred["labels"]) == set(refs))}
+            else:
+                k = int(np.argmax(prob))
+                pred, refs = {"label": labels[k], "probability": probs[labels[k]]}, [labels[int(label)]]
+                scores = {"correct": float(k == int(label))}
+            out.append({"id": clip, "input": path, "prediction": pred, "probabilities": probs, "references": refs,
+                        "scores": scores})
+        return out
+
     majority = None  # the accuracy of always answering the training set's most frequent class
     if not d.multilabel:
         train_labels = np.array([int(e["label"]) for e in data["train"]])
@@ -235,7 +257,8 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         train_data=grain.MapDataset.source(data["train"]),
         eval_data={"dev": grain.MapDataset.source(data["validation"]).map(fixed),
                    "test": grain.MapDataset.source(data["test"]).map(fixed)},
-        evaluate=evaluate, train_transform=train_transform, logical_axes=ced_lib.LOGICAL_AXES,
+        evaluate=evaluate, prediction_rows=prediction_rows, train_transform=train_transform,
+        logical_axes=ced_lib.LOGICAL_AXES,
         info={"num_examples": {s: len(v) for s, v in data.items()}, "labels": labels,
               "majority_class_accuracy": majority, "bad_audio_skipped": len(skipped),
               "bad_audio": skipped[:100], "clip_samples": length,

@@ -46,16 +46,24 @@ def generation(node: Any, tok) -> Any:
     return config_from({"eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id, **dict(node)})
 
 
-def evaluator(cfg: ml_collections.ConfigDict, references: dict[str, list[list[str]]], tok, info: dict):
-    """The Task's `evaluate`: captions decoded with `tok` and scored by the suite against the references of
-    the dev (validation) and test splits."""
+def evaluator(cfg: ml_collections.ConfigDict, items: dict[str, list[dict]], tok, info: dict):
+    """The Task's `evaluate` and `prediction_rows`: captions decoded with `tok` and scored by the suite against
+    the references of the dev (validation) and test splits; `items` per split, {"id", "input", "captions"} in the
+    split's order (kdjax.data.captions.sources)."""
     from kdjax.data import tokenizers
     from kdjax.metrics.captioning import CaptionTaskEvaluator, MetricConfig
 
     mcfg = MetricConfig.from_config(cfg.eval.metric_config) if cfg.eval.get("metric_config") else None
-    return CaptionTaskEvaluator({"dev": references["validation"], "test": references["test"]},
-                                tokenizers.text_decoder(tok), metrics=tuple(cfg.eval.metrics),
-                                tokenization=cfg.eval.tokenization, config=mcfg, info=info)
+    by_split = {"dev": items["validation"], "test": items["test"]}
+    ev = CaptionTaskEvaluator({s: [r["captions"] for r in v] for s, v in by_split.items()},
+                              tokenizers.text_decoder(tok), metrics=tuple(cfg.eval.metrics),
+                              tokenization=cfg.eval.tokenization, config=mcfg, info=info)
+
+    def rows(predictions: dict[str, np.ndarray], split: str) -> list[dict]:
+        return [{"id": by_split[split][r["index"]]["id"], "input": by_split[split][r["index"]]["input"], **r}
+                for r in ev.rows(predictions, split)]
+
+    return ev, rows
 
 
 def caption_files(cfg: ml_collections.ConfigDict, model: Any, tok, files: list[str]) -> list[tuple[str, str]]:

@@ -38,6 +38,11 @@ class Task:
     evaluate: Callable[[dict[str, np.ndarray], str], dict[str, float]]
     """(predictions of a whole split, split name) -> metrics, on the host."""
 
+    prediction_rows: Callable[[dict[str, np.ndarray], str], list[dict]] | None = None
+    """(predictions of a split, split name) -> one JSON object per example for predictions/<split>.jsonl, called
+    after `evaluate` on the same predictions: "id", "input" (the file or record read), "prediction" (caption text,
+    or label and probability), "references" and, where the metrics give them, per-example "scores"."""
+
     train_transform: Callable[[dict[str, np.ndarray], np.random.Generator], dict[str, np.ndarray]] | None = None
     """Per-example random transform (augmentation, random crop) applied on the host after shuffling and
     repeating; its generator comes from (seed, position in the stream), so a resumed run draws

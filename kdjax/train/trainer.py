@@ -401,7 +401,9 @@ class Trainer:
 
     def _save_predictions(self, preds: dict[str, dict[str, np.ndarray]]) -> None:
         """predictions/<split>.npz: the raw per-example outputs behind the reported metrics, in the split's
-        order, for significance tests and error analysis without re-running the model."""
+        order, for significance tests and error analysis without re-running the model; and, where the task
+        says how, predictions/<split>.jsonl: one readable row per example (id, input, prediction, references,
+        per-example scores), which `python -m kdjax.evaluate --predictions` scores directly."""
         folder = os.path.join(self.workdir, "predictions")
         os.makedirs(folder, exist_ok=True)
         for split, p in preds.items():
@@ -409,6 +411,12 @@ class Trainer:
             with open(path + ".tmp", "wb") as f:
                 np.savez(f, **p)
             os.replace(path + ".tmp", path)
+            if self.task.prediction_rows is not None:
+                path = os.path.join(folder, f"{split}.jsonl")
+                with open(path + ".tmp", "w", encoding="utf-8") as f:
+                    for row in self.task.prediction_rows(p, split):
+                        f.write(json.dumps(row, ensure_ascii=False, default=float) + "\n")
+                os.replace(path + ".tmp", path)
 
     def _finish(self, ckpts: Checkpoints, step: int, meta: dict, writer: MetricWriter,
                 train_seconds: float) -> Result:

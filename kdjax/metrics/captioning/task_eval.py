@@ -38,9 +38,20 @@ class CaptionTaskEvaluator:
                              f"{len(refs_all)} items")
         texts = self.decode(tokens)
         refs = [list(refs_all[int(i)]) for i in index]
-        result = evaluate(texts, refs, metrics=self.metrics, tokenization=self.tokenization, config=self.config)
+        result = evaluate(texts, refs, metrics=self.metrics, tokenization=self.tokenization, config=self.config,
+                          per_item=True)
         self.last[split], self.last_predictions[split] = result, texts
         self.info[f"caption_metrics/{split}"] = {
             "tokenization": result.tokenization, "unavailable": result.unavailable, "models": result.models,
             "notes": result.notes}
         return {k: v / 100.0 for k, v in result.scores.items()}
+
+    def rows(self, predictions: dict[str, np.ndarray], split: str) -> list[dict]:
+        """The last evaluation of `split` (these predictions) per example, in the split's order: "index",
+        "prediction" (the caption), "references" and "scores" (each metric's per-item score, x100)."""
+        result, texts = self.last[split], self.last_predictions[split]
+        index = np.asarray(predictions["index"]) if "index" in predictions else np.arange(len(texts))
+        per = result.per_item or {}
+        out = [{"index": int(i), "prediction": texts[k], "references": list(self.references[split][int(i)]),
+                "scores": {m: round(float(v[k]), 4) for m, v in per.items()}} for k, i in enumerate(index)]
+        return sorted(out, key=lambda r: r["index"])

@@ -4,7 +4,7 @@ evaluation, the report, the batch description and the abstract task for ahead-of
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 import grain
 import jax
@@ -63,6 +63,23 @@ def evaluate(preds: dict[str, np.ndarray], split: str) -> dict[str, float]:
     if probs.shape[-1] == 2:
         return binary_metrics(labels, probs[:, 1])
     return {"accuracy": float(np.mean(probs.argmax(-1) == labels))}
+
+
+def prediction_rows(labels: list[str], notes: dict[str, list]) -> Callable[[dict[str, np.ndarray], str], list[dict]]:
+    """predictions/<split>.jsonl for notes: the predicted label's name and probability, every label's probability
+    and the true label, per note in the split's order (id: where it was read, or its position)."""
+
+    def rows(preds: dict[str, np.ndarray], split: str) -> list[dict]:
+        out = []
+        for i, (note, prob, label) in enumerate(zip(notes[split], preds["prob"], preds["label"])):
+            k = int(np.argmax(prob))
+            out.append({"id": note.source or f"{split}-{i}", "input": note.text,
+                        "prediction": {"label": labels[k], "probability": round(float(prob[k]), 6)},
+                        "probabilities": {lab: round(float(p), 6) for lab, p in zip(labels, prob)},
+                        "references": [labels[int(label)]], "scores": {"correct": float(k == int(label))}})
+        return out
+
+    return rows
 
 
 def cached_teacher(cfg: ml_collections.ConfigDict) -> bool:
@@ -154,6 +171,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
                    "weights": dict(zip(("hidn", "attn"), layer_weights(p.form, p.alpha, p.beta, p.layer_map)))}}
     return Task(model=model, loss_fn=make_loss(p), predict_fn=predict_fn, train_data=data["train"],
                 eval_data={"dev": data["dev"], "test": data["test"]}, evaluate=evaluate,
+                prediction_rows=prediction_rows(list(cfg.data.labels), splits),
                 logical_axes=STUDENT_AXES, teacher=step_teacher, teacher_logical_axes=LOGICAL_AXES, report=report,
                 info=info, batch_spec=batch_spec(cfg, p))
 

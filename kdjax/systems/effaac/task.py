@@ -38,9 +38,9 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     if uses_teacher and cfg.teacher.kind == "none":
         raise InputError("this config distils (kd.enc or kd.seq_weight) but teacher.kind is 'none'")
     os.makedirs(workdir, exist_ok=True)
-    sources, captions_of, skipped = caption_data.sources(d)
+    sources, items_of, skipped = caption_data.sources(d)
     ao_rows, ao_bad = pipeline.audio_only_rows(cfg)
-    tok = build_tokenizer(cfg, [c for cs in captions_of("train") for c in cs], workdir)
+    tok = build_tokenizer(cfg, [c for r in items_of("train") for c in r["captions"]], workdir)
 
     loaded = load_teacher(cfg) if uses_teacher else None
     online = loaded is not None and (bool(cfg.teacher.online) or cfg.student.memory == "teacher")
@@ -75,8 +75,8 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         return {"tokens": tokens, "lengths": lengths, "index": batch["index"]}
 
     info: dict[str, Any] = {}
-    references = {s: captions_of(s) for s in ("validation", "test")}
-    evaluator = captioning.evaluator(cfg, references, tok, info)
+    items = {s: items_of(s) for s in ("validation", "test")}
+    evaluator, prediction_rows = captioning.evaluator(cfg, items, tok, info)
     frozen = frozen_filter(cfg)
     student = nnx.All(nnx.Param, nnx.Not(nnx.Any(*map(nnx.PathContains, (
         "external_encoder", "student_proj", "teacher_proj", "logit_scale")))))
@@ -97,7 +97,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         model=model, loss_fn=make_loss_fn(cfg, tok.bos_token_id), predict_fn=predict_fn,
         train_data=pipe.train(),
         eval_data={"dev": data["validation"].map(fixed), "test": data["test"].map(fixed)},
-        evaluate=evaluator, train_transform=pipe.train_transform, logical_axes=LOGICAL_AXES, frozen=frozen,
+        evaluate=evaluator, prediction_rows=prediction_rows, train_transform=pipe.train_transform, logical_axes=LOGICAL_AXES, frozen=frozen,
         teacher=step_teacher, info=info,
         batch_spec=batch_spec(cfg, teacher_dim=teacher_dim, teacher_rate=tsr, online=step_teacher is not None))
 

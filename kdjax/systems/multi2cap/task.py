@@ -69,8 +69,8 @@ def abstract_task(cfg: ml_collections.ConfigDict) -> tuple[Task, dict]:
 
 def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     d = cfg.data
-    sources, captions_of, skipped = caption_data.sources(cfg.data)
-    tok = build_tokenizer(cfg, None if cfg.decoder.checkpoint else [c for cs in captions_of("train") for c in cs],
+    sources, items_of, skipped = caption_data.sources(cfg.data)
+    tok = build_tokenizer(cfg, None if cfg.decoder.checkpoint else [c for r in items_of("train") for c in r["captions"]],
                           workdir)
     model = build_model(cfg, tok)
     init_info = init_from(cfg, model)
@@ -98,7 +98,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
 
     data = {s: grain.MapDataset.source(src).map_with_index(example(s)) if not isinstance(src, list)
             else grain.MapDataset.source([example(s)(i, r) for i, r in enumerate(src)]) for s, src in sources.items()}
-    references = {s: captions_of(s) for s in ("validation", "test")}
+    items = {s: items_of(s) for s in ("validation", "test")}
     teacher_info = teachers.describe(teachers.ONLINE) if teacher is not None else None
     if teacher is not None and cfg.teacher.cache:  # features once per clip; no image model in the step
         train = data["train"]
@@ -136,7 +136,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         return {"tokens": tokens, "lengths": lengths, "index": batch["index"]}
 
     info: dict[str, Any] = {}
-    evaluator = captioning.evaluator(cfg, references, tok, info)
+    evaluator, prediction_rows = captioning.evaluator(cfg, items, tok, info)
     strip = lambda ex: {k: v for k, v in ex.items() if k != "index"}
     info.update({
         "num_examples": {s: len(v) for s, v in data.items()}, "bad_audio_skipped": len(skipped),
@@ -152,7 +152,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     return Task(
         model=model, loss_fn=loss_fn, predict_fn=predict_fn, train_data=data["train"].map(strip),
         eval_data={"dev": data["validation"].map(fixed), "test": data["test"].map(fixed)},
-        evaluate=evaluator, train_transform=train_transform, logical_axes=LOGICAL_AXES,
+        evaluate=evaluator, prediction_rows=prediction_rows, train_transform=train_transform, logical_axes=LOGICAL_AXES,
         frozen=lora.frozen_filter(FROZEN), teacher=teacher,
         teacher_logical_axes=vit_lib.LOGICAL_AXES if cfg.teacher.kind == "vit" else resnet_lib.LOGICAL_AXES,
         info=info, batch_spec=batch_spec(cfg))
