@@ -23,17 +23,21 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. con
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, report). "
                                "Default: workdirs/<config name>-<variant>.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "caption", "teacher_cache", "cost", "export"],
-                          "train; caption audio files (--audio) with a trained workdir; teacher_cache: write "
-                          "a distillation teacher's per-clip outputs (EffAAC) before training; cost: measure "
-                          "the config's captioner on this host (parameters, GFLOPs, latency; EffAAC Table 3) "
-                          "into the workdir's report.json; or export: a trained workdir's model for PyTorch into "
-                          "--out (reads the workdir's own config.json: no --config).")
-_OUT = flags.DEFINE_string("out", None, "--mode=export: the directory the exported model is written to.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "caption", "predict", "teacher_cache", "cost", "export"],
+                          "train; caption (Multi2Cap, EffAAC) or predict (DSG-KD notes, audio tagging): batch "
+                          "inference on --input with a trained --workdir; teacher_cache: write a distillation "
+                          "teacher's per-clip outputs (EffAAC) before training; cost: measure the config's "
+                          "captioner on this host (parameters, GFLOPs, latency; EffAAC Table 3) into the workdir's "
+                          "report.json; export: a trained workdir's model for PyTorch into --out. caption, predict "
+                          "and export read the workdir's own config.json (no --config) and never write in it.")
+_OUT = flags.DEFINE_string("out", None, "--mode=export: the directory the model is written to; --mode=caption/"
+                           "predict: the JSONL file of predictions (default: standard output).")
+_INPUT = flags.DEFINE_multi_string("input", [], "--mode=caption/predict: an audio file or note (.txt), a directory "
+                                   "of them, or a manifest (.jsonl; .csv for notes); repeatable.")
 _ALLOW_CHANGE = flags.DEFINE_bool("allow_config_change", False,
                                   "Resume a workdir with a config that differs from its config.json (refused by "
                                   "default, naming the differing keys; the mesh may always change).")
-_AUDIO = flags.DEFINE_multi_string("audio", [], "Audio files to caption (--mode=caption); repeat the flag.")
+_AUDIO = flags.DEFINE_multi_string("audio", [], "The same as --input (audio files to caption).")
 _COST_SECONDS = flags.DEFINE_float("cost_clip_seconds", 10.0, "--mode=cost: the clip's length (the paper's 10 s).")
 _COST_TOKENS = flags.DEFINE_integer("cost_tokens", 20, "--mode=cost: tokens generated per caption (the paper's 20).")
 _COST_REPEATS = flags.DEFINE_integer("cost_repeats", 10, "--mode=cost: timed runs averaged (the paper's 10).")
@@ -69,6 +73,9 @@ def main(argv) -> None:
     if _MODE.value == "export":
         _export()
         return
+    if _MODE.value in ("caption", "predict"):
+        _infer(_MODE.value)
+        return
     cfg = _CONFIG.value
     if cfg is None:
         raise app.UsageError("--config is required, e.g. --config=configs/dsg_kd.py:smoke")
@@ -78,14 +85,12 @@ def main(argv) -> None:
     # Every problem of the config at once, before JAX touches a device, a checkpoint or a dataset. Captioning
     # reads the trained workdir, not the training data, so it does not need the data paths to exist.
     try:
-        system, cfg, adjustments = registry.resolve(cfg, paths=_MODE.value not in (contract.CAPTION, contract.COST))
+        system, cfg, adjustments = registry.resolve(cfg, paths=_MODE.value != contract.COST)
     except InputError as e:
         sys.exit(f"kdjax: {e}")
     if _MODE.value in contract.CAPABILITIES and not system.supports(_MODE.value):
         sys.exit(f"kdjax: system {system.name!r} has no --mode={_MODE.value} (it supports: "
                  f"{', '.join(['train', *sorted(system.capabilities)])})")
-    if _MODE.value == "caption" and not _AUDIO.value:
-        sys.exit("kdjax: --mode=caption needs --audio=file.wav (repeatable)")
     from kdjax.train import distributed
 
     try:
@@ -100,13 +105,6 @@ def main(argv) -> None:
     from kdjax.train.logging import is_main_process
     from kdjax.train.trainer import Trainer
 
-    if _MODE.value == "caption":
-        try:
-            for path, text in system.caption_files(cfg, workdir, list(_AUDIO.value)):
-                print(f"{path}\t{text}")
-        except (InputError, FileNotFoundError) as e:
-            sys.exit(f"kdjax: {e}")
-        return
     if _MODE.value == contract.COST:
         from kdjax.metrics import cost
 
@@ -175,6 +173,50 @@ def _export() -> None:
         sys.exit(f"kdjax: {e}")
     for path in written:
         print(path)
+
+
+def _infer(mode: str) -> None:
+    """--mode=caption/predict: the workdir and every input are checked, and --out is refused if it exists, before
+    the model is read or anything is written; the workdir is only read. Unreadable inputs are named on stderr,
+    skipped and counted; the exit status is 1 when none could be read."""
+    from kdjax.errors import InputError
+    from kdjax.systems import contract, inference, registry
+    from kdjax.train.restore import workdir_config
+
+    if not _WORKDIR.value:
+        sys.exit(f"kdjax: --mode={mode} needs --workdir=W (a trained run) and --input=... (repeatable)")
+    if _CONFIG.value is not None:
+        sys.exit(f"kdjax: --mode={mode} reads the workdir's own config.json; drop --config")
+    out = _OUT.value
+    try:
+        cfg = workdir_config(_WORKDIR.value)
+        system = registry.get(cfg.get("system", ""))
+        if not system.supports(mode):
+            other = [m for m in contract.INFERENCE if system.supports(m)]
+            sys.exit(f"kdjax: system {system.name!r} has no --mode={mode}"
+                     + (f"; use --mode={other[0]}" if other else ""))
+        kind = "text" if system.name == "dsg_kd" else "audio"
+        items = inference.list_inputs([*_INPUT.value, *_AUDIO.value], kind,
+                                      str(cfg.data.get("text_column", "text")))
+        if out and os.path.exists(out):
+            sys.exit(f"kdjax: --out={out} exists; give a new file")
+        predictor = system.predictor(cfg, _WORKDIR.value)
+    except (InputError, FileNotFoundError, KeyError, ValueError) as e:
+        sys.exit(f"kdjax: {e}")
+    if out:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        with open(out + ".partial", "w", encoding="utf-8") as f:
+            summary = inference.run(predictor, items, f)
+        os.replace(out + ".partial", out)
+    else:
+        summary = inference.run(predictor, items, sys.stdout)
+    for why in summary["skipped_inputs"]:
+        print(f"kdjax: skipped {why}", file=sys.stderr)
+    print(f"kdjax: {summary['written']} of {len(items)} inputs predicted"
+          + (f", {summary['skipped']} skipped (unreadable)" if summary["skipped"] else "")
+          + (f"; written to {out}" if out else ""), file=sys.stderr)
+    if summary["written"] == 0:
+        sys.exit(1)
 
 
 def _parse(argv: list[str]) -> list[str]:

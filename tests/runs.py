@@ -43,6 +43,32 @@ def run(config: str, workdir: str, *overrides: str, devices: int = 1, check: boo
     return p
 
 
+def run_mode(mode: str, workdir: str, *args: str, check: bool = True, timeout: float = 600
+             ) -> subprocess.CompletedProcess:
+    """`python -m kdjax.main --mode=<mode> --workdir=<workdir> ...`: a mode that reads the workdir's own config
+    (caption, predict, export)."""
+    p = subprocess.run([sys.executable, "-m", "kdjax.main", f"--mode={mode}", f"--workdir={workdir}", *args],
+                       env=env(1), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"--mode={mode} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-6000:]}")
+    return p
+
+
+def snapshot(root: str) -> dict[str, tuple[int, int]]:
+    """Every file under `root` with its size and modification time: a workdir that was only read keeps it."""
+    return {os.path.join(d, n): (os.stat(os.path.join(d, n)).st_size, os.stat(os.path.join(d, n)).st_mtime_ns)
+            for d, _, names in os.walk(root) for n in names}
+
+
+def write_manifest(path, rows: list[dict]) -> str:
+    """A JSONL manifest of `rows` at `path`."""
+    import json
+
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    return str(path)
+
+
 def train_rows(workdir: str) -> list[dict]:
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         return [r for r in map(json.loads, f) if r["split"] == "train"]

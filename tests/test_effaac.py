@@ -121,10 +121,23 @@ def test_distillation_on_1_and_8_devices_and_captioning(teacher_workdir, cache, 
     report = json.load(open(os.path.join(one, "report.json")))
     t = report["info"]["teacher"]  # embeddings from the teacher in the step, captions (L_seq) from its cache
     assert (t["kind"], t["source"], t["cache"], t["examples"], t["dim"]) == ("online", "multi2cap", cache, 86, 192)
-    from kdjax.systems import effaac  # captioning from the workdir, as --mode=caption does
+    # --mode=caption: the test clips' captions equal the evaluation's (predictions/test.jsonl) where a clip fits the
+    # evaluation's crop; a longer clip is captioned whole (its seconds say so), not cropped
+    out = tmp_path / "captions.jsonl"
+    from kdjax.data import real_sounds
 
-    [(path, text)] = effaac.caption_files(tiny(teacher_workdir, cache), one, [CLIP])
-    assert path == CLIP and isinstance(text, str)
+    test = runs.write_manifest(tmp_path / "test.jsonl", [{"audio": r["audio"], "id": r["id"]}
+                                                         for r in real_sounds.caption_rows()["test"]])
+    runs.run_mode("caption", one, f"--input={CLIP}", f"--input={test}", f"--out={out}")
+    rows = [json.loads(l) for l in open(out, encoding="utf-8")]
+    assert rows[0]["input"] == CLIP and rows[0]["id"] == os.path.basename(CLIP)
+    by_id = {r["id"]: r for r in rows[1:]}
+    evaluated = [json.loads(l) for l in open(os.path.join(one, "predictions", "test.jsonl"), encoding="utf-8")]
+    assert sorted(by_id) == sorted(e["id"] for e in evaluated)
+    clip_seconds = effaac_config.get_config("tiny").data.clip_seconds
+    fits = [e for e in evaluated if by_id[e["id"]]["seconds"] <= clip_seconds]
+    assert fits and all(by_id[e["id"]]["prediction"] == e["prediction"] for e in fits)
+    assert any(r["seconds"] > clip_seconds for r in rows)  # whole, not cropped
 
 
 @pytest.mark.slow

@@ -20,19 +20,14 @@ def export(workdir: str, out: str, *extra: str) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
-def snapshot(root: str) -> dict[str, tuple[int, int]]:
-    return {os.path.join(d, n): (os.stat(os.path.join(d, n)).st_size, os.stat(os.path.join(d, n)).st_mtime_ns)
-            for d, _, names in os.walk(root) for n in names}
-
-
 def test_dsg_kd_export_loads_in_transformers_with_kdjax_logits(tmp_path):
     work, out = str(tmp_path / "run with spaces"), str(tmp_path / "export")
     # trained on 8 devices, exported (and compared) on one
     runs.run("configs/dsg_kd.py:tiny", work, "--config.train.steps=3", devices=8)
-    before = snapshot(work)
+    before = runs.snapshot(work)
     p = export(work, out)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert snapshot(work) == before  # the workdir is only read
+    assert runs.snapshot(work) == before  # the workdir is only read
     assert {"config.json", "model.safetensors", "modeling_kdjax_bert.py", "README.md", "tokenizer.json"} <= set(
         os.listdir(out))
 

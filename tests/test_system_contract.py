@@ -39,9 +39,11 @@ def test_every_system_keeps_the_contract():
         system = registry.get(name)
         assert isinstance(system, contract.System) and system.name == name
         for cap in system.capabilities:
-            assert callable(getattr(system, {"caption": "caption_files", "teacher_cache": "make_teacher_cache",
-                                             "cost": "cost_model", "export": "export"}[cap]))
-    assert registry.get("multi2cap").supports(contract.CAPTION)
+            assert callable(getattr(system, {"caption": "predictor", "predict": "predictor",
+                                             "teacher_cache": "make_teacher_cache", "cost": "cost_model",
+                                             "export": "export"}[cap]))
+    assert registry.get("multi2cap").supports(contract.CAPTION) and registry.get("effaac").supports(contract.CAPTION)
+    assert registry.get("dsg_kd").supports(contract.PREDICT) and registry.get("audio_tagging").supports(contract.PREDICT)
     assert registry.get("effaac").supports(contract.TEACHER_CACHE)
     assert not registry.get("dsg_kd").supports(contract.CAPTION) and registry.get("dsg_kd").supports(contract.EXPORT)
     assert registry.get("effaac").supports(contract.COST) and not registry.get("dsg_kd").supports(contract.COST)
@@ -51,8 +53,10 @@ def test_every_system_keeps_the_contract():
 
 def test_a_capability_must_be_implemented():
     fns = dict(validate=print, batch_spec=print, build=print, abstract_task=print)
-    with pytest.raises(TypeError, match="declares 'caption' but has no caption_files"):
+    with pytest.raises(TypeError, match="declares 'caption' but has no predictor"):
         contract.System("broken", capabilities={contract.CAPTION}, **fns)
+    with pytest.raises(TypeError, match="has predictor\\(\\) but does not declare 'caption or predict'"):
+        contract.System("silent", predictor=print, **fns)
     with pytest.raises(TypeError, match="has make_teacher_cache\\(\\) but does not declare 'teacher_cache'"):
         contract.System("quiet", make_teacher_cache=print, **fns)
     with pytest.raises(TypeError, match="unknown capabilities"):
@@ -259,8 +263,9 @@ def test_the_cli_stops_at_once_naming_every_key(tmp_path):
         assert line in p.stderr
     assert not wd.exists()  # nothing was created
     # --mode that the system does not declare
-    p = runs.run("configs/dsg_kd.py:tiny", str(wd), "--mode=caption", "--audio=x.wav", check=False)
-    assert p.returncode == 1 and "has no --mode=caption (it supports: train, export)" in p.stderr
+    p = runs.run("configs/dsg_kd.py:tiny", str(wd), "--mode=cost", check=False)
+    assert p.returncode == 1 and "has no --mode=cost (it supports: train, export, predict)" in p.stderr
+    assert not wd.exists()
 
 
 # ------------------------------------------------------------------------------------------ batch spec

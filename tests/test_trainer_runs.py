@@ -117,6 +117,30 @@ def test_report_and_outputs(single_device_run):
         assert np.mean([r["scores"]["correct"] for r in rows]) == pytest.approx(report["metrics"][split]["accuracy"])
 
 
+@SHARES_SINGLE_DEVICE_RUN
+def test_predict_notes_gives_the_evaluation_probabilities(single_device_run, tmp_path):
+    """--mode=predict on notes (a JSONL manifest of the dev notes, a .txt note, a CSV manifest): the trained student's
+    probabilities of each dev note equal the evaluation's (predictions/dev.jsonl); an empty note is skipped."""
+    wd = single_device_run
+    dev = [json.loads(l) for l in open(os.path.join(wd, "predictions", "dev.jsonl"), encoding="utf-8")]
+    manifest = runs.write_manifest(tmp_path / "dev.jsonl", [{"id": r["id"], "text": r["input"]} for r in dev])
+    (tmp_path / "one.txt").write_text(dev[0]["input"], encoding="utf-8")
+    import csv
+
+    with open(tmp_path / "notes.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("text", "id"), (dev[1]["input"], "b"), ("", "empty")])
+    out = tmp_path / "p.jsonl"
+    p = runs.run_mode("predict", wd, f"--input={manifest}", f"--input={tmp_path / 'one.txt'}",
+                      f"--input={tmp_path / 'notes.csv'}", f"--out={out}")
+    rows = [json.loads(l) for l in open(out, encoding="utf-8")]
+    assert [r["id"] for r in rows] == [r["id"] for r in dev] + ["one.txt", "b"]
+    assert "notes.csv:3: an empty note" in p.stderr
+    for r, e in zip(rows, dev + dev[:2]):
+        np.testing.assert_allclose([r["probabilities"][k] for k in ("0", "1")],
+                                   [e["probabilities"][k] for k in ("0", "1")], atol=2e-5)
+        assert r["prediction"]["label"] == e["prediction"]["label"] and r["truncated"] in (True, False)
+
+
 KILL_RUN = ("--config.train.steps=120", "--config.train.checkpoint_every=15", "--config.eval.every=0",
             "--config.train.early_stopping.metric=")
 

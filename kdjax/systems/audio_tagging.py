@@ -29,7 +29,7 @@ from kdjax.losses.classification import cross_entropy, sigmoid_cross_entropy
 from kdjax.metrics.classification import multiclass_metrics, multilabel_metrics
 from kdjax.models import ced as ced_lib
 from kdjax.systems import checks as checks_lib
-from kdjax.systems import contract
+from kdjax.systems import contract, inference
 from kdjax.systems.checks import Checks
 from kdjax.train import task as task_lib
 from kdjax.train.batch import BatchSpec, Field, abstract_batch
@@ -229,22 +229,16 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         return (multilabel_metrics if d.multilabel else multiclass_metrics)(preds["label"], preds["prob"])
 
     def prediction_rows(preds, split):
-        """Per clip: the predicted label (multi-label: the labels above 1/2) with its probability, every label's
-        probability, and the true label(s)."""
+        """Per clip: the predicted label (multi-label: the labels above 1/2), every label's probability, and the
+        true label(s)."""
         out = []
-        for (clip, path), prob, label in zip(where["validation" if split == "dev" else split], preds["prob"],
-                                             preds["label"]):
-            probs = {lab: round(float(p), 6) for lab, p in zip(labels, prob)}
-            if d.multilabel:
-                pred = {"labels": [lab for lab, p in zip(labels, prob) if p > 0.5]}
-                refs = [lab for lab, t in zip(labels, label) if t > 0.5]
-                scores = {"correct": float(set(pred["labels"]) == set(refs))}
-            else:
-                k = int(np.argmax(prob))
-                pred, refs = {"label": labels[k], "probability": probs[labels[k]]}, [labels[int(label)]]
-                scores = {"correct": float(k == int(label))}
-            out.append({"id": clip, "input": path, "prediction": pred, "probabilities": probs, "references": refs,
-                        "scores": scores})
+        rows = inference.label_rows(preds["prob"], labels, bool(d.multilabel))
+        for (clip, path), row, label in zip(where["validation" if split == "dev" else split], rows, preds["label"]):
+            pred = row["prediction"]
+            refs = ([lab for lab, t in zip(labels, label) if t > 0.5] if d.multilabel else [labels[int(label)]])
+            got = pred["labels"] if d.multilabel else [pred["label"]]
+            out.append({"id": clip, "input": path, **row, "references": refs,
+                        "scores": {"correct": float(set(got) == set(refs))}})
         return out
 
     majority = None  # the accuracy of always answering the training set's most frequent class
@@ -305,5 +299,26 @@ def export(workdir: str, out: str) -> list[str]:
     return sorted(os.path.join(out, n) for n in os.listdir(out))
 
 
+def predictor(cfg: ml_collections.ConfigDict, workdir: str) -> inference.Predictor:
+    """--mode=predict: labels of audio files by the tagger trained in `workdir` (whole clips, never cropped)."""
+    import jax.numpy as jnp
+
+    from kdjax.train.restore import restore_trained
+
+    labels, multilabel = list(cfg.data.labels), bool(cfg.data.get("multilabel", False))
+    model = restore_trained(cfg, build_model(cfg, len(labels)), None, workdir)
+    gdef, state = nnx.split(model)
+    act = jax.nn.sigmoid if multilabel else (lambda x: jax.nn.softmax(x, -1))
+    step = jax.jit(lambda s, w, m: act(nnx.merge(gdef, s)(w, m)["logits"]))
+
+    def run_batch(waves, masks):
+        return inference.label_rows(np.asarray(step(state, jnp.asarray(waves), jnp.asarray(masks))), labels,
+                                    multilabel)
+
+    return inference.audio_predictor(int(cfg.data.sample_rate), int(round(cfg.data.clip_seconds * cfg.data.sample_rate)),
+                                     int(cfg.eval.batch_size), run_batch)
+
+
 SYSTEM = contract.System("audio_tagging", validate=validate, batch_spec=lambda cfg, **dims: batch_spec(cfg),
-                         build=build, abstract_task=abstract_task, capabilities={contract.EXPORT}, export=export)
+                         build=build, abstract_task=abstract_task, capabilities={contract.EXPORT, contract.PREDICT},
+                         export=export, predictor=predictor)

@@ -1,6 +1,6 @@
 """What the captioning systems (Multi2Cap, EffAAC) share: the checks of their evaluation settings, the caption
-fields of their batches, the evaluator, fixed-length evaluation examples and captioning files with a trained
-model.
+fields of their batches, the evaluator and fixed-length evaluation examples (captioning files with a trained
+model: kdjax.systems.inference).
 """
 
 from __future__ import annotations
@@ -64,28 +64,6 @@ def evaluator(cfg: ml_collections.ConfigDict, items: dict[str, list[dict]], tok,
                 for r in ev.rows(predictions, split)]
 
     return ev, rows
-
-
-def caption_files(cfg: ml_collections.ConfigDict, model: Any, tok, files: list[str]) -> list[tuple[str, str]]:
-    """Caption audio files with a trained captioner (any model with `caption(wave, mask, generate_cfg)`)."""
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
-
-    from kdjax.audio.io import crop_or_pad, load_audio
-    from kdjax.data import tokenizers
-
-    gen_cfg = generation(cfg.eval.generate, tok)
-    length = clip_samples(cfg.data)
-    gdef, state = nnx.split(model)
-    run = jax.jit(lambda s, w, m: nnx.merge(gdef, s).caption(w, m, gen_cfg))
-    decode = tokenizers.text_decoder(tok)
-    out = []
-    for f in files:
-        wave, mask = crop_or_pad(load_audio(f, int(cfg.data.sample_rate)), length)
-        tokens, _ = run(state, jnp.asarray(wave[None]), jnp.asarray(mask[None]))
-        out.append((f, decode(np.asarray(tokens))[0]))
-    return out
 
 
 # ----------------------------------------------------------------------------------------------- checks

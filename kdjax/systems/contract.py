@@ -12,7 +12,8 @@ experiment runner see it only through this contract, and reach it through `kdjax
 
 and whatever of these it declares in `capabilities`:
 
-    CAPTION        caption_files(cfg, workdir, files) -> [(file, caption)]     --mode=caption
+    CAPTION        predictor(cfg, workdir) -> inference.Predictor: captions       --mode=caption
+    PREDICT        predictor(cfg, workdir) -> inference.Predictor: labels         --mode=predict
     TEACHER_CACHE  make_teacher_cache(cfg, workdir) -> cache directory         --mode=teacher_cache
     COST           cost_model(cfg) -> (captioner, tokenizer), as deployed          --mode=cost
     EXPORT         export(workdir, out) -> [written paths]: the trained model for PyTorch  --mode=export
@@ -24,13 +25,16 @@ import dataclasses
 from typing import Any, Callable
 
 CAPTION = "caption"
+PREDICT = "predict"
 TEACHER_CACHE = "teacher_cache"
 COST = "cost"
 EXPORT = "export"
-CAPABILITIES = (CAPTION, TEACHER_CACHE, COST, EXPORT)
+CAPABILITIES = (CAPTION, PREDICT, TEACHER_CACHE, COST, EXPORT)
+INFERENCE = (CAPTION, PREDICT)  # batch inference from a trained workdir (kdjax.systems.inference)
 
-# the function each capability promises
-_METHODS = {CAPTION: "caption_files", TEACHER_CACHE: "make_teacher_cache", COST: "cost_model", EXPORT: "export"}
+# the function each capability promises (caption and predict: the same one)
+_METHODS = {CAPTION: "predictor", PREDICT: "predictor", TEACHER_CACHE: "make_teacher_cache", COST: "cost_model",
+            EXPORT: "export"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +53,9 @@ class System:
     abstract_task: Callable[[Any], tuple[Any, dict]]
     """cfg -> (Task with abstract modules, abstract global batch): nothing read or allocated."""
     capabilities: frozenset[str] = frozenset()
-    caption_files: Callable[[Any, str, list[str]], list[tuple[str, str]]] | None = None
+    predictor: Callable[[Any, str], Any] | None = None
+    """(the workdir's config, workdir) -> kdjax.systems.inference.Predictor of its trained model; reads the workdir,
+    writes nothing."""
     make_teacher_cache: Callable[[Any, str], str] | None = None
     cost_model: Callable[[Any], tuple[Any, Any]] | None = None
     """cfg -> (the inference captioner the config builds, its tokenizer): what kdjax.metrics.cost measures."""
@@ -66,8 +72,9 @@ class System:
             given = getattr(self, method) is not None
             if cap in self.capabilities and not given:
                 raise TypeError(f"system {self.name!r} declares {cap!r} but has no {method}()")
-            if given and cap not in self.capabilities:
-                raise TypeError(f"system {self.name!r} has {method}() but does not declare {cap!r}")
+            serves = [c for c, m in _METHODS.items() if m == method]
+            if given and not set(serves) & self.capabilities:
+                raise TypeError(f"system {self.name!r} has {method}() but does not declare {' or '.join(serves)!r}")
 
     def supports(self, capability: str) -> bool:
         return capability in self.capabilities

@@ -20,6 +20,7 @@ from kdjax.losses.dsg_kd import layer_weights, total_loss
 from kdjax.metrics.classification import binary_metrics
 from kdjax.metrics.mwps import load_terms, mwps
 from kdjax.models.bert import LOGICAL_AXES, BertModel, SequenceClassifier
+from kdjax.systems import inference
 from kdjax.systems.dsg_kd import teacher as teacher_lib
 from kdjax.systems.dsg_kd.data import encode_fn, load_splits, teacher_tokenizer, tokenizer
 from kdjax.systems.dsg_kd.models import (STUDENT_AXES, Student, bert_init, build_student, build_teacher, layer_map,
@@ -71,15 +72,51 @@ def prediction_rows(labels: list[str], notes: dict[str, list]) -> Callable[[dict
 
     def rows(preds: dict[str, np.ndarray], split: str) -> list[dict]:
         out = []
-        for i, (note, prob, label) in enumerate(zip(notes[split], preds["prob"], preds["label"])):
-            k = int(np.argmax(prob))
-            out.append({"id": note.source or f"{split}-{i}", "input": note.text,
-                        "prediction": {"label": labels[k], "probability": round(float(prob[k]), 6)},
-                        "probabilities": {lab: round(float(p), 6) for lab, p in zip(labels, prob)},
-                        "references": [labels[int(label)]], "scores": {"correct": float(k == int(label))}})
+        for i, (note, row, label) in enumerate(zip(notes[split], inference.label_rows(preds["prob"], labels),
+                                                   preds["label"])):
+            out.append({"id": note.source or f"{split}-{i}", "input": note.text, **row,
+                        "references": [labels[int(label)]],
+                        "scores": {"correct": float(row["prediction"]["label"] == labels[int(label)])}})
         return out
 
     return rows
+
+
+def predictor(cfg: ml_collections.ConfigDict, workdir: str) -> inference.Predictor:
+    """--mode=predict: labels of notes (.txt files, or the text column of JSONL/CSV manifests) by the student
+    classifier trained in `workdir`, read as in training (cleaned when data.preprocess, at most
+    data.student_max_length tokens: a longer note's row says "truncated")."""
+    from kdjax.systems.dsg_kd.models import trained_classifier
+
+    d = cfg.data
+    model, tok = trained_classifier(workdir)
+    gdef, state = nnx.split(model)
+    step = jax.jit(lambda s, ids, att, types: jax.nn.softmax(nnx.merge(gdef, s)(ids, att, types)["logits"], -1))
+    length, batch_size, labels = int(d.student_max_length), int(cfg.eval.batch_size), list(d.labels)
+
+    def load(item: inference.Item) -> dict:
+        if item.text is not None:
+            text = item.text
+        else:
+            with open(item.path, encoding="utf-8") as f:
+                text = f.read()
+        if not text.strip():
+            raise InputError("an empty note")
+        clean = knowledge.preprocess_note if d.preprocess else (lambda t: t)
+        # as training encodes a note (encode_fn): its first words only, which bounds the work per note
+        enc = tok(clean(knowledge.clip_words(text, max(length, int(d.teacher_max_length)))), max_length=length,
+                  truncation=True, padding="max_length", return_token_type_ids=True)
+        truncated = len(tok(clean(text))["input_ids"]) > length
+        return {"ids": enc["input_ids"], "att": enc["attention_mask"], "types": enc["token_type_ids"],
+                "truncated": truncated}
+
+    def predict(examples: list[dict]) -> list[dict]:
+        pad = examples + [examples[0]] * (batch_size - len(examples))
+        arrays = [jnp.asarray(np.array([e[k] for e in pad], np.int32)) for k in ("ids", "att", "types")]
+        rows = inference.label_rows(np.asarray(step(state, *arrays)), labels)[:len(examples)]
+        return [{**r, "truncated": e["truncated"]} for r, e in zip(rows, examples)]
+
+    return inference.Predictor("text", batch_size, load, lambda e: length, predict, text_column=d.text_column)
 
 
 def cached_teacher(cfg: ml_collections.ConfigDict) -> bool:

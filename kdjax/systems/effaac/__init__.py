@@ -31,18 +31,18 @@ from kdjax.systems.effaac.checks import validate
 from kdjax.systems.effaac.export import export
 from kdjax.systems.effaac.loss import make_loss_fn
 from kdjax.systems.effaac.student import build_tokenizer, frozen_filter, load_trained, student_config
-from kdjax.systems.effaac.task import (LOGICAL_AXES, abstract_task, batch_spec, build, caption_files,
+from kdjax.systems.effaac.task import (LOGICAL_AXES, abstract_task, batch_spec, build, predictor,
                                       cost_model)
 from kdjax.systems.effaac.teacher import (AudioTeacher, Multi2CapTeacher, cache_dir, load_teacher, make_teacher_cache,
                                           online_teacher)
 
 __all__ = ["SYSTEM", "LOGICAL_AXES", "AudioTeacher", "Multi2CapTeacher", "abstract_task", "batch_spec", "build",
-           "build_tokenizer", "cache_dir", "caption_files", "cost_model", "export", "frozen_filter", "load_teacher", "load_trained",
+           "build_tokenizer", "cache_dir", "predictor", "cost_model", "export", "frozen_filter", "load_teacher", "load_trained",
            "make_loss_fn", "make_teacher_cache", "online_teacher", "student_config", "validate"]
 
 
 SYSTEM = contract.System("effaac", validate=validate, batch_spec=batch_spec, build=build,
                          abstract_task=abstract_task,
                          capabilities={contract.CAPTION, contract.TEACHER_CACHE, contract.COST, contract.EXPORT},
-                         caption_files=caption_files, make_teacher_cache=make_teacher_cache, cost_model=cost_model,
+                         predictor=predictor, make_teacher_cache=make_teacher_cache, cost_model=cost_model,
                          export=export)

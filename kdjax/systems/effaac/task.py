@@ -102,10 +102,12 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         batch_spec=batch_spec(cfg, teacher_dim=teacher_dim, teacher_rate=tsr, online=step_teacher is not None))
 
 
-def caption_files(cfg: ml_collections.ConfigDict, workdir: str, files: list[str]) -> list[tuple[str, str]]:
-    """Caption audio files with the student trained in `workdir`."""
+def predictor(cfg: ml_collections.ConfigDict, workdir: str):
+    """--mode=caption: captions of audio files by the captioner trained in `workdir` (kdjax.systems.inference)."""
+    from kdjax.systems import inference
+
     model, tok = load_trained(cfg, workdir)
-    return captioning.caption_files(cfg, model, tok, files)
+    return inference.caption_predictor(cfg, model, tok)
 
 
 def cost_model(cfg: ml_collections.ConfigDict) -> tuple[EffAAC, Any]:

@@ -180,10 +180,12 @@ def load_trained(cfg: ml_collections.ConfigDict, workdir: str) -> tuple[Multi2Ca
     return restore_trained(cfg, build_model(cfg, tok), lora.frozen_filter(FROZEN), workdir).audio_only(), tok
 
 
-def caption_files(cfg: ml_collections.ConfigDict, workdir: str, files: list[str]) -> list[tuple[str, str]]:
-    """Caption audio files with the trained model in `workdir` (best parameters if kept, else the latest)."""
+def predictor(cfg: ml_collections.ConfigDict, workdir: str):
+    """--mode=caption: captions of audio files by the captioner trained in `workdir` (kdjax.systems.inference)."""
+    from kdjax.systems import inference
+
     model, tok = load_trained(cfg, workdir)
-    return captioning.caption_files(cfg, model, tok, files)
+    return inference.caption_predictor(cfg, model, tok)
 
 
 def cost_model(cfg: ml_collections.ConfigDict) -> tuple[Multi2Cap, Any]:
