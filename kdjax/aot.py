@@ -27,6 +27,8 @@ os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 from kdjax.main import _CONFIG, _parse
 from kdjax.train import topology
 
+flags.declare_key_flag("config")  # defined in kdjax.main: shown in this command's --help
+
 _TOPOLOGY = flags.DEFINE_string("topology", None, "Target slice: v5e-4/16/64/256, v4-8/32, v5p-8/128, v6e-4, ...; "
                                 "append xN for N slices (v5e-16x2); GPUs: h100-8 (a node), h100-16 (two).")
 _JSON = flags.DEFINE_bool("json", False, "Print one JSON line instead of the table.")
@@ -111,5 +113,10 @@ def main(argv) -> None:
     print(json.dumps(out) if _JSON.value else table(out))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `kdjax-aot` command."""
     app.run(main, flags_parser=_parse)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,8 +1,8 @@
 """Score caption files with the captioning suite and print the thesis's table columns.
 
     python -m kdjax.evaluate --predictions preds.jsonl --references refs.jsonl [--out scores.json]
-        [--tokenization ptb|loae] [--metrics bleu_4,cider_d,...] [--per-item]
-        [--sbert-model DIR] [--echecker CKPT --echecker-model-dir DIR] [--spice-jar JAR]
+        [--tokenization ptb|loae] [--metrics bleu_4,cider_d,...] [--per_item]
+        [--sbert_model DIR] [--echecker CKPT --echecker_model_dir DIR] [--spice_jar JAR]
     python -m kdjax.evaluate --predictions WORKDIR/predictions/test.jsonl   # a kdjax run's own file
 
 predictions.jsonl: one {"id": ..., "caption": "..."} per line ("prediction" or "text" also accepted).
@@ -72,16 +72,27 @@ def read_items(pred_path: str, ref_path: str | None) -> tuple[list, list[str], l
 
 
 def main(argv: list[str] | None = None) -> captioning.CaptionEvaluation:
-    ap = argparse.ArgumentParser(prog="python -m kdjax.evaluate", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--predictions", required=True)
+    ap = argparse.ArgumentParser(prog="python -m kdjax.evaluate", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--predictions", required=True, help="predicted captions (JSONL, one {\"id\", \"caption\"} per "
+                    "line), e.g. a kdjax workdir's predictions/test.jsonl")
     ap.add_argument("--references", default=None,
                     help="reference captions (JSONL); default: the \"references\" of each prediction row")
     ap.add_argument("--out", default=None, help="JSON output (default: <predictions>.scores.json)")
-    ap.add_argument("--tokenization", default="ptb", choices=("ptb", "loae"))
-    ap.add_argument("--metrics", default=",".join(captioning.METRICS))
-    ap.add_argument("--per-item", action="store_true")
-    for field in ("sbert_model", "echecker", "echecker_model_dir", "spice_jar", "meteor_jar", "ptb_jar"):
-        ap.add_argument("--" + field.replace("_", "-"), dest=field, default=None)
+    ap.add_argument("--tokenization", default="ptb", choices=("ptb", "loae"),
+                    help="ptb: COCO's PTB tokenizer (Java; the papers' numbers); loae: lower-case, no punctuation "
+                         "(no Java)")
+    ap.add_argument("--metrics", default=",".join(captioning.METRICS),
+                    help="comma-separated, of " + ", ".join(captioning.METRICS) + " (what cannot be computed here "
+                         "is reported unavailable, with what it needs)")
+    ap.add_argument("--per_item", "--per-item", action="store_true", help="also write each item's scores")
+    helps = {"sbert_model": "Sentence-BERT directory for SB and FENSE (default: all-MiniLM-L6-v2 if present)",
+             "echecker": "FENSE's error-detector checkpoint (echecker_clotho_audiocaps_base.ckpt)",
+             "echecker_model_dir": "the Hugging Face directory of the error detector's model_type",
+             "spice_jar": "spice-1.0.jar (its lib/ beside it)", "meteor_jar": "meteor-1.5.jar",
+             "ptb_jar": "stanford-corenlp-3.4.1.jar (the PTB tokenizer)"}
+    for field, text in helps.items():  # the dashed spellings of earlier releases are kept as aliases
+        ap.add_argument("--" + field, "--" + field.replace("_", "-"), dest=field, default=None, help=text)
     args = ap.parse_args(argv)
     ids, preds, refs = read_items(args.predictions, args.references)
     cfg = captioning.MetricConfig(**{f: getattr(args, f) for f in ("sbert_model", "echecker", "echecker_model_dir",
@@ -96,9 +107,19 @@ def main(argv: list[str] | None = None) -> captioning.CaptionEvaluation:
     return result
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `kdjax-evaluate` command: errors as one line, exit status 2."""
+    from kdjax.metrics.captioning.java import ToolUnavailable
+
     try:
         main()
+    except ToolUnavailable as e:
+        sys.exit(f"kdjax.evaluate: {str(e).rstrip('.')}. Install the Java scorers with `pip install 'kdjax[captioning]'` and a Java "
+                 "runtime, or use --tokenization=loae (and metrics other than meteor and spice).")
     except (ValueError, FileNotFoundError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli()

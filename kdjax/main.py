@@ -15,7 +15,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from kdjax import platforms
+from kdjax import cli, platforms
 
 platforms.default_to_cpu_without_accelerators()  # before anything imports jax: no plugin noise on CPU hosts
 
@@ -23,8 +23,10 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. con
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, report). "
                                "Default: workdirs/<config name>-<variant>.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "caption", "predict", "teacher_cache", "cost", "export"],
-                          "train; caption (Multi2Cap, EffAAC) or predict (DSG-KD notes, audio tagging): batch "
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "caption", "predict", "teacher_cache", "cost", "export",
+                                           "config"],
+                          "train; config: print the resolved config (checked, with its overrides) as JSON and "
+                          "exit, creating nothing; caption (Multi2Cap, EffAAC) or predict (DSG-KD notes, audio tagging): batch "
                           "inference on --input with a trained --workdir; teacher_cache: write a distillation "
                           "teacher's per-clip outputs (EffAAC) before training; cost: measure the config's "
                           "captioner on this host (parameters, GFLOPs, latency; EffAAC Table 3) into the workdir's "
@@ -88,6 +90,11 @@ def main(argv) -> None:
         system, cfg, adjustments = registry.resolve(cfg, paths=_MODE.value != contract.COST)
     except InputError as e:
         sys.exit(f"kdjax: {e}")
+    if _MODE.value == "config":
+        print(cfg.to_json_best_effort(indent=2, sort_keys=True))
+        if adjustments:
+            print("kdjax: adjusted: " + "; ".join(adjustments), file=sys.stderr)
+        return
     if _MODE.value in contract.CAPABILITIES and not system.supports(_MODE.value):
         sys.exit(f"kdjax: system {system.name!r} has no --mode={_MODE.value} (it supports: "
                  f"{', '.join(['train', *sorted(system.capabilities)])})")
@@ -221,8 +228,10 @@ def _infer(mode: str) -> None:
 
 def _parse(argv: list[str]) -> list[str]:
     """absl flag parsing, with config override errors (unknown keys, bad values) as one clean line."""
+    argv = cli.packaged_config(argv)
     try:
-        return flags.FLAGS(argv)
+        with cli.help_exits_zero(argv):
+            return flags.FLAGS(argv)
     except (AttributeError, KeyError, TypeError, ValueError, flags.Error) as e:
         err: object = e
         while isinstance(err, BaseException) and err.args:  # ml_collections nests KeyError in AttributeError

@@ -48,7 +48,7 @@ def commands(args: argparse.Namespace) -> list[tuple[list[str], dict[str, str]]]
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_args(p)
-    p.add_argument("--processes", type=int, default=1)
+    p.add_argument("--processes", type=int, default=1, help="kdjax processes started on this machine")
     p.add_argument("--devices_per_process", type=int, default=0,
                    help="simulated CPU devices per process (XLA_FLAGS); 0 leaves the devices alone")
     p.add_argument("--port", type=int, default=0, help="coordinator port (default: a free one)")

@@ -136,15 +136,16 @@ class Tpu:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=["create", "install", "run", "resume", "mount", "push", "pull", "delete"])
-    p.add_argument("--name", required=True)
-    p.add_argument("--zone", required=True)
-    p.add_argument("--project", default="")
+    p.add_argument("action", choices=["create", "install", "run", "resume", "mount", "push", "pull", "delete"],
+                   help="what to do with the TPU VM")
+    p.add_argument("--name", required=True, help="the TPU VM (or queued resource) name")
+    p.add_argument("--zone", required=True, help="its zone, e.g. us-west4-a")
+    p.add_argument("--project", default="", help="Google Cloud project (default: gcloud's)")
     p.add_argument("--topology", default="", help="v5e-16, v4-32, v5p-128, v6e-8, v5e-16x2 (two slices)")
     p.add_argument("--slices", type=int, default=1, help="without --topology: the number of slices")
     p.add_argument("--spot", action="store_true", help="spot capacity (preemptible; use resume after)")
-    p.add_argument("--config", default="")
-    p.add_argument("--workdir", default="")
+    p.add_argument("--config", default="", help="run/resume: the kdjax config, e.g. configs/multi2cap.py")
+    p.add_argument("--workdir", default="", help="run/resume/push/pull: the workdir on the workers")
     p.add_argument("--bucket", default="", help="gs://bucket/path for push, pull and mount")
     p.add_argument("--mount", default="", help="where mount puts the bucket on every worker")
     p.add_argument("--detach", action=argparse.BooleanOptionalAction, default=True,

@@ -83,7 +83,7 @@ def test_cli_prints_the_thesis_columns_and_writes_json(tmp_path, capsys):
     out = tmp_path / "scores.json"
     cli.main(["--predictions", str(tmp_path / "p.jsonl"), "--references", str(tmp_path / "r.jsonl"),
               "--out", str(out), "--tokenization", "loae", "--metrics", ",".join(CHEAP + ("spice", "spider")),
-              "--per-item"])
+              "--per_item"])
     printed = capsys.readouterr().out
     for col in ("BL-1", "BL-4", "RG-L", "CD", "SP", "SD"):
         assert col in printed

@@ -259,10 +259,11 @@ def main(argv=None) -> None:
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", required=True, choices=sorted(READERS))
-    ap.add_argument("--manual_dir", default=None)
-    ap.add_argument("--data_dir", required=True)
-    ap.add_argument("--on_missing", default="skip", choices=("skip", "error"))
+    ap.add_argument("--dataset", required=True, choices=sorted(READERS), help="which captioning dataset to build")
+    ap.add_argument("--manual_dir", default=None, help="the dataset's downloaded files (its CSVs and audio)")
+    ap.add_argument("--data_dir", required=True, help="where the array_record dataset is written")
+    ap.add_argument("--on_missing", default="skip", choices=("skip", "error"),
+                    help="a listed clip whose audio file is missing: skip and count it, or stop naming it")
     a = ap.parse_args(argv)
     print(build(a.dataset, a.data_dir, a.manual_dir, a.on_missing))
 

@@ -79,13 +79,27 @@ def main(argv: list[str]) -> None:
 def run(argv: list[str]) -> None:
     """Split the command line at -- before absl sees it: the runs' --config.* overrides would otherwise be read as
     overrides of the experiment file (both are --config)."""
+    from kdjax.cli import packaged_config
+
     if "--" in argv:
         i = argv.index("--")
         argv, _RUN_OVERRIDES[:] = argv[:i], argv[i + 1:]
+    argv = packaged_config(argv)
     sys.argv = list(argv)  # config_flags reads its overrides from sys.argv itself
     _define_flags()
-    app.run(main, argv=argv)
+    from kdjax.cli import help_exits_zero
+
+    def parse(args: list[str]) -> list[str]:
+        with help_exits_zero(args):
+            return flags.FLAGS(args)
+
+    app.run(main, argv=argv, flags_parser=parse)
+
+
+def cli() -> None:
+    """The `kdjax-experiment` command."""
+    run(sys.argv)
 
 
 if __name__ == "__main__":
-    run(sys.argv)
+    cli()

@@ -40,31 +40,31 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     a = sub.add_parser("analyse", help="statistics, readability and lexical diversity of caption sets")
     a.add_argument("--data", action="append", required=True, help="LAYOUT:PATH, NAME=LAYOUT:PATH or embedded")
-    a.add_argument("--out", required=True)
+    a.add_argument("--out", required=True, help="directory for the tables and figures")
     b = sub.add_parser("build", help="videos + VggSound CSV -> (audio, snapshot, caption) dataset")
-    b.add_argument("--videos", required=True)
-    b.add_argument("--csv", required=True)
-    b.add_argument("--out", required=True)
-    b.add_argument("--base_url", default="")
-    b.add_argument("--model", default="")
-    b.add_argument("--api_key", default="")
-    b.add_argument("--timeout", type=float, default=120.0)
-    b.add_argument("--max_retries", type=int, default=5)
-    b.add_argument("--concurrency", type=int, default=4)
+    b.add_argument("--videos", required=True, help="directory of the VggSound videos")
+    b.add_argument("--csv", required=True, help="VggSound's CSV (youtube id, start, label, split)")
+    b.add_argument("--out", required=True, help="the VggCaps directory written (resumed if it exists)")
+    b.add_argument("--base_url", default="", help="OpenAI-compatible endpoint of the captioning LLM")
+    b.add_argument("--model", default="", help="the LLM's model name at that endpoint")
+    b.add_argument("--api_key", default="", help="the endpoint's key (default: $OPENAI_API_KEY)")
+    b.add_argument("--timeout", type=float, default=120.0, help="seconds per LLM request")
+    b.add_argument("--max_retries", type=int, default=5, help="retries of a failed LLM request")
+    b.add_argument("--concurrency", type=int, default=4, help="LLM requests in flight")
     b.add_argument("--snapshot", default="middle", help="'middle' of the labelled segment, or seconds")
     b.add_argument("--limit", type=int, default=0, help="first N rows of the CSV only")
     b.add_argument("--seed", type=int, default=0, help="draws the 1 %% test split")
-    b.add_argument("--retry_failed", action="store_true")
+    b.add_argument("--retry_failed", action="store_true", help="ask again for the items that failed before")
     b.add_argument("--tfds_dir", default="", help="also write the array_record dataset here")
     r = sub.add_parser("rate", help="serve the MOS rating page, or aggregate its ratings")
     mode = r.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--serve", action="store_true")
-    mode.add_argument("--aggregate", action="store_true")
+    mode.add_argument("--serve", action="store_true", help="serve the rating page")
+    mode.add_argument("--aggregate", action="store_true", help="print the mean opinion scores of the ratings")
     r.add_argument("--db", required=True, help="SQLite file holding the ratings")
     r.add_argument("--data", default="", help="a VggCaps directory (--serve)")
-    r.add_argument("--items", type=int, default=100)
-    r.add_argument("--split", default="test")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--items", type=int, default=100, help="clips each rater rates")
+    r.add_argument("--split", default="test", help="the VggCaps split rated")
+    r.add_argument("--seed", type=int, default=0, help="draws the rated clips")
     r.add_argument("--host", default="127.0.0.1",
                    help="address the page listens on (default: 127.0.0.1, this machine only; 0.0.0.0 lets raters "
                         "on other machines in)")
@@ -147,5 +147,10 @@ def _build(args) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `kdjax-vggcaps` command."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()
