@@ -202,11 +202,16 @@ def hf_to_flax(hf_tensors: Mapping[str, np.ndarray], rules: list[TensorRule],
     out: dict[str, np.ndarray] = {}
     stacks: dict[str, tuple[np.ndarray, set[int]]] = {}  # stacked Flax tensor -> (host buffer, layers filled)
     by_hf = {r.hf: r for r in rules}
+    from kdjax.train.logging import progress_bar  # here: kdjax.train imports the converters
+
+    bar = progress_bar(len(rules), f"convert {str(source).rstrip('/').rsplit('/', 1)[-1]}", "tensor", leave=False,
+                       min_total=64)
     for name in hf_tensors:
         if name not in by_hf:
             (report.ignored if any(fnmatch.fnmatch(name, p) for p in ignore) else report.unexpected
              ).append(name)
     for r in rules:
+        bar.update(1)
         if r.flax not in flax_shapes:
             raise ConversionError(f"parameter map names {r.flax!r}, which the model does not have")
         if r.hf not in hf_tensors:
@@ -248,6 +253,7 @@ def hf_to_flax(hf_tensors: Mapping[str, np.ndarray], rules: list[TensorRule],
             value = stacks.pop(r.flax)[0]
         out[r.flax] = put(r.flax, value) if put is not None else value
         del value
+    bar.close()
     covered = {r.flax for r in rules}
     for name in flax_shapes:
         if name not in covered and not any(fnmatch.fnmatch(name, p) for p in may_init):

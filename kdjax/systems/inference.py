@@ -14,7 +14,6 @@ import dataclasses
 import json
 import math
 import os
-import sys
 from typing import Any, Callable, Hashable, Iterable, Sequence, TextIO
 
 import numpy as np
@@ -105,20 +104,15 @@ def list_inputs(paths: Sequence[str], kind: str, text_column: str = "text") -> l
 
 
 # ------------------------------------------------------------------------------------------------------- run
-def _bar(total: int, desc: str, show: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="input", disable=not show, file=sys.stderr, dynamic_ncols=True)
-
-
-def run(predictor: Predictor, items: Sequence[Item], out: TextIO, *, progress: bool = True,
-        chunk: int | None = None) -> dict[str, Any]:
+def run(predictor: Predictor, items: Sequence[Item], out: TextIO, *, chunk: int | None = None) -> dict[str, Any]:
     """Predict every item, writing one JSON row per readable item to `out` in the items' order ({"id", "input",
     **the prediction}); returns {"written", "skipped", "skipped_inputs": ["input: why", ...]}. Items are read and
     predicted a chunk at a time (8 batches), so memory stays bounded and rows appear as they are done."""
     chunk = chunk or 8 * predictor.batch_size
     written, skipped = 0, []
-    with _bar(len(items), "predict", progress) as bar:
+    from kdjax.train.logging import progress_bar
+
+    with progress_bar(len(items), "predict", "input") as bar:
         for start in range(0, len(items), chunk):
             part = items[start:start + chunk]
             examples: dict[int, Any] = {}

@@ -238,15 +238,19 @@ def fill(cache_dir: str, ids: Sequence[str], compute: Callable[[list[str]], list
     todo = [i for i in mine if i not in have]
     logging.info("%s %s: %d of this host's %d examples cached, %d to compute", progress, cache_dir,
                  len(mine) - len(todo), len(mine), len(todo))
+    from kdjax.train.logging import progress_bar
+
     t0, written = time.perf_counter(), 0
-    for s0 in range(0, len(todo), shard_size):
-        part = todo[s0:s0 + shard_size]
-        rows: list[dict] = []
-        for b0 in range(0, len(part), batch_size):
-            rows += compute(part[b0:b0 + batch_size])
-        entry = write_shard(cache_dir, rows, fields, teacher=teacher, fingerprint=fingerprint, host=host)
-        written += entry["bytes"]
-        logging.info("%s: %d / %d examples", progress, len(mine) - len(todo) + s0 + len(part), len(mine))
+    with progress_bar(len(todo), progress, "example") as bar:
+        for s0 in range(0, len(todo), shard_size):
+            part = todo[s0:s0 + shard_size]
+            rows: list[dict] = []
+            for b0 in range(0, len(part), batch_size):
+                rows += compute(part[b0:b0 + batch_size])
+                bar.update(len(part[b0:b0 + batch_size]))
+            entry = write_shard(cache_dir, rows, fields, teacher=teacher, fingerprint=fingerprint, host=host)
+            written += entry["bytes"]
+            logging.info("%s: %d / %d examples", progress, len(mine) - len(todo) + s0 + len(part), len(mine))
     seconds = time.perf_counter() - t0
     stats = {"dir": cache_dir, "examples": len(ids), "computed": len(todo), "seconds": round(seconds, 2),
              "bytes_written": written}

@@ -68,6 +68,15 @@ def _is_number(v) -> bool:
     return True
 
 
+def progress_bar(total: int, desc: str, unit: str = "it", *, leave: bool = True, min_total: int = 1):
+    """A tqdm bar on stderr for a long step (evaluation, a teacher cache, a conversion, a dataset build): process 0
+    only, and none for fewer than `min_total` items. Use as a context manager; `.update(n)`."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, leave=leave, dynamic_ncols=True, file=sys.stderr,
+                mininterval=1.0, disable=not is_main_process() or total < min_total)
+
+
 class Progress:
     """tqdm bar over training steps showing loss and steps/s (process 0 only)."""
 

@@ -33,7 +33,7 @@ from jax.experimental import multihost_utils
 from kdjax.models.state import flatten, path_str
 from kdjax.train import batch as batch_lib, optim, sharding as shd
 from kdjax.train.checkpoint import Checkpoints, abstract_like
-from kdjax.train.logging import MetricWriter, Progress, format_table, is_main_process
+from kdjax.train.logging import MetricWriter, Progress, format_table, is_main_process, progress_bar
 from kdjax.train.task import Task
 
 
@@ -275,6 +275,7 @@ class Trainer:
         size = int(self.cfg.eval.get("batch_size", 0) or self.global_batch)
         local, pi = size // jax.process_count(), jax.process_index()
         outs: list[dict[str, np.ndarray]] = []
+        bar = progress_bar(len(ds), f"evaluate {split}", "example", leave=False)
         for start in range(0, len(ds), size):
             lo = min(start + pi * local, len(ds))
             hi = min(lo + local, len(ds))
@@ -288,6 +289,8 @@ class Trainer:
             pred = to_host(pred)
             valid = np.asarray(pred.pop("_valid")).astype(bool)
             outs.append({k: np.asarray(v)[valid] for k, v in pred.items()})
+            bar.update(min(size, len(ds) - start))
+        bar.close()
         return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]} if outs else {}
 
     def evaluate(self, params, rest, split: str) -> dict[str, float]:

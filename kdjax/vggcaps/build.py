@@ -174,9 +174,13 @@ def _build(rows: list[Row], videos: str, out: str, client: llm.ChatClient, *, sn
     import soundfile
     from PIL import Image
 
+    from kdjax.train.logging import progress_bar
+
     failures: list[dict[str, str]] = []
     media: dict[str, dict[str, Any]] = {}
+    bar = progress_bar(len(rows), "vggcaps: audio, snapshots, spectrograms", "video")
     for row in rows:
+        bar.update(1)
         paths = {k: os.path.join(out, d, row.id + ext) for k, d, ext in
                  (("audio", "audio", ".flac"), ("image", "images", ".jpg"), ("mel", "mels", ".png"))}
         if not all(os.path.exists(p) for p in paths.values()):
@@ -196,6 +200,7 @@ def _build(rows: list[Row], videos: str, out: str, client: llm.ChatClient, *, sn
             _atomic_bytes(paths["image"], jpg.getvalue())
             _atomic_bytes(paths["mel"], mel_png(clip["wave"]))
         media[row.id] = {"row": row, **paths}
+    bar.close()
     items = [{"id": i, "category": m["row"].label, "mel": (lambda p=m["mel"]: open(p, "rb").read()),
               "snapshot": (lambda p=m["image"]: _png(np.asarray(Image.open(p).convert("RGB"))))}
              for i, m in media.items()]

@@ -190,5 +190,12 @@ def caption_items(client: ChatClient, items: Sequence[dict[str, Any]], cache_dir
         _write_json(p, out)
         return item["id"], out
 
-    with ThreadPoolExecutor(max_workers=max(int(concurrency), 1)) as pool:
-        return dict(pool.map(one, items))
+    from kdjax.train.logging import progress_bar
+
+    out: dict[str, dict[str, str]] = {}
+    with ThreadPoolExecutor(max_workers=max(int(concurrency), 1)) as pool, \
+            progress_bar(len(items), "vggcaps: captions", "item") as bar:
+        for item_id, answer in pool.map(one, items):
+            out[item_id] = answer
+            bar.update(1)
+    return out
