@@ -12,7 +12,10 @@ transformers' BertModel (eager attention, needed for attention maps) with the lo
 Model FLOPs are counted analytically (teacher forward + 3x student forward) and compared with a float32
 matmul ceiling measured in the same run. Prints one JSON line.
 
-    python benchmarks/dsg_kd_step.py [--steps 6] [--batch 16] [--seq 128] [--notes 10000]
+    python benchmarks/dsg_kd_step.py [--steps 6] [--batch 16] [--seq 128] [--notes 10000] [--device gpu --dtype bfloat16]
+
+--device=gpu runs both steps on the GPU (kdjax's BERTs with compute dtype --dtype, PyTorch under autocast) and adds
+each side's model FLOPs utilisation (online step) of the chip's peak; --device=tpu runs kdjax alone.
 
 The 15-epoch estimate (the thesis's recipe) for `--notes` training notes: online steps, or one cache build plus
 the cached steps, from the measured per-note times.
@@ -29,7 +32,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import matmul_ceiling, timed  # noqa: E402
+from benchmarks.common import (add_device_args, device_fields, matmul_ceiling, timed, torch_autocast,  # noqa: E402
+                               torch_device, torch_sync, use_device)
 
 LAYERS, WIDTH, HEADS, FFN, VOCAB = 6, 384, 12, 1536, 30522
 SPANS, ALPHA, BETA = 8, 0.6, 0.2
@@ -58,7 +62,7 @@ def model_flops(batch: int, seq: int, teacher: bool = True) -> float:
     return (fwd if teacher else 0) + 3 * fwd  # teacher forward + student forward and backward
 
 
-def bench_kdjax(batch_np, steps: int) -> dict[str, float]:
+def bench_kdjax(batch_np, steps: int, dtype: str = "float32") -> dict[str, float]:
     """Seconds per step with the teacher in the step (online) and with its targets cached (the step runs only
     the student), and seconds per note to compute the cache."""
     import tempfile
@@ -81,7 +85,7 @@ def bench_kdjax(batch_np, steps: int) -> dict[str, float]:
     cfg.train.steps = 1000
     cfg.kd.attn_keys = "word"
     bert = BertConfig(vocab_size=VOCAB, hidden_size=WIDTH, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
-                      intermediate_size=FFN, classifier_head="dsg_kd")
+                      intermediate_size=FFN, classifier_head="dsg_kd", dtype=dtype)
     teacher = BertModel(bert, rngs=nnx.Rngs(1))
     lmap = [(i, i) for i in range(LAYERS + 1)]
     plan = teacher_lib.plan(cfg, lmap, bert, bert)
@@ -115,10 +119,13 @@ def bench_kdjax(batch_np, steps: int) -> dict[str, float]:
     return out
 
 
-def bench_torch(batch_np, steps: int) -> float:
+def bench_torch(batch_np, steps: int, args=None) -> float | None:
     import torch
     import transformers
 
+    dev = torch_device(args) if args is not None else "cpu"
+    if dev is None:
+        return None
     torch.manual_seed(0)
     conf = transformers.BertConfig(vocab_size=VOCAB, hidden_size=WIDTH, num_hidden_layers=LAYERS,
                                    num_attention_heads=HEADS, intermediate_size=FFN,
@@ -129,10 +136,11 @@ def bench_torch(batch_np, steps: int) -> float:
     student = transformers.BertModel(conf).train()
     head = torch.nn.Sequential(torch.nn.Dropout(0.1), torch.nn.Linear(WIDTH, WIDTH), torch.nn.GELU(),
                                torch.nn.Dropout(0.1), torch.nn.Linear(WIDTH, 2))
+    teacher, student, head = teacher.to(dev), student.to(dev), head.to(dev)
     opt = torch.optim.AdamW([{"params": student.parameters(), "lr": 1e-3},
                              {"params": head.parameters(), "lr": 1e-3}], weight_decay=0.01)
-    b = {k: torch.tensor(v, dtype=torch.long) for k, v in batch_np.items()}
-    onehot = (b["s_word_ids"][:, None, :] == torch.arange(1, 33)[None, :, None]).float()  # (b, k, l)
+    b = {k: torch.tensor(v, dtype=torch.long, device=dev) for k, v in batch_np.items()}
+    onehot = (b["s_word_ids"][:, None, :] == torch.arange(1, 33, device=dev)[None, :, None]).float()  # (b, k, l)
     counts = onehot.sum(-1)
     valid = counts > 0
 
@@ -151,22 +159,24 @@ def bench_torch(batch_np, steps: int) -> float:
         return ((a - t) ** 2 * w).sum() / n.clamp(min=1)
 
     def step():
-        with torch.no_grad():
-            t = teacher(b["t_input_ids"], b["t_attention_mask"], b["t_token_type_ids"],
+        with torch_autocast(args, dev) if args is not None else torch.autocast("cpu", enabled=False):
+            with torch.no_grad():
+                t = teacher(b["t_input_ids"], b["t_attention_mask"], b["t_token_type_ids"],
+                            output_hidden_states=True, output_attentions=True)
+            s = student(b["s_input_ids"], b["s_attention_mask"], b["s_token_type_ids"],
                         output_hidden_states=True, output_attentions=True)
-        s = student(b["s_input_ids"], b["s_attention_mask"], b["s_token_type_ids"],
-                    output_hidden_states=True, output_attentions=True)
-        logits = head(s.pooler_output)
-        ce = torch.nn.functional.cross_entropy(logits, b["label"])
-        hid = masked_mse(torch.stack([pool_rows(h) for h in s.hidden_states]),
-                         torch.stack([pool_rows(h) for h in t.hidden_states]))
-        att = masked_mse(torch.stack([pool_attn(a) for a in s.attentions]),
-                         torch.stack([pool_attn(a) for a in t.attentions]))
-        loss = ce + ALPHA * hid + BETA * att
+            logits = head(s.pooler_output)
+            ce = torch.nn.functional.cross_entropy(logits, b["label"])
+            hid = masked_mse(torch.stack([pool_rows(h.float()) for h in s.hidden_states]),
+                             torch.stack([pool_rows(h.float()) for h in t.hidden_states]))
+            att = masked_mse(torch.stack([pool_attn(a.float()) for a in s.attentions]),
+                             torch.stack([pool_attn(a.float()) for a in t.attentions]))
+            loss = ce + ALPHA * hid + BETA * att
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(student.parameters()) + list(head.parameters()), 1.0)
         opt.step()
+        torch_sync(dev)
         return loss
 
     return timed(step, steps, warmup=2)
@@ -174,41 +184,47 @@ def bench_torch(batch_np, steps: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=6)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=6, help="timed steps (median)")
+    ap.add_argument("--batch", type=int, default=16, help="notes per step")
+    ap.add_argument("--seq", type=int, default=128, help="tokens per note")
     ap.add_argument("--notes", type=int, default=10_000, help="training notes for the 15-epoch estimate")
+    add_device_args(ap)
     args = ap.parse_args()
+    use_device(args)
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
     batch = make_batch(args.batch, args.seq)
     ceiling = matmul_ceiling()
-    k = bench_kdjax(batch, args.steps)
-    t_torch = bench_torch(batch, args.steps)
+    k = bench_kdjax(batch, args.steps, args.dtype)
+    t_torch = bench_torch(batch, args.steps, args)
     flops, student_flops = model_flops(args.batch, args.seq), model_flops(args.batch, args.seq, teacher=False)
-    per_note = {"online": k["online"] / args.batch, "cached": k["cached"] / args.batch, "torch": t_torch / args.batch}
+    per_note = {"online": k["online"] / args.batch, "cached": k["cached"] / args.batch,
+                "torch": t_torch / args.batch if t_torch else None}
     build = k["cache_s_per_batch"] / args.batch
     epochs = 15  # the thesis's recipe
-    hours = lambda s: round(s / 3600, 2)
+    hours = lambda s: round(s / 3600, 2) if s is not None else None  # noqa: E731
+    ratio = lambda a, b, n=3: round(a / b, n) if a and b else None  # noqa: E731
     print(json.dumps({
         "benchmark": "dsg_kd_step", "batch": args.batch, "seq": args.seq, "layers": LAYERS, "width": WIDTH,
         "kdjax_online_samples_per_s": round(args.batch / k["online"], 2),
         "kdjax_cached_samples_per_s": round(args.batch / k["cached"], 2),
-        "torch_samples_per_s": round(args.batch / t_torch, 2),
-        "online_speedup_vs_torch": round(t_torch / k["online"], 3),
-        "cached_speedup_vs_torch": round(t_torch / k["cached"], 3),
+        "torch_samples_per_s": ratio(args.batch, t_torch, 2),
+        "online_speedup_vs_torch": ratio(t_torch, k["online"]),
+        "cached_speedup_vs_torch": ratio(t_torch, k["cached"]),
         "cache_build_notes_per_s": round(1 / build, 2),
         "paper_15_epochs_hours": {"notes": args.notes, "kdjax_online": hours(epochs * args.notes * per_note["online"]),
                                   "kdjax_cached_with_build": hours(args.notes * build
                                                                    + epochs * args.notes * per_note["cached"]),
-                                  "torch_online": hours(epochs * args.notes * per_note["torch"])},
+                                  "torch_online": hours(epochs * args.notes * per_note["torch"])
+                                  if t_torch else None},
         "model_gflop_per_step": {"online": round(flops / 1e9, 1), "cached": round(student_flops / 1e9, 1)},
         "matmul_ceiling_gflops": round(ceiling / 1e9, 1),
         "kdjax_fraction_of_ceiling": {"online": round(flops / k["online"] / ceiling, 3),
                                       "cached": round(student_flops / k["cached"] / ceiling, 3)},
-        "torch_fraction_of_ceiling": round(flops / t_torch / ceiling, 3),
+        "torch_fraction_of_ceiling": ratio(flops / t_torch, ceiling) if t_torch else None,
         "cpu_threads": os.cpu_count(),
+        **device_fields(args, flops, k["online"], t_torch),
     }))
 
 

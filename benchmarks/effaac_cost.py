@@ -21,7 +21,11 @@ experiment, configs/experiments/effaac_table3.py, report); this script adds the 
 
 Prints one JSON line.
 
-    python benchmarks/effaac_cost.py [--rounds 5] [--skip-base-teacher]
+    python benchmarks/effaac_cost.py [--rounds 5] [--skip_base_teacher] [--device gpu --dtype bfloat16]
+
+--device=gpu runs the student's latencies on the GPU (kdjax with compute dtype --dtype, the PyTorch student under
+autocast) and adds each side's model FLOPs utilisation for the teacher-forced forward over a 10-s clip and 20
+tokens (greedy latency per forward: a lower bound of the true utilisation); --device=tpu runs kdjax alone.
 """
 
 from __future__ import annotations
@@ -35,12 +39,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import interleaved, round_ratio, timed  # noqa: E402
+from benchmarks.common import (add_device_args, device_fields, interleaved, round_ratio, timed,  # noqa: E402
+                               torch_autocast, torch_device, torch_sync, use_device)
 
 SECONDS, TOKENS, SR = 10.0, 20, 16000
 
 
-def student_side(vocab: int = 4981):
+def student_side(vocab: int = 4981, dtype: str = "float32"):
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -48,9 +53,12 @@ def student_side(vocab: int = 4981):
     from kdjax.metrics import cost
     from kdjax.models.caption_decoder import CaptionDecoderConfig
     from kdjax.models.effaac import EffAAC, EffAACConfig
+    from kdjax.models.efficientnet import EfficientNetConfig
     from kdjax.models.generate import GenerateConfig
 
-    model = EffAAC(EffAACConfig(decoder=CaptionDecoderConfig(vocab_size=vocab)), rngs=nnx.Rngs(0))
+    model = EffAAC(EffAACConfig(encoder=EfficientNetConfig.from_name("efficientnet-b2", dtype=jnp.dtype(dtype)),
+                                decoder=CaptionDecoderConfig(vocab_size=vocab, dtype=jnp.dtype(dtype))),
+                   rngs=nnx.Rngs(0))
     n = int(SECONDS * SR)
     wave = jnp.asarray(np.random.default_rng(0).standard_normal((1, n)) * 0.1, jnp.float32)
     mask = jnp.ones((1, n), bool)
@@ -70,14 +78,18 @@ def student_side(vocab: int = 4981):
     return model, cost.param_count(model), gflops, captioner, encoder
 
 
-def torch_student(model, vocab: int = 4981):
-    """The PyTorch student with the kdjax student's weights, and its 20-token greedy captioner."""
+def torch_student(model, args, vocab: int = 4981):
+    """The PyTorch student with the kdjax student's weights on args.device, and its 20-token greedy captioner;
+    (None, None) on a TPU."""
     import jax.numpy as jnp
     import torch
 
     from kdjax import convert
     from kdjax.convert.pytorch.modeling_effaac import EffNetTrm
 
+    dev = torch_device(args)
+    if dev is None:
+        return None, None
     torch.set_num_threads(2)
     tm = EffNetTrm(vocab).eval()
     sd = convert.effaac_tensors(model)
@@ -86,13 +98,20 @@ def torch_student(model, vocab: int = 4981):
                                   for k in missing), (missing, unexpected)
     n = int(SECONDS * SR)
     wave = np.random.default_rng(0).standard_normal((1, n)).astype(np.float32) * 0.1
-    mel = torch.from_numpy(np.array(model.cfg.front_end.mel(jnp.asarray(wave))))
+    mel = torch.from_numpy(np.array(model.cfg.front_end.mel(jnp.asarray(wave)), np.float32)).to(dev)
+    tm = tm.to(dev)
 
     def encode():
-        with torch.no_grad():
+        with torch.no_grad(), torch_autocast(args, dev):
             tm.encode(mel)
+        torch_sync(dev)
 
-    return (lambda: tm.greedy(mel, bos=1, steps=TOKENS)), encode
+    def greedy():
+        with torch_autocast(args, dev):
+            tm.greedy(mel, bos=1, steps=TOKENS)
+        torch_sync(dev)
+
+    return greedy, encode
 
 
 def base_teacher_cost() -> dict:
@@ -134,18 +153,25 @@ def smoke_teacher() -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--skip-base-teacher", action="store_true", help="no full-size abstract compile (minutes)")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of turns (kdjax and PyTorch alternate)")
+    ap.add_argument("--skip_base_teacher", "--skip-base-teacher", action="store_true",
+                    help="no full-size abstract compile (minutes)")
+    add_device_args(ap)
     a = ap.parse_args()
+    use_device(a)
 
-    model, s_params, s_gflops, captioner, encoder = student_side()
+    model, s_params, s_gflops, captioner, encoder = student_side(dtype=a.dtype)
     beam3, greedy = captioner(3), captioner(1)
     teacher = smoke_teacher()
     t_params, t_gflops, t_lat = teacher["params_m"] * 1e6, teacher["gflops"], teacher["latency_s"]
     s_lat = timed(beam3, reps=5)
-    t_greedy, t_encode = torch_student(model)
-    times = interleaved({"kdjax": greedy, "torch": t_greedy, "kdjax_enc": encoder, "torch_enc": t_encode},
-                        rounds=a.rounds, reps=2)
+    t_greedy, t_encode = torch_student(model, a)
+    sides = {"kdjax": greedy, "kdjax_enc": encoder}
+    if t_greedy is not None:
+        sides.update({"torch": t_greedy, "torch_enc": t_encode})
+    times = interleaved(sides, rounds=a.rounds, reps=2)
+    med = lambda k: round(float(np.median(times[k])), 3) if k in times else None  # noqa: E731
+    ratio = lambda slow, fast: round(round_ratio(times, slow, fast), 3) if slow in times else None  # noqa: E731
     out = {
         "benchmark": "effaac_cost", "clip_s": SECONDS, "tokens": TOKENS,
         "student_params_m": round(s_params / 1e6, 2), "student_gflops": round(s_gflops, 2),
@@ -154,12 +180,11 @@ def main() -> None:
                           "beam3_latency_s": round(t_lat, 3)},
         "smoke_teacher_over_student": {"params": round(t_params / s_params, 1), "gflops": round(t_gflops / s_gflops, 1),
                                        "latency": round(t_lat / s_lat, 1)},
-        "student_greedy_latency_s": {"kdjax": round(float(np.median(times["kdjax"])), 3),
-                                     "torch": round(float(np.median(times["torch"])), 3)},
-        "student_speedup_vs_torch": round(round_ratio(times, "torch", "kdjax"), 3),
-        "encoder_latency_s": {"kdjax": round(float(np.median(times["kdjax_enc"])), 3),
-                              "torch": round(float(np.median(times["torch_enc"])), 3)},
-        "encoder_speedup_vs_torch": round(round_ratio(times, "torch_enc", "kdjax_enc"), 3),
+        "student_greedy_latency_s": {"kdjax": med("kdjax"), "torch": med("torch")},
+        "student_speedup_vs_torch": ratio("torch", "kdjax"),
+        "encoder_latency_s": {"kdjax": med("kdjax_enc"), "torch": med("torch_enc")},
+        "encoder_speedup_vs_torch": ratio("torch_enc", "kdjax_enc"),
+        **device_fields(a, s_gflops * 1e9, med("kdjax"), med("torch")),
     }
     if not a.skip_base_teacher:
         base = base_teacher_cost()

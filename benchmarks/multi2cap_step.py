@@ -32,7 +32,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import interleaved, round_ratio  # noqa: E402
+from benchmarks.common import (add_device_args, device_fields, interleaved, round_ratio, torch_autocast,  # noqa: E402
+                               torch_device, torch_sync, use_device, xla_flops)
 
 NEW_TOKENS, BEAMS = 30, 3
 
@@ -58,6 +59,7 @@ def kdjax_side(cfg, workdir: str):
         state["s"], m = trainer.train_step(state["s"], trainer.frozen_state, trainer.teacher_state, batch)
         jax.block_until_ready(m["loss"])
 
+    flops = xla_flops(trainer.train_step, state["s"], trainer.frozen_state, trainer.teacher_state, batch)
     step()  # compile before the prompt is taken from the (then trained) model
     model = trainer._merge(state["s"]["params"], state["s"]["rest"], trainer.frozen_state)
     a = model.encode_audio(batch["wave"], batch["mask"])
@@ -69,11 +71,14 @@ def kdjax_side(cfg, workdir: str):
     dstate = jax.tree.map(jnp.copy, dstate)  # the train step donates (deletes) the arrays it was given
     run = jax.jit(lambda s, x, m: generate(nnx.merge(gdef, s), x, m, gen))
     caption = lambda: jax.block_until_ready(run(dstate, x, m))
-    return step, caption, batch_np, np.asarray(x), np.asarray(m)
+    return step, caption, batch_np, np.asarray(x, np.float32), np.asarray(m), flops
 
 
-def torch_side(cfg, batch_np, prompt_x, prompt_m):
-    """(train step, caption) callables of the equivalent PyTorch stack."""
+def torch_side(cfg, batch_np, prompt_x, prompt_m, args):
+    """(train step, caption) callables of the equivalent PyTorch stack on args.device (None, None on a TPU)."""
+    dev = torch_device(args)
+    if dev is None:
+        return None, None
     import peft
     import torch
     import transformers
@@ -110,20 +115,31 @@ def torch_side(cfg, batch_np, prompt_x, prompt_m):
         p.requires_grad_(False)
     cfd_a, cfd_i = torch.nn.Linear(192, int(cfg.cfd.dim)), torch.nn.Linear(t["hidden_sizes"][-1], int(cfg.cfd.dim))
     modules = [ced, qf, proj, cfd_a, cfd_i, llm]
+    for mod in [*modules, teacher]:
+        mod.to(dev)
+    query = torch.nn.Parameter(query.detach().to(dev))
     params = [p for m in modules for p in m.parameters() if p.requires_grad] + [query]
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
     triplet = torch.nn.TripletMarginLoss(margin=1.0)
-    b = {k: torch.tensor(np.asarray(v)) for k, v in batch_np.items()}
+    b = {k: torch.tensor(np.asarray(v), device=dev) for k, v in batch_np.items()}
     images = b["image"].permute(0, 3, 1, 2).contiguous()
     embed = llm.get_input_embeddings()
     pre, suf = cfg_prompt_ids(cfg)
-    pre_ids, suf_ids = torch.tensor(pre), torch.tensor(suf)
+    pre_ids, suf_ids = torch.tensor(pre, device=dev), torch.tensor(suf, device=dev)
     window = int(q.window)
     for m in modules:
         m.train()
 
     def step():
         opt.zero_grad(set_to_none=True)
+        with torch_autocast(args, dev):
+            loss = forward()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        torch_sync(dev)
+
+    def forward():
         enc = ced(b["wave"])["last_hidden_state"]  # (b, n, 192)
         nb, n, e = enc.shape
         w = n // window
@@ -132,12 +148,13 @@ def torch_side(cfg, batch_np, prompt_x, prompt_m):
         audio = proj(qo.reshape(nb, w, -1))
         cap = b["caption_ids"].long()
         x = torch.cat([embed(pre_ids).expand(nb, -1, -1), audio, embed(suf_ids).expand(nb, -1, -1), embed(cap)], 1)
-        mask = torch.cat([torch.ones(nb, x.shape[1] - cap.shape[1], dtype=torch.long), b["caption_mask"].long()], 1)
+        mask = torch.cat([torch.ones(nb, x.shape[1] - cap.shape[1], dtype=torch.long, device=dev),
+                          b["caption_mask"].long()], 1)
         p = x.shape[1] - cap.shape[1]
         # logits at the caption positions only (transformers' logits_to_keep), as kdjax: the full-sequence
         # vocabulary projection would cost PyTorch ~20 GFLOP per step that kdjax does not spend
-        logits = llm(inputs_embeds=x, attention_mask=mask, logits_to_keep=torch.arange(p - 1, p - 1 + cap.shape[1])
-                     ).logits
+        logits = llm(inputs_embeds=x, attention_mask=mask,
+                     logits_to_keep=torch.arange(p - 1, p - 1 + cap.shape[1], device=dev)).logits.float()
         l_cap = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), cap.reshape(-1),
                                                   reduction="none")
         cm = b["caption_mask"].float().reshape(-1)
@@ -145,20 +162,19 @@ def torch_side(cfg, batch_np, prompt_x, prompt_m):
         with torch.no_grad():
             img = teacher(pixel_values=images).pooler_output.flatten(1)
         a_, i_ = cfd_a(enc.mean(1)), cfd_i(img)
-        loss = l_cap + 0.5 * triplet(i_, a_, a_.roll(-1, 0))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        return l_cap + 0.5 * triplet(i_, a_, a_.roll(-1, 0))
 
     base = llm.get_base_model()
-    x = torch.tensor(prompt_x)
-    m = torch.tensor(prompt_m).long()
+    x = torch.tensor(prompt_x, device=dev)
+    m = torch.tensor(prompt_m, device=dev).long()
 
     @torch.no_grad()
     def caption():
         llm.eval()  # generation without dropout; the train step switches back
-        base.generate(inputs_embeds=x, attention_mask=m, num_beams=BEAMS, do_sample=False,
-                      max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, pad_token_id=0)
+        with torch_autocast(args, dev):
+            base.generate(inputs_embeds=x, attention_mask=m, num_beams=BEAMS, do_sample=False,
+                          max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, pad_token_id=0)
+        torch_sync(dev)
         llm.train()
 
     return step, caption
@@ -176,28 +192,38 @@ def cfg_prompt_ids(cfg):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=6, help="rounds of turns; each times 2 steps / 1 caption per side")
+    add_device_args(ap)
     args = ap.parse_args()
+    use_device(args)
     from configs.multi2cap import get_config
 
     cfg = get_config("smoke")
+    if args.dtype == "bfloat16":  # compute dtype; parameters stay float32
+        cfg.decoder.dtype = "bfloat16"
+        cfg.qformer.dtype = "bfloat16"
+        cfg.audio.overrides = {**dict(cfg.audio.overrides), "dtype": "bfloat16"}
     with tempfile.TemporaryDirectory() as work:
-        k_step, k_gen, batch, px, pm = kdjax_side(cfg, work)
-        t_step, t_gen = torch_side(cfg, batch, px, pm)
-        steps = interleaved({"kdjax": k_step, "torch": t_step}, rounds=args.rounds, reps=2)
-        gens = interleaved({"kdjax": k_gen, "torch": t_gen}, rounds=max(2, args.rounds // 2), reps=1)
+        k_step, k_gen, batch, px, pm, flops = kdjax_side(cfg, work)
+        t_step, t_gen = torch_side(cfg, batch, px, pm, args)
+        sides = lambda k, t: {"kdjax": k, **({"torch": t} if t is not None else {})}  # noqa: E731
+        steps = interleaved(sides(k_step, t_step), rounds=args.rounds, reps=2)
+        gens = interleaved(sides(k_gen, t_gen), rounds=max(2, args.rounds // 2), reps=1)
     print("per-round seconds:", json.dumps({"step": steps, "caption": gens}), file=sys.stderr)
     med = lambda v: float(np.median(v))
     b = int(cfg.train.batch_size)
     gen_tokens = px.shape[0] * NEW_TOKENS
+    torch_ran = "torch" in steps
     row = {"benchmark": "multi2cap_step", "decoder": cfg.decoder.checkpoint or "random tiny LLaMA", "batch": b,
            "rounds": args.rounds, "kdjax_step_s": round(med(steps["kdjax"]), 4),
-           "torch_step_s": round(med(steps["torch"]), 4),
+           "torch_step_s": round(med(steps["torch"]), 4) if torch_ran else None,
            "kdjax_samples_per_s": round(b / med(steps["kdjax"]), 3),
-           "torch_samples_per_s": round(b / med(steps["torch"]), 3),
-           "train_speedup": round(round_ratio(steps, "torch", "kdjax"), 3),
+           "torch_samples_per_s": round(b / med(steps["torch"]), 3) if torch_ran else None,
+           "train_speedup": round(round_ratio(steps, "torch", "kdjax"), 3) if torch_ran else None,
            "kdjax_caption_tokens_per_s": round(gen_tokens / med(gens["kdjax"]), 2),
-           "torch_caption_tokens_per_s": round(gen_tokens / med(gens["torch"]), 2),
-           "caption_speedup": round(round_ratio(gens, "torch", "kdjax"), 3)}
+           "torch_caption_tokens_per_s": round(gen_tokens / med(gens["torch"]), 2) if torch_ran else None,
+           "caption_speedup": round(round_ratio(gens, "torch", "kdjax"), 3) if torch_ran else None,
+           "kdjax_step_gflop": round(flops / 1e9, 2) if flops else None,
+           **device_fields(args, flops or 0.0, med(steps["kdjax"]), med(steps["torch"]) if torch_ran else None)}
     print(json.dumps(row))
 
 

@@ -1,7 +1,9 @@
 """The audio stack end to end: CED-tiny learns the embedded real sounds; augmented runs resume exactly;
-users' manifests with bad clips fail naming the file or skip and report them."""
+users' manifests with bad clips fail naming the file or skip and report them; a trained tagger labels clips
+(--mode=predict) and becomes another system's audio encoder."""
 
 import json
+import math
 import os
 import shutil
 
@@ -182,3 +184,86 @@ def test_synthetic_tagger_is_another_systems_audio_encoder(tmp_path):
     m2c.audio.checkpoint = str(tmp_path)  # a directory that is neither
     with pytest.raises(ConfigError, match="audio.checkpoint: .* without config.json"):
         registry.validate(m2c)
+
+
+def _clips(n: int) -> list[str]:
+    return [r["audio"] for r in real_sounds.manifest(split="test")][:n]
+
+
+@SHARES_SIX_STEPS
+def test_predict_reads_files_directories_and_manifests_and_skips_what_it_cannot_read(six_steps, tmp_path):
+    """--mode=predict (kdjax.systems.inference) on the six-step tagger: files, directories, manifests; unreadable
+    inputs named, skipped, counted; a long clip heard whole; the workdir only read; bad paths refused first."""
+    tagger = six_steps
+    clips = _clips(6)
+    folder = tmp_path / "clips dir"
+    (folder / "sub").mkdir(parents=True)
+    for i, c in enumerate(clips[:4]):
+        shutil.copy(c, folder / ("sub" if i % 2 else "") / os.path.basename(c))
+    (folder / "notes.txt").write_text("not audio")  # not an audio file: not an input
+    broken = tmp_path / "broken.flac"
+    broken.write_bytes(open(clips[4], "rb").read()[:200])
+    long = tmp_path / "long.wav"  # 3.2 clip lengths: 4 chunks of the training crop
+    sr, clip_samples = 16000, 8000
+    wave = np.concatenate([np.random.default_rng(0).normal(0, 0.1, 3 * clip_samples), np.zeros(1600)])
+    sf.write(long, wave.astype(np.float32), sr)
+    manifest = runs.write_manifest(tmp_path / "m.jsonl", [{"audio": os.path.basename(str(long)), "id": "long"},
+                                                          {"audio": "gone.wav", "id": "gone"},
+                                                          {"audio": clips[5]}])
+    out = tmp_path / "out" / "pred.jsonl"
+    before = runs.snapshot(tagger)
+    p = runs.run_mode("predict", tagger, f"--input={folder}", f"--input={broken}", f"--input={manifest}",
+                      f"--out={out}")
+    assert runs.snapshot(tagger) == before  # the workdir is only read
+    rows = [json.loads(ln) for ln in open(out, encoding="utf-8")]
+    in_folder = sorted(os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs
+                       if f.endswith(".flac"))
+    assert [r["id"] for r in rows] == [*in_folder, "long", "m.jsonl:3"]  # the inputs' order
+    assert "skipped " + str(broken) in p.stderr and "m.jsonl:2: " in p.stderr and "gone.wav" in p.stderr
+    assert "6 of 8 inputs predicted, 2 skipped (unreadable)" in p.stderr
+    labels = json.load(open(os.path.join(tagger, "config.json")))["data"]["labels"]
+    for r in rows:
+        assert set(r["probabilities"]) == set(labels) and r["prediction"]["label"] in labels
+        assert abs(sum(r["probabilities"].values()) - 1) < 1e-4
+    # the long clip is heard whole (padded to 4 chunks of the training crop), as the model hears it directly
+    [row] = [r for r in rows if r["id"] == "long"]
+    assert row["seconds"] == pytest.approx(len(wave) / sr)
+    import jax
+    import ml_collections
+
+    from kdjax.systems.audio_tagging import build_model
+    from kdjax.train.restore import restore_trained
+
+    cfg = ml_collections.ConfigDict(json.load(open(os.path.join(tagger, "config.json"))))
+    model = restore_trained(cfg, build_model(cfg, len(labels)), None, tagger)
+    n = math.ceil(len(wave) / clip_samples) * clip_samples
+    x, m = np.zeros((1, n), np.float32), np.zeros((1, n), bool)
+    x[0, :len(wave)], m[0, :len(wave)] = sf.read(long, dtype="float32")[0], True
+    direct = np.asarray(jax.nn.softmax(model(x, m)["logits"], -1))[0]
+    np.testing.assert_allclose([row["probabilities"][k] for k in labels], direct, atol=2e-6)
+    cropped = np.asarray(jax.nn.softmax(model(x[:, :clip_samples], m[:, :clip_samples])["logits"], -1))[0]
+    assert np.abs(cropped - direct).max() > 1e-4  # what a crop would have given differs
+
+    # an existing --out is refused; so is a path that does not exist (nothing written), and the wrong mode
+    again = runs.run_mode("predict", tagger, f"--input={clips[0]}", f"--out={out}", check=False)
+    assert again.returncode != 0 and "exists; give a new file" in again.stderr
+    fresh = tmp_path / "fresh.jsonl"
+    missing = runs.run_mode("predict", tagger, f"--input={clips[0]}", "--input=/no/such.wav", f"--out={fresh}",
+                            check=False)
+    assert missing.returncode != 0 and "/no/such.wav: no such file or directory" in missing.stderr
+    assert not fresh.exists() and not os.path.exists(str(fresh) + ".partial")
+    wrong = runs.run_mode("caption", tagger, f"--input={clips[0]}", check=False)
+    assert wrong.returncode != 0 and "has no --mode=caption; use --mode=predict" in wrong.stderr
+    with_config = runs.run_mode("predict", tagger, f"--input={clips[0]}", f"--config={runs.REPO}/{CONFIG}",
+                                check=False)
+    assert with_config.returncode != 0 and "drop --config" in with_config.stderr
+    assert runs.snapshot(tagger) == before
+
+
+@SHARES_SIX_STEPS
+def test_every_input_unreadable_exits_nonzero(six_steps, tmp_path):
+    tagger = six_steps
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF")
+    p = runs.run_mode("predict", tagger, f"--input={bad}", check=False)
+    assert p.returncode == 1 and "0 of 1 inputs predicted, 1 skipped" in p.stderr and p.stdout.strip() == ""

@@ -81,7 +81,7 @@ class CaptionDecoder(nn.Module):
 
     def forward(self, memory, memory_mask, ids):
         t = ids.shape[1]
-        x = self.dropout(self.word_embedding(ids) * math.sqrt(self.d) + sinusoid(t, self.d))
+        x = self.dropout(self.word_embedding(ids) * math.sqrt(self.d) + sinusoid(t, self.d).to(ids.device))
         mem = self.memory_proj(memory)
         causal = nn.Transformer.generate_square_subsequent_mask(t)
         pad = None if memory_mask is None else ~memory_mask
@@ -137,7 +137,7 @@ class EffNetTrm(nn.Module):
     def greedy(self, mel, bos: int, steps: int):
         """Greedy tokens without a cache (re-runs the prefix), for latency comparisons."""
         feats, mask = self.encode(mel)
-        ids = torch.full((mel.shape[0], 1), bos, dtype=torch.long)
+        ids = torch.full((mel.shape[0], 1), bos, dtype=torch.long, device=mel.device)
         for _ in range(steps):
             nxt = self.decoder(feats, mask, ids)[:, -1].argmax(-1, keepdim=True)
             ids = torch.cat([ids, nxt], dim=1)
@@ -155,7 +155,8 @@ class EffNetTrm(nn.Module):
         mel = self.front_end(wave)
         fmask = None
         if sample_mask is not None:
-            idx = torch.clamp(torch.arange(mel.shape[-1]) * self.front_end.hop_length, max=sample_mask.shape[1] - 1)
+            idx = torch.clamp(torch.arange(mel.shape[-1], device=mel.device) * self.front_end.hop_length,
+                              max=sample_mask.shape[1] - 1)
             fmask = sample_mask.bool()[:, idx]
         feats, mask = self.encode(mel, fmask)
         return self.generate(feats, mask, bos_token_id=bos_token_id, eos_token_id=eos_token_id,
@@ -173,7 +174,7 @@ class EffNetTrm(nn.Module):
             step = lambda ids: torch.log_softmax(  # noqa: E731 - the next token's log-probabilities per row
                 self.decoder(memory[i:i + 1].expand(len(ids), -1, -1),
                              None if m is None else m.expand(len(ids), -1),
-                             torch.tensor(ids, dtype=torch.long))[:, -1].float(), -1)
+                             torch.tensor(ids, dtype=torch.long, device=memory.device))[:, -1].float(), -1)
             args = (step, bos_token_id, eos_token_id, max_new_tokens, min_new_tokens)
             out.append(_greedy(*args) if num_beams == 1 else _beam(*args, num_beams, length_penalty, early_stopping))
         return out
@@ -198,7 +199,7 @@ def _beam(step, bos, eos, n, min_new, k, lp, early_stopping):
         logp = step([[bos] + toks for toks, _ in running])
         if t < min_new:
             logp[:, eos] = -math.inf
-        acc = (logp + torch.tensor([s for _, s in running])[:, None]).reshape(-1)
+        acc = (logp + torch.tensor([s for _, s in running], device=logp.device)[:, None]).reshape(-1)
         top, idx = torch.topk(acc, min(2 * k, acc.numel()))
         vocab = logp.shape[1]
         cands = [(float(v), running[i // vocab][0] + [i % vocab]) for v, i in zip(top.tolist(), idx.tolist())]
