@@ -202,8 +202,7 @@ def _infer(mode: str) -> None:
             other = [m for m in contract.INFERENCE if system.supports(m)]
             sys.exit(f"kdjax: system {system.name!r} has no --mode={mode}"
                      + (f"; use --mode={other[0]}" if other else ""))
-        kind = "text" if system.name == "dsg_kd" else "audio"
-        items = inference.list_inputs([*_INPUT.value, *_AUDIO.value], kind,
+        items = inference.list_inputs([*_INPUT.value, *_AUDIO.value], system.inputs,
                                       str(cfg.data.get("text_column", "text")))
         if out and os.path.exists(out):
             sys.exit(f"kdjax: --out={out} exists; give a new file")

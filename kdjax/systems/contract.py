@@ -53,6 +53,8 @@ class System:
     abstract_task: Callable[[Any], tuple[Any, dict]]
     """cfg -> (Task with abstract modules, abstract global batch): nothing read or allocated."""
     capabilities: frozenset[str] = frozenset()
+    inputs: str = "audio"
+    """What --mode=caption/predict reads: "audio" files or "text" notes (kdjax.systems.inference.list_inputs)."""
     predictor: Callable[[Any, str], Any] | None = None
     """(the workdir's config, workdir) -> kdjax.systems.inference.Predictor of its trained model; reads the workdir,
     writes nothing."""
@@ -65,6 +67,8 @@ class System:
 
     def __post_init__(self):
         object.__setattr__(self, "capabilities", frozenset(self.capabilities))
+        if self.inputs not in ("audio", "text"):
+            raise TypeError(f"system {self.name!r}: inputs must be 'audio' or 'text', got {self.inputs!r}")
         unknown = set(self.capabilities) - set(CAPABILITIES)
         if unknown:
             raise TypeError(f"system {self.name!r}: unknown capabilities {sorted(unknown)} (known: {CAPABILITIES})")

@@ -29,4 +29,4 @@ __all__ = ["SYSTEM", "STUDENT_AXES", "Student", "abstract_task", "batch_spec", "
 
 SYSTEM = contract.System("dsg_kd", validate=validate, batch_spec=batch_spec, build=build,
                          abstract_task=abstract_task, capabilities={contract.EXPORT, contract.PREDICT}, export=export,
-                         predictor=predictor)
+                         predictor=predictor, inputs="text")
