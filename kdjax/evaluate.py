@@ -114,8 +114,9 @@ def cli() -> None:
     try:
         main()
     except ToolUnavailable as e:
-        sys.exit(f"kdjax.evaluate: {str(e).rstrip('.')}. Install the Java scorers with `pip install 'kdjax[captioning]'` and a Java "
-                 "runtime, or use --tokenization=loae (and metrics other than meteor and spice).")
+        sys.exit(f"kdjax.evaluate: {str(e).rstrip('.')}. Install the Java scorers with "
+                 "`pip install 'kdjax[captioning]'` and a Java runtime, or use --tokenization=loae (and metrics other "
+                 "than meteor and spice).")
     except (ValueError, FileNotFoundError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -26,8 +26,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, met
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "caption", "predict", "teacher_cache", "cost", "export",
                                            "config"],
                           "train; config: print the resolved config (checked, with its overrides) as JSON and "
-                          "exit, creating nothing; caption (Multi2Cap, EffAAC) or predict (DSG-KD notes, audio tagging): batch "
-                          "inference on --input with a trained --workdir; teacher_cache: write a distillation "
+                          "exit, creating nothing; caption (Multi2Cap, EffAAC) or predict (DSG-KD notes, audio "
+                          "tagging): batch inference on --input with a trained --workdir; teacher_cache: write a distillation "
                           "teacher's per-clip outputs (EffAAC) before training; cost: measure the config's "
                           "captioner on this host (parameters, GFLOPs, latency; EffAAC Table 3) into the workdir's "
                           "report.json; export: a trained workdir's model for PyTorch into --out. caption, predict "

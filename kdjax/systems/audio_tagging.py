@@ -315,7 +315,7 @@ def predictor(cfg: ml_collections.ConfigDict, workdir: str) -> inference.Predict
         return inference.label_rows(np.asarray(step(state, jnp.asarray(waves), jnp.asarray(masks))), labels,
                                     multilabel)
 
-    return inference.audio_predictor(int(cfg.data.sample_rate), int(round(cfg.data.clip_seconds * cfg.data.sample_rate)),
+    return inference.audio_predictor(int(cfg.data.sample_rate), batch_spec(cfg)["wave"].shape[0],
                                      int(cfg.eval.batch_size), run_batch)
 
 

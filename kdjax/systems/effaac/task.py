@@ -97,7 +97,8 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         model=model, loss_fn=make_loss_fn(cfg, tok.bos_token_id), predict_fn=predict_fn,
         train_data=pipe.train(),
         eval_data={"dev": data["validation"].map(fixed), "test": data["test"].map(fixed)},
-        evaluate=evaluator, prediction_rows=prediction_rows, train_transform=pipe.train_transform, logical_axes=LOGICAL_AXES, frozen=frozen,
+        evaluate=evaluator, prediction_rows=prediction_rows, train_transform=pipe.train_transform,
+        logical_axes=LOGICAL_AXES, frozen=frozen,
         teacher=step_teacher, info=info,
         batch_spec=batch_spec(cfg, teacher_dim=teacher_dim, teacher_rate=tsr, online=step_teacher is not None))
 

@@ -70,7 +70,8 @@ def abstract_task(cfg: ml_collections.ConfigDict) -> tuple[Task, dict]:
 def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     d = cfg.data
     sources, items_of, skipped = caption_data.sources(cfg.data)
-    tok = build_tokenizer(cfg, None if cfg.decoder.checkpoint else [c for r in items_of("train") for c in r["captions"]],
+    train_texts = [c for r in items_of("train") for c in r["captions"]]
+    tok = build_tokenizer(cfg, None if cfg.decoder.checkpoint else train_texts,
                           workdir)
     model = build_model(cfg, tok)
     init_info = init_from(cfg, model)
