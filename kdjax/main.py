@@ -8,6 +8,7 @@ again with the same workdir resumes from its latest checkpoint.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -106,8 +107,10 @@ def main(argv) -> None:
         sys.exit(f"kdjax: {e}")
     distributed.initialize(join)
     workdir = _WORKDIR.value or _default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
-    os.makedirs(workdir, exist_ok=True)
-    logging.info("workdir %s", os.path.abspath(workdir))
+    from kdjax import paths
+
+    paths.makedirs(workdir)
+    logging.info("workdir %s", os.fspath(paths.path(workdir)))
 
     from kdjax.train.logging import is_main_process
     from kdjax.train.trainer import Trainer
@@ -157,6 +160,7 @@ def main(argv) -> None:
 
 def _export() -> None:
     """--mode=export: everything is checked before anything is written; the workdir is only read."""
+    from kdjax import paths
     from kdjax.errors import InputError
     from kdjax.systems import contract, registry
     from kdjax.train.restore import workdir_config
@@ -172,10 +176,11 @@ def _export() -> None:
         sys.exit(f"kdjax: {e}")
     if not system.supports(contract.EXPORT):
         sys.exit(f"kdjax: system {system.name!r} has no --mode=export yet")
-    if os.path.exists(_OUT.value) and os.listdir(_OUT.value):
+    if paths.isdir(_OUT.value) and paths.listdir(_OUT.value) or paths.isfile(_OUT.value):
         sys.exit(f"kdjax: --out={_OUT.value} exists and is not empty; give a new directory")
-    try:
-        written = system.export(_WORKDIR.value, _OUT.value)
+    try:  # the exporters write through transformers and safetensors, which need a local directory
+        with paths.local_dir(_OUT.value) as local:
+            written = [paths.join(_OUT.value, os.path.relpath(p, local)) for p in system.export(_WORKDIR.value, local)]
     except (InputError, FileNotFoundError) as e:
         sys.exit(f"kdjax: {e}")
     for path in written:
@@ -186,6 +191,7 @@ def _infer(mode: str) -> None:
     """--mode=caption/predict: the workdir and every input are checked, and --out is refused if it exists, before
     the model is read or anything is written; the workdir is only read. Unreadable inputs are named on stderr,
     skipped and counted; the exit status is 1 when none could be read."""
+    from kdjax import paths
     from kdjax.errors import InputError
     from kdjax.systems import contract, inference, registry
     from kdjax.train.restore import workdir_config
@@ -204,12 +210,16 @@ def _infer(mode: str) -> None:
                      + (f"; use --mode={other[0]}" if other else ""))
         items = inference.list_inputs([*_INPUT.value, *_AUDIO.value], system.inputs,
                                       str(cfg.data.get("text_column", "text")))
-        if out and os.path.exists(out):
+        if out and paths.exists(out):
             sys.exit(f"kdjax: --out={out} exists; give a new file")
         predictor = system.predictor(cfg, _WORKDIR.value)
     except (InputError, FileNotFoundError, KeyError, ValueError) as e:
         sys.exit(f"kdjax: {e}")
-    if out:
+    if out and paths.is_remote(out):  # one whole object, written when every row is in
+        buf = io.StringIO()
+        summary = inference.run(predictor, items, buf)
+        paths.write_text(out, buf.getvalue())
+    elif out:
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         with open(out + ".partial", "w", encoding="utf-8") as f:
             summary = inference.run(predictor, items, f)

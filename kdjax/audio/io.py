@@ -7,12 +7,14 @@ so nothing reaches a jitted step as a silently zero-filled example.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from typing import Sequence
 
 import numpy as np
 
+from kdjax import paths
 from kdjax.errors import InputError
 
 
@@ -38,6 +40,24 @@ def _wav_truncated(path: str) -> bool:
     return False
 
 
+def _remote(fn):
+    """Run a reader on a local copy of a file in a bucket (the decoders read local files), naming the bucket
+    path in its errors."""
+    @functools.wraps(fn)
+    def wrapped(path: str, *args, **kwargs):
+        if not paths.is_remote(path):
+            return fn(path, *args, **kwargs)
+        if not paths.isfile(path):
+            raise AudioError(f"{path}: audio file not found")
+        with paths.local_copy(path) as local:
+            try:
+                return fn(local, *args, **kwargs)
+            except AudioError as e:
+                raise AudioError(str(e).replace(local, path)) from None
+    return wrapped
+
+
+@_remote
 def read_audio(path: str) -> tuple[np.ndarray, int]:
     """(samples, channels) float32 and the file's sample rate: soundfile, falling back to librosa."""
     if not os.path.isfile(path):
@@ -63,6 +83,7 @@ def read_audio(path: str) -> tuple[np.ndarray, int]:
     return data, int(sr)
 
 
+@_remote
 def duration(path: str) -> float:
     """Seconds of audio in `path`, from its header (nothing decoded) where libsndfile reads the format; otherwise
     the file is decoded once (and dropped). AudioError naming the file when it cannot be read."""

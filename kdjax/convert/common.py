@@ -4,7 +4,6 @@ HF-named tensors through its rules, and writing a model directory."""
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Callable, Mapping
 
 import jax
@@ -12,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from kdjax import paths
 from kdjax.convert.checkpoint_io import write_json, write_safetensors
 from kdjax.convert.param_map import LoadReport, hf_to_flax
 from kdjax.models import state as state_lib
@@ -63,9 +63,10 @@ def write_dir(out_dir: str, tensors: Mapping[str, np.ndarray], config: dict, *,
     write_json(config, os.path.join(out_dir, "config.json"))
     if tokenizer_dir:
         for name in TOKENIZER_FILES:
-            src = os.path.join(tokenizer_dir, name)
-            if os.path.isfile(src):
-                shutil.copy(src, os.path.join(out_dir, name))
+            src = paths.join(tokenizer_dir, name)
+            if paths.isfile(src):  # the workdir may be in a bucket
+                with open(os.path.join(out_dir, name), "wb") as f:
+                    f.write(paths.read_bytes(src))
 
 
 def config_to_json(cfg) -> dict:

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import grain
 
+from kdjax import paths
 from kdjax.audio.io import load_many
 from kdjax.data import jsonl, real_sounds, tfds_builders
 from kdjax.data.splits import SPLITS
@@ -70,7 +71,7 @@ def synthetic_audio_only(d) -> list[dict]:
 
 def read_manifest(file: str) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {s: [] for s in SPLITS}
-    root = os.path.dirname(os.path.abspath(file))
+    root = paths.parent(file)
     for n, row in jsonl.read_rows(file, ("audio", "split")):
         if row["split"] not in SPLITS:
             raise InputError(f"{file}:{n}: split {row['split']!r} is not one of {SPLITS}")
@@ -78,9 +79,9 @@ def read_manifest(file: str) -> dict[str, list[dict]]:
         if not caps or not all(isinstance(c, str) and c.strip() for c in caps):
             raise InputError(f"{file}:{n}: needs a non-empty 'caption' or 'captions' list")
         item = {"id": str(row.get("id", f"{os.path.basename(file)}:{n}")),
-                "audio": os.path.join(root, row["audio"]), "captions": [c.strip() for c in caps]}
+                "audio": paths.join(root, row["audio"]), "captions": [c.strip() for c in caps]}
         if row.get("image"):
-            item["image"] = os.path.join(root, row["image"])
+            item["image"] = paths.join(root, row["image"])
         out[row["split"]].append(item)
     return out
 
@@ -138,7 +139,7 @@ def train_images(d) -> str | None:
     if d.source in ("embedded", "synthetic"):
         return None
     if d.source == "manifest":
-        if not d.manifest_file or not os.path.isfile(d.manifest_file):
+        if not d.manifest_file or not paths.isfile(d.manifest_file):
             return None  # its own check names the file
         for n, row in jsonl.read_rows(d.manifest_file, ("audio", "split")):
             if row["split"] == "train" and not row.get("image"):

@@ -8,9 +8,9 @@ reported with the line and byte where they are, instead of a UnicodeDecodeError 
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Iterator
 
+from kdjax import paths
 from kdjax.errors import InputError
 
 DEFAULT_MAX_LINE_BYTES = 4 << 20  # generous for any one note, caption or manifest row
@@ -21,9 +21,9 @@ def read_lines(path: str, max_bytes: int = DEFAULT_MAX_LINE_BYTES, *, limit_name
                ) -> Iterator[tuple[int, str | None, str | None]]:
     """(line number, text, None) for each line (newline stripped), or (line number, None, problem) for a line that
     is too long or not UTF-8. `limit_name` names the setting that raises `max_bytes`, for the message."""
-    if not os.path.isfile(path):
+    if not paths.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
-    with open(path, "rb") as f:
+    with paths.open(path, "rb") as f:
         n = 0
         while raw := f.readline(max_bytes + 1):
             n += 1

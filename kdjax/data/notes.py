@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from kdjax import paths
 from kdjax.data import lines
 from kdjax.data.synthetic_notes import Note
 from kdjax.errors import InputError
@@ -63,7 +64,7 @@ def load_notes(path: str, *, text_column: str = "text", label_column: str = "lab
     `labels` and returned as indices; a note longer than `max_note_bytes` (UTF-8) is a bad row."""
     if on_bad not in ("error", "skip"):
         raise InputError(f"data.on_bad_input must be 'error' or 'skip', got {on_bad!r}")
-    if not os.path.isfile(path):
+    if not paths.isfile(path):
         raise FileNotFoundError(f"notes file not found: {path}")
     bad = bad if bad is not None else BadRows()
     notes: list[Note] = []

@@ -18,6 +18,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from kdjax import paths
 from kdjax.errors import InputError
 from kdjax.teachers import cache as cache_lib
 
@@ -29,7 +30,7 @@ def fields(dim: int) -> dict[str, dict]:
 def write_shard(cache_dir: str, rows: list[dict], teacher: str = "") -> None:
     """Append one shard of rows {"id", "embedding", "caption"} to this host's part of the cache (atomic)."""
     dims = {int(np.shape(r["embedding"])[-1]) for r in rows}
-    existing = {TeacherCache.dim_of(m["fields"]) for m in cache_lib.read_metas(cache_dir)} if os.path.isdir(
+    existing = {TeacherCache.dim_of(m["fields"]) for m in cache_lib.read_metas(cache_dir)} if paths.isdir(
         cache_dir) else set()
     if len(dims | existing) > 1:
         raise InputError(f"{cache_dir}: teacher embeddings of different widths {sorted(dims | existing)}")
@@ -38,7 +39,7 @@ def write_shard(cache_dir: str, rows: list[dict], teacher: str = "") -> None:
 
 
 def done_ids(cache_dir: str) -> set[str]:
-    return cache_lib.done_ids(cache_dir) if os.path.isdir(cache_dir) else set()
+    return cache_lib.done_ids(cache_dir) if paths.isdir(cache_dir) else set()
 
 
 class TeacherCache:

@@ -11,14 +11,17 @@ from typing import Iterable
 
 import numpy as np
 
+from kdjax import paths
+
 
 def load(path: str):
     """AutoTokenizer.from_pretrained(path); kdjax needs a fast tokenizer (character offsets)."""
     from transformers import AutoTokenizer
 
-    if not os.path.isdir(path):
+    if not paths.isdir(path):
         raise FileNotFoundError(f"tokenizer directory not found: {path}")
-    tok = AutoTokenizer.from_pretrained(path)
+    with paths.local_copy(path) as local:  # from_pretrained reads local directories only
+        tok = AutoTokenizer.from_pretrained(local)
     if not tok.is_fast:
         raise ValueError(f"{path}: a fast tokenizer (tokenizer.json) is needed for character offsets")
     return tok
@@ -69,6 +72,11 @@ def _save(fast, out_dir: str):
     tokenizer, and none may read another's half-written files. The first rename wins; the others load it."""
     import shutil
 
+    if paths.is_remote(out_dir):  # a bucket has no rename: the first writer's files stay, the others load them
+        if not paths.isfile(paths.join(out_dir, "tokenizer.json")):
+            with paths.local_dir(out_dir) as local:
+                fast.save_pretrained(local)
+        return load(out_dir)
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = f"{out_dir.rstrip(os.sep)}.tmp-{os.getpid()}"
@@ -86,7 +94,7 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, out_dir: str, lowerca
     from tokenizers.processors import TemplateProcessing
     from transformers import PreTrainedTokenizerFast
 
-    if os.path.isfile(os.path.join(out_dir, "tokenizer.json")):
+    if paths.isfile(paths.join(out_dir, "tokenizer.json")):
         return load(out_dir)
     vocab = wordpiece_vocab(texts, vocab_size, lowercase)
     tok = Tokenizer(models.WordPiece({p: i for i, p in enumerate(vocab)}, unk_token="[UNK]"))
@@ -128,7 +136,7 @@ def train_word_level(texts: Iterable[str], out_dir: str, max_words: int | None =
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    if os.path.isfile(os.path.join(out_dir, "tokenizer.json")):
+    if paths.isfile(paths.join(out_dir, "tokenizer.json")):
         return load(out_dir)
     vocab = word_vocab(texts, max_words, min_count, lowercase)
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -18,6 +19,7 @@ from typing import Any, Callable, Hashable, Iterable, Sequence, TextIO
 
 import numpy as np
 
+from kdjax import paths
 from kdjax.data import jsonl
 from kdjax.errors import InputError
 
@@ -49,12 +51,12 @@ class Predictor:
 
 # ---------------------------------------------------------------------------------------------------- inputs
 def _manifest_items(path: str, kind: str, text_column: str) -> list[Item]:
-    root = os.path.dirname(os.path.abspath(path))
+    root = paths.parent(path)
     key = "audio" if kind == "audio" else text_column
     items = []
     if path.lower().endswith(".csv"):  # notes only (list_inputs)
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
+        with paths.open(path) as f:
+            reader = csv.DictReader(io.StringIO(f.read()))
             if key not in (reader.fieldnames or []):
                 raise InputError(f"{path}: no column {key!r} (has {reader.fieldnames})")
             for n, row in enumerate(reader, start=2):
@@ -64,34 +66,33 @@ def _manifest_items(path: str, kind: str, text_column: str) -> list[Item]:
     for n, row in jsonl.read_rows(path, (key,)):
         rid = str(row.get("id") or f"{os.path.basename(path)}:{n}")
         if kind == "audio":
-            items.append(Item(rid, f"{path}:{n}", path=os.path.join(root, str(row[key]))))
+            items.append(Item(rid, f"{path}:{n}", path=paths.join(root, str(row[key]))))
         else:
             items.append(Item(rid, f"{path}:{n}", text=str(row[key])))
     return items
 
 
-def list_inputs(paths: Sequence[str], kind: str, text_column: str = "text") -> list[Item]:
-    """The items of `paths`, in order: files of the kind (audio, or .txt notes), directories (their files of the
-    kind, recursively, in name order), .jsonl manifests ({"audio": path relative to the manifest} or the notes'
-    text column; "id" optional) and, for notes, .csv manifests. A path that does not exist or is none of these is
-    an InputError naming it: nothing has been read or written yet."""
+def list_inputs(inputs: Sequence[str], kind: str, text_column: str = "text") -> list[Item]:
+    """The items of `inputs` (local paths or URIs), in order: files of the kind (audio, or .txt notes),
+    directories (their files of the kind, recursively, in name order), .jsonl manifests ({"audio": path relative
+    to the manifest} or the notes' text column; "id" optional) and, for notes, .csv manifests. A path that does
+    not exist or is none of these is an InputError naming it: nothing has been read or written yet."""
     if kind not in ("audio", "text"):
         raise ValueError(kind)
     exts = AUDIO_EXTENSIONS if kind == "audio" else TEXT_EXTENSIONS
     manifests = (".jsonl",) if kind == "audio" else (".jsonl", ".csv")
-    if not paths:
+    if not inputs:
         raise InputError("no inputs: give files, directories or manifests (--input, repeatable)")
     items: list[Item] = []
-    for p in paths:
+    for p in inputs:
         low = p.lower()
-        if os.path.isdir(p):
-            found = sorted(os.path.join(d, f) for d, _, files in os.walk(p) for f in files
-                           if f.lower().endswith(exts))
+        if paths.isdir(p):
+            found = [paths.join(p, f) for f in paths.walk_files(p) if f.lower().endswith(exts)]
             if not found:
                 raise InputError(f"{p}: a directory without {'audio' if kind == 'audio' else 'note (.txt)'} files "
                                  f"({', '.join(exts)})")
-            items += [Item(os.path.relpath(f, p), f, path=f) for f in found]
-        elif not os.path.exists(p):
+            items += [Item(f[len(p.rstrip("/")) + 1:], f, path=f) for f in found]
+        elif not paths.exists(p):
             raise InputError(f"{p}: no such file or directory")
         elif low.endswith(manifests):
             items += _manifest_items(p, kind, text_column)

@@ -19,16 +19,20 @@ read as they are.
 
 from __future__ import annotations
 
-import glob
+import fnmatch
+import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from flax import serialization
 
+from kdjax import paths
 from kdjax.errors import InputError
 
 FORMAT = 2
@@ -43,10 +47,7 @@ def field(dtype: Any, shape: Sequence[int] = ()) -> dict:
 
 
 def _atomic_json(path: str, obj: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    paths.write_text(path, json.dumps(obj, indent=1))
 
 
 def _host() -> tuple[int, int]:
@@ -56,13 +57,12 @@ def _host() -> tuple[int, int]:
 
 
 def _meta_path(cache_dir: str, host: int) -> str:
-    return os.path.join(cache_dir, f"meta-h{host:03d}.json")
+    return paths.join(cache_dir, f"meta-h{host:03d}.json")
 
 
 def _legacy_meta(path: str) -> dict:
     """kdjax's first cache format (EffAAC): meta.json with the embedding width and a shard list."""
-    with open(path) as f:
-        meta = json.load(f)
+    meta = json.loads(paths.read_text(path))
     if meta.get("format") != 1:
         raise InputError(f"{path}: teacher-cache format {meta.get('format')!r}, this kdjax reads 1 and {FORMAT}")
     return {"format": 1, "fields": {"embedding": field(np.float32, (int(meta["dim"]),)), "caption": field(STR)},
@@ -74,12 +74,12 @@ def _legacy_meta(path: str) -> dict:
 def read_metas(cache_dir: str) -> list[dict]:
     """Every host's meta of a cache (empty when nothing has been written)."""
     out = []
-    legacy = os.path.join(cache_dir, "meta.json")
-    if os.path.isfile(legacy):
+    legacy = paths.join(cache_dir, "meta.json")
+    if paths.isfile(legacy):
         out.append(_legacy_meta(legacy))
-    for path in sorted(glob.glob(os.path.join(cache_dir, "meta-h*.json"))):
-        with open(path) as f:
-            meta = json.load(f)
+    names = paths.listdir(cache_dir) if paths.isdir(cache_dir) else []
+    for path in [paths.join(cache_dir, n) for n in names if fnmatch.fnmatch(n, "meta-h*.json")]:
+        meta = json.loads(paths.read_text(path))
         if meta.get("format") != FORMAT:
             raise InputError(f"{path}: teacher-cache format {meta.get('format')!r}, this kdjax reads {FORMAT}")
         out.append(meta)
@@ -102,14 +102,13 @@ def _check_compatible(cache_dir: str, metas: list[dict], fields: Mapping[str, di
 
 
 def _ids_of_shard(cache_dir: str, shard: dict) -> list[str]:
-    path = os.path.join(cache_dir, shard["file"])
+    path = paths.join(cache_dir, shard["file"])
     sidecar = path[: -len(".array_record")] + ".ids"
-    if os.path.isfile(sidecar):
-        with open(sidecar, encoding="utf-8") as f:
-            return f.read().split("\n")[:-1]
+    if paths.isfile(sidecar):
+        return paths.read_text(sidecar).split("\n")[:-1]
     from array_record.python.array_record_module import ArrayRecordReader  # the first format has no sidecar
 
-    reader = ArrayRecordReader(path)
+    reader = ArrayRecordReader(_local_shard(path))
     try:
         return [serialization.msgpack_restore(r)["id"] for r in reader.read(0, reader.num_records())]
     finally:
@@ -128,7 +127,7 @@ def write_shard(cache_dir: str, rows: Sequence[dict], fields: Mapping[str, dict]
     from array_record.python.array_record_module import ArrayRecordWriter
 
     host = _host()[0] if host is None else host
-    os.makedirs(cache_dir, exist_ok=True)
+    paths.makedirs(cache_dir)
     metas = read_metas(cache_dir)
     _check_compatible(cache_dir, metas, fields, fingerprint)
     path = _meta_path(cache_dir, host)
@@ -136,7 +135,9 @@ def write_shard(cache_dir: str, rows: Sequence[dict], fields: Mapping[str, dict]
         "format": FORMAT, "host": host, "fields": dict(fields), "fingerprint": dict(fingerprint or {}) or None,
         "teacher": teacher, "shards": [], "count": 0}
     name = f"part-h{host:03d}-{len(mine['shards']):05d}"
-    tmp = os.path.join(cache_dir, name + ".array_record.tmp")
+    # array_record writes local files: a bucket's shard is written here and uploaded whole
+    stage = tempfile.mkdtemp(prefix="kdjax-cache-") if paths.is_remote(cache_dir) else None
+    tmp = os.path.join(stage or cache_dir, name + ".array_record.tmp")
     writer = ArrayRecordWriter(tmp, "group_size:1")
     size = 0
     for r in rows:
@@ -149,15 +150,34 @@ def write_shard(cache_dir: str, rows: Sequence[dict], fields: Mapping[str, dict]
         size += len(data)
         writer.write(data)
     writer.close()
-    with open(os.path.join(cache_dir, name + ".ids.tmp"), "w", encoding="utf-8") as f:
-        f.write("".join(str(r["id"]) + "\n" for r in rows))
-    os.replace(os.path.join(cache_dir, name + ".ids.tmp"), os.path.join(cache_dir, name + ".ids"))
-    os.replace(tmp, os.path.join(cache_dir, name + ".array_record"))
+    paths.write_text(paths.join(cache_dir, name + ".ids"), "".join(str(r["id"]) + "\n" for r in rows))
+    if stage is None:
+        os.replace(tmp, os.path.join(cache_dir, name + ".array_record"))
+    else:
+        paths.upload_tree(tmp, paths.join(cache_dir, name + ".array_record"))
+        shutil.rmtree(stage, ignore_errors=True)
     entry = {"file": name + ".array_record", "count": len(rows), "bytes": size}
     mine.update(shards=mine["shards"] + [entry], count=int(mine["count"]) + len(rows),
                 teacher=teacher or mine.get("teacher", ""))
     _atomic_json(path, mine)
     return entry
+
+
+def _local_shard(path: str) -> str:
+    """A shard array_record can open: the file itself, or for a bucket a local copy made once per machine (kept in
+    the temporary directory, keyed by the shard's path and size, and shared by this machine's processes)."""
+    if not paths.is_remote(path):
+        return path
+    size = paths.getsize(path)
+    key = hashlib.sha1(f"{path}\0{size}".encode()).hexdigest()[:16]
+    local = os.path.join(tempfile.gettempdir(), "kdjax-teacher-cache", key + ".array_record")
+    if not (os.path.isfile(local) and os.path.getsize(local) == size):
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        part = f"{local}.{os.getpid()}.tmp"
+        with open(part, "wb") as f:
+            f.write(paths.read_bytes(path))
+        os.replace(part, local)
+    return local
 
 
 def _conform(a: np.ndarray, spec: dict, name: str, example: Any) -> np.ndarray:
@@ -188,10 +208,10 @@ class OutputCache:
         for meta in metas:
             for shard in meta["shards"]:
                 k = len(self._files)
-                self._files.append(os.path.join(cache_dir, shard["file"]))
+                self._files.append(paths.join(cache_dir, shard["file"]))
                 for j, i in enumerate(_ids_of_shard(cache_dir, shard)):
                     self.index[i] = (k, j)
-                self.bytes += int(shard.get("bytes") or os.path.getsize(self._files[-1]))
+                self.bytes += int(shard.get("bytes") or paths.getsize(self._files[-1]))
 
     def __len__(self) -> int:
         return len(self.index)
@@ -207,7 +227,7 @@ class OutputCache:
         if k not in self._readers:
             from array_record.python.array_record_module import ArrayRecordReader
 
-            self._readers[k] = ArrayRecordReader(self._files[k], "readahead_buffer_size:0")
+            self._readers[k] = ArrayRecordReader(_local_shard(self._files[k]), "readahead_buffer_size:0")
         rec = serialization.msgpack_restore(self._readers[k].read([j])[0])
         return {name: (rec[name] if spec["dtype"] == STR else np.asarray(rec[name], spec["dtype"]))
                 for name, spec in self.fields.items()}
@@ -231,7 +251,7 @@ def fill(cache_dir: str, ids: Sequence[str], compute: Callable[[list[str]], list
     `compute(ids)` returns their rows ({"id", <field>: value}) for up to `batch_size` ids. Resumable; logs and
     returns the examples, bytes and seconds it took."""
     host, hosts = _host()
-    metas = read_metas(cache_dir) if os.path.isdir(cache_dir) else []
+    metas = read_metas(cache_dir) if paths.isdir(cache_dir) else []
     _check_compatible(cache_dir, metas, fields, fingerprint)
     have = done_ids(cache_dir) if metas else set()
     mine = [i for n, i in enumerate(ids) if n % hosts == host]

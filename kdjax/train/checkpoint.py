@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from typing import Any
 
@@ -26,6 +25,7 @@ import jax
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from kdjax import paths
 from kdjax.errors import InputError
 from kdjax.train import checksums
 
@@ -64,17 +64,17 @@ def _first_line(e: BaseException) -> str:
 
 class Checkpoints:
     def __init__(self, workdir: str, keep: int = 2, keep_best: bool = True, best_mode: str = "max"):
-        self.workdir = os.path.abspath(workdir)
+        self.workdir = os.fspath(paths.path(workdir))
         opts = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                             enable_async_checkpointing=False)
-        self.latest = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
+        self.latest = ocp.CheckpointManager(paths.path(workdir) / "checkpoints",
                                             options=opts, item_names=("state", "data", "meta"))
         self.best = None
         if keep_best:
             best_opts = ocp.CheckpointManagerOptions(
                 max_to_keep=1, create=True, enable_async_checkpointing=False,
                 best_fn=lambda m: m["value"], best_mode=best_mode)
-            self.best = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "best"),
+            self.best = ocp.CheckpointManager(paths.path(workdir) / "best",
                                               options=best_opts, item_names=("model", "meta"))
 
     def latest_step(self) -> int | None:
@@ -92,7 +92,7 @@ class Checkpoints:
 
     @staticmethod
     def _step_dir(mgr: ocp.CheckpointManager, step: int) -> str:
-        return os.path.join(str(mgr.directory), str(step))
+        return paths.join(str(mgr.directory), str(step))
 
     def _seal(self, mgr: ocp.CheckpointManager, step: int) -> None:
         """The checksum manifest of a finished save (process 0 writes it; the workdir is shared)."""
@@ -108,12 +108,11 @@ class Checkpoints:
     def _set_aside(self, step: int, why: str) -> str:
         """Move a damaged step out of orbax's sight (kept, not deleted: it may still hold something a user wants)."""
         src = self._step_dir(self.latest, step)
-        dst = os.path.join(self.workdir, "damaged_checkpoints", f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+        dst = paths.join(self.workdir, "damaged_checkpoints", f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
         if jax.process_index() == 0:
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            shutil.move(src, dst)
-            with open(os.path.join(dst, "WHY_DAMAGED.txt"), "w") as f:
-                f.write(why + "\n")
+            paths.makedirs(os.path.dirname(dst))
+            paths.move(src, dst)
+            paths.write_text(paths.join(dst, "WHY_DAMAGED.txt"), why + "\n")
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices(f"kdjax_set_aside_{step}")
         self.latest.reload()

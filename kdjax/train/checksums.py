@@ -10,8 +10,9 @@ disks and copies cause, at several GB/s; it is no defence against deliberate tam
 from __future__ import annotations
 
 import json
-import os
 import zlib
+
+from kdjax import paths
 
 MANIFEST = "kdjax_checksums.json"
 _CHUNK = 4 << 20
@@ -19,50 +20,42 @@ _CHUNK = 4 << 20
 
 def _crc(path: str) -> int:
     crc = 0
-    with open(path, "rb") as f:
+    with paths.open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             crc = zlib.crc32(chunk, crc)
     return crc
 
 
 def _files(root: str) -> list[str]:
-    out = []
-    for d, _, names in os.walk(root):
-        out += [os.path.relpath(os.path.join(d, n), root) for n in names]
-    return sorted(p for p in out if p != MANIFEST and not p.endswith(".tmp"))
+    return [p for p in paths.walk_files(root) if p != MANIFEST and not p.endswith(".tmp")]
 
 
 def write(root: str) -> None:
     """Record the size and CRC-32 of every file below `root` (a finalised checkpoint step)."""
-    manifest = {"format": 1, "files": {p: {"bytes": os.path.getsize(os.path.join(root, p)),
-                                           "crc32": _crc(os.path.join(root, p))} for p in _files(root)}}
-    tmp = os.path.join(root, MANIFEST + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(manifest, f, indent=0, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, os.path.join(root, MANIFEST))
+    manifest = {"format": 1, "files": {p: {"bytes": paths.getsize(paths.join(root, p)),
+                                           "crc32": _crc(paths.join(root, p))} for p in _files(root)}}
+    paths.write_text(paths.join(root, MANIFEST), json.dumps(manifest, indent=0, sort_keys=True), fsync=True)
 
 
 def has_manifest(root: str) -> bool:
-    return os.path.isfile(os.path.join(root, MANIFEST))
+    return paths.isfile(paths.join(root, MANIFEST))
 
 
 def verify(root: str) -> str | None:
     """None when every recorded file is there with its size and checksum; else what differs (the first few
     files named). A directory without a manifest cannot be verified: the caller decides (see has_manifest)."""
     try:
-        with open(os.path.join(root, MANIFEST)) as f:
+        with paths.open(paths.join(root, MANIFEST)) as f:
             files = json.load(f)["files"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         return f"its checksum manifest {MANIFEST} is unreadable ({type(e).__name__})"
     problems = []
     for rel, want in files.items():
-        path = os.path.join(root, rel)
-        if not os.path.isfile(path):
+        path = paths.join(root, rel)
+        if not paths.isfile(path):
             problems.append(f"{rel} is missing")
-        elif os.path.getsize(path) != want["bytes"]:
-            problems.append(f"{rel} has {os.path.getsize(path)} bytes, {want['bytes']} were written")
+        elif paths.getsize(path) != want["bytes"]:
+            problems.append(f"{rel} has {paths.getsize(path)} bytes, {want['bytes']} were written")
         elif _crc(path) != want["crc32"]:
             problems.append(f"{rel} does not match its checksum")
         if len(problems) == 3:

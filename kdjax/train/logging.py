@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import sys
+import tempfile
 import time
 from typing import Any, Mapping
 
 import jax
+
+from kdjax import paths
 
 
 def is_main_process() -> bool:
@@ -24,24 +27,27 @@ class MetricWriter:
 
     def __init__(self, workdir: str, resume_step: int | None = None):
         self.enabled = is_main_process()
-        self.path = os.path.join(workdir, "metrics.jsonl")
+        self.path = paths.join(workdir, "metrics.jsonl")
         self._tb = None
         if not self.enabled:
             return
-        if resume_step is not None and os.path.exists(self.path):
-            with open(self.path) as f:
+        if resume_step is not None and paths.exists(self.path):
+            with paths.open(self.path) as f:
                 rows = [(ln, json.loads(ln)) for ln in f if ln.strip()]
             # Evaluation of the finished run is redone on resume; drop its old lines.
             keep = [ln for ln, r in rows
                     if r.get("step", 0) <= resume_step and not r.get("split", "").startswith("final_")]
-            with open(self.path, "w") as f:
-                f.writelines(keep)
-        elif resume_step is None and os.path.exists(self.path):
-            os.remove(self.path)
+            paths.write_text(self.path, "".join(keep))
+        elif resume_step is None and paths.exists(self.path):
+            paths.remove(self.path)
         try:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+            # tensorboardX reaches buckets only through TensorFlow: a remote workdir's events are staged here
+            # and uploaded when the writer closes (the JSONL log is the record either way)
+            self._tb_dir = paths.join(workdir, "tensorboard")
+            self._tb_stage = tempfile.mkdtemp(prefix="kdjax-tb-") if paths.is_remote(workdir) else None
+            self._tb = SummaryWriter(self._tb_stage or self._tb_dir)
         except ImportError:  # TensorBoard is optional; the JSONL log is the record
             self._tb = None
 
@@ -49,8 +55,7 @@ class MetricWriter:
         if not self.enabled:
             return
         clean = {k: float(v) for k, v in metrics.items() if _is_number(v)}
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"step": int(step), "split": split, **clean}) + "\n")
+        paths.append_text(self.path, json.dumps({"step": int(step), "split": split, **clean}) + "\n")
         if self._tb is not None:
             for k, v in clean.items():
                 self._tb.add_scalar(f"{split}/{k}", v, step)
@@ -58,6 +63,9 @@ class MetricWriter:
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+            if self._tb_stage is not None:
+                paths.upload_tree(self._tb_stage, self._tb_dir)
+                shutil.rmtree(self._tb_stage, ignore_errors=True)
 
 
 def _is_number(v) -> bool:

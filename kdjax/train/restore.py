@@ -4,13 +4,13 @@ starting point of another run (a fine-tuning stage's `init_from`)."""
 from __future__ import annotations
 
 import fnmatch
-import os
 from typing import Any, Iterable
 
 import jax
 import ml_collections
 from flax import nnx
 
+from kdjax import paths
 from kdjax.errors import InputError
 from kdjax.models.state import flatten, map_with_path
 from kdjax.train import checksums, optim
@@ -21,11 +21,11 @@ def workdir_config(workdir: str) -> ml_collections.ConfigDict:
     """The config a kdjax workdir was trained with (its config.json)."""
     import json
 
-    path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path):
+    path = paths.join(workdir, "config.json")
+    if not paths.isfile(path):
         raise FileNotFoundError(f"{path}: not a kdjax workdir (no config.json)")
     try:
-        with open(path, encoding="utf-8") as f:
+        with paths.open(path, encoding="utf-8") as f:
             return ml_collections.ConfigDict(json.load(f))
     except ValueError as e:
         raise InputError(f"{path}: unreadable ({e})") from None
@@ -34,11 +34,11 @@ def workdir_config(workdir: str) -> ml_collections.ConfigDict:
 def restore_trained(cfg: ml_collections.ConfigDict, model: nnx.Module, frozen: Any, workdir: str) -> nnx.Module:
     """`model` (built as for training, frozen parts from their pretrained checkpoints) with the trained
     parameters of `workdir`: the kept best model if there is one, else the latest train checkpoint."""
-    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    if not paths.isdir(paths.join(workdir, "checkpoints")):
         raise FileNotFoundError(f"{workdir}: no checkpoints (train with this workdir first)")
     gdef, frozen_state, params, rest = nnx.split(model, frozen or nnx.Nothing, nnx.Param, ...)
     params, rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
-    ckpts = Checkpoints(workdir, keep_best=os.path.isdir(os.path.join(workdir, "best")))
+    ckpts = Checkpoints(workdir, keep_best=paths.isdir(paths.join(workdir, "best")))
     try:
         best = ckpts.restore_best(abstract_like({"params": params, "rest": rest})) if ckpts.best_step() else None
         if best is not None:
@@ -60,15 +60,15 @@ def restore_trained(cfg: ml_collections.ConfigDict, model: nnx.Module, frozen: A
 
 
 def _steps(root: str) -> list[int]:
-    return sorted((int(n) for n in os.listdir(root) if n.isdigit()), reverse=True) if os.path.isdir(root) else []
+    return sorted((int(n) for n in paths.listdir(root) if n.isdigit()), reverse=True) if paths.isdir(root) else []
 
 
 def _kept(workdir: str):
     """(path, item, why not intact or None) of each checkpoint of `workdir`, in the order they are preferred: its kept
     best models, then its train checkpoints, newest first."""
     for sub, item in (("best", "model"), ("checkpoints", "state")):
-        for step in _steps(os.path.join(workdir, sub)):
-            path = os.path.join(workdir, sub, str(step))
+        for step in _steps(paths.join(workdir, sub)):
+            path = paths.join(workdir, sub, str(step))
             yield path, item, checksums.verify(path) if checksums.has_manifest(path) else None
 
 
@@ -93,9 +93,9 @@ def read_params(workdir: str) -> tuple[dict[str, jax.Array], str]:
         if why is None:
             try:
                 with ocp.StandardCheckpointer() as ckpt:
-                    tree = ckpt.metadata(os.path.join(path, item)).item_metadata
+                    tree = ckpt.metadata(paths.join(path, item)).item_metadata
                     target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
-                    return flatten(ckpt.restore(os.path.join(path, item), target)["params"]), path
+                    return flatten(ckpt.restore(paths.join(path, item), target)["params"]), path
             except Exception as e:  # noqa: BLE001 - whatever orbax raises on a broken or foreign directory
                 why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         passed.append(f"{path}: {why}")

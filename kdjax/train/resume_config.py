@@ -8,11 +8,11 @@ the same steps, and is a supported way to resume.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import ml_collections
 
+from kdjax import paths
 from kdjax.errors import InputError
 
 EXEMPT = ("mesh",)  # top-level sections that say how, not what, a run computes
@@ -39,18 +39,18 @@ def differences(stored: dict, current: dict) -> list[str]:
 
 
 def resuming(workdir: str) -> bool:
-    ckpt = os.path.join(workdir, "checkpoints")
-    return os.path.isdir(ckpt) and any(d.isdigit() for d in os.listdir(ckpt))
+    ckpt = paths.join(workdir, "checkpoints")
+    return paths.isdir(ckpt) and any(d.isdigit() for d in paths.listdir(ckpt))
 
 
 def check(workdir: str, cfg: ml_collections.ConfigDict, allow: bool) -> list[str]:
     """The differences from the workdir's config when resuming (logged by the caller when allowed); InputError
     naming them when not allowed. Nothing to compare on a fresh workdir."""
-    path = os.path.join(workdir, "config.json")
-    if not resuming(workdir) or not os.path.isfile(path):
+    path = paths.join(workdir, "config.json")
+    if not resuming(workdir) or not paths.isfile(path):
         return []
     try:
-        with open(path, encoding="utf-8") as f:
+        with paths.open(path, encoding="utf-8") as f:
             stored = json.load(f)
     except (OSError, ValueError) as e:
         raise InputError(f"{path}: unreadable ({e}); it records the config this workdir's checkpoints were trained "

@@ -13,9 +13,9 @@ checkpoint ends with the same parameters as an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
-import os
 import signal
 import time
 from collections.abc import Sequence
@@ -30,6 +30,7 @@ import optax
 from flax import nnx
 from jax.experimental import multihost_utils
 
+from kdjax import paths
 from kdjax.models.state import flatten, path_str
 from kdjax.train import batch as batch_lib, optim, sharding as shd
 from kdjax.train.checkpoint import Checkpoints, abstract_like
@@ -135,7 +136,7 @@ class Trainer:
     def __init__(self, cfg: ml_collections.ConfigDict, task: Task, workdir: str, *, abstract: bool = False,
                  devices: Sequence[jax.Device] | None = None):
         self.cfg, self.task, self.workdir, self.abstract = cfg, task, workdir, abstract
-        os.makedirs(workdir, exist_ok=True)
+        paths.makedirs(workdir)
         self.mesh = shd.make_mesh(dict(cfg.mesh), devices)  # devices: e.g. a TPU topology's, to compile for
         dp = shd.data_parallel_size(self.mesh)
         self.global_batch = int(cfg.train.batch_size)
@@ -301,8 +302,7 @@ class Trainer:
         cfg = self.cfg
         # the workdir describes itself: captioning, Table-1 initialisation and conversions rebuild from it
         if is_main_process():
-            with open(os.path.join(self.workdir, "config.json"), "w") as f:
-                f.write(cfg.to_json_best_effort(indent=2))
+            paths.write_text(paths.join(self.workdir, "config.json"), cfg.to_json_best_effort(indent=2))
         es = cfg.train.get("early_stopping", ml_collections.ConfigDict())
         metric = es.get("metric", "")
         mode = es.get("mode", "max")
@@ -407,19 +407,16 @@ class Trainer:
         order, for significance tests and error analysis without re-running the model; and, where the task
         says how, predictions/<split>.jsonl: one readable row per example (id, input, prediction, references,
         per-example scores), which `python -m kdjax.evaluate --predictions` scores directly."""
-        folder = os.path.join(self.workdir, "predictions")
-        os.makedirs(folder, exist_ok=True)
+        folder = paths.join(self.workdir, "predictions")
+        paths.makedirs(folder)
         for split, p in preds.items():
-            path = os.path.join(folder, f"{split}.npz")
-            with open(path + ".tmp", "wb") as f:
-                np.savez(f, **p)
-            os.replace(path + ".tmp", path)
+            buf = io.BytesIO()
+            np.savez(buf, **p)
+            paths.write_bytes(paths.join(folder, f"{split}.npz"), buf.getvalue())
             if self.task.prediction_rows is not None:
-                path = os.path.join(folder, f"{split}.jsonl")
-                with open(path + ".tmp", "w", encoding="utf-8") as f:
-                    for row in self.task.prediction_rows(p, split):
-                        f.write(json.dumps(row, ensure_ascii=False, default=float) + "\n")
-                os.replace(path + ".tmp", path)
+                paths.write_text(paths.join(folder, f"{split}.jsonl"), "".join(
+                    json.dumps(row, ensure_ascii=False, default=float) + "\n"
+                    for row in self.task.prediction_rows(p, split)))
 
     def _finish(self, ckpts: Checkpoints, step: int, meta: dict, writer: MetricWriter,
                 train_seconds: float) -> Result:
@@ -442,16 +439,13 @@ class Trainer:
                                   "skipped_nonfinite_steps": int(to_host(self.state["guard"]["skipped"])),
                                   "train_seconds_this_run": train_seconds, "metrics": results,
                                   "info": self.task.info}
-        path = os.path.join(self.workdir, "report.json")
+        path = paths.join(self.workdir, "report.json")
         if self.task.report is not None and final:  # gathered everywhere (a collective), used by process 0
             model = self._merge(to_host(params), to_host(rest), to_host(self.frozen_state))
             if is_main_process():
                 report.update(self.task.report(model, results, preds, self.workdir))
         if is_main_process():
-            tmp = path + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(report, f, indent=2, default=float)
-            os.replace(tmp, path)
+            paths.write_text(path, json.dumps(report, indent=2, default=float))
             print(f"\nEvaluation ({source} parameters, x100):")
             print(format_table(results, scale=100.0))
         return Result(step, results, path, bool(meta["stopped_early"]))

@@ -13,6 +13,7 @@ import os
 import socket
 import time
 
+from kdjax import paths
 from kdjax.errors import InputError
 
 LOCK = ".kdjax.lock"
@@ -32,7 +33,7 @@ class WorkdirLock:
     """`with WorkdirLock(workdir):` holds the workdir for this run; InputError if a live run holds it."""
 
     def __init__(self, workdir: str, *, who: str = "run", what: str = "workdir", flag: str = "--workdir"):
-        self.path = os.path.join(workdir, LOCK)
+        self.path = paths.join(workdir, LOCK)
         self.held = False
         self.who, self.what, self.flag = who, what, flag  # for the message: "another run is using this workdir"
 
@@ -40,14 +41,14 @@ class WorkdirLock:
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         for _ in range(2):
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                paths.create_exclusive(self.path, json.dumps(me))
             except FileExistsError:
                 other = self._read()
                 if other is None or (other.get("host") == me["host"] and not _alive(int(other.get("pid", -1)))):
                     logging.warning("workdir lock %s: taking over a stale lock (%s)", self.path,
                                     "unreadable" if other is None else f"pid {other.get('pid')} is gone")
                     try:
-                        os.remove(self.path)
+                        paths.remove(self.path)
                     except FileNotFoundError:
                         pass
                     continue
@@ -55,15 +56,13 @@ class WorkdirLock:
                                  f"{other.get('pid')} on {other.get('host')}, started {other.get('started')}); wait "
                                  f"for it or stop it, or use another {self.flag} (if that {self.who} is gone, "
                                  f"delete {self.path})") from None
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
             self.held = True
             return
         raise InputError(f"{self.path}: could not take the workdir lock")
 
     def _read(self) -> dict | None:
         try:
-            with open(self.path) as f:
+            with paths.open(self.path) as f:
                 return json.load(f)
         except (OSError, ValueError):
             return None
@@ -71,7 +70,7 @@ class WorkdirLock:
     def release(self) -> None:
         if self.held:
             try:
-                os.remove(self.path)
+                paths.remove(self.path)
             except FileNotFoundError:
                 pass
             self.held = False

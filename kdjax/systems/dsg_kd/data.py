@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 
 import ml_collections
 import numpy as np
 
-from kdjax import assets
+from kdjax import assets, paths
 from kdjax.data import knowledge, synthetic_notes, tokenizers
 from kdjax.data import notes as notes_lib
 from kdjax.errors import InputError
@@ -55,7 +54,7 @@ def tokenizer(side: ml_collections.ConfigDict, name: str, train_texts: list[str]
         raise InputError(f"{name}.tokenizer: set a tokenizer directory, 'wordpiece:N', or {name}.hf_dir")
     if spec.startswith("wordpiece:"):
         return tokenizers.train_wordpiece(train_texts, int(spec.split(":")[1]),
-                                          os.path.join(workdir, "tokenizers", name))
+                                          paths.join(workdir, "tokenizers", name))
     return tokenizers.load(assets.resolve(spec))
 
 
@@ -64,8 +63,8 @@ def trained_tokenizer(side: ml_collections.ConfigDict, name: str, workdir: str):
     the workdir, never trained again)."""
     spec = side.tokenizer or side.hf_dir
     if spec.startswith("wordpiece:"):
-        path = os.path.join(workdir, "tokenizers", name)
-        if not os.path.isfile(os.path.join(path, "tokenizer.json")):
+        path = paths.join(workdir, "tokenizers", name)
+        if not paths.isfile(paths.join(path, "tokenizer.json")):
             raise FileNotFoundError(f"{path}: no tokenizer (was {workdir} trained?)")
         return tokenizers.load(path)
     return tokenizer(side, name, [], workdir)

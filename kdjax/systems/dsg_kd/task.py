@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from kdjax import paths
 from kdjax import teachers
 from kdjax.data import knowledge, synthetic_notes
 from kdjax.errors import InputError
@@ -98,7 +99,7 @@ def predictor(cfg: ml_collections.ConfigDict, workdir: str) -> inference.Predict
         if item.text is not None:
             text = item.text
         else:
-            with open(item.path, encoding="utf-8") as f:
+            with paths.open(item.path) as f:
                 text = f.read()
         if not text.strip():
             raise InputError("an empty note")
