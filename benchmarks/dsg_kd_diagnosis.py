@@ -25,14 +25,12 @@ import json
 import os
 import tempfile
 
-import jax
 import numpy as np
-from flax import nnx
 
 from kdjax.experiment import spec
-from kdjax.losses.dsg_kd import total_loss
 from kdjax.systems import dsg_kd
 from kdjax.systems.dsg_kd import teacher as teacher_lib
+from kdjax.systems.dsg_kd.balance import encoder_gradient
 from kdjax.train.restore import restore_trained, workdir_config
 
 FULL, ALONE = "L_pred + L_hidn + L_attn", "L_pred"
@@ -73,26 +71,11 @@ def targets(batch: dict[str, np.ndarray]) -> list[dict[str, float]]:
 
 
 def gradients(cfg, task, batch: dict[str, np.ndarray]) -> dict[str, float]:
-    graphdef, params, rest = nnx.split(task.model, nnx.Param, ...)
-    lmap = [tuple(p) for p in task.info["layer_map"]]
-
-    def loss(p, alpha):
-        m = nnx.merge(graphdef, p, rest)
-        s = m.student(batch["s_input_ids"], batch["s_attention_mask"], batch["s_token_type_ids"],
-                      output_hidden_states=True, deterministic=True)
-        return total_loss(s["logits"], batch["label"], s["hidden_states"], None, batch["s_word_ids"],
-                          teacher_lib.from_batch(batch), alpha=alpha, beta=0.0, num_words=int(cfg.data.max_words),
-                          layer_map=lmap, keys=cfg.kd.attn_keys, average_heads=False, project=m.project,
-                          form=cfg.kd.loss_form)[0]
-
-    alpha = float(cfg.kd.alpha)
-    g_ce = jax.grad(lambda p: loss(p, 0.0))(params)
-    g_all = jax.grad(lambda p: loss(p, alpha))(params)
-    shared = lambda g: np.concatenate([  # noqa: E731  the encoder both terms reach (not the head or projection)
-        np.asarray(v).ravel() for k, v in jax.tree_util.tree_flatten_with_path(g)[0]
-        if not any(s in jax.tree_util.keystr(k) for s in ("classifier", "pooler", "hidden_proj"))])
-    c, a = shared(g_ce), shared(g_all)
-    h = a - c
+    p = teacher_lib.Plan(num_words=int(cfg.data.max_words), layer_map=tuple(tuple(x) for x in task.info["layer_map"]),
+                         alpha=float(cfg.kd.alpha), beta=0.0, keys=cfg.kd.attn_keys, average_heads=False,
+                         teacher_width=0, teacher_heads=0, teacher_length=0, form=cfg.kd.loss_form)
+    c = encoder_gradient(task.model, None, batch, p, alpha=0.0, beta=0.0)
+    h = encoder_gradient(task.model, None, batch, p, alpha=p.alpha, beta=0.0) - c
     nz = c != 0
     keep = np.abs(c[nz]) / np.sqrt(c[nz] ** 2 + h[nz] ** 2)
     return {"ce_norm": float(np.linalg.norm(c)), "alpha_hidn_norm": float(np.linalg.norm(h)),

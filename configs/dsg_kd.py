@@ -74,6 +74,10 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
         # produced the thesis's numbers); 'equations': eq. 2.3-2.8 as written, per-layer losses summed (13x / 12x
         # at BERT-base depth) with alpha and beta applied twice (kdjax.losses.dsg_kd.layer_weights)
         "loss_form": "code",
+        # 'none': the paper's weights on the losses; 'initial_gradients' (a kdjax variant): alpha and beta as ratios
+        # of the terms' encoder gradient norms to CE's, measured once before the first step
+        # (kdjax/systems/dsg_kd/balance.py)
+        "balance": "none",
     })
     c.optim = ml_collections.ConfigDict({
         "lr": 1e-5, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.01, "clip_norm": 1.0,

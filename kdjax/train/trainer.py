@@ -128,6 +128,13 @@ def _pad_batch(examples: dict[str, np.ndarray], size: int) -> dict[str, np.ndarr
     return out
 
 
+def training_order(data: grain.MapDataset, seed: int, transform=None) -> grain.MapDataset:
+    """The training examples in the order a run reads them (reshuffled every epoch by the run's seed), with the
+    task's augmentation: global batch i is examples [i * batch_size, (i + 1) * batch_size)."""
+    ds = data.shuffle(seed=seed).repeat(None)
+    return ds.random_map(transform, seed=seed + 1) if transform is not None else ds
+
+
 class Trainer:
     """`abstract=True` takes a Task whose model and teacher come from `nnx.eval_shape`: the state is then
     ShapeDtypeStructs carrying their shardings, nothing is allocated, and `lower_train_step` gives the
@@ -263,9 +270,7 @@ class Trainer:
         """This process's rows of each global batch. Every process shuffles the same way and reads only
         its contiguous part of each global batch, so the global batches (and the losses) do not depend on
         the number of processes, and the iterator state (the next batch index) is the same in all."""
-        ds = self.task.train_data.shuffle(seed=int(self.cfg.seed)).repeat(None)
-        if self.task.train_transform is not None:
-            ds = ds.random_map(self.task.train_transform, seed=int(self.cfg.seed) + 1)
+        ds = training_order(self.task.train_data, int(self.cfg.seed), self.task.train_transform)
         ds = ds.batch(self.local_batch, drop_remainder=True)[jax.process_index()::jax.process_count()]
         return iter(ds.to_iter_dataset())
 

@@ -8,6 +8,7 @@ import ml_collections
 
 from kdjax.losses.dsg_kd import LOSS_FORMS
 from kdjax.systems.checks import Checks
+from kdjax.systems.dsg_kd.balance import BALANCES
 
 CLASSIFIER_HEADS = ("bert", "roberta", "dsg_kd", "first_token")
 BINARY_METRICS = ("accuracy", "auroc", "auprc", "recall", "precision", "f1", "average")
@@ -85,6 +86,10 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
     c.one_of("kd.attn_keys", ("word", "index"))
     c.one_of("kd.attn_heads", ("match", "mean", "auto"))
     c.one_of("kd.loss_form", LOSS_FORMS)
+    c.one_of("kd.balance", BALANCES)
+    if c.get("kd.balance") == "initial_gradients" and c.get("kd.loss_form") != "code":
+        c.problem("kd.balance", "'initial_gradients' rescales the 'code' loss form's alpha and beta; set "
+                  "kd.loss_form='code'")
     es = c.get("train.early_stopping.metric", "") or ""
     known = BINARY_METRICS if c.get("data.num_labels") == 2 else ("accuracy",)
     if es and es not in known:

@@ -3,6 +3,7 @@ evaluation, the report, the batch description and the abstract task for ahead-of
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Callable
 
@@ -200,12 +201,23 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         step_teacher, teacher_info = None, teachers.describe(teachers.CACHED, cache, stats)
     else:
         step_teacher, teacher_info = teacher, teachers.describe(teachers.ONLINE)
+    balanced = {}
+    if cfg.kd.get("balance", "none") == "initial_gradients" and p.distils:
+        from kdjax.systems.dsg_kd.balance import balance
+        from kdjax.train.trainer import training_order
+
+        b = int(cfg.train.batch_size)  # the run's first global batch, its parameters before the first step
+        first = next(iter(training_order(data["train"], int(cfg.seed))[:b].batch(b)))
+        p, balanced = balance(model, step_teacher, first, p)
+        logging.info("kd.balance: alpha %.4g -> %.4g, beta %.4g -> %.4g (encoder gradient norms %s)",
+                     balanced["alpha_paper"], p.alpha, balanced["beta_paper"], p.beta,
+                     {k: round(v, 6) for k, v in balanced.items() if k.endswith("norm")})
     report = _report(cfg, splits, texts, teacher, tok_t, tok_s, finder)
     info = {"num_examples": {k: len(v) for k, v in splits.items()}, "bad_rows_skipped": len(bad_rows),
             "bad_rows": bad_rows[:100], "layer_map": lmap, "teacher_vocab": len(tok_t),
             "student_vocab": len(tok_s), "hidden_projection": model.hidden_proj is not None,
             "teacher": teacher_info,
-            "kd": {"alpha": p.alpha, "beta": p.beta, "loss_form": p.form,
+            "kd": {"alpha": p.alpha, "beta": p.beta, "loss_form": p.form, **balanced,
                    "weights": dict(zip(("hidn", "attn"), layer_weights(p.form, p.alpha, p.beta, p.layer_map)))}}
     return Task(model=model, loss_fn=make_loss(p), predict_fn=predict_fn, train_data=data["train"],
                 eval_data={"dev": data["dev"], "test": data["test"]}, evaluate=evaluate,
