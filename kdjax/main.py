@@ -8,6 +8,7 @@ again with the same workdir resumes from its latest checkpoint.
 
 from __future__ import annotations
 
+import inspect
 import io
 import logging
 import os
@@ -37,6 +38,8 @@ _OUT = flags.DEFINE_string("out", None, "--mode=export: the directory the model 
                            "predict: the JSONL file of predictions (default: standard output).")
 _INPUT = flags.DEFINE_multi_string("input", [], "--mode=caption/predict: an audio file or note (.txt), a directory "
                                    "of them, or a manifest (.jsonl; .csv for notes); repeatable.")
+_MERGE_LORA = flags.DEFINE_bool("merge_lora", False, "--mode=export (Multi2Cap): also write the LLaMA with its LoRA "
+                                 "merged, as a plain Hugging Face directory (llama_merged/: the decoder's full size).")
 _ALLOW_CHANGE = flags.DEFINE_bool("allow_config_change", False,
                                   "Resume a workdir with a config that differs from its config.json (refused by "
                                   "default, naming the differing keys; the mesh may always change).")
@@ -178,9 +181,15 @@ def _export() -> None:
         sys.exit(f"kdjax: system {system.name!r} has no --mode=export yet")
     if paths.isdir(_OUT.value) and paths.listdir(_OUT.value) or paths.isfile(_OUT.value):
         sys.exit(f"kdjax: --out={_OUT.value} exists and is not empty; give a new directory")
+    options = {}
+    if _MERGE_LORA.value:
+        if "merge_lora" not in inspect.signature(system.export).parameters:
+            sys.exit(f"kdjax: --merge_lora: system {system.name!r} exports no LoRA-adapted decoder")
+        options["merge_lora"] = True
     try:  # the exporters write through transformers and safetensors, which need a local directory
         with paths.local_dir(_OUT.value) as local:
-            written = [paths.join(_OUT.value, os.path.relpath(p, local)) for p in system.export(_WORKDIR.value, local)]
+            written = [paths.join(_OUT.value, os.path.relpath(p, local))
+                       for p in system.export(_WORKDIR.value, local, **options)]
     except (InputError, FileNotFoundError) as e:
         sys.exit(f"kdjax: {e}")
     for path in written:

@@ -56,6 +56,8 @@ def test_dsg_kd_export_loads_in_transformers_with_kdjax_logits(tmp_path):
     assert none.returncode != 0 and "config.json" in none.stderr and not os.path.exists(tmp_path / "e2")
     with_cfg = export(work, str(tmp_path / "e3"), "--config=configs/dsg_kd.py:tiny")
     assert with_cfg.returncode != 0 and "drop --config" in with_cfg.stderr
+    merge = export(work, str(tmp_path / "e4"), "--merge_lora")
+    assert merge.returncode != 0 and "no LoRA" in merge.stderr and not os.path.exists(tmp_path / "e4")
 
 
 def _kdjax_captions(model, waves, masks, gen: dict) -> list[list[int]]:
@@ -194,9 +196,9 @@ def test_multi2cap_export_reassembled_in_pytorch_captions_token_for_token(m2c_ti
     from tests.torch_ced import TorchCED
 
     out = str(tmp_path / "export")
-    p = export(m2c_tiny_run, out)
+    p = export(m2c_tiny_run, out, "--merge_lora")
     assert p.returncode == 0, p.stderr[-3000:]
-    assert {"ced", "qformer", "llama_lora", "llama_base", "tokenizer", "projector.safetensors", "multi2cap.json",
+    assert {"ced", "qformer", "llama_lora", "llama_base", "llama_merged", "tokenizer", "projector.safetensors", "multi2cap.json",
             "modeling_multi2cap.py", "README.md"} <= set(os.listdir(out))
     settings = json.load(open(os.path.join(out, "multi2cap.json")))
     c = settings["ced"]
@@ -211,3 +213,16 @@ def test_multi2cap_export_reassembled_in_pytorch_captions_token_for_token(m2c_ti
         theirs = model.caption(torch.from_numpy(waves), torch.from_numpy(masks), **over)
         theirs = [[int(t) for t in row if t != gen["pad_token_id"]] for row in theirs.tolist()]
         assert all(mine) and theirs == mine, (over, theirs, mine)
+
+    # --merge_lora: the merged LLaMA alone is the base with its adapters (and not the base)
+    import peft
+    import transformers
+
+    ids = torch.randint(3, 100, (2, 9))
+    base = transformers.AutoModelForCausalLM.from_pretrained(os.path.join(out, "llama_base")).eval()
+    with torch.no_grad():
+        plain = base(ids).logits
+        adapted = peft.PeftModel.from_pretrained(base, os.path.join(out, "llama_lora")).eval()(ids).logits
+        merged = transformers.AutoModelForCausalLM.from_pretrained(os.path.join(out, "llama_merged")).eval()(ids).logits
+    np.testing.assert_allclose(merged.numpy(), adapted.numpy(), atol=1e-5)
+    assert np.abs(merged.numpy() - plain.numpy()).max() > 1e-4

@@ -16,7 +16,8 @@ and whatever of these it declares in `capabilities`:
     PREDICT        predictor(cfg, workdir) -> inference.Predictor: labels         --mode=predict
     TEACHER_CACHE  make_teacher_cache(cfg, workdir) -> cache directory         --mode=teacher_cache
     COST           cost_model(cfg) -> (captioner, tokenizer), as deployed          --mode=cost
-    EXPORT         export(workdir, out) -> [written paths]: the trained model for PyTorch  --mode=export
+    EXPORT         export(workdir, out[, merge_lora]) -> [written paths]: the trained model    --mode=export
+                   for PyTorch (merge_lora: a system with a LoRA-adapted decoder writes it merged too)
 """
 
 from __future__ import annotations

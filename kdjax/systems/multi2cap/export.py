@@ -22,6 +22,7 @@ From the kdjax workdir `{workdir}` (checkpoint `{checkpoint}`).
 | `projector.safetensors` | the projector onto the LLaMA's width, and the learned query tokens | `torch.nn.Linear` |
 | `llama_lora/` | the LLaMA's LoRA adapters | `peft.PeftModel.from_pretrained(base, DIR/llama_lora)` |
 | {base_row} |
+| {merged_row}
 | `tokenizer/` | the LLaMA's tokenizer | `transformers.AutoTokenizer` |
 | `multi2cap.json` | prompt ids ({prompt!r}), windowing, CED framing, caption settings | |
 
@@ -40,8 +41,9 @@ Needs torch, transformers, peft, safetensors.
 """
 
 
-def export(workdir: str, out: str) -> list[str]:
-    """`out`: the pieces of the README above; the CFD heads (training only) are left out."""
+def export(workdir: str, out: str, merge_lora: bool = False) -> list[str]:
+    """`out`: the pieces of the README above; the CFD heads (training only) are left out. `merge_lora`: also the
+    LLaMA with its LoRA merged (llama_merged/), a plain checkpoint that needs neither peft nor the base."""
     from safetensors.numpy import save_file
 
     from kdjax.convert import save_pretrained
@@ -66,6 +68,8 @@ def export(workdir: str, out: str) -> list[str]:
     save_adapters(model.decoder, os.path.join(out, "llama_lora"), base_model=cfg.decoder.checkpoint)
     if not cfg.decoder.checkpoint:  # a random base (its seed's): nothing else holds it
         save_pretrained(lora.merged_copy(model.decoder, merge=False), os.path.join(out, "llama_base"))
+    if merge_lora:
+        save_pretrained(lora.merged_copy(model.decoder), os.path.join(out, "llama_merged"))
     tok.save_pretrained(os.path.join(out, "tokenizer"))
     c, q, m = ced.cfg, model.qformer.cfg, model.cfg
     gen = dict(cfg.eval.generate)
@@ -93,10 +97,13 @@ def export(workdir: str, out: str) -> list[str]:
                 "`transformers.AutoModelForCausalLM.from_pretrained`" if not cfg.decoder.checkpoint else
                 f"(base) | the LLaMA checkpoint the run used: `{cfg.decoder.checkpoint}` | "
                 "`transformers.AutoModelForCausalLM.from_pretrained`")
+    merged_row = ("`llama_merged/` | the LLaMA with its LoRA merged (`--merge_lora`) | "
+                  "`transformers.AutoModelForCausalLM.from_pretrained`, instead of base + adapters |" if merge_lora
+                  else "(`llama_merged/`) | not written: `--merge_lora` writes the LLaMA with its LoRA merged | |")
     samples = int(round(float(cfg.data.clip_seconds) * c.sample_rate))
     with open(os.path.join(out, "README.md"), "w", encoding="utf-8") as f:
         f.write(_README.format(workdir=os.path.abspath(workdir), checkpoint=trained_checkpoint(workdir), out=out,
-                               ced_arch=arch, ced_depth=c.depth, base_row=base_row,
+                               ced_arch=arch, ced_depth=c.depth, base_row=base_row, merged_row=merged_row,
                                ced_depth_note="" if c.depth == 12 else f" and its first {c.depth} blocks",
                                windows=f"one window of {q.window} CED tokens per {q.num_query_tokens} query"
                                if q.window else f"{q.num_query_tokens} queries over all CED tokens",
