@@ -4,6 +4,8 @@ equal to the runs' own reports; experiment files checked when read; launch comma
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -16,10 +18,11 @@ import numpy as np
 import pytest
 
 from configs.experiments import dsg_kd_table2_3, effaac_table2
+from kdjax import paths
 from kdjax.data import teacher_cache
 from kdjax.errors import InputError
 from kdjax.experiment import aggregate, runner, spec
-from tests import runs
+from tests import gcs_emulator, runs
 
 BROKEN_EXPERIMENT = '''
 from configs.experiments import dsg_kd_table2_3
@@ -229,26 +232,35 @@ def _distinct_smoke_experiments() -> list[str]:
 def test_smoke_experiment_runs_and_its_table_is_its_reports(name, tmp_path):
     """Each experiment file's `smoke` variant (CI): every run finishes on data kdjax ships and each cell of the
     aggregate is its runs' reports. One seed here (`--config.seeds`): the kill test above runs two and
-    test_cells_and_the_paired_test_over_seeds checks the means, stds and tests over seeds."""
-    wd = tmp_path / "exp"
-    p = subprocess.run([sys.executable, "-m", "kdjax.experiment",
-                        f"--config={runs.REPO}/configs/experiments/{name}.py:smoke", "--config.seeds=(0,)",
-                        f"--workdir={wd}", "--", "--config.train.steps=1"], env=runs.env(1), cwd=runs.REPO,
-                       capture_output=True, text=True, timeout=1200)
-    assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
-    table = json.load(open(wd / "table.json"))
-    assert table["missing_runs"] == [] and table["seeds"] == [0]
-    for row in table["rows"]:
-        seeds = [int(s) for s in row["cells"][next(iter(table["metrics"]))]["values"]]
-        assert seeds == [0], row
-        for col, path in table["metrics"].items():
-            got = [aggregate.report_value(json.load(open(wd / "runs" / spec.slug(row["name"]) / f"seed{s}" /
-                                                         "report.json")), path, "") * table["scale"] for s in seeds]
-            assert row["cells"][col]["mean"] == pytest.approx(np.mean(got)), (row["name"], col)
-    assert (wd / "figure.png").read_bytes()[:4] == b"\x89PNG"
-    if name == "dsg_kd_figure2_3":  # the three clouds of Fig. 2.3 come from the two runs' saved points
-        kd = np.load(wd / "runs" / spec.slug(table["rows"][1]["name"]) / "seed0" / "embeddings.npz")
-        assert kd["teacher_x"].shape[1] == kd["student_x"].shape[1] and kd["student_domain"].any()
+    test_cells_and_the_paired_test_over_seeds checks the means, stds and tests over seeds. Fig. 2.3's experiment
+    runs in a bucket (gs://, a GCS server on localhost): runs, reports, saved points, table and figure."""
+    with contextlib.ExitStack() as stack:
+        env = runs.env(1)
+        wd = str(tmp_path / "exp")
+        if name == "dsg_kd_figure2_3":
+            env.update(gcs_emulator.variables(stack.enter_context(gcs_emulator.running())))
+            wd = f"gs://{gcs_emulator.BUCKET}/experiments/fig 2.3"
+        p = subprocess.run([sys.executable, "-m", "kdjax.experiment",
+                            f"--config={runs.REPO}/configs/experiments/{name}.py:smoke", "--config.seeds=(0,)",
+                            f"--workdir={wd}", "--", "--config.train.steps=1"], env=env, cwd=runs.REPO,
+                           capture_output=True, text=True, timeout=1200)
+        assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
+        read = lambda *rel: paths.read_bytes(paths.join(wd, *rel))  # noqa: E731
+        table = json.loads(read("table.json"))
+        assert table["missing_runs"] == [] and table["seeds"] == [0]
+        for row in table["rows"]:
+            seeds = [int(s) for s in row["cells"][next(iter(table["metrics"]))]["values"]]
+            assert seeds == [0], row
+            for col, path in table["metrics"].items():
+                got = [aggregate.report_value(json.loads(read("runs", spec.slug(row["name"]), f"seed{s}",
+                                                              "report.json")), path, "") * table["scale"]
+                       for s in seeds]
+                assert row["cells"][col]["mean"] == pytest.approx(np.mean(got)), (row["name"], col)
+        assert read("figure.png")[:4] == b"\x89PNG"
+        if name == "dsg_kd_figure2_3":  # the three clouds of Fig. 2.3 come from the two runs' saved points
+            kd = np.load(io.BytesIO(read("runs", spec.slug(table["rows"][1]["name"]), "seed0", "embeddings.npz")))
+            assert kd["teacher_x"].shape[1] == kd["student_x"].shape[1] and kd["student_domain"].any()
+            assert read("runs", spec.slug(table["rows"][1]["name"]), "seed0", "run.log")  # the run's log
 
 
 def _check_dsg_kd_mini(wd) -> None:

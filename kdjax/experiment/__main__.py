@@ -52,6 +52,7 @@ def main(argv: list[str]) -> None:
     bad = [a for a in extra if not a.startswith("--config.")]
     if bad:
         raise app.UsageError(f"after --, only --config.KEY=VALUE overrides for every run, got {bad}")
+    from kdjax import paths
     from kdjax.errors import InputError
     from kdjax.experiment import aggregate, runner, spec
 
@@ -69,7 +70,7 @@ def main(argv: list[str]) -> None:
         sys.exit(143)
     except InputError as e:
         sys.exit(f"kdjax.experiment: {e}")
-    print(open(f"{workdir}/table.md", encoding="utf-8").read())
+    print(paths.read_text(paths.join(workdir, "table.md")))
     print(f"table: {workdir}/table.md (.json, .csv)" + (f"; figure: {summary['figure']}"
                                                          if summary.get("figure") else ""))
     if any(s.get("status") in ("failed", "waiting") for s in status.values()):

@@ -4,6 +4,7 @@ beside, paired significance tests between named rows; written as Markdown, JSON 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from kdjax import paths
 from kdjax.errors import InputError
 from kdjax.experiment.spec import Experiment, slug
 from kdjax.experiment.runner import finished
@@ -63,9 +65,8 @@ def summarise(exp: Experiment, root: str) -> dict[str, Any]:
         if not finished(run):
             missing.append(run.name)
             continue
-        path = os.path.join(run.workdir, "report.json")
-        with open(path, encoding="utf-8") as f:
-            report = json.load(f)
+        path = paths.join(run.workdir, "report.json")
+        report = json.loads(paths.read_text(path))
         for col, metric in exp.metrics.items():
             values.setdefault(run.row.name, {}).setdefault(col, {})[run.seed] = \
                 report_value(report, metric, path) * exp.scale
@@ -125,10 +126,10 @@ def embeddings_figure(exp: Experiment, root: str, path: str) -> str | None:
 
     f = exp.figure
     for seed in exp.seeds:
-        files = {k: os.path.join(root, "runs", slug(f[k]), f"seed{seed}", "embeddings.npz")
+        files = {k: paths.join(root, "runs", slug(f[k]), f"seed{seed}", "embeddings.npz")
                  for k in ("alone", "distilled")}
-        if all(os.path.isfile(p) for p in files.values()):
-            alone, kd = np.load(files["alone"]), np.load(files["distilled"])
+        if all(paths.isfile(p) for p in files.values()):
+            alone, kd = (np.load(io.BytesIO(paths.read_bytes(files[k]))) for k in ("alone", "distilled"))
             groups = {"teacher": (kd["teacher_x"], kd["teacher_domain"]),
                       f"student ({f['distilled']})": (kd["student_x"], kd["student_domain"]),
                       f"student alone ({f['alone']})": (alone["student_x"], alone["student_domain"])}
@@ -179,16 +180,17 @@ def figure(exp: Experiment, s: dict[str, Any], path: str, root: str = "") -> str
 def write(exp: Experiment, root: str) -> dict[str, Any]:
     """Aggregate the finished runs under `root` into table.md/.json/.csv and figure.png; returns the summary."""
     s = summarise(exp, root)
-    with open(os.path.join(root, "table.json"), "w", encoding="utf-8") as f:
-        json.dump(s, f, indent=2)
-    with open(os.path.join(root, "table.md"), "w", encoding="utf-8") as f:
-        f.write(markdown(s))
-    with open(os.path.join(root, "table.csv"), "w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["row", "metric", "mean", "std", "n", "paper", *[f"seed{x}" for x in s["seeds"]]])
-        for r in s["rows"]:
-            for col, c in r["cells"].items():
-                w.writerow([r["name"], col, c["mean"], c["std"], c["n"], c["paper"],
-                            *[c["values"].get(str(x)) for x in s["seeds"]]])
-    s["figure"] = figure(exp, s, os.path.join(root, "figure.png"), root)
+    paths.write_text(paths.join(root, "table.json"), json.dumps(s, indent=2))
+    paths.write_text(paths.join(root, "table.md"), markdown(s))
+    f = io.StringIO(newline="")
+    w = csv.writer(f)
+    w.writerow(["row", "metric", "mean", "std", "n", "paper", *[f"seed{x}" for x in s["seeds"]]])
+    for r in s["rows"]:
+        for col, c in r["cells"].items():
+            w.writerow([r["name"], col, c["mean"], c["std"], c["n"], c["paper"],
+                        *[c["values"].get(str(x)) for x in s["seeds"]]])
+    paths.write_text(paths.join(root, "table.csv"), f.getvalue())
+    with paths.local_dir(root) as local:  # matplotlib writes local files
+        drawn = figure(exp, s, os.path.join(local, "figure.png"), root)
+    s["figure"] = drawn and paths.join(root, "figure.png")
     return s

@@ -9,9 +9,11 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Callable
 
+from kdjax import paths
 from kdjax.errors import InputError
 from kdjax.experiment.spec import Experiment, Run
 from kdjax.train import resume_config
@@ -22,7 +24,7 @@ LAUNCHERS = ("main", "slurm", "tpu")
 
 def finished(run: Run) -> bool:
     """A run is done when kdjax.main wrote its report (the last thing a run does)."""
-    return os.path.isfile(os.path.join(run.workdir, "report.json"))
+    return paths.isfile(paths.join(run.workdir, "report.json"))
 
 
 def started(run: Run) -> bool:
@@ -39,8 +41,7 @@ def _record(exp: Experiment, extra: list[str]) -> dict[str, Any]:
 
 def _read_json(path: str, what: str) -> dict:
     try:
-        with open(path, encoding="utf-8") as f:
-            out = json.load(f)
+        out = json.loads(paths.read_text(path))
     except (OSError, ValueError) as e:
         raise InputError(f"{path}: unreadable ({e}); it records {what}: fix or delete it") from None
     if not isinstance(out, dict):
@@ -49,9 +50,9 @@ def _read_json(path: str, what: str) -> dict:
 
 
 def check_record(root: str, exp: Experiment, extra: list[str], allow_change: bool) -> None:
-    path = os.path.join(root, RECORD)
+    path = paths.join(root, RECORD)
     mine = _record(exp, extra)
-    if os.path.isfile(path):
+    if paths.isfile(path):
         theirs = _read_json(path, "the settings the directory's runs were started with")
         if not isinstance(theirs.get("rows"), list) or not isinstance(theirs.get("overrides"), list):
             raise InputError(f"{path}: expected rows and overrides; fix or delete it")
@@ -62,31 +63,25 @@ def check_record(root: str, exp: Experiment, extra: list[str], allow_change: boo
         if diff and not allow_change:
             raise InputError(f"{root}: its runs were started with other settings ({path}):\n  " + "\n  ".join(diff)
                              + "\nUse another --workdir, or --allow_change to go on (finished runs are kept)")
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(mine, f, indent=2)
-    os.replace(tmp, path)
+    paths.write_text(path, json.dumps(mine, indent=2))
 
 
 def load_status(root: str) -> dict[str, dict]:
-    path = os.path.join(root, STATUS)
-    if not os.path.isfile(path):
+    path = paths.join(root, STATUS)
+    if not paths.isfile(path):
         return {}
     return _read_json(path, "how each run went")
 
 
 def _save_status(root: str, status: dict[str, dict]) -> None:
-    tmp = os.path.join(root, STATUS + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(status, f, indent=2, sort_keys=True)
-    os.replace(tmp, os.path.join(root, STATUS))
+    paths.write_text(paths.join(root, STATUS), json.dumps(status, indent=2, sort_keys=True))
 
 
 def _last_error(log: str) -> str:
     """The line a failed run ended with (kdjax prints 'kdjax: <what went wrong>')."""
     try:
-        with open(log, encoding="utf-8", errors="replace") as f:
-            lines = [ln.strip() for ln in f.readlines()[-200:] if ln.strip()]
+        text = paths.read_bytes(log).decode("utf-8", errors="replace")
+        lines = [ln.strip() for ln in text.splitlines()[-200:] if ln.strip()]
     except OSError:
         return ""
     for i in range(len(lines) - 1, -1, -1):
@@ -104,10 +99,14 @@ class Stopped(Exception):
 
 def _execute(cmd: list[str], log: str, env: dict | None) -> int:
     """Run one kdjax command, its output appended to `log`; SIGTERM/SIGINT to the runner reach the run (which
-    checkpoints and exits) and then stop the experiment."""
-    os.makedirs(os.path.dirname(log), exist_ok=True)
+    checkpoints and exits) and then stop the experiment. A log in a bucket is written here and appended there when
+    the run ends (objects cannot be appended to while a process writes them)."""
+    remote = paths.is_remote(log)
+    staged = tempfile.NamedTemporaryFile(prefix="kdjax-run-", suffix=".log", delete=False).name if remote else log
+    if not remote:
+        os.makedirs(os.path.dirname(log), exist_ok=True)
     stop: list[int] = []
-    with open(log, "a", encoding="utf-8") as f:
+    with open(staged, "a", encoding="utf-8") as f:
         f.write(f"\n$ {shlex.join(cmd)}\n")
         f.flush()
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
@@ -122,6 +121,10 @@ def _execute(cmd: list[str], log: str, env: dict | None) -> int:
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
+    if remote:
+        paths.makedirs(os.path.dirname(log))
+        paths.append_text(log, paths.read_text(staged))
+        os.remove(staged)
     if stop:
         raise Stopped(f"stopped by signal {stop[0]}; the run in progress exited {rc}")
     return rc
@@ -140,9 +143,10 @@ def run_all(exp: Experiment, root: str, extra: list[str], *, allow_change: bool 
     root/status.json). A failed run is recorded and the next one starts; running again retries it. The runs share
     one persistent XLA compilation cache (root/compile_cache, unless JAX_COMPILATION_CACHE_DIR is set): the seeds
     of a row compile the same programs, which takes a CPU run about as long as its training."""
-    os.makedirs(root, exist_ok=True)
+    paths.makedirs(root)
     env = dict(os.environ if env is None else env)
-    env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.abspath(root), "compile_cache"))
+    env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.abspath(root), "compile_cache") if not paths.is_remote(root) else
+                   os.path.join(tempfile.gettempdir(), "kdjax-compile-cache"))  # a bucket's would cost a request each
     check_record(root, exp, extra, allow_change)
     status = load_status(root)
     runs = exp.runs(root)
@@ -165,7 +169,7 @@ def run_all(exp: Experiment, root: str, extra: list[str], *, allow_change: bool 
         eta = f", about {_clock(sum(took) / len(took) * (len(todo) - k))} left" if took else ""
         say(f"[run {run.index} of {len(runs)}] {run.row.name}, seed {run.seed}: "
             f"{'resuming' if started(run) else 'starting'}{eta}")
-        log = os.path.join(run.workdir, "run.log")
+        log = paths.join(run.workdir, "run.log")
         t0 = time.time()
         try:
             rc = _execute(run.command(extra, python), log, env)

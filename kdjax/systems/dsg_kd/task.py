@@ -3,6 +3,7 @@ evaluation, the report, the batch description and the abstract task for ahead-of
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from typing import Any, Callable
@@ -249,12 +250,15 @@ def _report(cfg, splits, texts, teacher, tok_t, tok_s, finder):
             }
             from kdjax.metrics.embedding_plot import plot_embeddings
 
-            path = os.path.join(wd, "embeddings_pca.png")
-            out["embedding_plot"] = {"path": path, **plot_embeddings(groups, path)}
+            path = paths.join(wd, "embeddings_pca.png")
+            with paths.local_dir(wd) as local:  # matplotlib writes local files (the workdir may be a bucket)
+                drawn = plot_embeddings(groups, os.path.join(local, "embeddings_pca.png"))
+            out["embedding_plot"] = {"path": path, **drawn}
             # the points themselves, so that Fig. 2.3 can draw several runs in one PCA (kdjax.experiment)
-            np.savez(os.path.join(wd, EMBEDDINGS), **{f"{k}_{i}": v for k, (x, dom) in
-                                                       zip(("teacher", "student"), groups.values())
-                                                       for i, v in (("x", x), ("domain", dom))})
+            buf = io.BytesIO()
+            np.savez(buf, **{f"{k}_{i}": v for k, (x, dom) in zip(("teacher", "student"), groups.values())
+                             for i, v in (("x", x), ("domain", dom))})
+            paths.write_bytes(paths.join(wd, EMBEDDINGS), buf.getvalue())
         if cfg.report.baselines:
             from kdjax.baselines.bow import run_baselines
             from kdjax.train.logging import format_table
