@@ -10,12 +10,14 @@ Variants (`--config=configs/audio_tagging.py:<variant>`):
                (kind, pitch) pairs (multi-label, 10 classes; 5000 training clips of clip seed 1: the Multi2Cap
                teacher's of issue 24's EffAAC experiment, whose audio encoder it becomes); about 10 minutes:
                    python -m kdjax.main --config=configs/audio_tagging.py:synthetic --workdir=workdirs/tagger
+  synthetic_counts  the same, also tagging each event kind's repetitions, (kind, count) pairs: 30 classes (issue
+               24's EffAAC v3 teacher: a tagger whose CED keeps what the captions count)
 """
 
 import ml_collections
 
 from kdjax.data.real_sounds import LABELS
-from kdjax.data.synthetic_sounds import TAGS
+from kdjax.data.synthetic_sounds import TAG_SETS
 
 
 def get_config(variant: str = "real_sounds") -> ml_collections.ConfigDict:
@@ -58,8 +60,9 @@ def get_config(variant: str = "real_sounds") -> ml_collections.ConfigDict:
                                         "final": True})  # False: no closing dev/test evaluation
     if variant == "real_sounds":
         pass
-    elif variant == "synthetic":
-        c.data.update({"source": "synthetic", "labels": TAGS, "multilabel": True, "clip_seconds": 4.0})
+    elif variant in ("synthetic", "synthetic_counts"):
+        tags = TAG_SETS["kind_pitch_count" if variant == "synthetic_counts" else "kind_pitch"]
+        c.data.update({"source": "synthetic", "labels": tags, "multilabel": True, "clip_seconds": 4.0})
         c.model.depth = 4
         c.augment.enabled = False  # 5000 distinct clips; flips and stretches would change a chirp's or a pitch's tag
         c.optim.lr = 1e-3
@@ -70,5 +73,6 @@ def get_config(variant: str = "real_sounds") -> ml_collections.ConfigDict:
         c.model.arch = ""
         c.optim.lr = 1e-4
     else:
-        raise ValueError(f"configs/audio_tagging.py: unknown variant {variant!r} (real_sounds, finetune, synthetic)")
+        raise ValueError(f"configs/audio_tagging.py: unknown variant {variant!r} (real_sounds, finetune, synthetic, "
+                         "synthetic_counts)")
     return c

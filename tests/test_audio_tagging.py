@@ -145,6 +145,7 @@ def test_synthetic_tagger_is_another_systems_audio_encoder(tmp_path):
     BatchNorm statistics included) without its head, the same hidden states, and Multi2Cap's checks accept it."""
     import jax.numpy as jnp
 
+    from configs.audio_tagging import get_config as audio_tagging_config
     from configs.multi2cap import get_config as multi2cap_config
     from kdjax.data.synthetic_sounds import TAGS, SyntheticSounds
     from kdjax.systems import audio_tagging, registry
@@ -154,6 +155,13 @@ def test_synthetic_tagger_is_another_systems_audio_encoder(tmp_path):
     wave, tags = SyntheticSounds(3, seed=5).tagged(2)
     events = SyntheticSounds(3, seed=5)[2]["events"]
     assert sorted(TAGS[i] for i in np.flatnonzero(tags)) == sorted(f"{e['kind']} {e['pitch']}" for e in events)
+    # `synthetic_counts`: the same clip also tagged with each kind's repetitions; its config is accepted
+    counted = audio_tagging_config("synthetic_counts")
+    registry.validate(counted)
+    _, more = SyntheticSounds(3, seed=5).tagged(2, tuple(counted.data.labels))
+    assert len(more) == 30 and np.array_equal(more[:10], tags)
+    assert sorted(counted.data.labels[i] for i in np.flatnonzero(more[10:]) + 10) == sorted(
+        f"{e['kind']} x{e['count']}" for e in events)
     wd = str(tmp_path / "tagger")
     runs.run("configs/audio_tagging.py:synthetic", wd, "--config.model.depth=2", "--config.train.batch_size=4",
              "--config.data.clip_seconds=1.0", "--config.train.steps=3", "--config.train.log_every=1",

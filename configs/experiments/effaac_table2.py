@@ -55,6 +55,19 @@ Its result (benchmarks/EXPERIMENTS.md): the gate passed (kind AUROC 99.2), but e
 scratch (KD_contra -7.7 CIDEr-D, scarce): the frozen tagger CED made the teacher's own captions worse (CIDEr-D 337
 against 414), and L_seq trains every KD row on them.
 
+Variant `mini_v3` (the third design, written in benchmarks/EXPERIMENTS.md before it was built or run): everything of
+`mini_v2` except stage 1's tags, which add each event kind's repetitions (the count the v2 teacher's frozen CED lost):
+
+    python -m kdjax.experiment --config=configs/experiments/effaac_table2.py:mini_v3 --workdir=experiments/effaac_v3
+
+- Stage 1: `configs/audio_tagging.py:synthetic_counts`, CED-tiny tagging the teacher's 5000 clips with their (kind,
+  pitch) and (kind, count) pairs (30 tags), 625 steps of 16. Stage 2: the teacher as `mini_v2`'s, on this CED.
+- Gate, stated before running, after the tagger and the teacher and before any student: the teacher's test CIDEr-D at
+  least v1's 414.24, and its clip embedding's kind AUROC above 91.9 (`benchmarks/effaac_diagnosis.py --parts=teacher`).
+  If either fails, the students are not run and that is the result.
+- Students, rows, seeds, the deciding metric (test CIDEr-D, KD_contra against scratch with scarce data) and the
+  expected direction: as `mini`.
+
 Variant `mini_ci` (CI): the tiny Multi2Cap teacher and the scarce scratch and KD_contra students, one seed, a few
 steps: it checks the experiment runs end to end and produces its table, not its outcome.
 """
@@ -93,11 +106,13 @@ MINI_KD = {"teacher.kind": "multi2cap", "teacher.workdir": "{row:%s}" % MINI_TEA
 
 
 MINI_TAGGER = "teacher's CED tagging 5000 clips"
+MINI_COUNT_TAGGER = "teacher's CED tagging 5000 clips with counts"  # mini_v3's stage 1
 
 
-def mini(e: ml_collections.ConfigDict, ci: bool, tagger: bool = False) -> None:
-    """Issue 24's experiment 1 (see the docstring); `ci` cuts it to a check that it runs; `tagger` (mini_v2): the
-    teacher's CED first trained as a tagger of the teacher's clips."""
+def mini(e: ml_collections.ConfigDict, ci: bool, tagger: str = "") -> None:
+    """Issue 24's experiment 1 (see the docstring); `ci` cuts it to a check that it runs; `tagger` (mini_v2:
+    'synthetic', mini_v3: 'synthetic_counts'): the teacher's CED first trained as a tagger of the teacher's clips,
+    by that variant of configs/audio_tagging.py."""
     e.name = "EffAAC in miniature: a Multi2Cap teacher on 5000 clips, EffNet-Trm students on 100 or 1000"
     e.source = "seed 002 Table 2 in miniature (issue 24)"
     e.expect = ("deciding metric CIDEr-D (test); expected: KD_contra above scratch by more than two pooled standard "
@@ -120,12 +135,13 @@ def mini(e: ml_collections.ConfigDict, ci: bool, tagger: bool = False) -> None:
     e.rows = [{"name": MINI_TEACHER, "config": "configs/multi2cap.py:%s" % ("tiny" if ci else "smoke"),
                "overrides": teacher, "seeds": (0,)}]
     if tagger:
-        e.name += "; the teacher's CED first trained as a tagger"
+        e.name += "; the teacher's CED first trained as a tagger" + (" of counts too" if "counts" in tagger else "")
         tag = {"model.depth": 2, "train.steps": 2, "data.clip_seconds": 2.0,
                "data.synthetic": {"num_train": 16, "num_validation": 4, "num_test": 4, "seed": 1}} if ci else {}
-        e.rows = [{"name": MINI_TAGGER, "config": "configs/audio_tagging.py:synthetic", "overrides": tag,
+        stage = MINI_COUNT_TAGGER if "counts" in tagger else MINI_TAGGER
+        e.rows = [{"name": stage, "config": f"configs/audio_tagging.py:{tagger}", "overrides": tag,
                    "seeds": (0,), "table": False},
-                  {**e.rows[0], "overrides": {**teacher, "audio.checkpoint": "{row:%s}" % MINI_TAGGER}}]
+                  {**e.rows[0], "overrides": {**teacher, "audio.checkpoint": "{row:%s}" % stage}}]
     names = []
     for regime, n in regimes.items():
         data = {**student, "data.synthetic.num_train": n}
@@ -152,8 +168,9 @@ def mini(e: ml_collections.ConfigDict, ci: bool, tagger: bool = False) -> None:
 
 def get_config(variant: str = "clotho") -> ml_collections.ConfigDict:
     e = ml_collections.ConfigDict()
-    if variant in ("mini", "mini_ci", "mini_v2", "mini_v2_ci"):
-        mini(e, variant.endswith("_ci"), tagger=variant.startswith("mini_v2"))
+    taggers = {"mini": "", "mini_v2": "synthetic", "mini_v3": "synthetic_counts"}
+    if variant.removesuffix("_ci") in taggers:
+        mini(e, variant.endswith("_ci"), tagger=taggers[variant.removesuffix("_ci")])
         return e
     e.expect = ("deciding metric FENSE (footnote 2's test); the paper claims KD_contra and KD_mse beat the student "
                 'from scratch, and audio-only data helps both.')
@@ -188,7 +205,8 @@ def get_config(variant: str = "clotho") -> ml_collections.ConfigDict:
         e.compare = [("KD_contra", "EffNet-Trm (scratch)", "FENSE"), ("KD_mse", "EffNet-Trm (scratch)", "FENSE"),
                      ("KD_contra + audio-only", "KD_contra", "FENSE")]
     else:
-        raise ValueError(f"{__file__}: unknown variant {variant!r} (clotho, audiocaps, smoke, mini, mini_ci, mini_v2, mini_v2_ci)")
+        raise ValueError(f"{__file__}: unknown variant {variant!r} (clotho, audiocaps, smoke, mini, mini_ci, mini_v2, "
+                         "mini_v2_ci, mini_v3, mini_v3_ci)")
     e.figure = {"kind": "bars", "metric": "FENSE" if variant != "smoke" else "CIDEr",
                 "title": f"{e.source}: {'FENSE' if variant != 'smoke' else 'CIDEr-D'}"}
     return e

@@ -23,6 +23,9 @@ _COUNT_KO = {1: "한 번", 2: "두 번", 3: "세 번", 4: "네 번"}
 _PITCH = {"low": 300.0, "high": 2400.0}
 _PITCH_KO = {"low": "낮은", "high": "높은"}
 TAGS = tuple(f"{kind} {pitch}" for kind in KINDS for pitch in _PITCH)  # a tagger's classes: (kind, pitch) pairs
+# and, for a tagger that also learns repetitions, (kind, count) pairs: "beep x3" (issue 24's EffAAC v3 teacher)
+COUNT_TAGS = tuple(f"{kind} x{n}" for kind in KINDS for n in _COUNT_EN)
+TAG_SETS = {"kind_pitch": TAGS, "kind_pitch_count": TAGS + COUNT_TAGS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,13 +130,15 @@ class SyntheticSounds:
         """Example `index`'s sound alone (audio-only clips: no image drawn)."""
         return self._wave(index)[0]
 
-    def tagged(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Example `index`'s sound and its multi-hot tags over TAGS (no image drawn)."""
+    def tagged(self, index: int, tags: tuple[str, ...] = TAGS) -> tuple[np.ndarray, np.ndarray]:
+        """Example `index`'s sound and its multi-hot tags over `tags` (TAGS, or TAGS + COUNT_TAGS; no image drawn)."""
         wave, evs = self._wave(index)
-        tags = np.zeros(len(TAGS), np.float32)
+        hot = np.zeros(len(tags), np.float32)
         for e in evs:
-            tags[TAGS.index(f"{e.kind} {e.pitch}")] = 1.0
-        return wave, tags
+            for name in (f"{e.kind} {e.pitch}", f"{e.kind} x{e.count}"):
+                if name in tags:
+                    hot[tags.index(name)] = 1.0
+        return wave, hot
 
     def __getitem__(self, index: int) -> dict:
         wave, evs = self._wave(index)

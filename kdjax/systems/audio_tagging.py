@@ -22,7 +22,7 @@ from kdjax.audio.augment import AugmentConfig, augment
 from kdjax.audio.io import crop_or_pad, load_many
 from kdjax.convert import from_pretrained
 from kdjax.data import captions, jsonl, real_sounds
-from kdjax.data.synthetic_sounds import TAGS
+from kdjax.data.synthetic_sounds import TAG_SETS
 from kdjax.data.splits import SPLITS
 from kdjax.errors import InputError
 from kdjax.losses.classification import cross_entropy, sigmoid_cross_entropy
@@ -97,16 +97,17 @@ def load_rows(cfg: ml_collections.ConfigDict) -> dict[str, list[dict]]:
 
 
 class _SyntheticTags:
-    """One split of the `synthetic` source as {wave, label (multi-hot over TAGS)}, made on access."""
+    """One split of the `synthetic` source as {wave, label (multi-hot over data.labels)}, made on access."""
 
     def __init__(self, d: ml_collections.ConfigDict, split: str):
         self.clips = captions.synthetic_split(d, split)
+        self.tags = tuple(d.labels)
 
     def __len__(self) -> int:
         return len(self.clips)
 
     def __getitem__(self, i: int) -> dict:
-        wave, tags = self.clips.tagged(i)
+        wave, tags = self.clips.tagged(i, self.tags)
         return {"wave": wave, "label": tags}
 
 
@@ -154,8 +155,9 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
     labels = tuple(c.get("data.labels") or ())
     multilabel = c.get("data.multilabel")
     if source == "synthetic":
-        if labels != TAGS or multilabel is not True:
-            c.problem("data.labels", f"data.source='synthetic' tags clips with {TAGS} (data.multilabel=True)")
+        if labels not in TAG_SETS.values() or multilabel is not True:
+            c.problem("data.labels", "data.source='synthetic' tags clips with one of kdjax.data.synthetic_sounds."
+                                     f"TAG_SETS ({', '.join(TAG_SETS)}; data.multilabel=True)")
         for key in ("num_train", "num_validation", "num_test"):
             c.number(f"data.synthetic.{key}", integer=True, gt=0)
         c.number("data.synthetic.seed", integer=True, ge=0)
