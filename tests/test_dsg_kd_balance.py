@@ -1,5 +1,6 @@
-"""`kd.balance='initial_gradients'` (issue 24's fourth design, a kdjax variant): the rescaled alpha and beta make each
-KD term's encoder gradient alpha (beta) times CE's on the run's first training batch, and the training loss uses them."""
+"""`kd.balance='initial_gradients'` (issue 24's fourth design, a kdjax variant): the rescaled alpha and beta make
+each KD term's encoder gradient alpha (beta) times CE's on the run's first training batch, and the training loss
+uses them."""
 
 import numpy as np
 import pytest

@@ -198,8 +198,8 @@ def test_multi2cap_export_reassembled_in_pytorch_captions_token_for_token(m2c_ti
     out = str(tmp_path / "export")
     p = export(m2c_tiny_run, out, "--merge_lora")
     assert p.returncode == 0, p.stderr[-3000:]
-    assert {"ced", "qformer", "llama_lora", "llama_base", "llama_merged", "tokenizer", "projector.safetensors", "multi2cap.json",
-            "modeling_multi2cap.py", "README.md"} <= set(os.listdir(out))
+    assert {"ced", "qformer", "llama_lora", "llama_base", "llama_merged", "tokenizer", "projector.safetensors",
+            "multi2cap.json", "modeling_multi2cap.py", "README.md"} <= set(os.listdir(out))
     settings = json.load(open(os.path.join(out, "multi2cap.json")))
     c = settings["ced"]
     ced = TorchCED("ced_tiny", num_classes=0, depth=c["depth"], chunk_mode=c["chunk_mode"]).eval()

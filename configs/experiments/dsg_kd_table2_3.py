@@ -45,10 +45,11 @@ Variant `mini_v3`, the third design, as run: v2's student under the thesis's opt
   epochs, batch 16. v1's student (`mini_v1`) was a random-init 2-layer, 128-wide BERT: L_hidn's cheapest descent
   from random weights was a near-constant representation (benchmarks/EXPERIMENTS.md, diagnosis).
 - Optimiser (v3, `mini_v3`): the thesis's own two groups, encoder lr 1e-5 and classifier lr 1e-2 (warm-up 10%,
-  clipping 1.0, AdamW as before). v2 (`mini_v2`) fine-tuned with the teacher's (encoder 5e-5, head 1e-3): CE reaches the encoder
-  only through a head that fits slowly, so alpha * L_hidn owned the encoder's Adam steps (11.6x CE's gradient at
-  step 0) and collapsed the CLS state the head reads. The thesis's head fits within a few steps, so CE's gradient
-  on the encoder is not a vanishing one, and its 5x smaller encoder rate slows any drift L_hidn causes.
+  clipping 1.0, AdamW as before). v2 (`mini_v2`) fine-tuned with the teacher's (encoder 5e-5, head 1e-3): CE
+  reaches the encoder only through a head that fits slowly, so alpha * L_hidn owned the encoder's Adam steps
+  (11.6x CE's gradient at step 0) and collapsed the CLS state the head reads. The thesis's head fits within a few
+  steps, so CE's gradient on the encoder is not a vanishing one, and its 5x smaller encoder rate slows any drift
+  L_hidn causes.
 - Rows: the student alone (L_pred), DSG-KD (alpha 0.6, beta 0.2, the paper's), without L_hidn, without L_attn.
   Three seeds (the student's head initialisation, dropout and data order).
 - Deciding metric: test AUROC. Expected: DSG-KD above the student alone by more than two pooled standard deviations;

@@ -145,8 +145,9 @@ def run_all(exp: Experiment, root: str, extra: list[str], *, allow_change: bool 
     of a row compile the same programs, which takes a CPU run about as long as its training."""
     paths.makedirs(root)
     env = dict(os.environ if env is None else env)
-    env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.abspath(root), "compile_cache") if not paths.is_remote(root) else
-                   os.path.join(tempfile.gettempdir(), "kdjax-compile-cache"))  # a bucket's would cost a request each
+    cache = (os.path.join(tempfile.gettempdir(), "kdjax-compile-cache") if paths.is_remote(root)  # not a request
+             else os.path.join(os.path.abspath(root), "compile_cache"))                          # per program
+    env.setdefault("JAX_COMPILATION_CACHE_DIR", cache)
     check_record(root, exp, extra, allow_change)
     status = load_status(root)
     runs = exp.runs(root)
