@@ -13,8 +13,8 @@ alone (L_pred only) over the same seeds.
 Variant `smoke` (CI): the `tiny` DSG-KD config on the synthetic notes kdjax builds, two rows, two seeds: it checks
 the machinery (runs, resumes, aggregation), not the paper's claim.
 
-Variant `mini` (issue 24; benchmarks/EXPERIMENTS.md; about 60 CPU minutes), the comparison in miniature on data kdjax
-builds. Its fourth design (v4), written after v1-v3 and before it was built or run:
+Variant `mini` (= `mini_v4`; issue 24; benchmarks/EXPERIMENTS.md; about 60 CPU minutes), the comparison in miniature
+on data kdjax builds. Its fourth design (v4), written after v1-v3 and before it was built or run:
 
     python -m kdjax.experiment --config=configs/experiments/dsg_kd_table2_3.py:mini --workdir=experiments/dsg_mini_v4
 
@@ -95,8 +95,8 @@ MINI_STUDENT = {  # variant `mini_v3`: v2's student under the thesis's optimiser
 MINI_STUDENT_V4 = {  # variant `mini` (v4): v2's student, the KD weights read as ratios of encoder gradients to CE's
     **MINI_STUDENT_V2, "kd.balance": "initial_gradients",
 }
-MINI_STUDENTS = {"mini": MINI_STUDENT_V4, "mini_ci": MINI_STUDENT_V4, "mini_v3": MINI_STUDENT,
-                 "mini_v2": MINI_STUDENT_V2, "mini_v1": MINI_STUDENT_V1}
+MINI_STUDENTS = {"mini": MINI_STUDENT_V4, "mini_v4": MINI_STUDENT_V4, "mini_ci": MINI_STUDENT_V4,
+                 "mini_v3": MINI_STUDENT, "mini_v2": MINI_STUDENT_V2, "mini_v1": MINI_STUDENT_V1}
 MINI_TEACHER = {  # the teacher: a fine-tuned MiniLM classifier (its own teacher is a tiny placeholder it never uses)
     "data.synthetic.num_train": 3000, "data.synthetic.num_dev": 300, "data.synthetic.num_test": 500,
     "data.synthetic.seed": 100, "data.student_max_length": 128, "data.teacher_max_length": 48,
@@ -149,8 +149,8 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
         e.seeds = (0, 1)
         rows = ROWS[:2]
     elif variant != "paper":
-        raise ValueError(f"{__file__}: unknown variant {variant!r} (paper, smoke, mini, mini_v3, mini_v2, mini_v1, "
-                         "mini_ci)")
+        raise ValueError(f"{__file__}: unknown variant {variant!r} (paper, smoke, mini (= mini_v4), mini_v3, "
+                         "mini_v2, mini_v1, mini_ci)")
     e.rows = [{"name": n, "overrides": {"kd.alpha": a, "kd.beta": b}} for n, a, b in rows]
     e.metrics = [("AUROC", "test.auroc"), ("AUPRC", "test.auprc"), ("F1", "test.f1")]
     e.scale = 100.0
