@@ -1,0 +1,151 @@
+"""Token-level distillation for decoders: divergences between the teacher's and the student's next-token
+distributions, dense or over the teacher's top-k (issue 26).
+
+For each token position with teacher distribution P and student distribution Q (both softmax(logits / T)):
+
+- forward KL, KL(P || Q) = sum_v P log(P / Q): word-level KD (Hinton et al. 2015; Kim & Rush 2016, eq. 3), what
+  `torch.nn.KLDivLoss(log_target=True)(log Q, log P)` computes;
+- reverse KL, KL(Q || P): mode-seeking (MiniLLM, Gu et al. 2024);
+- generalised JSD(beta) = beta KL(P || M) + (1 - beta) KL(Q || M), M = beta P + (1 - beta) Q (GKD, Agarwal et al.
+  2024, eq. 1 and 2), for 0 < beta < 1 (its limits are degenerate: use the KLs).
+
+Each is multiplied by T^2 (Hinton et al.: the gradients keep their scale as T changes) and averaged over the tokens
+`mask` keeps (padding, prompt tokens, and in packed sequences whatever the segments exclude: the mask is per token,
+so packing needs nothing more here). The vocabulary is never materialised for every token at once in float32: the
+tokens are taken `chunk_tokens` at a time (each chunk recomputed in the backward pass), and with `student_head` /
+`teacher_head` the inputs are final hidden states whose logits are computed chunk by chunk, so a 150k vocabulary
+costs chunk x vocabulary floats, not batch x sequence x vocabulary.
+
+Sparse forms (`sparse_token_kd`) read the teacher as its top-k log-probabilities and their indices (a top-k cache):
+either both distributions renormalised over those k tokens, or k + 1 buckets, the k tokens and the "rest" (the
+probability mass outside them: exact for the student, 1 - sum of the k for the teacher, both floored at float32's
+smallest normal; temperature 1 only, as the cached log-probabilities fix the teacher's temperature).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")
+_TINY = float(jnp.finfo(jnp.float32).tiny)
+_LOG_TINY = float(jnp.log(_TINY))
+
+
+def _kl(log_p: jax.Array, log_q: jax.Array) -> jax.Array:
+    """sum_v p (log p - log q) over the last axis; 0 log 0 = 0 (a bucket with no mass, e.g. an empty "rest")."""
+    p = jnp.exp(log_p)
+    safe = jnp.where(p > 0, log_p - log_q, 0.0)
+    return jnp.sum(jnp.where(p > 0, p * safe, 0.0), -1)
+
+
+def divergence(log_t: jax.Array, log_s: jax.Array, kind: str = "forward_kl", beta: float = 0.5) -> jax.Array:
+    """Per-row divergence between teacher and student log-probabilities over the same support (last axis)."""
+    if kind == "forward_kl":
+        return _kl(log_t, log_s)
+    if kind == "reverse_kl":
+        return _kl(log_s, log_t)
+    if kind == "jsd":
+        if not 0.0 < beta < 1.0:
+            raise ValueError(f"generalised JSD needs 0 < beta < 1, got {beta}; beta 0 and 1 are the KLs")
+        log_m = jnp.logaddexp(jnp.log(beta) + log_t, jnp.log1p(-beta) + log_s)
+        return beta * _kl(log_t, log_m) + (1.0 - beta) * _kl(log_s, log_m)
+    raise ValueError(f"unknown divergence {kind!r}; use one of {', '.join(DIVERGENCES)}")
+
+
+def _chunked_mean(per_token: Callable[..., jax.Array], mask: jax.Array, chunk_tokens: int, *inputs: jax.Array
+                  ) -> jax.Array:
+    """Masked mean over tokens of per_token(*chunk_of_each_input) -> (chunk,), `chunk_tokens` tokens at a time (0: all
+    at once). Inputs are (tokens, ...) arrays; the last chunk is padded with masked-out rows."""
+    n = mask.shape[0]
+    m = mask.astype(jnp.float32)
+    if not chunk_tokens or chunk_tokens >= n:
+        return jnp.sum(per_token(*inputs) * m) / jnp.maximum(m.sum(), 1.0)
+    c = -(-n // chunk_tokens)
+    pad = c * chunk_tokens - n
+
+    def split(x, mode="edge"):  # inputs padded with copies of the last row (a valid one); the mask with zeros
+        x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1), mode=mode)
+        return x.reshape(c, chunk_tokens, *x.shape[1:])
+
+    @jax.checkpoint  # the backward pass recomputes a chunk's logits instead of keeping every chunk's
+    def one(args):
+        *xs, mk = args
+        return jnp.sum(per_token(*xs) * mk)
+
+    total = jnp.sum(jax.lax.map(one, (*map(split, inputs), split(m, "constant"))))
+    return total / jnp.maximum(m.sum(), 1.0)
+
+
+def _logits(x: jax.Array, head: jax.Array | None, temperature: float) -> jax.Array:
+    """float32 logits / T of a chunk: `x` are logits, or hidden states when `head` (hidden x vocabulary) is given."""
+    z = x if head is None else jnp.dot(x, head, preferred_element_type=jnp.float32)
+    return z.astype(jnp.float32) / temperature
+
+
+def _flat(x: jax.Array, lead: int) -> jax.Array:
+    return x.reshape(-1, *x.shape[lead:])
+
+
+def token_kd(student: jax.Array, teacher: jax.Array, mask: jax.Array, *, kind: str = "forward_kl",
+             beta: float = 0.5, temperature: float = 1.0, chunk_tokens: int = 0,
+             student_head: jax.Array | None = None, teacher_head: jax.Array | None = None) -> jax.Array:
+    """T^2 x the mean over kept tokens of the divergence `kind` between softmax(teacher / T) and softmax(student / T).
+
+    `student`, `teacher`: (..., vocabulary) logits, or (..., hidden) final hidden states with `student_head` /
+    `teacher_head` (hidden, vocabulary) given (the vocabularies must agree); `mask`: (...) 1 for a token that counts.
+    The teacher gets no gradient."""
+    lead = mask.ndim
+    m = mask.reshape(-1)
+
+    def per_token(s, t):
+        log_s = jax.nn.log_softmax(_logits(s, student_head, temperature), -1)
+        log_t = jax.nn.log_softmax(jax.lax.stop_gradient(_logits(t, teacher_head, temperature)), -1)
+        return divergence(log_t, log_s, kind, beta)
+
+    return temperature ** 2 * _chunked_mean(per_token, m, chunk_tokens, _flat(student, lead), _flat(teacher, lead))
+
+
+def sparse_token_kd(student: jax.Array, teacher_logprobs: jax.Array, teacher_indices: jax.Array, mask: jax.Array, *,
+                    kind: str = "forward_kl", beta: float = 0.5, temperature: float = 1.0, rest: bool = False,
+                    chunk_tokens: int = 0, student_head: jax.Array | None = None) -> jax.Array:
+    """token_kd with the teacher given as its top-k: `teacher_logprobs` (..., k) log-probabilities (any float dtype,
+    e.g. a bfloat16 cache) and `teacher_indices` (..., k) their vocabulary ids.
+
+    rest=False: both distributions renormalised over the k tokens (teacher softmax(logprobs / T), student the softmax
+    of its k logits / T). rest=True: k + 1 buckets, the k tokens and everything else (temperature 1 only)."""
+    if rest and temperature != 1.0:
+        raise ValueError("the 'rest' bucket needs temperature 1: the teacher's mass outside its top-k at another "
+                         "temperature is not in its cached log-probabilities")
+    lead = mask.ndim
+    m = mask.reshape(-1)
+
+    def per_token(s, lp, idx):
+        z = _logits(s, student_head, temperature)
+        lp = jax.lax.stop_gradient(lp.astype(jnp.float32))
+        if not rest:
+            log_t = jax.nn.log_softmax(lp / temperature, -1)
+            log_s = jax.nn.log_softmax(jnp.take_along_axis(z, idx, -1), -1)
+            return divergence(log_t, log_s, kind, beta)
+        log_q = jax.nn.log_softmax(z, -1)
+        in_k = jnp.zeros(z.shape, bool).at[jnp.arange(z.shape[0])[:, None], idx].set(True)
+        s_rest = jnp.maximum(jax.nn.logsumexp(jnp.where(in_k, -jnp.inf, log_q), -1, keepdims=True), _LOG_TINY)
+        # both rests floored at float32's smallest normal: an empty one (all k = the vocabulary, a padded row)
+        # would make a KL infinite
+        t_rest = jnp.log(jnp.clip(1.0 - jnp.sum(jnp.exp(lp), -1, keepdims=True), _TINY, 1.0))
+        log_t = jnp.concatenate([lp, t_rest], -1)
+        log_s = jnp.concatenate([jnp.take_along_axis(log_q, idx, -1), s_rest], -1)
+        return divergence(log_t, log_s, kind, beta)
+
+    return temperature ** 2 * _chunked_mean(per_token, m, chunk_tokens, _flat(student, lead),
+                                            _flat(teacher_logprobs, lead), _flat(teacher_indices, lead))
+
+
+def top_k_log_probs(logits: jax.Array, k: int, temperature: float = 1.0) -> tuple[jax.Array, jax.Array]:
+    """The teacher's top-k log-probabilities (float32) and their ids (int32) under softmax(logits / T): what a top-k
+    cache stores per token."""
+    log_p = jax.nn.log_softmax(logits.astype(jnp.float32) / temperature, -1)
+    values, idx = jax.lax.top_k(log_p, k)
+    return values, idx.astype(jnp.int32)
