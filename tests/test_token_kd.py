@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdjax.losses.token_kd import sparse_token_kd, token_kd, top_k_log_probs
+from kdjax.losses.token_kd import segment_mask, sparse_token_kd, token_kd, top_k_log_probs
 
 B, S, V, D = 3, 7, 53, 16
 
@@ -144,3 +144,18 @@ def test_chunked_gradient_never_holds_tokens_times_vocabulary_floats():
 
     full = b * s * v * 4
     assert temp_bytes(64) < temp_bytes(128) < full / 2 < full < temp_bytes(0)
+
+
+def test_packed_segments_are_each_sequence_on_its_own():
+    """Two sequences packed into one row (segments 1, 2, then padding): the loss is the unpacked rows' loss, each
+    segment's last token (whose next token is another segment's) and the padding left out."""
+    rng = np.random.default_rng(5)
+    s, t = rng.normal(size=(1, 12, V)).astype(np.float32), rng.normal(size=(1, 12, V)).astype(np.float32)
+    seg = np.array([[1, 1, 1, 1, 1, 2, 2, 2, 2, 0, 0, 0]])
+    assert segment_mask(jnp.asarray(seg)).tolist() == [[1, 1, 1, 1, 0, 1, 1, 1, 0, 0, 0, 0]]
+    packed = token_kd(jnp.asarray(s), jnp.asarray(t), jnp.ones((1, 12)), kind="jsd", segment_ids=jnp.asarray(seg))
+    rows = np.zeros((2, 5, V), np.float32), np.zeros((2, 5, V), np.float32)
+    rows[0][0, :5], rows[1][0, :5], rows[0][1, :4], rows[1][1, :4] = s[0, :5], t[0, :5], s[0, 5:9], t[0, 5:9]
+    causal = np.array([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]], np.float32)  # each row's last real token has no target
+    unpacked = token_kd(jnp.asarray(rows[0]), jnp.asarray(rows[1]), jnp.asarray(causal), kind="jsd")
+    assert float(packed) == pytest.approx(float(unpacked), abs=1e-6)

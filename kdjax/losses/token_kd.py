@@ -10,8 +10,7 @@ For each token position with teacher distribution P and student distribution Q (
   2024, eq. 1 and 2), for 0 < beta < 1 (its limits are degenerate: use the KLs).
 
 Each is multiplied by T^2 (Hinton et al.: the gradients keep their scale as T changes) and averaged over the tokens
-`mask` keeps (padding, prompt tokens, and in packed sequences whatever the segments exclude: the mask is per token,
-so packing needs nothing more here). The vocabulary is never materialised for every token at once in float32: the
+`mask` keeps (padding, prompt tokens; with `segment_ids`, packed sequences' segment ends: `segment_mask`). The vocabulary is never materialised for every token at once in float32: the
 tokens are taken `chunk_tokens` at a time (each chunk recomputed in the backward pass), and with `student_head` /
 `teacher_head` the inputs are final hidden states whose logits are computed chunk by chunk, so a 150k vocabulary
 costs chunk x vocabulary floats, not batch x sequence x vocabulary.
@@ -79,10 +78,23 @@ def _chunked_mean(per_token: Callable[..., jax.Array], mask: jax.Array, chunk_to
     return total / jnp.maximum(m.sum(), 1.0)
 
 
+def segment_mask(segment_ids: jax.Array) -> jax.Array:
+    """The tokens of packed sequences (..., length) whose next token is in the same segment (0: padding): the
+    positions a causal LM's targets exist for. A segment's last token predicts the next segment's first, which its
+    own context (attention kept within the segment) says nothing about, and the sequence's last token has no next."""
+    nxt = jnp.concatenate([segment_ids[..., 1:], jnp.zeros_like(segment_ids[..., :1])], -1)
+    return ((segment_ids > 0) & (nxt == segment_ids)).astype(jnp.float32)
+
+
 def _logits(x: jax.Array, head: jax.Array | None, temperature: float) -> jax.Array:
     """float32 logits / T of a chunk: `x` are logits, or hidden states when `head` (hidden x vocabulary) is given."""
     z = x if head is None else jnp.dot(x, head, preferred_element_type=jnp.float32)
     return z.astype(jnp.float32) / temperature
+
+
+def _mask(mask: jax.Array, segment_ids: jax.Array | None) -> jax.Array:
+    m = mask.astype(jnp.float32)
+    return (m if segment_ids is None else m * segment_mask(segment_ids)).reshape(-1)
 
 
 def _flat(x: jax.Array, lead: int) -> jax.Array:
@@ -91,14 +103,16 @@ def _flat(x: jax.Array, lead: int) -> jax.Array:
 
 def token_kd(student: jax.Array, teacher: jax.Array, mask: jax.Array, *, kind: str = "forward_kl",
              beta: float = 0.5, temperature: float = 1.0, chunk_tokens: int = 0,
-             student_head: jax.Array | None = None, teacher_head: jax.Array | None = None) -> jax.Array:
+             student_head: jax.Array | None = None, teacher_head: jax.Array | None = None,
+             segment_ids: jax.Array | None = None) -> jax.Array:
     """T^2 x the mean over kept tokens of the divergence `kind` between softmax(teacher / T) and softmax(student / T).
 
     `student`, `teacher`: (..., vocabulary) logits, or (..., hidden) final hidden states with `student_head` /
-    `teacher_head` (hidden, vocabulary) given (the vocabularies must agree); `mask`: (...) 1 for a token that counts.
-    The teacher gets no gradient."""
+    `teacher_head` (hidden, vocabulary) given (the vocabularies must agree); `mask`: (...) 1 for a token that counts;
+    `segment_ids` (packed sequences): also drop each segment's last token (`segment_mask`). The teacher gets no
+    gradient."""
     lead = mask.ndim
-    m = mask.reshape(-1)
+    m = _mask(mask, segment_ids)
 
     def per_token(s, t):
         log_s = jax.nn.log_softmax(_logits(s, student_head, temperature), -1)
@@ -110,7 +124,8 @@ def token_kd(student: jax.Array, teacher: jax.Array, mask: jax.Array, *, kind: s
 
 def sparse_token_kd(student: jax.Array, teacher_logprobs: jax.Array, teacher_indices: jax.Array, mask: jax.Array, *,
                     kind: str = "forward_kl", beta: float = 0.5, temperature: float = 1.0, rest: bool = False,
-                    chunk_tokens: int = 0, student_head: jax.Array | None = None) -> jax.Array:
+                    chunk_tokens: int = 0, student_head: jax.Array | None = None,
+                    segment_ids: jax.Array | None = None) -> jax.Array:
     """token_kd with the teacher given as its top-k: `teacher_logprobs` (..., k) log-probabilities (any float dtype,
     e.g. a bfloat16 cache) and `teacher_indices` (..., k) their vocabulary ids.
 
@@ -120,7 +135,7 @@ def sparse_token_kd(student: jax.Array, teacher_logprobs: jax.Array, teacher_ind
         raise ValueError("the 'rest' bucket needs temperature 1: the teacher's mass outside its top-k at another "
                          "temperature is not in its cached log-probabilities")
     lead = mask.ndim
-    m = mask.reshape(-1)
+    m = _mask(mask, segment_ids)
 
     def per_token(s, lp, idx):
         z = _logits(s, student_head, temperature)
