@@ -10,10 +10,11 @@ For each token position with teacher distribution P and student distribution Q (
   2024, eq. 1 and 2), for 0 < beta < 1 (its limits are degenerate: use the KLs).
 
 Each is multiplied by T^2 (Hinton et al.: the gradients keep their scale as T changes) and averaged over the tokens
-`mask` keeps (padding, prompt tokens; with `segment_ids`, packed sequences' segment ends: `segment_mask`). The vocabulary is never materialised for every token at once in float32: the
-tokens are taken `chunk_tokens` at a time (each chunk recomputed in the backward pass), and with `student_head` /
-`teacher_head` the inputs are final hidden states whose logits are computed chunk by chunk, so a 150k vocabulary
-costs chunk x vocabulary floats, not batch x sequence x vocabulary.
+`mask` keeps (padding and prompt tokens out; with `segment_ids`, packed sequences' segment ends too: `segment_mask`).
+The vocabulary is never materialised for every token at once in float32: the tokens are taken `chunk_tokens` at a
+time (each chunk recomputed in the backward pass), and with `student_head` / `teacher_head` the inputs are final
+hidden states whose logits are computed chunk by chunk, so a 150k vocabulary costs chunk x vocabulary floats, not
+batch x sequence x vocabulary.
 
 Sparse forms (`sparse_token_kd`) read the teacher as its top-k log-probabilities and their indices (a top-k cache):
 either both distributions renormalised over those k tokens, or k + 1 buckets, the k tokens and the "rest" (the
