@@ -7,6 +7,9 @@
     imported  another framework's outputs, converted from files into the same cache (e.g. EffAAC's
               `python -m kdjax.data.teacher_cache --import`)
 
+A decoder teacher's cache for token-level KD holds its top-k next-token log-probabilities per token
+(`kdjax.teachers.topk`).
+
 Each system says which kinds it offers and what the outputs are (its batch description names the fields a
 cached teacher adds); `describe` is what a run's report records of its teacher.
 """
