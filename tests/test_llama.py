@@ -345,3 +345,22 @@ def test_smollm2_real_weights_logits_and_greedy_generation(smollm2):
                                max_new_tokens=20, do_sample=False, num_beams=1)[:, ids.shape[1]:].numpy()
     _check_same_tokens(toks, lens, ref_toks, cfg.pad_token_id)
     assert lens[0] == 20 or toks[0, lens[0] - 1] == cfg.eos_token_id
+
+
+@pytest.mark.parametrize("scan", [False, True])
+def test_packed_segments_equal_each_sequence_in_transformers(tmp_path, scan):
+    """Three sequences packed into one row (and padding): each one's logits are transformers' on it alone, as
+    attention stays within a segment and positions restart."""
+    hf, path = tiny_hf(tmp_path)
+    rng = np.random.RandomState(1)
+    seqs = [rng.randint(3, 101, (n,)) for n in (5, 3, 6)]
+    ids = np.concatenate([*seqs, np.zeros(2, np.int64)])[None]
+    seg = np.concatenate([np.full(len(s), k + 1) for k, s in enumerate(seqs)] + [np.zeros(2, np.int64)])[None]
+    model = convert.from_pretrained(path, scan_layers=scan)
+    packed = np.asarray(model(jnp.asarray(ids), segment_ids=jnp.asarray(seg))["logits"])[0]
+    start = 0
+    for s in seqs:
+        np.testing.assert_allclose(packed[start:start + len(s)], hf_logits(hf, s[None])[0][0], atol=2e-4)
+        start += len(s)
+    whole = hf_logits(hf, ids[:, :len(seqs[0]) + len(seqs[1])])[0][0]  # unpacked, the second sequence would differ
+    assert np.abs(whole[5:8] - packed[5:8]).max() > 1e-2

@@ -225,6 +225,13 @@ class DecoderLayer(nnx.Module):
         return x, new_cache
 
 
+def segment_positions(segment_ids: jax.Array) -> jax.Array:
+    """(b, l) positions that restart at 0 where each packed segment starts (a segment is a run of equal ids)."""
+    t = jnp.arange(segment_ids.shape[-1])
+    starts = jnp.concatenate([jnp.ones_like(segment_ids[:, :1], bool), segment_ids[:, 1:] != segment_ids[:, :-1]], 1)
+    return t - jax.lax.cummax(jnp.where(starts, t, 0), axis=1)
+
+
 class LlamaModel(nnx.Module):
     def __init__(self, cfg: LlamaConfig, rngs: nnx.Rngs):
         self.cfg = cfg
@@ -246,7 +253,8 @@ class LlamaForCausalLM(nnx.Module):
     tokens and attention is causal. With a cache from `init_cache(b, S)`, the l new tokens are written at
     slots [cache_index, cache_index + l); `attention_mask` is then (b, S) over cache slots, and a query at
     slot s attends to valid slots <= s. Positions default to the slot numbers; pass `position_ids` for
-    left-padded batches.
+    left-padded batches. `segment_ids` (b, l) packs several sequences in a row: attention stays within a segment
+    and positions restart at each (`segment_positions`).
 
     `prefix_embeds` (1, P, h) is a prompt prefix shared by every row (Multi2Cap's "Describe ...:"): its
     keys/values are computed once at batch 1 and broadcast, which is exact under causal attention (the prefix
@@ -279,7 +287,8 @@ class LlamaForCausalLM(nnx.Module):
                  attention_mask: jax.Array | None = None, position_ids: jax.Array | None = None,
                  cache: Cache | None = None, cache_index: jax.Array | int = 0,
                  prefix_embeds: jax.Array | None = None, output_hidden_states: bool = False,
-                 logits: bool = True, deterministic: bool = True, rngs: nnx.Rngs | None = None) -> dict[str, Any]:
+                 logits: bool = True, deterministic: bool = True, rngs: nnx.Rngs | None = None,
+                 segment_ids: jax.Array | None = None) -> dict[str, Any]:
         cfg = self.cfg
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
@@ -302,9 +311,13 @@ class LlamaForCausalLM(nnx.Module):
         else:
             keys = l
         slots = cache_index + jnp.arange(l)  # query slots
+        if segment_ids is not None and (decoding or prefix_embeds is not None):
+            raise ValueError("segment_ids (packed sequences) are for a whole-sequence pass, without cache or prefix")
         if position_ids is None:
-            position_ids = jnp.broadcast_to(slots, (b, l))
+            position_ids = jnp.broadcast_to(slots, (b, l)) if segment_ids is None else segment_positions(segment_ids)
         allowed = jnp.arange(keys)[None, :] <= slots[:, None]  # causal, (l, keys)
+        if segment_ids is not None:  # packed: each sequence sees only itself (padding, segment 0, only padding)
+            allowed = allowed[None] & (segment_ids[:, :, None] == segment_ids[:, None, :])
         if attention_mask is not None:
             if attention_mask.shape[-1] != keys:
                 raise ValueError(f"attention_mask has {attention_mask.shape[-1]} positions, expected {keys}"
