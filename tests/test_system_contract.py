@@ -34,7 +34,7 @@ def keys(found: list[str]) -> set[str]:
 
 # ------------------------------------------------------------------------------------------- registry
 def test_every_system_keeps_the_contract():
-    assert set(registry.names()) == {"dsg_kd", "audio_tagging", "multi2cap", "effaac"}
+    assert set(registry.names()) == {"dsg_kd", "audio_tagging", "multi2cap", "effaac", "distill_lm"}
     for name in registry.names():
         system = registry.get(name)
         assert isinstance(system, contract.System) and system.name == name
@@ -66,7 +66,7 @@ def test_a_capability_must_be_implemented():
 def test_every_batch_spec_follows_from_the_config_alone():
     """The contract's batch_spec(cfg) needs no built model: the sizes default to the configs' architectures."""
     for module, variant in (("dsg_kd", "tiny"), ("audio_tagging", "real_sounds"), ("multi2cap", "tiny"),
-                            ("effaac", "smoke")):
+                            ("effaac", "smoke"), ("distill_lm", "tiny")):
         cfg = _configs(module, variant)
         system = registry.get(cfg.system)
         _, batch = system.abstract_task(cfg)

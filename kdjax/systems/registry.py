@@ -21,6 +21,7 @@ _MODULES = {
     "audio_tagging": "kdjax.systems.audio_tagging",
     "multi2cap": "kdjax.systems.multi2cap",
     "effaac": "kdjax.systems.effaac",
+    "distill_lm": "kdjax.systems.distill_lm",
 }
 
 

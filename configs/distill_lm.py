@@ -1,0 +1,62 @@
+"""distill_lm (issue 26): a LLaMA-family teacher into a LLaMA-family student by token-level KD,
+L = CE(next token) + kd.alpha * T^2 * D(teacher || student) over each token's next-token distribution
+(kdjax.losses.token_kd: forward KL, reverse KL or generalised JSD), on packed text.
+
+Variants (`--config=configs/distill_lm.py:<variant>`):
+  tiny   seconds: a random tiny teacher and a smaller random student on the embedded English caption corpus
+         (Tux Paint's 805 descriptions), a word-level vocabulary; for tests of the machinery, not of learning:
+             python -m kdjax.main --config=configs/distill_lm.py:tiny --workdir=workdirs/distill-tiny
+
+Today: teacher and student share one tokenizer (the teacher checkpoint's, or a word-level one trained on the
+training texts when both are random), the teacher runs in the step (online, dense). Top-k caches
+(kdjax.teachers.topk), different tokenizers and on-policy KD are the next steps of issue 26.
+"""
+
+import ml_collections
+
+TINY_LLAMA = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "num_key_value_heads": 2, "max_position_embeddings": 128, "tie_word_embeddings": True}
+
+
+def get_config(variant: str = "tiny") -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.system = "distill_lm"
+    c.seed = 0
+    c.mesh = {"data": -1, "fsdp": 1, "tensor": 1}
+    c.data = ml_collections.ConfigDict({
+        "source": "captions",  # the embedded English caption corpus; or 'jsonl': data.file, one {"text"} a line
+        "file": "", "text_key": "text",
+        "fractions": (0.8, 0.1, 0.1),  # train / validation / test, of the documents after a seeded shuffle
+        "length": 64,  # tokens per packed row
+    })
+    c.tokenizer = ""  # "" = the teacher checkpoint's; with a random teacher, word-level on the training texts
+    c.teacher = ml_collections.ConfigDict({
+        "checkpoint": "",  # HF LlamaForCausalLM directory or .gguf; "" = random (`random`, seed + 1)
+        "random": dict(TINY_LLAMA),
+    })
+    c.student = ml_collections.ConfigDict({
+        "from_teacher_layers": 0,  # > 0: the teacher checkpoint's first this many layers; 0: random (`random`)
+        "random": {**TINY_LLAMA, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1},
+        "dtype": "float32", "param_dtype": "float32", "remat": False, "scan_layers": False,
+    })
+    c.kd = ml_collections.ConfigDict({
+        "alpha": 1.0,  # 0: the student trained alone on the same tokens
+        "kind": "forward_kl",  # forward_kl | reverse_kl | jsd
+        "beta": 0.5,  # jsd's mixture weight
+        "temperature": 1.0,
+        "chunk_tokens": 0,  # > 0: the divergence over this many tokens at a time (large vocabularies)
+    })
+    c.optim = ml_collections.ConfigDict({
+        "lr": 3e-3, "b1": 0.9, "b2": 0.95, "eps": 1e-8, "weight_decay": 0.01, "clip_norm": 1.0,
+        "warmup_ratio": 0.05, "decay": "cosine", "end_lr": 0.0, "groups": {},
+    })
+    c.train = ml_collections.ConfigDict({
+        "batch_size": 8, "epochs": 0, "steps": 40, "log_every": 10, "checkpoint_every": 20,
+        "stop_check_every": 10, "max_bad_steps": 5, "keep_checkpoints": 2,
+        "early_stopping": {"metric": "", "mode": "min", "patience": 0},
+    })
+    c.eval = ml_collections.ConfigDict({"every": 20, "every_epochs": 0, "batch_size": 16, "final": True})
+    c.aot = ml_collections.ConfigDict({"vocab_size": 1024})  # abstract compiles read no tokenizer
+    if variant != "tiny":
+        raise ValueError(f"configs/distill_lm.py: unknown variant {variant!r} (tiny)")
+    return c

@@ -1,0 +1,68 @@
+"""distill_lm's text: documents, their split, the shared tokenizer, and packed rows per split."""
+
+from __future__ import annotations
+
+import ml_collections
+import numpy as np
+
+from kdjax import assets, paths
+from kdjax.data import caption_corpus, jsonl, tokenizers
+from kdjax.data.packing import pack
+from kdjax.errors import InputError
+
+SPLITS = ("train", "validation", "test")
+
+
+def documents(d: ml_collections.ConfigDict) -> list[str]:
+    if d.source == "captions":
+        return caption_corpus.texts()
+    if d.source == "jsonl":
+        out = []
+        for n, row in jsonl.read_rows(d.file, (d.text_key,)):
+            if not isinstance(row[d.text_key], str):
+                raise InputError(f"{d.file}:{n}: {d.text_key!r} is not text")
+            out.append(row[d.text_key])
+        return out
+    raise InputError(f"data.source must be 'captions' or 'jsonl', got {d.source!r}")
+
+
+def split(docs: list[str], fractions, seed: int) -> dict[str, list[str]]:
+    """The documents in a seeded order, cut by `fractions` (train, validation, test)."""
+    order = np.random.default_rng(seed).permutation(len(docs))
+    cuts = np.cumsum([int(round(f * len(docs))) for f in fractions[:2]])
+    parts = np.split(order, cuts)
+    return {name: [docs[i] for i in part] for name, part in zip(SPLITS, parts)}
+
+
+def tokenizer(cfg: ml_collections.ConfigDict, train_texts: list[str] | None, workdir: str):
+    """The tokenizer teacher and student share: `tokenizer` if set, the teacher checkpoint's, else a word-level
+    vocabulary of the training texts kept in the workdir (resuming and evaluating reuse it)."""
+    if cfg.tokenizer:
+        return tokenizers.load(assets.resolve(cfg.tokenizer))
+    if cfg.teacher.checkpoint:
+        return tokenizers.load(assets.model_dir(cfg.teacher.checkpoint))
+    out = paths.join(workdir, "tokenizer")
+    if train_texts is None and not paths.isfile(paths.join(out, "tokenizer.json")):
+        raise FileNotFoundError(f"{out}: no tokenizer (train this workdir first)")
+    return tokenizers.train_word_level(train_texts or [], out, lowercase=False)
+
+
+def encode(tok, texts: list[str]) -> list[list[int]]:
+    """Each document as the tokenizer's ids between its BOS and EOS (where it has them)."""
+    bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+    eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
+    return [bos + tok(t, add_special_tokens=False)["input_ids"] + eos for t in texts]
+
+
+def rows(tok, texts: list[str], length: int) -> list[dict[str, np.ndarray]]:
+    packed = pack(encode(tok, texts), length)
+    return [{"input_ids": i, "segment_ids": s} for i, s in zip(packed["input_ids"], packed["segment_ids"])]
+
+
+def target_tokens(rows: list[dict[str, np.ndarray]]) -> int:
+    """How many positions of the rows have a next-token target (in the same sequence)."""
+    total = 0
+    for r in rows:
+        s = r["segment_ids"]
+        total += int(np.sum((s[:-1] > 0) & (s[1:] == s[:-1])))
+    return total

@@ -1,0 +1,139 @@
+"""distill_lm's Task: teacher and student LLaMAs, the loss (next-token CE + alpha x token-level KD), held-out
+perplexity, the batch description and the abstract task for ahead-of-time compiles."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from kdjax import assets, teachers
+from kdjax.convert import from_pretrained
+from kdjax.losses.classification import cross_entropy
+from kdjax.losses.token_kd import segment_mask, token_kd
+from kdjax.models import llama as llama_lib
+from kdjax.systems.distill_lm import data as data_lib
+from kdjax.train import task as task_lib
+from kdjax.train.batch import BatchSpec, Field, abstract_batch
+from kdjax.train.task import Task
+
+
+def batch_spec(cfg: ml_collections.ConfigDict) -> BatchSpec:
+    """A packed row: its token ids and which sequence each token belongs to (0: padding)."""
+    n = int(cfg.data.length)
+    return {"input_ids": Field((n,), np.int32), "segment_ids": Field((n,), np.int32)}
+
+
+def _targets(ids: jax.Array, seg: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Each position's next token, and where one exists in the same sequence."""
+    return jnp.concatenate([ids[:, 1:], jnp.zeros_like(ids[:, :1])], 1), segment_mask(seg)
+
+
+def make_loss(kd: ml_collections.ConfigDict):
+    """(student, teacher, batch, rngs) -> (CE + alpha * KD, terms). The teacher runs in the step (frozen)."""
+    alpha, kind, beta = float(kd.alpha), str(kd.kind), float(kd.beta)
+    temperature, chunk = float(kd.temperature), int(kd.chunk_tokens)
+
+    def loss_fn(model, teacher, batch, rngs):
+        ids, seg = batch["input_ids"], batch["segment_ids"]
+        logits = model(ids, segment_ids=seg, deterministic=False, rngs=rngs)["logits"]
+        targets, mask = _targets(ids, seg)
+        ce = cross_entropy(logits, targets, mask)
+        terms = {"ce": ce, "tokens": mask.sum()}
+        loss = ce
+        if teacher is not None and alpha > 0:
+            t = teacher(ids, segment_ids=seg)["logits"]
+            terms["kd"] = token_kd(logits, t, mask, kind=kind, beta=beta, temperature=temperature, chunk_tokens=chunk)
+            loss = loss + alpha * terms["kd"]
+        return loss, terms
+
+    return loss_fn
+
+
+def predict_fn(model, batch) -> dict[str, jax.Array]:
+    """Per row: the summed negative log-likelihood of its next-token targets and their count."""
+    ids, seg = batch["input_ids"], batch["segment_ids"]
+    logp = jax.nn.log_softmax(model(ids, segment_ids=seg)["logits"].astype(jnp.float32), -1)
+    targets, mask = _targets(ids, seg)
+    nll = -jnp.take_along_axis(logp, targets[..., None], -1)[..., 0]
+    return {"nll": (nll * mask).sum(-1), "tokens": mask.sum(-1)}
+
+
+def evaluate(preds: dict[str, np.ndarray], split: str) -> dict[str, float]:
+    nll = float(np.sum(preds["nll"]) / max(float(np.sum(preds["tokens"])), 1.0))
+    return {"nll": nll, "perplexity": math.exp(min(nll, 50.0))}
+
+
+def _llama(spec: dict, tok_or_vocab, seed: int, **over) -> llama_lib.LlamaForCausalLM:
+    vocab = tok_or_vocab if isinstance(tok_or_vocab, int) else len(tok_or_vocab)
+    ids = {} if isinstance(tok_or_vocab, int) else {"bos_token_id": tok_or_vocab.bos_token_id,
+                                                    "eos_token_id": tok_or_vocab.eos_token_id,
+                                                    "pad_token_id": tok_or_vocab.pad_token_id}
+    return llama_lib.LlamaForCausalLM(llama_lib.LlamaConfig(**{**dict(spec), "vocab_size": vocab, **ids, **over}),
+                                      rngs=nnx.Rngs(seed))
+
+
+def _student_over(cfg) -> dict:
+    s = cfg.student
+    return {"dtype": s.dtype, "param_dtype": s.param_dtype, "remat": bool(s.remat), "scan_layers": bool(s.scan_layers)}
+
+
+def build_models(cfg: ml_collections.ConfigDict, tok) -> tuple[llama_lib.LlamaForCausalLM, llama_lib.LlamaForCausalLM]:
+    """(student, teacher): the teacher from its checkpoint (or random, seed + 1); the student random (seed) or the
+    teacher checkpoint's first `student.from_teacher_layers` layers."""
+    t = cfg.teacher
+    if t.checkpoint:
+        teacher = from_pretrained(assets.model_dir(t.checkpoint))
+    else:
+        logging.warning("teacher.checkpoint is empty: the teacher is randomly initialised (tests of the machinery)")
+        teacher = _llama(t.random, tok, int(cfg.seed) + 1)
+    n = int(cfg.student.from_teacher_layers)
+    if n:
+        student = from_pretrained(assets.model_dir(t.checkpoint), **_student_over(cfg))
+        student.keep_layers(n)
+    else:
+        student = _llama(cfg.student.random, tok, int(cfg.seed), **_student_over(cfg))
+    if student.cfg.vocab_size != teacher.cfg.vocab_size:
+        raise ValueError(f"student vocabulary {student.cfg.vocab_size} != teacher's {teacher.cfg.vocab_size}: "
+                         "one shared tokenizer is supported so far")
+    return student, teacher
+
+
+def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
+    d = cfg.data
+    texts = data_lib.split(data_lib.documents(d), tuple(d.fractions), int(cfg.seed))
+    tok = data_lib.tokenizer(cfg, texts["train"], workdir)
+    rows = {k: data_lib.rows(tok, v, int(d.length)) for k, v in texts.items()}
+    student, teacher = build_models(cfg, tok)
+    alpha = float(cfg.kd.alpha)
+    info = {"documents": {k: len(v) for k, v in texts.items()}, "rows": {k: len(v) for k, v in rows.items()},
+            "target_tokens": {k: data_lib.target_tokens(v) for k, v in rows.items()},
+            "vocab": len(tok), "student": {"layers": student.cfg.num_hidden_layers, "hidden": student.cfg.hidden_size},
+            "teacher": teachers.describe(teachers.ONLINE, checkpoint=cfg.teacher.checkpoint or "random")
+            if alpha > 0 else {"kind": "none"},
+            "kd": {"alpha": alpha, "kind": cfg.kd.kind, "temperature": float(cfg.kd.temperature)}}
+    return Task(model=student, loss_fn=make_loss(cfg.kd), predict_fn=predict_fn,
+                train_data=grain.MapDataset.source(rows["train"]),
+                eval_data={"dev": grain.MapDataset.source(rows["validation"]),
+                           "test": grain.MapDataset.source(rows["test"])},
+                evaluate=evaluate, logical_axes=llama_lib.LOGICAL_AXES,
+                teacher=teacher if alpha > 0 else None, teacher_logical_axes=llama_lib.LOGICAL_AXES, info=info,
+                batch_spec=batch_spec(cfg))
+
+
+def abstract_task(cfg: ml_collections.ConfigDict) -> tuple[Task, dict]:
+    """Abstract student and teacher of the configs' `random` architectures (vocabulary `aot.vocab_size`)."""
+    vocab = int(cfg.aot.vocab_size)
+    student = nnx.eval_shape(lambda: _llama(cfg.student.random, vocab, 0, **_student_over(cfg)))
+    teacher = nnx.eval_shape(lambda: _llama(cfg.teacher.random, vocab, 1))
+    b = int(cfg.train.batch_size)
+    task = task_lib.abstract(student, make_loss(cfg.kd), b, logical_axes=llama_lib.LOGICAL_AXES,
+                             teacher=teacher if float(cfg.kd.alpha) > 0 else None,
+                             teacher_logical_axes=llama_lib.LOGICAL_AXES)
+    return task, abstract_batch(batch_spec(cfg), b)
