@@ -58,7 +58,7 @@ def test_loss_is_next_token_ce_plus_alpha_kd_and_kd_reaches_the_student():
     assert float(pred["tokens"].sum()) == float(same_next.sum())
 
 
-def test_tiny_run_reports_held_out_perplexity(tmp_path):
+def test_tiny_run_reports_held_out_perplexity_and_exports_to_transformers(tmp_path):
     wd = str(tmp_path / "run")
     runs.run("configs/distill_lm.py:tiny", wd, "--config.train.steps=20", "--config.eval.every=0")
     report = json.load(open(os.path.join(wd, "report.json")))
@@ -83,3 +83,20 @@ def test_config_is_checked_when_read():
         registry.validate(cfg)
     for key in ("data.fractions", "kd.kind", "student.from_teacher_layers"):
         assert key in str(e.value)
+
+    # --mode=export: the student in transformers gives kdjax's logits
+    import torch
+    import transformers
+
+    from kdjax.systems.distill_lm.export import trained_student
+
+    out = str(tmp_path / "export")
+    runs.run_mode("export", wd, f"--out={out}")
+    ours, tok = trained_student(wd)
+    ids = np.asarray([tok("a red apple on a table", add_special_tokens=False)["input_ids"]])
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    with torch.no_grad():
+        want = theirs(torch.tensor(ids)).logits.numpy()
+    np.testing.assert_allclose(np.asarray(ours(jnp.asarray(ids))["logits"]), want, atol=1e-4)
+    assert transformers.AutoTokenizer.from_pretrained(out)("a red apple")["input_ids"][-3:] == tok(
+        "a red apple", add_special_tokens=False)["input_ids"]

@@ -8,15 +8,18 @@ from kdjax.data.packing, the loop from kdjax.train. Here:
     data.py     documents, their split, the shared tokenizer, packed rows
     task.py     models, loss, perplexity, batch description, build, abstract_task
     checks.py   validate
+    export.py   the trained student as a transformers directory (--mode=export)
 """
 
 from __future__ import annotations
 
 from kdjax.systems import contract
 from kdjax.systems.distill_lm.checks import validate
+from kdjax.systems.distill_lm.export import export
 from kdjax.systems.distill_lm.task import abstract_task, batch_spec, build, evaluate, make_loss, predict_fn
 
-__all__ = ["SYSTEM", "abstract_task", "batch_spec", "build", "evaluate", "make_loss", "predict_fn", "validate"]
+__all__ = ["SYSTEM", "abstract_task", "batch_spec", "build", "evaluate", "export", "make_loss", "predict_fn",
+           "validate"]
 
 SYSTEM = contract.System("distill_lm", validate=validate, batch_spec=batch_spec, build=build,
-                         abstract_task=abstract_task, inputs="text")
+                         abstract_task=abstract_task, capabilities={contract.EXPORT}, export=export, inputs="text")

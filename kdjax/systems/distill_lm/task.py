@@ -84,21 +84,25 @@ def _student_over(cfg) -> dict:
     return {"dtype": s.dtype, "param_dtype": s.param_dtype, "remat": bool(s.remat), "scan_layers": bool(s.scan_layers)}
 
 
+def build_student(cfg: ml_collections.ConfigDict, tok) -> llama_lib.LlamaForCausalLM:
+    """Random (seed), or the teacher checkpoint's first `student.from_teacher_layers` layers."""
+    n = int(cfg.student.from_teacher_layers)
+    if not n:
+        return _llama(cfg.student.random, tok, int(cfg.seed), **_student_over(cfg))
+    student = from_pretrained(assets.model_dir(cfg.teacher.checkpoint), **_student_over(cfg))
+    student.keep_layers(n)
+    return student
+
+
 def build_models(cfg: ml_collections.ConfigDict, tok) -> tuple[llama_lib.LlamaForCausalLM, llama_lib.LlamaForCausalLM]:
-    """(student, teacher): the teacher from its checkpoint (or random, seed + 1); the student random (seed) or the
-    teacher checkpoint's first `student.from_teacher_layers` layers."""
+    """(student, teacher): the teacher from its checkpoint (or random, seed + 1), the student (`build_student`)."""
     t = cfg.teacher
     if t.checkpoint:
         teacher = from_pretrained(assets.model_dir(t.checkpoint))
     else:
         logging.warning("teacher.checkpoint is empty: the teacher is randomly initialised (tests of the machinery)")
         teacher = _llama(t.random, tok, int(cfg.seed) + 1)
-    n = int(cfg.student.from_teacher_layers)
-    if n:
-        student = from_pretrained(assets.model_dir(t.checkpoint), **_student_over(cfg))
-        student.keep_layers(n)
-    else:
-        student = _llama(cfg.student.random, tok, int(cfg.seed), **_student_over(cfg))
+    student = build_student(cfg, tok)
     if student.cfg.vocab_size != teacher.cfg.vocab_size:
         raise ValueError(f"student vocabulary {student.cfg.vocab_size} != teacher's {teacher.cfg.vocab_size}: "
                          "one shared tokenizer is supported so far")
