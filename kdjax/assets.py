@@ -19,6 +19,13 @@ KNOWN_PACKAGES = {
 
 
 def resolve(spec: str) -> str:
+    """A path, a URI (gs://...) or a `pkg:<package>/<path>` asset of an installed package, checked to exist."""
+    from kdjax import paths
+
+    if paths.is_remote(spec):
+        if not paths.exists(spec):
+            raise FileNotFoundError(f"path not found: {spec}")
+        return spec
     if not spec.startswith("pkg:"):
         path = os.path.expanduser(spec)
         if not os.path.exists(path):

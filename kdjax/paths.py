@@ -195,6 +195,32 @@ def local_dir(dst: PathLike) -> Iterator[str]:
         upload_tree(tmp, dst)
 
 
+def local_mirror(src: PathLike) -> str:
+    """src itself when it is local; for a URI, a local copy of the file or directory made once per machine (in the
+    temporary directory, keyed by the URI) and reused while the URI holds the same files of the same sizes: for
+    readers that open local files only and read a dataset many times (array_record shards, TFDS directories)."""
+    if not is_remote(src):
+        return os.fspath(src)
+    import hashlib
+    import json
+
+    key = hashlib.sha1(os.fspath(src).encode()).hexdigest()[:16]
+    root = os.path.join(tempfile.gettempdir(), "kdjax-mirror", key)
+    local = os.path.join(root, path(src).name or "data")
+    files = walk_files(src) if isdir(src) else [""]
+    listing = json.dumps([[f, getsize(join(src, f) if f else src)] for f in files])
+    marker = os.path.join(root, ".complete")  # written last: what the copy holds
+    if os.path.isfile(marker) and builtins.open(marker).read() == listing:
+        return local
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root)
+    with local_copy(src) as copied:
+        shutil.move(copied, local)
+    with builtins.open(marker, "w") as f:
+        f.write(listing)
+    return local
+
+
 @contextlib.contextmanager
 def local_copy(src: PathLike) -> Iterator[str]:
     """A local path holding src (a file or a directory), for libraries that read only local files: src itself

@@ -49,6 +49,13 @@ def test_path_helpers_on_a_bucket_and_on_a_local_path_with_spaces(gcs, tmp_path)
         assert not paths.exists(paths.join(root, "out"))
         assert paths.getsize(paths.join(root, "moved", "sub", "x.bin")) == 2
         assert paths.listdir(root) == ["a", "lock", "moved"]
+    moved = f"{BUCKET}/helpers dir/moved"
+    mirror = paths.local_mirror(moved)  # copied once per machine, reused while the files stay the same
+    assert open(os.path.join(mirror, "sub", "x.bin"), "rb").read() == b"\0\1"
+    os.utime(os.path.join(mirror, "sub", "x.bin"), (1, 1))  # a reuse does not copy again
+    assert paths.local_mirror(moved) == mirror and os.stat(os.path.join(mirror, "sub", "x.bin")).st_mtime == 1
+    paths.write_bytes(paths.join(moved, "sub", "x.bin"), b"\0\1\2")  # changed there: copied again
+    assert open(os.path.join(paths.local_mirror(moved), "sub", "x.bin"), "rb").read() == b"\0\1\2"
     with pytest.raises(RuntimeError):  # a block that fails uploads nothing
         with paths.local_dir(f"{BUCKET}/never") as d:
             open(os.path.join(d, "x"), "w").write("x")
@@ -84,6 +91,17 @@ def test_teacher_cache_manifest_and_audio_in_a_bucket(gcs, tmp_path):
     assert duration(train[0]["audio"]) == pytest.approx(1.0)
     with pytest.raises(AudioError, match=f"{BUCKET}/data/audio/none.wav: audio file not found"):
         load_audio(f"{BUCKET}/data/audio/none.wav", 16000)
+
+    # a config naming files in a bucket is checked there: present ones pass, a missing one is named
+    from configs.audio_tagging import get_config
+    from kdjax.systems import registry
+
+    cfg = get_config("real_sounds")
+    cfg.data.source, cfg.data.manifest_file = "manifest", f"{BUCKET}/data/clips.jsonl"
+    registry.validate(cfg)
+    cfg.data.manifest_file = f"{BUCKET}/data/none.jsonl"
+    with pytest.raises(Exception, match=f"data.manifest_file: path not found: {BUCKET}/data/none.jsonl"):
+        registry.validate(cfg)
 
 
 def _kdjax(env: dict, *args: str) -> subprocess.CompletedProcess:

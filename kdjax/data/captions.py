@@ -146,10 +146,9 @@ def train_images(d) -> str | None:
                 return f"{d.manifest_file}:{n}: a training clip without an \"image\""
         return None
     if d.source == "tfds" and d.tfds_dir:
-        info = os.path.join(d.tfds_dir, "dataset_info.json")
-        if os.path.isfile(info):
-            with open(info, encoding="utf-8") as f:
-                name = json.load(f).get("name", "")
+        info = paths.join(d.tfds_dir, "dataset_info.json")
+        if paths.isfile(info):
+            name = json.loads(paths.read_text(info)).get("name", "")
             if name.removeprefix("kdjax_") in tfds_builders.WITHOUT_IMAGES:
                 return f"{d.tfds_dir}: {name} has no images"
     return None

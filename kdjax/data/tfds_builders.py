@@ -28,6 +28,7 @@ from typing import Iterator
 
 import numpy as np
 
+from kdjax import paths
 from kdjax.data import lines
 from kdjax.data.splits import SPLITS
 from kdjax.errors import InputError
@@ -234,7 +235,7 @@ def build(name: str, data_dir: str, manual_dir: str | None = None, on_missing: s
 def has_split(path: str, split: str) -> bool:
     import tensorflow_datasets as tfds
 
-    return split in tfds.builder_from_directory(path).info.splits
+    return split in tfds.builder_from_directory(paths.local_mirror(path)).info.splits
 
 
 def open_split(path: str, split: str):
@@ -242,7 +243,7 @@ def open_split(path: str, split: str):
     {"id", "wave" (float32, 16 kHz), "image" (uint8 HxWx3 or None), "captions": [str]}."""
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder_from_directory(path)
+    builder = tfds.builder_from_directory(paths.local_mirror(path))  # array_record reads local files
     if split not in builder.info.splits:
         raise InputError(f"{path}: no split {split!r} (has {sorted(builder.info.splits)})")
     return builder.as_data_source(split=split)

@@ -9,7 +9,6 @@ path exists.
 from __future__ import annotations
 
 import math
-import os
 import re
 from typing import Any, Iterable, Sequence
 
@@ -150,13 +149,15 @@ class Checks:
         except FileNotFoundError as e:
             self.problem(key, str(e))
             return None
-        if kind == "file" and not os.path.isfile(path):
+        from kdjax import paths
+
+        if kind == "file" and not paths.isfile(path):
             self.problem(key, f"{v} is not a file")
-        elif kind == "dir" and not os.path.isdir(path):
+        elif kind == "dir" and not paths.isdir(path):
             self.problem(key, f"{v} is not a directory")
         else:
             for name in contains:
-                if not os.path.exists(os.path.join(path, name)):
+                if not paths.exists(paths.join(path, name)):
                     self.problem(key, f"{v} has no {name}" + (f" ({why})" if why else ""))
                     break
             else:

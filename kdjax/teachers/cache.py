@@ -20,7 +20,6 @@ read as they are.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import logging
 import os
@@ -108,7 +107,7 @@ def _ids_of_shard(cache_dir: str, shard: dict) -> list[str]:
         return paths.read_text(sidecar).split("\n")[:-1]
     from array_record.python.array_record_module import ArrayRecordReader  # the first format has no sidecar
 
-    reader = ArrayRecordReader(_local_shard(path))
+    reader = ArrayRecordReader(paths.local_mirror(path))
     try:
         return [serialization.msgpack_restore(r)["id"] for r in reader.read(0, reader.num_records())]
     finally:
@@ -163,23 +162,6 @@ def write_shard(cache_dir: str, rows: Sequence[dict], fields: Mapping[str, dict]
     return entry
 
 
-def _local_shard(path: str) -> str:
-    """A shard array_record can open: the file itself, or for a bucket a local copy made once per machine (kept in
-    the temporary directory, keyed by the shard's path and size, and shared by this machine's processes)."""
-    if not paths.is_remote(path):
-        return path
-    size = paths.getsize(path)
-    key = hashlib.sha1(f"{path}\0{size}".encode()).hexdigest()[:16]
-    local = os.path.join(tempfile.gettempdir(), "kdjax-teacher-cache", key + ".array_record")
-    if not (os.path.isfile(local) and os.path.getsize(local) == size):
-        os.makedirs(os.path.dirname(local), exist_ok=True)
-        part = f"{local}.{os.getpid()}.tmp"
-        with open(part, "wb") as f:
-            f.write(paths.read_bytes(path))
-        os.replace(part, local)
-    return local
-
-
 def _conform(a: np.ndarray, spec: dict, name: str, example: Any) -> np.ndarray:
     want = spec["shape"]
     if a.ndim != len(want) or any(w not in (-1, g) for w, g in zip(want, a.shape)):
@@ -227,7 +209,7 @@ class OutputCache:
         if k not in self._readers:
             from array_record.python.array_record_module import ArrayRecordReader
 
-            self._readers[k] = ArrayRecordReader(_local_shard(self._files[k]), "readahead_buffer_size:0")
+            self._readers[k] = ArrayRecordReader(paths.local_mirror(self._files[k]), "readahead_buffer_size:0")
         rec = serialization.msgpack_restore(self._readers[k].read([j])[0])
         return {name: (rec[name] if spec["dtype"] == STR else np.asarray(rec[name], spec["dtype"]))
                 for name, spec in self.fields.items()}
