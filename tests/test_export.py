@@ -226,3 +226,16 @@ def test_multi2cap_export_reassembled_in_pytorch_captions_token_for_token(m2c_ti
         merged = transformers.AutoModelForCausalLM.from_pretrained(os.path.join(out, "llama_merged")).eval()(ids).logits
     np.testing.assert_allclose(merged.numpy(), adapted.numpy(), atol=1e-5)
     assert np.abs(merged.numpy() - plain.numpy()).max() > 1e-4
+
+
+def test_multi2cap_export_names_a_base_transformers_loads():
+    """A run whose LLaMA base is a kdjax asset (the README's smoke run: SmolLM2's GGUF in a pip package) exports
+    the Hugging Face directory kdjax converted it to, which transformers reads (a `pkg:` spec it could not)."""
+    from configs.multi2cap import SMOLLM2, get_config
+    from kdjax.systems.multi2cap.export import base_checkpoint
+
+    cfg = get_config("tiny")
+    assert base_checkpoint(cfg) == ""  # a random base: written into the export itself
+    cfg.decoder.checkpoint = SMOLLM2
+    base = base_checkpoint(cfg)
+    assert os.path.isabs(base) and transformers.AutoConfig.from_pretrained(base).model_type == "llama"

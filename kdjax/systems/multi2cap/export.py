@@ -41,6 +41,15 @@ Needs torch, transformers, peft, safetensors.
 """
 
 
+def base_checkpoint(cfg) -> str:
+    """The run's LLaMA base as a path transformers loads: its checkpoint directory, or for a kdjax asset (`pkg:...`)
+    or a GGUF file the Hugging Face directory kdjax converted it to (the weights kdjax trained on); "" for a random
+    base (written into the export instead)."""
+    from kdjax import assets
+
+    return os.path.abspath(assets.model_dir(cfg.decoder.checkpoint)) if cfg.decoder.checkpoint else ""
+
+
 def export(workdir: str, out: str, merge_lora: bool = False) -> list[str]:
     """`out`: the pieces of the README above; the CFD heads (training only) are left out. `merge_lora`: also the
     LLaMA with its LoRA merged (llama_merged/), a plain checkpoint that needs neither peft nor the base."""
@@ -75,7 +84,8 @@ def export(workdir: str, out: str, merge_lora: bool = False) -> list[str]:
     gen = dict(cfg.eval.generate)
     settings = {
         "prompt_prefix": list(m.prompt_prefix), "prompt_suffix": list(m.prompt_suffix),
-        "prompt_text": [cfg.prompt.prefix, cfg.prompt.suffix], "decoder_checkpoint": cfg.decoder.checkpoint,
+        "prompt_text": [cfg.prompt.prefix, cfg.prompt.suffix], "decoder_checkpoint": base_checkpoint(cfg),
+        "decoder_checkpoint_spec": cfg.decoder.checkpoint,
         "qformer": {"window": q.window, "num_query_tokens": q.num_query_tokens},
         "ced": {"embed_dim": c.embed_dim, "num_heads": c.num_heads, "depth": c.depth, "hop_length": c.hop_length,
                 "patch_size": c.patch_size, "freq_patches": c.freq_patches, "target_length": c.target_length,
@@ -95,8 +105,9 @@ def export(workdir: str, out: str, merge_lora: bool = False) -> list[str]:
     arch = {v: k for k, v in ced_lib.SIZES.items()}.get((c.embed_dim, c.num_heads), "CED")
     base_row = ("`llama_base/` | the frozen LLaMA base (random init: the run had no checkpoint) | "
                 "`transformers.AutoModelForCausalLM.from_pretrained`" if not cfg.decoder.checkpoint else
-                f"(base) | the LLaMA checkpoint the run used: `{cfg.decoder.checkpoint}` | "
-                "`transformers.AutoModelForCausalLM.from_pretrained`")
+                f"(base) | the LLaMA checkpoint the run used, `{cfg.decoder.checkpoint}`, as the Hugging Face "
+                f"directory `{base_checkpoint(cfg)}` on the machine that exported it (`--merge_lora` writes a "
+                "self-contained LLaMA instead) | `transformers.AutoModelForCausalLM.from_pretrained`")
     merged_row = ("`llama_merged/` | the LLaMA with its LoRA merged (`--merge_lora`) | "
                   "`transformers.AutoModelForCausalLM.from_pretrained`, instead of base + adapters |" if merge_lora
                   else "(`llama_merged/`) | not written: `--merge_lora` writes the LLaMA with its LoRA merged | |")
