@@ -165,3 +165,28 @@ def test_a_run_in_a_bucket_resumes_exactly_exports_and_predicts(gcs, tmp_path):
     assert [r["id"] for r in remote] == ["n0", "n1"]
     for a, b in zip(remote, mine):
         assert {k: v for k, v in a.items() if k != "input"} == {k: v for k, v in b.items() if k != "input"}
+
+
+def test_a_dataset_built_into_a_bucket_from_files_in_a_bucket_reads_as_the_local_one(gcs, tmp_path):
+    """kdjax.data.tfds_builders: the release files in a bucket, the array_record dataset written to a bucket, its
+    splits read from there: the rows of the same build on local disk."""
+    from kdjax.data import tfds_builders as tb
+    from tests.test_tfds_builders import _csv, _wav
+
+    root = tmp_path / "clotho"
+    for name, n in (("development", 2), ("validation", 1), ("evaluation", 1)):
+        rows = []
+        for i in range(n):
+            _wav(str(root / name / f"{name}_{i}.wav"), 1.0 + i, 300.0 + 50 * i)
+            rows.append([f"{name}_{i}.wav"] + [f"{name} clip {i} caption {k}" for k in range(1, 6)])
+        _csv(str(root / f"clotho_captions_{name}.csv"), ["file_name"] + [f"caption_{k}" for k in range(1, 6)], rows)
+    paths.upload_tree(str(root), f"{BUCKET}/release/clotho")
+    remote = tb.build("clotho", f"{BUCKET}/tfds", f"{BUCKET}/release/clotho")
+    local = tb.build("clotho", str(tmp_path / "tfds"), str(root))
+    assert remote.startswith(f"{BUCKET}/tfds/") and paths.isfile(paths.join(remote, "dataset_info.json"))
+    for split in ("train", "test"):
+        a, b = tb.open_split(remote, split), tb.open_split(local, split)
+        assert len(a) == len(b) > 0
+        for x, y in zip(map(tb.decode_row, a), map(tb.decode_row, b)):
+            assert x["id"] == y["id"] and x["captions"] == y["captions"]
+            np.testing.assert_array_equal(x["wave"], y["wave"])

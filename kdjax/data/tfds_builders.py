@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 from typing import Iterator
 
 import numpy as np
@@ -220,9 +221,17 @@ def _builder_class(name: str):
 
 def build(name: str, data_dir: str, manual_dir: str | None = None, on_missing: str = "skip") -> str:
     """Write dataset `name` under data_dir (array_record); returns its directory. Rebuilding an existing
-    version is a no-op."""
+    version is a no-op locally. Either directory may be a bucket: the downloaded files are copied here once
+    (`paths.local_mirror`), and a dataset for a bucket is built here and uploaded (array_record writes local
+    files), replacing the version there."""
     if name not in READERS:
         raise InputError(f"unknown dataset {name!r}; known: {sorted(READERS)}")
+    if paths.is_remote(data_dir):
+        with tempfile.TemporaryDirectory(prefix="kdjax-tfds-") as tmp:
+            rel = os.path.relpath(build(name, tmp, manual_dir, on_missing), tmp)
+            paths.upload_tree(os.path.join(tmp, rel), paths.join(data_dir, rel))
+        return paths.join(data_dir, rel)
+    manual_dir = paths.local_mirror(manual_dir) if manual_dir else manual_dir
     builder = _builder_class(name)(data_dir=data_dir, manual_dir=manual_dir, on_missing=on_missing,
                                    file_format="array_record")
     builder.download_and_prepare()
