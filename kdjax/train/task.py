@@ -65,6 +65,8 @@ class Task:
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Facts recorded in the report (data sizes, tokenizers, skipped rows...)."""
 
+    table_scale: float = 100.0
+    """The closing table prints metrics times this (100: fractions as percentages; 1 for perplexities)."""
     batch_spec: BatchSpec | None = None
     """The system's description of one training example after `train_transform` (System.batch_spec); the
     trainer checks the first batch against it and names every field that differs."""

@@ -451,6 +451,7 @@ class Trainer:
                 report.update(self.task.report(model, results, preds, self.workdir))
         if is_main_process():
             paths.write_text(path, json.dumps(report, indent=2, default=float))
-            print(f"\nEvaluation ({source} parameters, x100):")
-            print(format_table(results, scale=100.0))
+            scale = self.task.table_scale
+            print(f"\nEvaluation ({source} parameters" + (f", x{scale:g}):" if scale != 1 else "):"))
+            print(format_table(results, scale=scale))
         return Result(step, results, path, bool(meta["stopped_early"]))

@@ -128,7 +128,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
                            "test": grain.MapDataset.source(rows["test"])},
                 evaluate=evaluate, logical_axes=llama_lib.LOGICAL_AXES,
                 teacher=teacher if alpha > 0 else None, teacher_logical_axes=llama_lib.LOGICAL_AXES, info=info,
-                batch_spec=batch_spec(cfg))
+                batch_spec=batch_spec(cfg), table_scale=1.0)
 
 
 def abstract_task(cfg: ml_collections.ConfigDict) -> tuple[Task, dict]:
