@@ -171,15 +171,9 @@ def test_a_dataset_built_into_a_bucket_from_files_in_a_bucket_reads_as_the_local
     """kdjax.data.tfds_builders: the release files in a bucket, the array_record dataset written to a bucket, its
     splits read from there: the rows of the same build on local disk."""
     from kdjax.data import tfds_builders as tb
-    from tests.test_tfds_builders import _csv, _wav
+    from tests.test_tfds_builders import clotho_release
 
-    root = tmp_path / "clotho"
-    for name, n in (("development", 2), ("validation", 1), ("evaluation", 1)):
-        rows = []
-        for i in range(n):
-            _wav(str(root / name / f"{name}_{i}.wav"), 1.0 + i, 300.0 + 50 * i)
-            rows.append([f"{name}_{i}.wav"] + [f"{name} clip {i} caption {k}" for k in range(1, 6)])
-        _csv(str(root / f"clotho_captions_{name}.csv"), ["file_name"] + [f"caption_{k}" for k in range(1, 6)], rows)
+    root = clotho_release(tmp_path / "clotho", (("development", 2), ("validation", 1), ("evaluation", 1)))
     paths.upload_tree(str(root), f"{BUCKET}/release/clotho")
     remote = tb.build("clotho", f"{BUCKET}/tfds", f"{BUCKET}/release/clotho")
     local = tb.build("clotho", str(tmp_path / "tfds"), str(root))

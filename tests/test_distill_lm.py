@@ -73,17 +73,6 @@ def test_tiny_run_reports_held_out_perplexity_and_exports_to_transformers(tmp_pa
     assert info["teacher"]["kind"] == "online" and info["target_tokens"]["train"] > 1000
     assert sum(info["documents"].values()) == len(data_lib.documents(config.get_config("tiny").data))
 
-
-def test_config_is_checked_when_read():
-    cfg = config.get_config("tiny")
-    cfg.data.fractions = (0.5, 0.5, 0.5)
-    cfg.kd.kind = "kl"
-    cfg.student.from_teacher_layers = 2
-    with pytest.raises(Exception) as e:
-        registry.validate(cfg)
-    for key in ("data.fractions", "kd.kind", "student.from_teacher_layers"):
-        assert key in str(e.value)
-
     # --mode=export: the student in transformers gives kdjax's logits
     import torch
     import transformers
@@ -100,3 +89,14 @@ def test_config_is_checked_when_read():
     np.testing.assert_allclose(np.asarray(ours(jnp.asarray(ids))["logits"]), want, atol=1e-4)
     assert transformers.AutoTokenizer.from_pretrained(out)("a red apple")["input_ids"][-3:] == tok(
         "a red apple", add_special_tokens=False)["input_ids"]
+
+
+def test_config_is_checked_when_read():
+    cfg = config.get_config("tiny")
+    cfg.data.fractions = (0.5, 0.5, 0.5)
+    cfg.kd.kind = "kl"
+    cfg.student.from_teacher_layers = 2
+    with pytest.raises(Exception) as e:
+        registry.validate(cfg)
+    for key in ("data.fractions", "kd.kind", "student.from_teacher_layers"):
+        assert key in str(e.value)

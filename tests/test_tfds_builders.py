@@ -29,15 +29,20 @@ def _csv(path, header, rows):
         w.writerows(rows)
 
 
-def test_clotho_layout_round_trips(tmp_path):
-    root = tmp_path / "clotho"
-    for name, n in (("development", 3), ("validation", 1), ("evaluation", 2)):
+def clotho_release(root, counts=(("development", 3), ("validation", 1), ("evaluation", 2))):
+    """Clotho's release layout at `root`: per split its WAVs (clip i lasts 1 + i s) and its captions CSV."""
+    for name, n in counts:
         rows = []
         for i in range(n):
             _wav(str(root / name / f"{name}_{i}.wav"), 1.0 + i, 300.0 + 50 * i)
             rows.append([f"{name}_{i}.wav"] + [f"{name} clip {i} caption {k}" for k in range(1, 6)])
         os.makedirs(root, exist_ok=True)
         _csv(str(root / f"clotho_captions_{name}.csv"), ["file_name"] + [f"caption_{k}" for k in range(1, 6)], rows)
+    return root
+
+
+def test_clotho_layout_round_trips(tmp_path):
+    root = clotho_release(tmp_path / "clotho")
     out = tb.build("clotho", str(tmp_path / "tfds"), str(root))
     train = tb.open_split(out, "train")
     assert len(train) == 3 and len(tb.open_split(out, "test")) == 2
