@@ -105,11 +105,10 @@ def write_report(workdir: str, system: str, cfg: Any, result: dict[str, Any]) ->
     it), written whole or not at all."""
     import json
 
-    path = os.path.join(workdir, "report.json")
+    from kdjax import paths
+
+    path = paths.join(workdir, "report.json")
     report = {"mode": "cost", "system": system, "metrics": {"cost": result},
               "config": cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)}
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2, default=str)
-    os.replace(tmp, path)
+    paths.write_text(path, json.dumps(report, indent=2, default=str))
     return path

@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from kdjax import assets
+from kdjax import assets, paths
 from kdjax.audio.augment import AugmentConfig, augment
 from kdjax.audio.io import crop_or_pad, load_many
 from kdjax.convert import from_pretrained
@@ -57,7 +57,7 @@ def ced_encoder(path: str, arch: str | None = None, seed: int = 0, **overrides) 
     (e.g. chunk_mode); a workdir's encoder keeps its own depth."""
     from kdjax.train.restore import restore_trained, workdir_config
 
-    if not (os.path.isdir(path) and os.path.isdir(os.path.join(path, "checkpoints"))):
+    if not (paths.isdir(path) and paths.isdir(paths.join(path, "checkpoints"))):
         return from_pretrained(path, arch=arch, **{"num_classes": 0, **overrides})
     cfg = workdir_config(path)
     if cfg.get("system") != "audio_tagging":

@@ -15,8 +15,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from kdjax import paths
-from kdjax import teachers
+from kdjax import paths, teachers
 from kdjax.data import knowledge, synthetic_notes
 from kdjax.errors import InputError
 from kdjax.losses.dsg_kd import layer_weights, total_loss

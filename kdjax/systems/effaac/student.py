@@ -11,7 +11,7 @@ from typing import Any
 import ml_collections
 from flax import nnx
 
-from kdjax import assets
+from kdjax import assets, paths
 from kdjax.convert import load_efficientnet
 from kdjax.convert.checkpoint_io import LazyTensors
 from kdjax.data import tokenizers
@@ -29,8 +29,8 @@ def build_tokenizer(cfg: ml_collections.ConfigDict, texts: list[str] | None, wor
     With student.init_from, the initialising workdir's vocabulary (its decoder's rows)."""
     if cfg.student.init_from:
         return tokenizers.load(os.path.join(cfg.student.init_from, "tokenizer"))
-    out = os.path.join(workdir, "tokenizer")
-    if texts is None and not os.path.isfile(os.path.join(out, "tokenizer.json")):
+    out = paths.join(workdir, "tokenizer")
+    if texts is None and not paths.isfile(paths.join(out, "tokenizer.json")):
         raise FileNotFoundError(f"{out}: no tokenizer (train this workdir first)")
     s = cfg.student
     return tokenizers.train_word_level(texts or [], out, max_words=int(s.max_words) or None,
@@ -124,7 +124,6 @@ def load_trained(cfg: ml_collections.ConfigDict, workdir: str) -> tuple[EffAAC, 
 
     tok = build_tokenizer(cfg, None, workdir)
     teacher = load_teacher(cfg)[0] if cfg.student.memory == "teacher" else None
-    with open(os.path.join(workdir, "student.json")) as f:
-        dim = int(json.load(f)["teacher_dim"])
+    dim = int(json.loads(paths.read_text(paths.join(workdir, "student.json")))["teacher_dim"])
     model, _ = build_model(cfg, tok, workdir, dim, teacher)
     return restore_trained(cfg, model, frozen_filter(cfg), workdir).audio_only(), tok

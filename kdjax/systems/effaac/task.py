@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from kdjax import teachers
+from kdjax import paths, teachers
 from kdjax.data import captions as caption_data
 from kdjax.data import teacher_cache
 from kdjax.errors import InputError
@@ -58,8 +58,8 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     teacher = loaded[0] if loaded is not None else None
     teacher_dim = teacher.dim if teacher is not None else (cache.dim if cache is not None else 0)
     model, model_info = build_model(cfg, tok, workdir, teacher_dim, teacher)
-    with open(os.path.join(workdir, "student.json"), "w") as f:  # what captioning needs to rebuild the model
-        json.dump({"teacher_dim": teacher_dim}, f)
+    # what captioning needs to rebuild the model
+    paths.write_text(paths.join(workdir, "student.json"), json.dumps({"teacher_dim": teacher_dim}))
     step_teacher = teacher.encoder() if online and cfg.student.memory != "teacher" and kd.enc != "none" else None
 
     length = int(round(d.clip_seconds * d.sample_rate))

@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from kdjax import assets
+from kdjax import assets, paths
 from kdjax.convert import from_pretrained
 from kdjax.data import images as img_lib
 from kdjax.data import tokenizers
@@ -44,8 +44,8 @@ def build_tokenizer(cfg: ml_collections.ConfigDict, texts: list[str] | None, wor
         return tokenizers.load(assets.model_dir(d.checkpoint))
     if cfg.get("init_from"):  # the pre-training stage's vocabulary: its decoder's rows
         return tokenizers.load(os.path.join(cfg.init_from, "tokenizer"))
-    out = os.path.join(workdir, "tokenizer")
-    if texts is None and not os.path.isfile(os.path.join(out, "tokenizer.json")):
+    out = paths.join(workdir, "tokenizer")
+    if texts is None and not paths.isfile(paths.join(out, "tokenizer.json")):
         raise FileNotFoundError(f"{out}: no tokenizer (train this workdir first)")
     return tokenizers.train_word_level(texts or [], out)
 
