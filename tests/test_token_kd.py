@@ -159,3 +159,39 @@ def test_packed_segments_are_each_sequence_on_its_own():
     causal = np.array([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]], np.float32)  # each row's last real token has no target
     unpacked = token_kd(jnp.asarray(rows[0]), jnp.asarray(rows[1]), jnp.asarray(causal), kind="jsd")
     assert float(packed) == pytest.approx(float(unpacked), abs=1e-6)
+
+
+@pytest.mark.parametrize("rest", [False, True])
+@pytest.mark.parametrize("kind", ["forward_kl", "reverse_kl", "jsd"])
+def test_absent_top_k_entries_are_left_out_of_both_distributions(rest, kind):
+    """Index -1 (a teacher token the student's vocabulary lacks, kdjax.data.token_alignment): token by token in
+    float64 torch, the divergence over the present entries (+ the rest); a token with none present adds 0."""
+    s, t, mask = _inputs(5)
+    lp, idx = (np.asarray(a) for a in top_k_log_probs(jnp.asarray(t), 8))
+    rng = np.random.default_rng(5)
+    idx = np.where(rng.random(idx.shape) < 0.3, -1, idx).astype(np.int32)
+    idx[1, 2] = -1  # a token with no entry present
+    mask[1, 2] = 1.0
+    st = torch.tensor(s, dtype=torch.float64, requires_grad=True)
+    total = torch.zeros((), dtype=torch.float64)
+    for b, j in np.ndindex(B, S):
+        keep = idx[b, j] >= 0
+        if not mask[b, j] or not keep.any():
+            continue
+        ids = torch.tensor(idx[b, j][keep], dtype=torch.int64)
+        lt = torch.tensor(lp[b, j][keep], dtype=torch.float64)
+        if rest:
+            ls_k = F.log_softmax(st[b, j], -1)[ids]
+            log_t = torch.cat([lt, (1 - lt.exp().sum()).log()[None]])
+            log_s = torch.cat([ls_k, (1 - ls_k.exp().sum()).log()[None]])
+        else:
+            log_t, log_s = F.log_softmax(lt, -1), F.log_softmax(st[b, j][ids], -1)
+        total = total + _torch_divergence(log_t[None], log_s[None], kind, 0.5)[0]
+    want = total / mask.sum()
+    want.backward()
+    fn = lambda x: sparse_token_kd(x, jnp.asarray(lp), jnp.asarray(idx), jnp.asarray(mask), kind=kind,  # noqa
+                                   rest=rest, chunk_tokens=5)
+    got, grad = jax.value_and_grad(fn)(jnp.asarray(s))
+    assert float(got) == pytest.approx(float(want), abs=1e-6, rel=1e-6)
+    np.testing.assert_allclose(np.asarray(grad), st.grad.numpy(), atol=1e-6)
+    assert np.all(np.isfinite(np.asarray(grad)))

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")
 _TINY = float(jnp.finfo(jnp.float32).tiny)
 _LOG_TINY = float(jnp.log(_TINY))
+_ABSENT = -1e30  # the log-probability of an absent top-k entry (index < 0): exp underflows to exactly 0
 
 
 def _kl(log_p: jax.Array, log_q: jax.Array) -> jax.Array:
@@ -131,7 +132,11 @@ def sparse_token_kd(student: jax.Array, teacher_logprobs: jax.Array, teacher_ind
     e.g. a bfloat16 cache) and `teacher_indices` (..., k) their vocabulary ids.
 
     rest=False: both distributions renormalised over the k tokens (teacher softmax(logprobs / T), student the softmax
-    of its k logits / T). rest=True: k + 1 buckets, the k tokens and everything else (temperature 1 only)."""
+    of its k logits / T). rest=True: k + 1 buckets, the k tokens and everything else (temperature 1 only).
+
+    An index below 0 marks an absent entry (a teacher token with no counterpart in the student's vocabulary, or
+    padding: `kdjax.data.token_alignment`): neither distribution has that bucket, and with rest=True its teacher
+    mass is in the teacher's rest. The present indices of a token must be distinct."""
     if rest and temperature != 1.0:
         raise ValueError("the 'rest' bucket needs temperature 1: the teacher's mass outside its top-k at another "
                          "temperature is not in its cached log-probabilities")
@@ -140,19 +145,25 @@ def sparse_token_kd(student: jax.Array, teacher_logprobs: jax.Array, teacher_ind
 
     def per_token(s, lp, idx):
         z = _logits(s, student_head, temperature)
-        lp = jax.lax.stop_gradient(lp.astype(jnp.float32))
+        present = idx >= 0
+        idx = jnp.where(present, idx, 0)
+        # an absent bucket gets a finite log-probability whose exp is 0 in float32: no mass on either side, so it
+        # adds nothing to a divergence, and a token with no present entry (renormalised form) compares two equal
+        # uniforms (0, no gradient) instead of making NaNs
+        absent = lambda x: jnp.where(present, x, _ABSENT)  # noqa: E731
+        lp = absent(jax.lax.stop_gradient(lp.astype(jnp.float32)))
         if not rest:
             log_t = jax.nn.log_softmax(lp / temperature, -1)
-            log_s = jax.nn.log_softmax(jnp.take_along_axis(z, idx, -1), -1)
+            log_s = jax.nn.log_softmax(absent(jnp.take_along_axis(z, idx, -1)), -1)
             return divergence(log_t, log_s, kind, beta)
         log_q = jax.nn.log_softmax(z, -1)
-        in_k = jnp.zeros(z.shape, bool).at[jnp.arange(z.shape[0])[:, None], idx].set(True)
+        in_k = jnp.zeros(z.shape, bool).at[jnp.arange(z.shape[0])[:, None], idx].max(present)
         s_rest = jnp.maximum(jax.nn.logsumexp(jnp.where(in_k, -jnp.inf, log_q), -1, keepdims=True), _LOG_TINY)
         # both rests floored at float32's smallest normal: an empty one (all k = the vocabulary, a padded row)
         # would make a KL infinite
         t_rest = jnp.log(jnp.clip(1.0 - jnp.sum(jnp.exp(lp), -1, keepdims=True), _TINY, 1.0))
         log_t = jnp.concatenate([lp, t_rest], -1)
-        log_s = jnp.concatenate([jnp.take_along_axis(log_q, idx, -1), s_rest], -1)
+        log_s = jnp.concatenate([absent(jnp.take_along_axis(log_q, idx, -1)), s_rest], -1)
         return divergence(log_t, log_s, kind, beta)
 
     return temperature ** 2 * _chunked_mean(per_token, m, chunk_tokens, _flat(student, lead),
