@@ -7,9 +7,15 @@ Variants (`--config=configs/distill_lm.py:<variant>`):
          (Tux Paint's 805 descriptions), a word-level vocabulary; for tests of the machinery, not of learning:
              python -m kdjax.main --config=configs/distill_lm.py:tiny --workdir=workdirs/distill-tiny
 
-Today: teacher and student share one tokenizer (the teacher checkpoint's, or a word-level one trained on the
-training texts when both are random), the teacher runs in the step (online, dense). Top-k caches
-(kdjax.teachers.topk), different tokenizers and on-policy KD are the next steps of issue 26.
+The teacher runs in the step on the student's tokens (kd.source='online', dense), or is read from its top-k cache
+(kd.source='topk': kdjax.teachers.topk, written once per training document into the workdir or teacher.cache.dir;
+the step runs only the student). With student.tokenizer set the two tokenizers differ: the cached top-k is moved to
+the student's tokens and vocabulary by character offsets (kdjax.data.token_alignment), e.g.
+
+    python -m kdjax.main --config=configs/distill_lm.py:tiny --workdir=workdirs/distill-cross \
+        --config.kd.source=topk --config.student.tokenizer=wordpiece
+
+Hidden-state and on-policy KD are the next steps of issue 26.
 """
 
 import ml_collections
@@ -33,9 +39,13 @@ def get_config(variant: str = "tiny") -> ml_collections.ConfigDict:
     c.teacher = ml_collections.ConfigDict({
         "checkpoint": "",  # HF LlamaForCausalLM directory or .gguf; "" = random (`random`, seed + 1)
         "random": dict(TINY_LLAMA),
+        "cache": {"dir": "", "batch_size": 8},  # kd.source='topk': "" = <workdir>/teacher_topk; windows per batch
     })
     c.student = ml_collections.ConfigDict({
         "from_teacher_layers": 0,  # > 0: the teacher checkpoint's first this many layers; 0: random (`random`)
+        # "" = the teacher's tokenizer; "wordpiece" = a WordPiece of vocab_size pieces built from the training texts
+        # (kept in the workdir); or an HF tokenizer directory. Another tokenizer needs kd.source='topk'.
+        "tokenizer": "", "vocab_size": 2000,
         "random": {**TINY_LLAMA, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1},
         "dtype": "float32", "param_dtype": "float32", "remat": False, "scan_layers": False,
     })
@@ -45,6 +55,9 @@ def get_config(variant: str = "tiny") -> ml_collections.ConfigDict:
         "beta": 0.5,  # jsd's mixture weight
         "temperature": 1.0,
         "chunk_tokens": 0,  # > 0: the divergence over this many tokens at a time (large vocabularies)
+        "source": "online",  # online: the teacher in the step, dense; topk: its cached top-k (teacher.cache)
+        "top_k": 64,  # topk: log-probabilities kept per token (float16 + int32: 6 bytes each)
+        "rest": True,  # topk: k + 1 buckets (the teacher's mass outside its top-k kept); False: both renormalised
     })
     c.optim = ml_collections.ConfigDict({
         "lr": 3e-3, "b1": 0.9, "b2": 0.95, "eps": 1e-8, "weight_decay": 0.01, "clip_norm": 1.0,

@@ -13,7 +13,7 @@ from flax import nnx
 from configs import distill_lm as config
 from kdjax.data.packing import pack
 from kdjax.losses.classification import cross_entropy
-from kdjax.losses.token_kd import token_kd
+from kdjax.losses.token_kd import segment_mask, token_kd
 from kdjax.systems import registry
 from kdjax.systems.distill_lm import data as data_lib
 from kdjax.systems.distill_lm.task import _llama, make_loss, predict_fn
@@ -96,7 +96,75 @@ def test_config_is_checked_when_read():
     cfg.data.fractions = (0.5, 0.5, 0.5)
     cfg.kd.kind = "kl"
     cfg.student.from_teacher_layers = 2
+    cfg.student.tokenizer = "wordpiece"  # another tokenizer with the online teacher
     with pytest.raises(Exception) as e:
         registry.validate(cfg)
-    for key in ("data.fractions", "kd.kind", "student.from_teacher_layers"):
+    for key in ("data.fractions", "kd.kind", "student.from_teacher_layers", "student.tokenizer"):
         assert key in str(e.value)
+    cfg = config.get_config("tiny")
+    cfg.kd.source, cfg.kd.temperature = "topk", 2.0
+    with pytest.raises(Exception, match="kd.rest"):
+        registry.validate(cfg)
+
+
+def test_cached_top_k_is_the_online_teachers_at_the_same_tokens(tmp_path):
+    """Shared tokenizer, k = the whole vocabulary: each packed training row carries the teacher's log-probabilities
+    of every token at every position that has a next token, as the online teacher computes them on that row (to
+    float16), and the cached loss equals the online dense one."""
+    from kdjax.systems.distill_lm.task import build
+    from kdjax.teachers import topk
+
+    cfg = config.get_config("tiny")
+    vocab = len(data_lib.tokenizer(cfg, data_lib.split(data_lib.documents(cfg.data), tuple(cfg.data.fractions),
+                                                       0)["train"], str(tmp_path / "online")))
+    online = build(cfg, str(tmp_path / "online"))
+    cfg.kd.source, cfg.kd.top_k = "topk", vocab
+    cached = build(cfg, str(tmp_path / "cached"))
+    assert cached.teacher is None and cached.info["teacher"]["kind"] == "cached"
+    assert cached.info["teacher"]["bytes_per_token"] == 6 * vocab + 2
+    loss = make_loss(cfg.kd)
+    for r in (0, 5, len(cached.train_data) - 1):
+        row = cached.train_data[r]
+        assert np.array_equal(row["input_ids"], online.train_data[r]["input_ids"])
+        batch = {k: jnp.asarray(v[None]) for k, v in row.items()}
+        ids, seg = batch["input_ids"], batch["segment_ids"]
+        np.testing.assert_array_equal(row["topk_mask"], np.asarray(segment_mask(seg))[0])
+        want = jax.nn.log_softmax(online.teacher(ids, segment_ids=seg)["logits"], -1)[0]
+        keep = row["topk_mask"] > 0
+        got = np.full((len(keep), vocab), np.nan, np.float32)
+        np.put_along_axis(got, np.maximum(row[topk.IDS], 0), row[topk.LOGPROBS].astype(np.float32), -1)
+        np.testing.assert_allclose(got[keep], np.asarray(want)[keep], rtol=1e-3, atol=1e-3)
+        student_only = {k: batch[k] for k in ("input_ids", "segment_ids")}
+        on, t_on = make_loss(config.get_config("tiny").kd)(online.model, online.teacher, student_only,
+                                                           nnx.Rngs(dropout=0))
+        off, t_off = loss(online.model, None, batch, nnx.Rngs(dropout=0))
+        assert float(t_off["kd"]) == pytest.approx(float(t_on["kd"]), rel=2e-3)
+        assert float(t_off["ce"]) == float(t_on["ce"])
+
+
+@pytest.mark.slow
+def test_student_with_its_own_tokenizer_learns_from_the_moved_top_k(tmp_path):
+    """A WordPiece student under the word-level teacher's cached top-k: most target tokens get a teacher
+    distribution, the KD term reaches the student and falls, the run resumes from the same cache without
+    recomputing it, and the export carries the student's tokenizer."""
+    import transformers
+
+    wd = str(tmp_path / "cross")
+    over = ("--config.kd.source=topk", "--config.student.tokenizer=wordpiece", "--config.kd.top_k=16",
+            "--config.eval.every=0")
+    runs.run("configs/distill_lm.py:tiny", wd, *over, "--config.train.steps=30")
+    report = json.load(open(os.path.join(wd, "report.json")))
+    info = report["info"]
+    assert info["teacher"]["kind"] == "cached" and not info["teacher"]["same_tokenizer"]
+    assert info["teacher"]["bytes_per_token"] == 16 * 6 + 2 and info["vocab"] == 2000
+    assert 0.5 < info["kd"]["aligned_tokens"] / info["target_tokens"]["train"] <= 1.0
+    train = runs.train_rows(wd)
+    assert train[-1]["kd"] < train[0]["kd"] and all(0 < r["kd_tokens"] <= r["tokens"] for r in train)
+    p = runs.run("configs/distill_lm.py:tiny", wd, *over, "--config.train.steps=40", "--allow_config_change")
+    assert "0 to compute" in p.stderr and "top-k teacher cache" in p.stderr
+
+    out = str(tmp_path / "export")
+    runs.run_mode("export", wd, f"--out={out}")
+    tok = transformers.AutoTokenizer.from_pretrained(out)
+    assert len(tok) == 2000 and tok.convert_ids_to_tokens(tok("a red apple")["input_ids"])[1:-1] == ["a", "red",
+                                                                                                     "apple"]

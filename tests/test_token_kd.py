@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdjax.losses.token_kd import segment_mask, sparse_token_kd, token_kd, top_k_log_probs
+from kdjax.losses.token_kd import rest_log_prob, segment_mask, sparse_token_kd, token_kd, top_k_log_probs
 
 B, S, V, D = 3, 7, 53, 16
 
@@ -113,6 +113,16 @@ def test_top_k_forms_match_torch_values_and_gradients(rest, temperature, kind):
     got, grad = jax.value_and_grad(fn)(jnp.asarray(s))
     assert float(got) == pytest.approx(want, abs=1e-6, rel=1e-6)
     np.testing.assert_allclose(np.asarray(grad), want_grad, atol=1e-6)
+    if rest:  # the teacher's rest given (as a cache stores it: summed outside the top-k) instead of 1 - the sum
+        t_rest = rest_log_prob(jnp.asarray(t), idx)
+        want_rest = np.log(1 - np.exp(np.asarray(lp16.astype(jnp.float32), np.float64)).sum(-1))
+        np.testing.assert_allclose(np.asarray(t_rest), want_rest, atol=2e-2)  # lp16: bfloat16's rounding
+        np.testing.assert_allclose(np.asarray(t_rest), np.log(1 - np.exp(np.asarray(lp, np.float64)).sum(-1)),
+                                   rtol=1e-5)
+        given = sparse_token_kd(jnp.asarray(s), lp, idx, jnp.asarray(mask), kind=kind, rest=True,
+                                teacher_rest=t_rest, chunk_tokens=6)
+        derived = sparse_token_kd(jnp.asarray(s), lp, idx, jnp.asarray(mask), kind=kind, rest=True, chunk_tokens=6)
+        assert float(given) == pytest.approx(float(derived), rel=1e-5)
 
 
 def test_top_k_of_the_whole_vocabulary_is_the_dense_loss():

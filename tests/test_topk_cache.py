@@ -33,11 +33,11 @@ def _compute(calls: list):
 def test_top_k_cache_round_trip_size_resume_and_loss(tmp_path):
     where, calls = str(tmp_path / "topk"), []
     stats = topk.write(where, list(LENGTHS), _compute(calls), K, batch_size=2, shard_size=3, teacher="t")
-    assert stats["computed"] == 5 and stats["bytes_per_token"] == K * 6 == 48
+    assert stats["computed"] == 5 and stats["bytes_per_token"] == K * 6 + 2 == 50
     assert calls == [["a", "b"], ["c"], ["d", "e"]]  # shards of 3, batches of 2
     cache = cache_lib.OutputCache(where)
     tokens = sum(LENGTHS.values())
-    assert K * 6 * tokens < cache.bytes < K * 6 * tokens + 100 * len(LENGTHS)  # values, ids and little framing
+    assert 50 * tokens < cache.bytes < 50 * tokens + 100 * len(LENGTHS)  # values, ids, rests and little framing
 
     got = topk.batch(cache, ["b", "d"], 7)
     assert got[topk.LOGPROBS].dtype == np.float16 and got[topk.IDS].shape == (2, 7, K)
@@ -47,6 +47,10 @@ def test_top_k_cache_round_trip_size_resume_and_loss(tmp_path):
         np.testing.assert_array_equal(got[topk.IDS][j, :LENGTHS[i]], np.asarray(idx))
         np.testing.assert_allclose(got[topk.LOGPROBS][j, :LENGTHS[i]].astype(np.float32), np.asarray(values),
                                    rtol=1e-3, atol=1e-3)
+        # the rest: the probability outside the top-k, summed in float64 here
+        p = np.exp(_logits(i).astype(np.float64) - np.log(np.exp(_logits(i).astype(np.float64)).sum(-1))[:, None])
+        outside = p.sum(-1) - np.take_along_axis(p, np.asarray(idx), -1).sum(-1)
+        np.testing.assert_allclose(np.exp(got[topk.REST][j, :LENGTHS[i]].astype(np.float64)), outside, rtol=2e-3)
 
     # the loss on the cached top-k is the loss on the teacher's own (up to float16's rounding)
     student = np.random.default_rng(0).normal(size=(2, 7, V)).astype(np.float32)
@@ -56,6 +60,11 @@ def test_top_k_cache_round_trip_size_resume_and_loss(tmp_path):
     own = sparse_token_kd(jnp.asarray(student), values, idx, mask, kind="jsd")
     cached = sparse_token_kd(jnp.asarray(student), jnp.asarray(got[topk.LOGPROBS]), jnp.asarray(got[topk.IDS]),
                              mask, kind="jsd")
+    assert float(cached) == pytest.approx(float(own), rel=2e-3)
+    # with the rest bucket: the stored rest keeps float16's rounding of the k values out of it
+    own = sparse_token_kd(jnp.asarray(student), values, idx, mask, rest=True)
+    cached = sparse_token_kd(jnp.asarray(student), jnp.asarray(got[topk.LOGPROBS]), jnp.asarray(got[topk.IDS]),
+                             mask, rest=True, teacher_rest=jnp.asarray(got[topk.REST]))
     assert float(cached) == pytest.approx(float(own), rel=2e-3)
 
     again = topk.write(where, list(LENGTHS), _compute(calls), K, batch_size=2, shard_size=3, teacher="t")

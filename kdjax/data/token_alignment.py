@@ -157,21 +157,30 @@ def merge_duplicates(logprobs: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray,
 
 
 def student_topk(text: str, teacher_offsets: np.ndarray, student_offsets: np.ndarray, student_ids: Sequence[int],
-                 teacher_logprobs: np.ndarray, teacher_ids: np.ndarray, vmap: np.ndarray, word_start: np.ndarray
-                 ) -> dict[str, np.ndarray]:
-    """The teacher's top-k over its own tokens of `text` ((teacher tokens, k) log-probabilities and ids), moved to the
-    student's tokens: {"topk_logprobs" (student tokens, k) float32, "topk_ids" int32 (student ids, -1 absent),
-    "topk_mask" (student tokens,) float32, 1 where the student's next token starts an aligned span}. `vmap`:
-    `vocab_map`; `word_start`: per student id, 1 if its piece starts a word (from `pieces`)."""
+                 teacher_logprobs: np.ndarray, teacher_ids: np.ndarray, vmap: np.ndarray, word_start: np.ndarray,
+                 teacher_rest: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The teacher's top-k over its own tokens of `text` ((teacher tokens, k) log-probabilities and ids, -1 absent;
+    `teacher_rest` (teacher tokens,) the log-mass outside them), moved to the student's tokens: {"topk_logprobs"
+    (student tokens, k) float32, "topk_ids" int32 (student ids, -1 absent), "topk_rest" (student tokens,) float32
+    (the teacher's rest plus what no student piece received), "topk_mask" (student tokens,) float32, 1 where the
+    student's next token starts an aligned span}. `vmap`: `vocab_map`; `word_start`: per student id, 1 if its piece
+    starts a word (`word_starts`)."""
     span_t, span_s = spans(text, teacher_offsets, student_offsets)
     pos_s, pos_t = predicting_pairs(span_t, span_s)
     n, k = len(student_ids), teacher_ids.shape[-1]
     out = {"topk_logprobs": np.zeros((n, k), np.float32), "topk_ids": np.full((n, k), -1, np.int32),
-           "topk_mask": np.zeros((n,), np.float32)}
+           "topk_rest": np.zeros((n,), np.float32), "topk_mask": np.zeros((n,), np.float32)}
     if len(pos_s):
+        t_ids = np.asarray(teacher_ids)[pos_t]
         nxt = np.asarray(student_ids, np.int64)[pos_s + 1]
-        mapped = vmap[np.asarray(word_start)[nxt].astype(np.int64)[:, None], teacher_ids[pos_t]]
-        out["topk_logprobs"][pos_s], out["topk_ids"][pos_s] = merge_duplicates(teacher_logprobs[pos_t], mapped)
+        mapped = np.where(t_ids >= 0, vmap[np.asarray(word_start)[nxt].astype(np.int64)[:, None],
+                                           np.maximum(t_ids, 0)], -1)
+        lp = np.asarray(teacher_logprobs, np.float64)[pos_t]
+        out["topk_logprobs"][pos_s], out["topk_ids"][pos_s] = merge_duplicates(lp, mapped)
+        rest = (np.exp(np.asarray(teacher_rest, np.float64)[pos_t]) if teacher_rest is not None
+                else np.clip(1.0 - np.sum(np.where(t_ids >= 0, np.exp(lp), 0.0), -1), 0.0, 1.0))
+        lost = np.sum(np.where((t_ids >= 0) & (mapped < 0), np.exp(lp), 0.0), -1)
+        out["topk_rest"][pos_s] = np.log(np.maximum(rest + lost, np.finfo(np.float32).tiny))
         out["topk_mask"][pos_s] = 1.0
     return out
 

@@ -127,7 +127,7 @@ def token_kd(student: jax.Array, teacher: jax.Array, mask: jax.Array, *, kind: s
 def sparse_token_kd(student: jax.Array, teacher_logprobs: jax.Array, teacher_indices: jax.Array, mask: jax.Array, *,
                     kind: str = "forward_kl", beta: float = 0.5, temperature: float = 1.0, rest: bool = False,
                     chunk_tokens: int = 0, student_head: jax.Array | None = None,
-                    segment_ids: jax.Array | None = None) -> jax.Array:
+                    segment_ids: jax.Array | None = None, teacher_rest: jax.Array | None = None) -> jax.Array:
     """token_kd with the teacher given as its top-k: `teacher_logprobs` (..., k) log-probabilities (any float dtype,
     e.g. a bfloat16 cache) and `teacher_indices` (..., k) their vocabulary ids.
 
@@ -136,14 +136,16 @@ def sparse_token_kd(student: jax.Array, teacher_logprobs: jax.Array, teacher_ind
 
     An index below 0 marks an absent entry (a teacher token with no counterpart in the student's vocabulary, or
     padding: `kdjax.data.token_alignment`): neither distribution has that bucket, and with rest=True its teacher
-    mass is in the teacher's rest. The present indices of a token must be distinct."""
+    mass is in the teacher's rest. The present indices of a token must be distinct. `teacher_rest` (...): the log of
+    the teacher's mass outside its present entries (`rest_log_prob`, as a cache stores it); without it, rest=True
+    takes 1 - the sum of the k probabilities."""
     if rest and temperature != 1.0:
         raise ValueError("the 'rest' bucket needs temperature 1: the teacher's mass outside its top-k at another "
                          "temperature is not in its cached log-probabilities")
     lead = mask.ndim
     m = _mask(mask, segment_ids)
 
-    def per_token(s, lp, idx):
+    def per_token(s, lp, idx, *t_rest):
         z = _logits(s, student_head, temperature)
         present = idx >= 0
         idx = jnp.where(present, idx, 0)
@@ -161,13 +163,17 @@ def sparse_token_kd(student: jax.Array, teacher_logprobs: jax.Array, teacher_ind
         s_rest = jnp.maximum(jax.nn.logsumexp(jnp.where(in_k, -jnp.inf, log_q), -1, keepdims=True), _LOG_TINY)
         # both rests floored at float32's smallest normal: an empty one (all k = the vocabulary, a padded row)
         # would make a KL infinite
-        t_rest = jnp.log(jnp.clip(1.0 - jnp.sum(jnp.exp(lp), -1, keepdims=True), _TINY, 1.0))
+        if t_rest:
+            t_rest = jnp.maximum(jax.lax.stop_gradient(t_rest[0].astype(jnp.float32)), _LOG_TINY)[:, None]
+        else:
+            t_rest = jnp.log(jnp.clip(1.0 - jnp.sum(jnp.exp(lp), -1, keepdims=True), _TINY, 1.0))
         log_t = jnp.concatenate([lp, t_rest], -1)
         log_s = jnp.concatenate([absent(jnp.take_along_axis(log_q, idx, -1)), s_rest], -1)
         return divergence(log_t, log_s, kind, beta)
 
+    rest_in = () if teacher_rest is None or not rest else (teacher_rest.reshape(-1),)
     return temperature ** 2 * _chunked_mean(per_token, m, chunk_tokens, _flat(student, lead),
-                                            _flat(teacher_logprobs, lead), _flat(teacher_indices, lead))
+                                            _flat(teacher_logprobs, lead), _flat(teacher_indices, lead), *rest_in)
 
 
 def top_k_log_probs(logits: jax.Array, k: int, temperature: float = 1.0) -> tuple[jax.Array, jax.Array]:
@@ -176,3 +182,15 @@ def top_k_log_probs(logits: jax.Array, k: int, temperature: float = 1.0) -> tupl
     log_p = jax.nn.log_softmax(logits.astype(jnp.float32) / temperature, -1)
     values, idx = jax.lax.top_k(log_p, k)
     return values, idx.astype(jnp.int32)
+
+
+def rest_log_prob(logits: jax.Array, idx: jax.Array, temperature: float = 1.0) -> jax.Array:
+    """log of the probability mass outside `idx` (..., k) under softmax(logits / T), summed over those tokens rather
+    than taken as 1 - the top-k's sum, which float16 top-k values would make wrong by ~1e-3 (and a KL's rest bucket
+    multiplies that error by log(rest / student's rest)); floored at float32's smallest normal."""
+    log_p = jax.nn.log_softmax(logits.astype(jnp.float32) / temperature, -1)
+    lead = log_p.shape[:-1]
+    flat, fidx = log_p.reshape(-1, log_p.shape[-1]), idx.reshape(-1, idx.shape[-1])
+    in_k = jnp.zeros(flat.shape, bool).at[jnp.arange(flat.shape[0])[:, None], fidx].set(True)
+    rest = jax.nn.logsumexp(jnp.where(in_k, -jnp.inf, flat), -1)
+    return jnp.maximum(rest, _LOG_TINY).reshape(lead)

@@ -28,4 +28,19 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
     c.number("kd.beta", gt=0, lt=1)  # jsd's mixture weight
     c.number("kd.temperature", gt=0)
     c.number("kd.chunk_tokens", integer=True, ge=0)
+    source = c.one_of("kd.source", ("online", "topk"))
+    c.number("kd.top_k", integer=True, gt=0)
+    if source == "topk":
+        c.number("teacher.cache.batch_size", integer=True, gt=0)
+        if c.get("kd.rest") and float(c.get("kd.temperature") or 1.0) != 1.0:
+            c.problem("kd.rest", "the 'rest' bucket needs kd.temperature=1 (the cached log-probabilities fix the "
+                      "teacher's temperature); set kd.rest=False to renormalise over the top-k")
+    stok = str(c.get("student.tokenizer") or "")
+    if stok == "wordpiece":
+        c.number("student.vocab_size", integer=True, gt=5)
+    elif stok:
+        c.path("student.tokenizer", "dir")
+    if stok and source != "topk" and float(c.get("kd.alpha") or 0) > 0:
+        c.problem("student.tokenizer", "a student with its own tokenizer learns from the teacher's top-k moved to its "
+                  "tokens: set kd.source='topk'")
     c.number("aot.vocab_size", integer=True, gt=0)

@@ -35,8 +35,9 @@ def split(docs: list[str], fractions, seed: int) -> dict[str, list[str]]:
 
 
 def tokenizer(cfg: ml_collections.ConfigDict, train_texts: list[str] | None, workdir: str):
-    """The tokenizer teacher and student share: `tokenizer` if set, the teacher checkpoint's, else a word-level
-    vocabulary of the training texts kept in the workdir (resuming and evaluating reuse it)."""
+    """The teacher's tokenizer (the student's too unless `student.tokenizer` is set): `tokenizer` if set, the teacher
+    checkpoint's, else a word-level vocabulary of the training texts kept in the workdir (resuming and evaluating
+    reuse it)."""
     if cfg.tokenizer:
         return tokenizers.load(assets.resolve(cfg.tokenizer))
     if cfg.teacher.checkpoint:
@@ -47,6 +48,21 @@ def tokenizer(cfg: ml_collections.ConfigDict, train_texts: list[str] | None, wor
     return tokenizers.train_word_level(train_texts or [], out, lowercase=False)
 
 
+def student_tokenizer(cfg: ml_collections.ConfigDict, train_texts: list[str] | None, workdir: str, teacher_tok=None):
+    """The student's tokenizer: the teacher's (`student.tokenizer` empty), a WordPiece vocabulary of
+    `student.vocab_size` pieces built from the training texts and kept in the workdir ('wordpiece'), or an HF
+    tokenizer directory."""
+    spec = str(cfg.student.tokenizer)
+    if not spec:
+        return teacher_tok if teacher_tok is not None else tokenizer(cfg, train_texts, workdir)
+    if spec == "wordpiece":
+        out = paths.join(workdir, "student_tokenizer")
+        if train_texts is None and not paths.isfile(paths.join(out, "tokenizer.json")):
+            raise FileNotFoundError(f"{out}: no student tokenizer (train this workdir first)")
+        return tokenizers.train_wordpiece(train_texts or [], int(cfg.student.vocab_size), out)
+    return tokenizers.load(assets.resolve(spec))
+
+
 def encode(tok, texts: list[str]) -> list[list[int]]:
     """Each document as the tokenizer's ids between its BOS and EOS (where it has them)."""
     bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
@@ -54,9 +70,11 @@ def encode(tok, texts: list[str]) -> list[list[int]]:
     return [bos + tok(t, add_special_tokens=False)["input_ids"] + eos for t in texts]
 
 
-def rows(tok, texts: list[str], length: int) -> list[dict[str, np.ndarray]]:
-    packed = pack(encode(tok, texts), length)
-    return [{"input_ids": i, "segment_ids": s} for i, s in zip(packed["input_ids"], packed["segment_ids"])]
+def rows(tok, texts: list[str], length: int, extras: list[dict[str, np.ndarray]] | None = None,
+         fill: dict[str, float] | None = None) -> list[dict[str, np.ndarray]]:
+    """Packed rows of the documents; `extras`: per document, per-token arrays packed with its tokens."""
+    packed = pack(encode(tok, texts), length, extras, fill)
+    return [{k: v[r] for k, v in packed.items()} for r in range(len(packed["input_ids"]))]
 
 
 def target_tokens(rows: list[dict[str, np.ndarray]]) -> int:

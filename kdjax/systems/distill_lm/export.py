@@ -24,14 +24,14 @@ model = transformers.AutoModelForCausalLM.from_pretrained("{out}")
 def trained_student(workdir: str):
     """The student a distill_lm run trained in `workdir` (its best parameters if kept, else its newest intact
     checkpoint) and the tokenizer it read with; built from the workdir's own config.json, nothing written."""
-    from kdjax.systems.distill_lm.data import tokenizer
+    from kdjax.systems.distill_lm.data import student_tokenizer
     from kdjax.systems.distill_lm.task import build_student
     from kdjax.train.restore import init_params, read_params, workdir_config
 
     cfg = workdir_config(workdir)
     if cfg.get("system") != "distill_lm":
         raise InputError(f"{workdir}: a {cfg.get('system')!r} run, not a distill_lm one")
-    tok = tokenizer(cfg, None, workdir)
+    tok = student_tokenizer(cfg, None, workdir)
     student = build_student(cfg, tok)
     params, source = read_params(workdir)
     init_params(student, nnx.Param, params, source)

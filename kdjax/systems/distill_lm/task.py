@@ -13,21 +13,32 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from kdjax import assets, teachers
+from kdjax import assets, paths, teachers
 from kdjax.convert import from_pretrained
 from kdjax.losses.classification import cross_entropy
-from kdjax.losses.token_kd import segment_mask, token_kd
+from kdjax.losses.token_kd import segment_mask, sparse_token_kd, token_kd
 from kdjax.models import llama as llama_lib
 from kdjax.systems.distill_lm import data as data_lib
+from kdjax.systems.distill_lm import teacher as teacher_lib
+from kdjax.teachers import topk
 from kdjax.train import task as task_lib
 from kdjax.train.batch import BatchSpec, Field, abstract_batch
 from kdjax.train.task import Task
 
 
+def cached_teacher(cfg: ml_collections.ConfigDict) -> bool:
+    return str(cfg.kd.source) == "topk" and float(cfg.kd.alpha) > 0
+
+
 def batch_spec(cfg: ml_collections.ConfigDict) -> BatchSpec:
-    """A packed row: its token ids and which sequence each token belongs to (0: padding)."""
-    n = int(cfg.data.length)
-    return {"input_ids": Field((n,), np.int32), "segment_ids": Field((n,), np.int32)}
+    """A packed row: its token ids and which sequence each token belongs to (0: padding); with a cached teacher, its
+    top-k at each of the student's tokens (ids in the student's vocabulary, -1 absent) and where there is one."""
+    n, k = int(cfg.data.length), int(cfg.kd.top_k)
+    spec = {"input_ids": Field((n,), np.int32), "segment_ids": Field((n,), np.int32)}
+    if cached_teacher(cfg):
+        spec.update({topk.LOGPROBS: Field((n, k), np.float16), topk.IDS: Field((n, k), np.int32),
+                     topk.REST: Field((n,), np.float16), teacher_lib.MASK: Field((n,), np.float32)})
+    return spec
 
 
 def _targets(ids: jax.Array, seg: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -38,7 +49,7 @@ def _targets(ids: jax.Array, seg: jax.Array) -> tuple[jax.Array, jax.Array]:
 def make_loss(kd: ml_collections.ConfigDict):
     """(student, teacher, batch, rngs) -> (CE + alpha * KD, terms). The teacher runs in the step (frozen)."""
     alpha, kind, beta = float(kd.alpha), str(kd.kind), float(kd.beta)
-    temperature, chunk = float(kd.temperature), int(kd.chunk_tokens)
+    temperature, chunk, rest = float(kd.temperature), int(kd.chunk_tokens), bool(kd.rest)
 
     def loss_fn(model, teacher, batch, rngs):
         ids, seg = batch["input_ids"], batch["segment_ids"]
@@ -47,7 +58,14 @@ def make_loss(kd: ml_collections.ConfigDict):
         ce = cross_entropy(logits, targets, mask)
         terms = {"ce": ce, "tokens": mask.sum()}
         loss = ce
-        if teacher is not None and alpha > 0:
+        if alpha > 0 and topk.IDS in batch:  # the cached teacher's top-k, at the student's tokens
+            kd_mask = mask * batch[teacher_lib.MASK]
+            terms["kd"] = sparse_token_kd(logits, batch[topk.LOGPROBS], batch[topk.IDS], kd_mask, kind=kind, beta=beta,
+                                          temperature=temperature, rest=rest, chunk_tokens=chunk,
+                                          teacher_rest=batch[topk.REST])
+            terms["kd_tokens"] = kd_mask.sum()
+            loss = loss + alpha * terms["kd"]
+        elif teacher is not None and alpha > 0:
             t = teacher(ids, segment_ids=seg)["logits"]
             terms["kd"] = token_kd(logits, t, mask, kind=kind, beta=beta, temperature=temperature, chunk_tokens=chunk)
             loss = loss + alpha * terms["kd"]
@@ -94,18 +112,20 @@ def build_student(cfg: ml_collections.ConfigDict, tok) -> llama_lib.LlamaForCaus
     return student
 
 
-def build_models(cfg: ml_collections.ConfigDict, tok) -> tuple[llama_lib.LlamaForCausalLM, llama_lib.LlamaForCausalLM]:
-    """(student, teacher): the teacher from its checkpoint (or random, seed + 1), the student (`build_student`)."""
+def build_models(cfg: ml_collections.ConfigDict, tok, student_tok=None
+                 ) -> tuple[llama_lib.LlamaForCausalLM, llama_lib.LlamaForCausalLM]:
+    """(student, teacher): the teacher from its checkpoint (or random over `tok`, seed + 1), the student
+    (`build_student` over `student_tok`, default `tok`)."""
     t = cfg.teacher
     if t.checkpoint:
         teacher = from_pretrained(assets.model_dir(t.checkpoint))
     else:
         logging.warning("teacher.checkpoint is empty: the teacher is randomly initialised (tests of the machinery)")
         teacher = _llama(t.random, tok, int(cfg.seed) + 1)
-    student = build_student(cfg, tok)
-    if student.cfg.vocab_size != teacher.cfg.vocab_size:
+    student = build_student(cfg, student_tok if student_tok is not None else tok)
+    if student.cfg.vocab_size != teacher.cfg.vocab_size and not cached_teacher(cfg):
         raise ValueError(f"student vocabulary {student.cfg.vocab_size} != teacher's {teacher.cfg.vocab_size}: "
-                         "one shared tokenizer is supported so far")
+                         "teachers with another tokenizer are read from their top-k cache (kd.source='topk')")
     return student, teacher
 
 
@@ -113,21 +133,37 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     d = cfg.data
     texts = data_lib.split(data_lib.documents(d), tuple(d.fractions), int(cfg.seed))
     tok = data_lib.tokenizer(cfg, texts["train"], workdir)
-    rows = {k: data_lib.rows(tok, v, int(d.length)) for k, v in texts.items()}
-    student, teacher = build_models(cfg, tok)
+    stok = data_lib.student_tokenizer(cfg, texts["train"], workdir, tok)
+    student, teacher = build_models(cfg, tok, stok)
     alpha = float(cfg.kd.alpha)
+    extras, step_teacher = None, teacher if alpha > 0 else None
+    teacher_info = teachers.describe(teachers.ONLINE, checkpoint=cfg.teacher.checkpoint or "random") \
+        if alpha > 0 else {"kind": "none"}
+    if cached_teacher(cfg):  # the teacher's top-k once per training document; the step runs only the student
+        cache_dir = cfg.teacher.cache.dir or paths.join(workdir, "teacher_topk")
+        cache, stats = teacher_lib.write_cache(cfg, teacher, tok, texts["train"], cache_dir)
+        extras = teacher_lib.student_fields(cache, texts["train"], tok, stok)
+        step_teacher = None
+        teacher_info = teachers.describe(teachers.CACHED, cache, stats, checkpoint=cfg.teacher.checkpoint or "random",
+                                         top_k=int(cfg.kd.top_k), bytes_per_token=topk.bytes_per_token(
+                                             int(cfg.kd.top_k)), same_tokenizer=stok is tok)
+        del teacher
+    rows = {k: data_lib.rows(stok, v, int(d.length), extras if k == "train" else None, {topk.IDS: -1})
+            for k, v in texts.items()}
     info = {"documents": {k: len(v) for k, v in texts.items()}, "rows": {k: len(v) for k, v in rows.items()},
             "target_tokens": {k: data_lib.target_tokens(v) for k, v in rows.items()},
-            "vocab": len(tok), "student": {"layers": student.cfg.num_hidden_layers, "hidden": student.cfg.hidden_size},
-            "teacher": teachers.describe(teachers.ONLINE, checkpoint=cfg.teacher.checkpoint or "random")
-            if alpha > 0 else {"kind": "none"},
-            "kd": {"alpha": alpha, "kind": cfg.kd.kind, "temperature": float(cfg.kd.temperature)}}
+            "vocab": len(stok), "student": {"layers": student.cfg.num_hidden_layers, "hidden": student.cfg.hidden_size},
+            "teacher": teacher_info,
+            "kd": {"alpha": alpha, "kind": cfg.kd.kind, "temperature": float(cfg.kd.temperature),
+                   "source": cfg.kd.source}}
+    if extras is not None:
+        info["kd"]["aligned_tokens"] = int(sum(r[teacher_lib.MASK].sum() for r in rows["train"]))
     return Task(model=student, loss_fn=make_loss(cfg.kd), predict_fn=predict_fn,
                 train_data=grain.MapDataset.source(rows["train"]),
                 eval_data={"dev": grain.MapDataset.source(rows["validation"]),
                            "test": grain.MapDataset.source(rows["test"])},
                 evaluate=evaluate, logical_axes=llama_lib.LOGICAL_AXES,
-                teacher=teacher if alpha > 0 else None, teacher_logical_axes=llama_lib.LOGICAL_AXES, info=info,
+                teacher=step_teacher, teacher_logical_axes=llama_lib.LOGICAL_AXES, info=info,
                 batch_spec=batch_spec(cfg), table_scale=1.0)
 
 
@@ -138,6 +174,6 @@ def abstract_task(cfg: ml_collections.ConfigDict) -> tuple[Task, dict]:
     teacher = nnx.eval_shape(lambda: _llama(cfg.teacher.random, vocab, 1))
     b = int(cfg.train.batch_size)
     task = task_lib.abstract(student, make_loss(cfg.kd), b, logical_axes=llama_lib.LOGICAL_AXES,
-                             teacher=teacher if float(cfg.kd.alpha) > 0 else None,
+                             teacher=teacher if float(cfg.kd.alpha) > 0 and not cached_teacher(cfg) else None,
                              teacher_logical_axes=llama_lib.LOGICAL_AXES)
     return task, abstract_batch(batch_spec(cfg), b)

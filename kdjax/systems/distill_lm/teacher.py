@@ -1,0 +1,116 @@
+"""distill_lm's cached teacher (`kd.source='topk'`): the teacher's top-k next-token log-probabilities of every
+training document, computed once (`kdjax.teachers.topk` on issue 9's cache) and moved to the student's tokens, so the
+step runs only the student and the teacher may use another tokenizer.
+
+The teacher reads each document as its own tokenizer encodes it (BOS, tokens, EOS), in windows of `data.length`
+tokens from the document's start: with a shared tokenizer these are exactly the pieces packing cuts, so the cached
+loss is the online one up to the top-k and float16. A window's last position and the document's last predict
+nothing the teacher has seen (id -1). With two tokenizers the top-k is moved to the student's tokens by
+`kdjax.data.token_alignment` (positions where both tokenizations start the same span; the teacher's tokens mapped to
+the student's vocabulary by text).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from kdjax.data import token_alignment
+from kdjax.teachers import cache as cache_lib
+from kdjax.teachers import topk
+
+MASK = "topk_mask"
+
+
+def encode(tok, text: str) -> tuple[np.ndarray, np.ndarray]:
+    """A document's ids (BOS and EOS where the tokenizer has them, as `data.encode`) and their character offsets
+    ((0, 0) for BOS and EOS)."""
+    e = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+    eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
+    ids = np.asarray(bos + list(e["input_ids"]) + eos, np.int64)
+    offsets = np.zeros((len(ids), 2), np.int64)
+    offsets[len(bos):len(bos) + len(e["input_ids"])] = np.asarray(e["offset_mapping"]).reshape(-1, 2)
+    return ids, offsets
+
+
+def fingerprint(cfg: ml_collections.ConfigDict, texts: list[str]) -> dict[str, Any]:
+    t = cfg.teacher
+    ck = t.checkpoint
+    return {"teacher": os.path.abspath(ck) if ck and "://" not in ck and not ck.startswith("pkg:") else ck
+            or f"random init (seed {int(cfg.seed) + 1}) {dict(t.random)}",
+            "tokenizer": cfg.tokenizer, "window": int(cfg.data.length),
+            "documents_sha256": hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()}
+
+
+def write_cache(cfg: ml_collections.ConfigDict, teacher: nnx.Module, tok, texts: list[str], cache_dir: str
+                ) -> tuple[cache_lib.OutputCache, dict]:
+    """The teacher's top-k (k = `kd.top_k`) at every position of every document, in fixed-shape batches of
+    `teacher.cache.batch_size` windows; resumable. Returns the cache and what writing it took."""
+    k, length, size = int(cfg.kd.top_k), int(cfg.data.length), int(cfg.teacher.cache.batch_size)
+    gdef, state = nnx.split(teacher)
+
+    @jax.jit
+    def run(s, ids, seg):
+        return topk.top_k(nnx.merge(gdef, s)(ids, segment_ids=seg)["logits"], k)
+
+    def compute(doc_ids: list[str]) -> list[dict]:
+        wins = []  # (document, start, tokens)
+        encoded = {i: encode(tok, texts[int(i)])[0] for i in doc_ids}
+        for i, ids in encoded.items():
+            wins += [(i, s, ids[s:s + length]) for s in range(0, len(ids), length)]
+        lp = {i: np.zeros((len(ids), k), np.float32) for i, ids in encoded.items()}
+        idx = {i: np.full((len(ids), k), -1, np.int32) for i, ids in encoded.items()}
+        rest = {i: np.zeros((len(ids),), np.float32) for i, ids in encoded.items()}
+        for b0 in range(0, len(wins), size):
+            part = wins[b0:b0 + size]
+            ids = np.zeros((size, length), np.int32)
+            seg = np.zeros((size, length), np.int32)
+            for j, (_, _, w) in enumerate(part):
+                ids[j, :len(w)], seg[j, :len(w)] = w, 1
+            v, x, r = (np.asarray(a) for a in run(state, jnp.asarray(ids), jnp.asarray(seg)))
+            for j, (i, s, w) in enumerate(part):
+                n = len(w) - 1  # the window's last position predicts a token it has not seen
+                lp[i][s:s + n], idx[i][s:s + n], rest[i][s:s + n] = v[j, :n], x[j, :n], r[j, :n]
+        return [topk.row(i, lp[i], idx[i], rest[i]) for i in doc_ids]
+
+    ids = [str(i) for i in range(len(texts))]
+    stats = topk.fill(cache_dir, ids, compute, k, batch_size=max(1, size // 2), shard_size=256,
+                      teacher=f"distill_lm teacher {cfg.teacher.checkpoint or 'random init'}",
+                      fingerprint=fingerprint(cfg, texts))
+    cache = cache_lib.OutputCache(cache_dir)
+    cache.check(ids)
+    return cache, stats
+
+
+def student_fields(cache: cache_lib.OutputCache, texts: list[str], teacher_tok, student_tok
+                   ) -> list[dict[str, np.ndarray]]:
+    """Per document, the cached top-k at the student's tokens (as `data.encode` gives them): topk_logprobs
+    (tokens, k) float16, topk_ids (tokens, k) int32 in the student's vocabulary (-1 absent), topk_rest (tokens,)
+    float16 and topk_mask (tokens,), 1 where the teacher's distribution is there."""
+    same = teacher_tok is student_tok
+    if not same:
+        vmap = token_alignment.vocab_map(teacher_tok, student_tok)
+        starts = token_alignment.word_starts(student_tok)
+    out = []
+    for n, text in enumerate(texts):
+        row = cache.get(str(n))
+        lp, ids, rest = row[topk.LOGPROBS], row[topk.IDS], row[topk.REST]
+        if same:
+            out.append({topk.LOGPROBS: lp, topk.IDS: ids, topk.REST: rest, MASK: (ids[:, 0] >= 0).astype(np.float32)})
+            continue
+        _, t_off = encode(teacher_tok, text)
+        s_ids, s_off = encode(student_tok, text)
+        moved = token_alignment.student_topk(text, t_off, s_off, s_ids, lp.astype(np.float32), ids, vmap, starts,
+                                             rest.astype(np.float32))
+        for name in (topk.LOGPROBS, topk.REST):
+            moved[name] = moved[name].astype(np.float16)
+        out.append(moved)
+    return out
