@@ -47,3 +47,27 @@ def test_table_and_out_of_memory():
     assert p.returncode == 2, p.stderr[-3000:]
     assert "does not fit v5e-4: RESOURCE_EXHAUSTED" in p.stderr and "exceeds available HBM (15.75G)" in p.stderr
     assert "--config.mesh.fsdp=-1 --config.mesh.data=1" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_distill_lm_compiles_for_a_tpu_slice_and_a_gpu_node():
+    """issue 26's abstract compiles: the cached top-k teacher on a v5e-4 with parameters sharded over fsdp, the online
+    teacher on an H100 node, both with SmolLM2's 49,152-token vocabulary; only the student is trained, and chunking
+    the losses shrinks the step's temporaries (no batch x length x vocabulary logits)."""
+    def compile_(*args):
+        p = subprocess.run([sys.executable, "-m", "kdjax.aot", "--config=configs/distill_lm.py:tiny", "--json",
+                            "--config.aot.vocab_size=49152", *args], env=runs.env(1), cwd=runs.REPO,
+                           capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr[-3000:]
+        return json.loads(p.stdout.strip().splitlines()[-1])
+
+    student = 49152 * 32 + 9312  # tied embedding + one 32-wide layer and its norms
+    tpu = compile_("--topology=v5e-4", "--config.kd.source=topk", "--config.kd.chunk_tokens=64",
+                   "--config.mesh.fsdp=4", "--config.mesh.data=1")
+    assert tpu["fits"] and tpu["mesh"] == {"data": 1, "fsdp": 4, "tensor": 1} and tpu["trainable_params"] == student
+    assert tpu["frozen_params"] == 0 and tpu["per_device_gib"]["argument"] < tpu["state_gib_unsharded"] / 2
+    # rows of 512 tokens, one per H100: dense logits are 512 x 49152 floats per device
+    gpu = {chunk: compile_("--topology=h100-8", f"--config.kd.chunk_tokens={chunk}", "--config.data.length=512")
+           for chunk in (0, 64)}
+    for out in gpu.values():
+        assert out["fits"] and out["chips"] == 8 and out["trainable_params"] == student
+    assert gpu[64]["per_device_gib"]["temp"] < gpu[0]["per_device_gib"]["temp"] / 4

@@ -58,6 +58,39 @@ def test_loss_is_next_token_ce_plus_alpha_kd_and_kd_reaches_the_student():
     assert float(pred["tokens"].sum()) == float(same_next.sum())
 
 
+@pytest.mark.parametrize("source", ["online", "topk"])
+def test_chunked_loss_is_the_dense_loss_without_the_vocabulary_sized_logits(source):
+    """kd.chunk_tokens > 0: the student's (and the online teacher's) final hidden states and head matrices go to the
+    losses, which form logits a chunk at a time: same loss and gradients as the dense path, for a tied and an untied
+    head."""
+    cfg = config.get_config("tiny")
+    vocab, k = 50, 8
+    student = _llama({**cfg.student.random, "tie_word_embeddings": False}, vocab, 0)
+    teacher = _llama(cfg.teacher.random, vocab, 1)
+    rows = pack([list(np.random.default_rng(i).integers(3, vocab, n)) for i, n in enumerate((9, 4, 12, 6))], 16)
+    batch = {key: jnp.asarray(v) for key, v in rows.items()}
+    if source == "topk":
+        from kdjax.teachers import topk
+
+        ids, seg = batch["input_ids"], batch["segment_ids"]
+        v, x, r = topk.top_k(teacher(ids, segment_ids=seg)["logits"], k)
+        batch.update({topk.LOGPROBS: v.astype(jnp.float16), topk.IDS: x, topk.REST: r.astype(jnp.float16),
+                      "topk_mask": jnp.ones(ids.shape, jnp.float32)})
+    cfg.kd.alpha, cfg.kd.kind = 0.5, "jsd"
+
+    def value_and_grad(chunk):
+        cfg.kd.chunk_tokens = chunk
+        fn = lambda m: make_loss(cfg.kd)(m, teacher, batch, nnx.Rngs(dropout=0))  # noqa: E731
+        (loss, terms), g = nnx.value_and_grad(fn, has_aux=True)(student)
+        return float(loss), float(terms["kd"]), [np.asarray(a) for a in jax.tree.leaves(nnx.state(g, nnx.Param))]
+
+    dense, chunked = value_and_grad(0), value_and_grad(5)
+    assert chunked[0] == pytest.approx(dense[0], rel=1e-5) and chunked[1] == pytest.approx(dense[1], rel=1e-5)
+    assert dense[1] > 0
+    for a, b in zip(dense[2], chunked[2]):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
 def test_tiny_run_reports_held_out_perplexity_and_exports_to_transformers(tmp_path):
     wd = str(tmp_path / "run")
     runs.run("configs/distill_lm.py:tiny", wd, "--config.train.steps=20", "--config.eval.every=0")

@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdjax.losses.token_kd import rest_log_prob, segment_mask, sparse_token_kd, token_kd, top_k_log_probs
+from kdjax.losses.token_kd import (rest_log_prob, segment_mask, sparse_token_kd, token_cross_entropy, token_kd,
+                                   top_k_log_probs)
 
 B, S, V, D = 3, 7, 53, 16
 
@@ -205,3 +206,21 @@ def test_absent_top_k_entries_are_left_out_of_both_distributions(rest, kind):
     assert float(got) == pytest.approx(float(want), abs=1e-6, rel=1e-6)
     np.testing.assert_allclose(np.asarray(grad), st.grad.numpy(), atol=1e-6)
     assert np.all(np.isfinite(np.asarray(grad)))
+
+
+def test_chunked_cross_entropy_from_hidden_states_is_the_cross_entropy():
+    from kdjax.losses.classification import cross_entropy
+
+    rng = np.random.default_rng(6)
+    h = jnp.asarray(rng.normal(size=(B, S, D)).astype(np.float32))
+    head = jnp.asarray(rng.normal(size=(D, V)).astype(np.float32))
+    targets = jnp.asarray(rng.integers(0, V, (B, S)))
+    mask = jnp.asarray(_inputs(6)[2])
+    want, want_g = jax.value_and_grad(lambda x: cross_entropy(x @ head, targets, mask))(h)
+    got, got_g = jax.value_and_grad(lambda x: token_cross_entropy(x, targets, mask, head=head, chunk_tokens=4))(h)
+    assert float(got) == pytest.approx(float(want), rel=1e-6)
+    np.testing.assert_allclose(np.asarray(got_g), np.asarray(want_g), atol=1e-6)
+    t = torch.nn.functional.cross_entropy(torch.tensor(np.asarray(h @ head)).reshape(-1, V),
+                                          torch.tensor(np.asarray(targets), dtype=torch.int64).reshape(-1), reduction="none")
+    m = np.asarray(mask).reshape(-1)
+    assert float(got) == pytest.approx(float((t.numpy() * m).sum() / m.sum()), rel=1e-5)

@@ -124,6 +124,21 @@ def token_kd(student: jax.Array, teacher: jax.Array, mask: jax.Array, *, kind: s
     return temperature ** 2 * _chunked_mean(per_token, m, chunk_tokens, _flat(student, lead), _flat(teacher, lead))
 
 
+def token_cross_entropy(x: jax.Array, targets: jax.Array, mask: jax.Array, *, head: jax.Array | None = None,
+                        chunk_tokens: int = 0) -> jax.Array:
+    """Next-token cross-entropy, the mean over kept tokens of -log softmax(logits)[target], computed as the
+    divergences are: `x` logits, or final hidden states with `head` (hidden, vocabulary), `chunk_tokens` at a time,
+    so that a large vocabulary's logits exist for one chunk only. Equals `classification.cross_entropy` on logits."""
+    lead = mask.ndim
+
+    def per_token(h, t):
+        z = _logits(h, head, 1.0)
+        return jax.nn.logsumexp(z, -1) - jnp.take_along_axis(z, t[:, None], -1)[:, 0]
+
+    return _chunked_mean(per_token, mask.astype(jnp.float32).reshape(-1), chunk_tokens, _flat(x, lead),
+                         targets.reshape(-1))
+
+
 def sparse_token_kd(student: jax.Array, teacher_logprobs: jax.Array, teacher_indices: jax.Array, mask: jax.Array, *,
                     kind: str = "forward_kl", beta: float = 0.5, temperature: float = 1.0, rest: bool = False,
                     chunk_tokens: int = 0, student_head: jax.Array | None = None,

@@ -387,6 +387,13 @@ class LlamaForCausalLM(nnx.Module):
             new_cache.append(c)
         return x, hidden, tuple(new_cache)
 
+    def head_kernel(self) -> jax.Array:
+        """The (hidden, vocabulary) matrix `project` multiplies by: the embedding's transpose when tied. What chunked
+        losses take instead of logits (`kdjax.losses.token_kd`: `student_head` / `teacher_head`)."""
+        if self.lm_head is None:
+            return self.model.embed_tokens.embedding[...].T
+        return self.lm_head.kernel[...]
+
     def project(self, x: jax.Array) -> jax.Array:
         """Final hidden states -> vocabulary logits (float32)."""
         if self.lm_head is None:

@@ -15,8 +15,7 @@ from flax import nnx
 
 from kdjax import assets, paths, teachers
 from kdjax.convert import from_pretrained
-from kdjax.losses.classification import cross_entropy
-from kdjax.losses.token_kd import segment_mask, sparse_token_kd, token_kd
+from kdjax.losses.token_kd import segment_mask, sparse_token_kd, token_cross_entropy, token_kd
 from kdjax.models import llama as llama_lib
 from kdjax.systems.distill_lm import data as data_lib
 from kdjax.systems.distill_lm import teacher as teacher_lib
@@ -51,23 +50,30 @@ def make_loss(kd: ml_collections.ConfigDict):
     alpha, kind, beta = float(kd.alpha), str(kd.kind), float(kd.beta)
     temperature, chunk, rest = float(kd.temperature), int(kd.chunk_tokens), bool(kd.rest)
 
+    def outputs(m, ids, seg, **kw):
+        """(logits, None), or with chunk_tokens (final hidden states, head matrix): no (tokens x vocabulary) array."""
+        if not chunk:
+            return m(ids, segment_ids=seg, **kw)["logits"], None
+        return m(ids, segment_ids=seg, logits=False, **kw)["last_hidden_state"], m.head_kernel()
+
     def loss_fn(model, teacher, batch, rngs):
         ids, seg = batch["input_ids"], batch["segment_ids"]
-        logits = model(ids, segment_ids=seg, deterministic=False, rngs=rngs)["logits"]
+        x, head = outputs(model, ids, seg, deterministic=False, rngs=rngs)
         targets, mask = _targets(ids, seg)
-        ce = cross_entropy(logits, targets, mask)
+        ce = token_cross_entropy(x, targets, mask, head=head, chunk_tokens=chunk)
         terms = {"ce": ce, "tokens": mask.sum()}
         loss = ce
         if alpha > 0 and topk.IDS in batch:  # the cached teacher's top-k, at the student's tokens
             kd_mask = mask * batch[teacher_lib.MASK]
-            terms["kd"] = sparse_token_kd(logits, batch[topk.LOGPROBS], batch[topk.IDS], kd_mask, kind=kind, beta=beta,
-                                          temperature=temperature, rest=rest, chunk_tokens=chunk,
+            terms["kd"] = sparse_token_kd(x, batch[topk.LOGPROBS], batch[topk.IDS], kd_mask, kind=kind, beta=beta,
+                                          temperature=temperature, rest=rest, chunk_tokens=chunk, student_head=head,
                                           teacher_rest=batch[topk.REST])
             terms["kd_tokens"] = kd_mask.sum()
             loss = loss + alpha * terms["kd"]
         elif teacher is not None and alpha > 0:
-            t = teacher(ids, segment_ids=seg)["logits"]
-            terms["kd"] = token_kd(logits, t, mask, kind=kind, beta=beta, temperature=temperature, chunk_tokens=chunk)
+            t, t_head = outputs(teacher, ids, seg)
+            terms["kd"] = token_kd(x, t, mask, kind=kind, beta=beta, temperature=temperature, chunk_tokens=chunk,
+                                   student_head=head, teacher_head=t_head)
             loss = loss + alpha * terms["kd"]
         return loss, terms
 
@@ -75,11 +81,18 @@ def make_loss(kd: ml_collections.ConfigDict):
 
 
 def predict_fn(model, batch) -> dict[str, jax.Array]:
-    """Per row: the summed negative log-likelihood of its next-token targets and their count."""
+    """Per row: the summed negative log-likelihood of its next-token targets and their count (logits one row at a
+    time: an evaluation batch of a large vocabulary never holds them all)."""
     ids, seg = batch["input_ids"], batch["segment_ids"]
-    logp = jax.nn.log_softmax(model(ids, segment_ids=seg)["logits"].astype(jnp.float32), -1)
+    h = model(ids, segment_ids=seg, logits=False)["last_hidden_state"]
     targets, mask = _targets(ids, seg)
-    nll = -jnp.take_along_axis(logp, targets[..., None], -1)[..., 0]
+
+    def row(args):
+        x, t = args
+        logp = jax.nn.log_softmax(model.project(x), -1)
+        return -jnp.take_along_axis(logp, t[:, None], -1)[:, 0]
+
+    nll = jax.lax.map(row, (h, targets))
     return {"nll": (nll * mask).sum(-1), "tokens": mask.sum(-1)}
 
 
