@@ -15,7 +15,8 @@ the student's tokens and vocabulary by character offsets (kdjax.data.token_align
     python -m kdjax.main --config=configs/distill_lm.py:tiny --workdir=workdirs/distill-cross \
         --config.kd.source=topk --config.student.tokenizer=wordpiece
 
-Hidden-state and on-policy KD are the next steps of issue 26.
+kd.hidden adds an MSE between mapped hidden states (learned projections where the widths differ). On-policy KD is
+the next step of issue 26.
 """
 
 import ml_collections
@@ -58,6 +59,9 @@ def get_config(variant: str = "tiny") -> ml_collections.ConfigDict:
         "source": "online",  # online: the teacher in the step, dense; topk: its cached top-k (teacher.cache)
         "top_k": 64,  # topk: log-probabilities kept per token (float16 + int32: 6 bytes each)
         "rest": True,  # topk: k + 1 buckets (the teacher's mass outside its top-k kept); False: both renormalised
+        # + weight x MSE between mapped hidden states (student's projected onto the teacher's width when they
+        # differ; online teacher, shared tokenizer); layer_map 'uniform' or 's:t,...' (hidden_states indices)
+        "hidden": {"weight": 0.0, "layer_map": "uniform"},
     })
     c.optim = ml_collections.ConfigDict({
         "lr": 3e-3, "b1": 0.9, "b2": 0.95, "eps": 1e-8, "weight_decay": 0.01, "clip_norm": 1.0,

@@ -16,7 +16,8 @@ from kdjax.losses.classification import cross_entropy
 from kdjax.losses.token_kd import segment_mask, token_kd
 from kdjax.systems import registry
 from kdjax.systems.distill_lm import data as data_lib
-from kdjax.systems.distill_lm.task import _llama, make_loss, predict_fn
+from kdjax.systems.distill_lm.models import Student, llama
+from kdjax.systems.distill_lm.task import make_loss, predict_fn
 from tests import runs
 
 
@@ -33,14 +34,14 @@ def test_packing_keeps_every_token_in_order_and_marks_segments():
 def test_loss_is_next_token_ce_plus_alpha_kd_and_kd_reaches_the_student():
     cfg = config.get_config("tiny")
     vocab = 50
-    student = _llama(cfg.student.random, vocab, 0)
-    teacher = _llama(cfg.teacher.random, vocab, 1)
+    student = Student(llama(cfg.student.random, vocab, 0))
+    teacher = llama(cfg.teacher.random, vocab, 1)
     rows = pack([list(np.random.default_rng(i).integers(3, vocab, n)) for i, n in enumerate((9, 4, 12, 6))], 16)
     batch = {k: jnp.asarray(v) for k, v in rows.items()}
     ids, seg = batch["input_ids"], batch["segment_ids"]
     cfg.kd.alpha = 0.7
     loss, terms = make_loss(cfg.kd)(student, teacher, batch, nnx.Rngs(dropout=0))
-    s, t = student(ids, segment_ids=seg)["logits"], teacher(ids, segment_ids=seg)["logits"]
+    s, t = student.lm(ids, segment_ids=seg)["logits"], teacher(ids, segment_ids=seg)["logits"]
     targets = jnp.concatenate([ids[:, 1:], jnp.zeros_like(ids[:, :1])], 1)
     same_next = (seg > 0) & (jnp.concatenate([seg[:, 1:], jnp.zeros_like(seg[:, :1])], 1) == seg)
     assert float(terms["tokens"]) == float(same_next.sum()) == 9 + 4 + 12 + 6 - 4
@@ -58,6 +59,37 @@ def test_loss_is_next_token_ce_plus_alpha_kd_and_kd_reaches_the_student():
     assert float(pred["tokens"].sum()) == float(same_next.sum())
 
 
+def test_hidden_state_mse_over_mapped_layers_through_learned_projections():
+    """kd.hidden: the mean over layer pairs of the MSE between the student's hidden states, projected onto the
+    teacher's width, and the teacher's, over every real token (numpy here); its gradient reaches the projections and
+    the student's layers, not the teacher."""
+    cfg = config.get_config("tiny")
+    vocab = 50
+    cfg.kd.alpha, cfg.kd.hidden.weight, cfg.kd.hidden.layer_map = 0.0, 2.0, "0:0,1:2"
+    teacher = llama(cfg.teacher.random, vocab, 1)  # 2 layers, 64 wide; the student: 1 layer, 32 wide
+    student = Student(llama(cfg.student.random, vocab, 0), 64, 2, rngs=nnx.Rngs(2))
+    rows = pack([list(np.random.default_rng(i).integers(3, vocab, n)) for i, n in enumerate((9, 4, 12))], 16)
+    batch = {k: jnp.asarray(v) for k, v in rows.items()}
+    ids, seg = batch["input_ids"], batch["segment_ids"]
+    loss, terms = make_loss(cfg.kd)(student, teacher, batch, nnx.Rngs(dropout=0))
+    hs = student.lm(ids, segment_ids=seg, output_hidden_states=True)["hidden_states"]
+    ht = teacher(ids, segment_ids=seg, output_hidden_states=True)["hidden_states"]
+    real = np.asarray(seg) > 0
+    want = []
+    for i, (a, b) in enumerate([(0, 0), (1, 2)]):
+        w, bias = np.asarray(student.hidden_proj[i].kernel[...]), np.asarray(student.hidden_proj[i].bias[...])
+        d = (np.asarray(hs[a]) @ w + bias - np.asarray(ht[b])) ** 2
+        want.append(d.mean(-1)[real].mean())
+    assert float(terms["hidden"]) == pytest.approx(float(np.mean(want)), rel=1e-5)
+    assert float(loss) == pytest.approx(float(terms["ce"] + 2.0 * terms["hidden"]), rel=1e-6) and "kd" not in terms
+    g, _ = nnx.grad(lambda m: make_loss(cfg.kd)(m, teacher, batch, nnx.Rngs(dropout=0)), has_aux=True)(student)
+    assert float(jnp.abs(g.hidden_proj[1].kernel[...]).max()) > 0
+    cfg.kd.hidden.weight = 0.0
+    g0, _ = nnx.grad(lambda m: make_loss(cfg.kd)(m, teacher, batch, nnx.Rngs(dropout=0)), has_aux=True)(student)
+    layer = lambda gr: np.asarray(gr.lm.model.layers[0].mlp.down_proj.kernel[...])  # noqa: E731
+    assert np.abs(layer(g) - layer(g0)).max() > 1e-6
+
+
 @pytest.mark.parametrize("source", ["online", "topk"])
 def test_chunked_loss_is_the_dense_loss_without_the_vocabulary_sized_logits(source):
     """kd.chunk_tokens > 0: the student's (and the online teacher's) final hidden states and head matrices go to the
@@ -65,8 +97,8 @@ def test_chunked_loss_is_the_dense_loss_without_the_vocabulary_sized_logits(sour
     head."""
     cfg = config.get_config("tiny")
     vocab, k = 50, 8
-    student = _llama({**cfg.student.random, "tie_word_embeddings": False}, vocab, 0)
-    teacher = _llama(cfg.teacher.random, vocab, 1)
+    student = Student(llama({**cfg.student.random, "tie_word_embeddings": False}, vocab, 0))
+    teacher = llama(cfg.teacher.random, vocab, 1)
     rows = pack([list(np.random.default_rng(i).integers(3, vocab, n)) for i, n in enumerate((9, 4, 12, 6))], 16)
     batch = {key: jnp.asarray(v) for key, v in rows.items()}
     if source == "topk":
@@ -93,17 +125,20 @@ def test_chunked_loss_is_the_dense_loss_without_the_vocabulary_sized_logits(sour
 
 def test_tiny_run_reports_held_out_perplexity_and_exports_to_transformers(tmp_path):
     wd = str(tmp_path / "run")
-    runs.run("configs/distill_lm.py:tiny", wd, "--config.train.steps=20", "--config.eval.every=0")
+    runs.run("configs/distill_lm.py:tiny", wd, "--config.train.steps=20", "--config.eval.every=0",
+             "--config.kd.hidden.weight=0.5")
     report = json.load(open(os.path.join(wd, "report.json")))
     rows = [json.loads(x) for x in open(os.path.join(wd, "metrics.jsonl"))]
     train = [r for r in rows if r["split"] == "train"]
-    assert train[-1]["ce"] < train[0]["ce"] and "kd" in train[0]  # it learns, with the KD term on
+    assert train[-1]["ce"] < train[0]["ce"] and "kd" in train[0]  # it learns, with the KD terms on
+    assert train[-1]["hidden"] < train[0]["hidden"]
     for split in ("dev", "test"):
         m = report["metrics"][split]
         assert m["perplexity"] == pytest.approx(np.exp(m["nll"]), rel=1e-6) and 1 < m["perplexity"] < report[
             "info"]["vocab"]
     info = report["info"]
     assert info["teacher"]["kind"] == "online" and info["target_tokens"]["train"] > 1000
+    assert info["kd"]["hidden_pairs"] == [[0, 0], [1, 2]] and info["kd"]["hidden_projection"]
     assert sum(info["documents"].values()) == len(data_lib.documents(config.get_config("tiny").data))
 
     # --mode=export: the student in transformers gives kdjax's logits
@@ -130,9 +165,11 @@ def test_config_is_checked_when_read():
     cfg.kd.kind = "kl"
     cfg.student.from_teacher_layers = 2
     cfg.student.tokenizer = "wordpiece"  # another tokenizer with the online teacher
+    cfg.kd.hidden.weight, cfg.kd.hidden.layer_map = 1.0, "0-1"
     with pytest.raises(Exception) as e:
         registry.validate(cfg)
-    for key in ("data.fractions", "kd.kind", "student.from_teacher_layers", "student.tokenizer"):
+    for key in ("data.fractions", "kd.kind", "student.from_teacher_layers", "student.tokenizer", "kd.hidden.weight",
+                "kd.hidden.layer_map"):
         assert key in str(e.value)
     cfg = config.get_config("tiny")
     cfg.kd.source, cfg.kd.temperature = "topk", 2.0

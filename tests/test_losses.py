@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from kdjax.losses.classification import cross_entropy, sigmoid_cross_entropy
-from kdjax.losses.dsg_kd import attention_loss, hidden_loss, uniform_layer_map
+from kdjax.losses.dsg_kd import attention_loss, hidden_loss
+from kdjax.losses.layers import uniform_layer_map
 
 
 def _word_ids(rng, b, l, k, empty_rows=()):

@@ -57,14 +57,6 @@ def masked_mse(a: jax.Array, b: jax.Array, valid: jax.Array) -> jax.Array:
     return jnp.sum(w * jnp.square(a - b)) / jnp.maximum(n, 1.0)
 
 
-def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
-    """Pairs (student index, teacher index) over hidden_states (0 = embeddings .. num_layers).
-
-    Equal depths pair layer by layer; otherwise student layer s reads teacher layer
-    round(s * teacher_layers / student_layers) (TinyBERT's uniform strategy)."""
-    return [(s, int(round(s * teacher_layers / student_layers))) for s in range(student_layers + 1)]
-
-
 def teacher_hidden_targets(teacher_hidden: Sequence[jax.Array], teacher_word_ids: jax.Array, num_words: int,
                            layers: Sequence[int]) -> tuple[jax.Array, jax.Array]:
     """What L_hidn reads of the teacher (eq. 2.5's Avg.Pool of H^T): its hidden states of each of `layers`

@@ -5,8 +5,10 @@
 Composition only: LLaMA from kdjax.models.llama (packed rows: segment_ids), the losses from kdjax.losses, packing
 from kdjax.data.packing, the loop from kdjax.train. Here:
 
-    data.py     documents, their split, the shared tokenizer, packed rows
-    task.py     models, loss, perplexity, batch description, build, abstract_task
+    data.py     documents, their split, the tokenizers, packed rows
+    models.py   teacher, student (+ hidden-state projections)
+    teacher.py  the teacher's top-k cached per training document and moved to the student's tokens
+    task.py     loss, perplexity, batch description, build, abstract_task
     checks.py   validate
     export.py   the trained student as a transformers directory (--mode=export)
 """

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import ml_collections
 
 from kdjax.losses.token_kd import DIVERGENCES
@@ -35,6 +37,14 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
         if c.get("kd.rest") and float(c.get("kd.temperature") or 1.0) != 1.0:
             c.problem("kd.rest", "the 'rest' bucket needs kd.temperature=1 (the cached log-probabilities fix the "
                       "teacher's temperature); set kd.rest=False to renormalise over the top-k")
+    if float(c.get("kd.hidden.weight") or 0) > 0:
+        c.number("kd.hidden.weight", ge=0)
+        if source == "topk" or c.get("student.tokenizer"):
+            c.problem("kd.hidden.weight", "hidden-state KD needs the teacher in the step on the student's tokens: "
+                      "kd.source='online' and no student.tokenizer")
+        spec = str(c.get("kd.hidden.layer_map") or "")
+        if spec != "uniform" and not re.fullmatch(r"\s*\d+:\d+\s*(,\s*\d+:\d+\s*)*", spec):
+            c.problem("kd.hidden.layer_map", f"'uniform' or pairs 's:t,s:t,...' of layer indices, got {spec!r}")
     stok = str(c.get("student.tokenizer") or "")
     if stok == "wordpiece":
         c.number("student.vocab_size", integer=True, gt=5)

@@ -25,16 +25,16 @@ def trained_student(workdir: str):
     """The student a distill_lm run trained in `workdir` (its best parameters if kept, else its newest intact
     checkpoint) and the tokenizer it read with; built from the workdir's own config.json, nothing written."""
     from kdjax.systems.distill_lm.data import student_tokenizer
-    from kdjax.systems.distill_lm.task import build_student
+    from kdjax.systems.distill_lm.models import build_student_lm
     from kdjax.train.restore import init_params, read_params, workdir_config
 
     cfg = workdir_config(workdir)
     if cfg.get("system") != "distill_lm":
         raise InputError(f"{workdir}: a {cfg.get('system')!r} run, not a distill_lm one")
     tok = student_tokenizer(cfg, None, workdir)
-    student = build_student(cfg, tok)
+    student = build_student_lm(cfg, tok)
     params, source = read_params(workdir)
-    init_params(student, nnx.Param, params, source)
+    init_params(student, nnx.Param, params, source, prefix="lm.")  # the hidden-state projections stay behind
     return student, tok
 
 

@@ -3,7 +3,6 @@ perplexity, the batch description and the abstract task for ahead-of-time compil
 
 from __future__ import annotations
 
-import logging
 import math
 
 import grain
@@ -13,12 +12,14 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from kdjax import assets, paths, teachers
-from kdjax.convert import from_pretrained
+from kdjax import paths, teachers
+from kdjax.losses.feature import mse
+from kdjax.losses.layers import layer_map
 from kdjax.losses.token_kd import segment_mask, sparse_token_kd, token_cross_entropy, token_kd
 from kdjax.models import llama as llama_lib
 from kdjax.systems.distill_lm import data as data_lib
 from kdjax.systems.distill_lm import teacher as teacher_lib
+from kdjax.systems.distill_lm.models import STUDENT_AXES, Student, build_models, hidden_pairs, llama, student_overrides
 from kdjax.teachers import topk
 from kdjax.train import task as task_lib
 from kdjax.train.batch import BatchSpec, Field, abstract_batch
@@ -46,19 +47,22 @@ def _targets(ids: jax.Array, seg: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def make_loss(kd: ml_collections.ConfigDict):
-    """(student, teacher, batch, rngs) -> (CE + alpha * KD, terms). The teacher runs in the step (frozen)."""
+    """(student, teacher, batch, rngs) -> (CE + alpha KD + w_hidden MSE, terms). An online teacher runs in the step
+    (frozen); a cached one is in the batch."""
     alpha, kind, beta = float(kd.alpha), str(kd.kind), float(kd.beta)
     temperature, chunk, rest = float(kd.temperature), int(kd.chunk_tokens), bool(kd.rest)
+    w_hidden = float(kd.hidden.weight)
 
     def outputs(m, ids, seg, **kw):
-        """(logits, None), or with chunk_tokens (final hidden states, head matrix): no (tokens x vocabulary) array."""
-        if not chunk:
-            return m(ids, segment_ids=seg, **kw)["logits"], None
-        return m(ids, segment_ids=seg, logits=False, **kw)["last_hidden_state"], m.head_kernel()
+        """(logits, None, hidden states), or with chunk_tokens (final hidden states, head matrix, ...): no (tokens x
+        vocabulary) array."""
+        out = m(ids, segment_ids=seg, logits=not chunk, output_hidden_states=w_hidden > 0, **kw)
+        x, head = (out["logits"], None) if not chunk else (out["last_hidden_state"], m.head_kernel())
+        return x, head, out.get("hidden_states")
 
     def loss_fn(model, teacher, batch, rngs):
         ids, seg = batch["input_ids"], batch["segment_ids"]
-        x, head = outputs(model, ids, seg, deterministic=False, rngs=rngs)
+        x, head, hidden = outputs(model.lm, ids, seg, deterministic=False, rngs=rngs)
         targets, mask = _targets(ids, seg)
         ce = token_cross_entropy(x, targets, mask, head=head, chunk_tokens=chunk)
         terms = {"ce": ce, "tokens": mask.sum()}
@@ -70,11 +74,19 @@ def make_loss(kd: ml_collections.ConfigDict):
                                           teacher_rest=batch[topk.REST])
             terms["kd_tokens"] = kd_mask.sum()
             loss = loss + alpha * terms["kd"]
-        elif teacher is not None and alpha > 0:
-            t, t_head = outputs(teacher, ids, seg)
-            terms["kd"] = token_kd(x, t, mask, kind=kind, beta=beta, temperature=temperature, chunk_tokens=chunk,
-                                   student_head=head, teacher_head=t_head)
-            loss = loss + alpha * terms["kd"]
+        elif teacher is not None and (alpha > 0 or w_hidden > 0):
+            t, t_head, t_hidden = outputs(teacher, ids, seg)
+            if alpha > 0:
+                terms["kd"] = token_kd(x, t, mask, kind=kind, beta=beta, temperature=temperature,
+                                       chunk_tokens=chunk, student_head=head, teacher_head=t_head)
+                loss = loss + alpha * terms["kd"]
+            if w_hidden > 0:  # every real token's mapped hidden states, projected onto the teacher's width
+                pairs = layer_map(str(kd.hidden.layer_map), model.lm.cfg.num_hidden_layers,
+                                  teacher.cfg.num_hidden_layers, key="kd.hidden.layer_map")
+                real = (seg > 0).astype(jnp.float32)
+                terms["hidden"] = sum(mse(model.project(i, hidden[si]), jax.lax.stop_gradient(
+                    t_hidden[ti]).astype(jnp.float32), weights=real) for i, (si, ti) in enumerate(pairs)) / len(pairs)
+                loss = loss + w_hidden * terms["hidden"]
         return loss, terms
 
     return loss_fn
@@ -83,13 +95,14 @@ def make_loss(kd: ml_collections.ConfigDict):
 def predict_fn(model, batch) -> dict[str, jax.Array]:
     """Per row: the summed negative log-likelihood of its next-token targets and their count (logits one row at a
     time: an evaluation batch of a large vocabulary never holds them all)."""
+    lm = model.lm
     ids, seg = batch["input_ids"], batch["segment_ids"]
-    h = model(ids, segment_ids=seg, logits=False)["last_hidden_state"]
+    h = lm(ids, segment_ids=seg, logits=False)["last_hidden_state"]
     targets, mask = _targets(ids, seg)
 
     def row(args):
         x, t = args
-        logp = jax.nn.log_softmax(model.project(x), -1)
+        logp = jax.nn.log_softmax(lm.project(x), -1)
         return -jnp.take_along_axis(logp, t[:, None], -1)[:, 0]
 
     nll = jax.lax.map(row, (h, targets))
@@ -101,47 +114,6 @@ def evaluate(preds: dict[str, np.ndarray], split: str) -> dict[str, float]:
     return {"nll": nll, "perplexity": math.exp(min(nll, 50.0))}
 
 
-def _llama(spec: dict, tok_or_vocab, seed: int, **over) -> llama_lib.LlamaForCausalLM:
-    vocab = tok_or_vocab if isinstance(tok_or_vocab, int) else len(tok_or_vocab)
-    ids = {} if isinstance(tok_or_vocab, int) else {"bos_token_id": tok_or_vocab.bos_token_id,
-                                                    "eos_token_id": tok_or_vocab.eos_token_id,
-                                                    "pad_token_id": tok_or_vocab.pad_token_id}
-    return llama_lib.LlamaForCausalLM(llama_lib.LlamaConfig(**{**dict(spec), "vocab_size": vocab, **ids, **over}),
-                                      rngs=nnx.Rngs(seed))
-
-
-def _student_over(cfg) -> dict:
-    s = cfg.student
-    return {"dtype": s.dtype, "param_dtype": s.param_dtype, "remat": bool(s.remat), "scan_layers": bool(s.scan_layers)}
-
-
-def build_student(cfg: ml_collections.ConfigDict, tok) -> llama_lib.LlamaForCausalLM:
-    """Random (seed), or the teacher checkpoint's first `student.from_teacher_layers` layers."""
-    n = int(cfg.student.from_teacher_layers)
-    if not n:
-        return _llama(cfg.student.random, tok, int(cfg.seed), **_student_over(cfg))
-    student = from_pretrained(assets.model_dir(cfg.teacher.checkpoint), **_student_over(cfg))
-    student.keep_layers(n)
-    return student
-
-
-def build_models(cfg: ml_collections.ConfigDict, tok, student_tok=None
-                 ) -> tuple[llama_lib.LlamaForCausalLM, llama_lib.LlamaForCausalLM]:
-    """(student, teacher): the teacher from its checkpoint (or random over `tok`, seed + 1), the student
-    (`build_student` over `student_tok`, default `tok`)."""
-    t = cfg.teacher
-    if t.checkpoint:
-        teacher = from_pretrained(assets.model_dir(t.checkpoint))
-    else:
-        logging.warning("teacher.checkpoint is empty: the teacher is randomly initialised (tests of the machinery)")
-        teacher = _llama(t.random, tok, int(cfg.seed) + 1)
-    student = build_student(cfg, student_tok if student_tok is not None else tok)
-    if student.cfg.vocab_size != teacher.cfg.vocab_size and not cached_teacher(cfg):
-        raise ValueError(f"student vocabulary {student.cfg.vocab_size} != teacher's {teacher.cfg.vocab_size}: "
-                         "teachers with another tokenizer are read from their top-k cache (kd.source='topk')")
-    return student, teacher
-
-
 def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     d = cfg.data
     texts = data_lib.split(data_lib.documents(d), tuple(d.fractions), int(cfg.seed))
@@ -149,7 +121,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     stok = data_lib.student_tokenizer(cfg, texts["train"], workdir, tok)
     student, teacher = build_models(cfg, tok, stok)
     alpha = float(cfg.kd.alpha)
-    extras, step_teacher = None, teacher if alpha > 0 else None
+    extras, step_teacher = None, teacher if alpha > 0 or float(cfg.kd.hidden.weight) > 0 else None
     teacher_info = teachers.describe(teachers.ONLINE, checkpoint=cfg.teacher.checkpoint or "random") \
         if alpha > 0 else {"kind": "none"}
     if cached_teacher(cfg):  # the teacher's top-k once per training document; the step runs only the student
@@ -160,22 +132,25 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         teacher_info = teachers.describe(teachers.CACHED, cache, stats, checkpoint=cfg.teacher.checkpoint or "random",
                                          top_k=int(cfg.kd.top_k), bytes_per_token=topk.bytes_per_token(
                                              int(cfg.kd.top_k)), same_tokenizer=stok is tok)
-        del teacher
     rows = {k: data_lib.rows(stok, v, int(d.length), extras if k == "train" else None, {topk.IDS: -1})
             for k, v in texts.items()}
     info = {"documents": {k: len(v) for k, v in texts.items()}, "rows": {k: len(v) for k, v in rows.items()},
             "target_tokens": {k: data_lib.target_tokens(v) for k, v in rows.items()},
-            "vocab": len(stok), "student": {"layers": student.cfg.num_hidden_layers, "hidden": student.cfg.hidden_size},
+            "vocab": len(stok), "student": {"layers": student.lm.cfg.num_hidden_layers,
+                                            "hidden": student.lm.cfg.hidden_size},
             "teacher": teacher_info,
             "kd": {"alpha": alpha, "kind": cfg.kd.kind, "temperature": float(cfg.kd.temperature),
-                   "source": cfg.kd.source}}
+                   "source": cfg.kd.source, "hidden_weight": float(cfg.kd.hidden.weight),
+                   "hidden_pairs": hidden_pairs(cfg, student.lm.cfg.num_hidden_layers,
+                                                teacher.cfg.num_hidden_layers),
+                   "hidden_projection": student.hidden_proj is not None}}
     if extras is not None:
         info["kd"]["aligned_tokens"] = int(sum(r[teacher_lib.MASK].sum() for r in rows["train"]))
     return Task(model=student, loss_fn=make_loss(cfg.kd), predict_fn=predict_fn,
                 train_data=grain.MapDataset.source(rows["train"]),
                 eval_data={"dev": grain.MapDataset.source(rows["validation"]),
                            "test": grain.MapDataset.source(rows["test"])},
-                evaluate=evaluate, logical_axes=llama_lib.LOGICAL_AXES,
+                evaluate=evaluate, logical_axes=STUDENT_AXES,
                 teacher=step_teacher, teacher_logical_axes=llama_lib.LOGICAL_AXES, info=info,
                 batch_spec=batch_spec(cfg), table_scale=1.0)
 
@@ -183,10 +158,16 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
 def abstract_task(cfg: ml_collections.ConfigDict) -> tuple[Task, dict]:
     """Abstract student and teacher of the configs' `random` architectures (vocabulary `aot.vocab_size`)."""
     vocab = int(cfg.aot.vocab_size)
-    student = nnx.eval_shape(lambda: _llama(cfg.student.random, vocab, 0, **_student_over(cfg)))
-    teacher = nnx.eval_shape(lambda: _llama(cfg.teacher.random, vocab, 1))
+
+    def student_():
+        lm = llama(cfg.student.random, vocab, 0, **student_overrides(cfg))
+        pairs = hidden_pairs(cfg, lm.cfg.num_hidden_layers, int(cfg.teacher.random["num_hidden_layers"]))
+        return Student(lm, int(cfg.teacher.random["hidden_size"]), len(pairs), rngs=nnx.Rngs(2))
+
+    student = nnx.eval_shape(student_)
+    teacher = nnx.eval_shape(lambda: llama(cfg.teacher.random, vocab, 1))
     b = int(cfg.train.batch_size)
-    task = task_lib.abstract(student, make_loss(cfg.kd), b, logical_axes=llama_lib.LOGICAL_AXES,
-                             teacher=teacher if float(cfg.kd.alpha) > 0 and not cached_teacher(cfg) else None,
-                             teacher_logical_axes=llama_lib.LOGICAL_AXES)
+    online = (float(cfg.kd.alpha) > 0 and not cached_teacher(cfg)) or float(cfg.kd.hidden.weight) > 0
+    task = task_lib.abstract(student, make_loss(cfg.kd), b, logical_axes=STUDENT_AXES,
+                             teacher=teacher if online else None, teacher_logical_axes=llama_lib.LOGICAL_AXES)
     return task, abstract_batch(batch_spec(cfg), b)

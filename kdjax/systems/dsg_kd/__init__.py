@@ -19,7 +19,8 @@ from __future__ import annotations
 from kdjax.systems import contract
 from kdjax.systems.dsg_kd.checks import validate
 from kdjax.systems.dsg_kd.export import export
-from kdjax.systems.dsg_kd.models import STUDENT_AXES, Student, build_student, build_teacher, layer_map
+from kdjax.losses.layers import layer_map
+from kdjax.systems.dsg_kd.models import STUDENT_AXES, Student, build_student, build_teacher
 from kdjax.systems.dsg_kd.task import (abstract_task, batch_spec, build, evaluate, make_loss, predict_fn,
                                        predictor)
 

@@ -13,7 +13,7 @@ from kdjax import assets
 from kdjax.convert import from_pretrained
 from kdjax.data import knowledge
 from kdjax.errors import InputError
-from kdjax.losses.dsg_kd import span_mean, uniform_layer_map, word_onehot
+from kdjax.losses.dsg_kd import span_mean, word_onehot
 from kdjax.models.bert import LOGICAL_AXES, BertConfig, BertModel, SequenceClassifier
 from kdjax.models.invariants import ConfigError
 from kdjax.train.sharding import scoped
@@ -92,17 +92,6 @@ def trained_encoder(workdir: str) -> BertModel:
         return trained_classifier(workdir)[0].encoder
     except InputError as e:
         raise InputError(f"teacher.workdir={e}") from None
-
-
-def layer_map(spec: str, student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
-    """'uniform' or explicit 's:t,s:t,...' over hidden_states indices (0 = embeddings)."""
-    if spec == "uniform":
-        return uniform_layer_map(student_layers, teacher_layers)
-    pairs = [tuple(int(v) for v in p.split(":")) for p in spec.split(",") if p.strip()]
-    for s, t in pairs:
-        if not (0 <= s <= student_layers and 0 <= t <= teacher_layers):
-            raise InputError(f"kd.layer_map pair {s}:{t} is outside 0..{student_layers} / 0..{teacher_layers}")
-    return pairs
 
 
 def word_embeddings(model: BertModel, tok, texts: list[str], finder, max_length: int, project=None

@@ -25,7 +25,8 @@ from kdjax.models.bert import LOGICAL_AXES, BertModel, SequenceClassifier
 from kdjax.systems import inference
 from kdjax.systems.dsg_kd import teacher as teacher_lib
 from kdjax.systems.dsg_kd.data import encode_fn, load_splits, teacher_tokenizer, tokenizer
-from kdjax.systems.dsg_kd.models import (STUDENT_AXES, Student, bert_init, build_student, build_teacher, layer_map,
+from kdjax.losses.layers import layer_map
+from kdjax.systems.dsg_kd.models import (STUDENT_AXES, Student, bert_init, build_student, build_teacher,
                                          word_embeddings)
 from kdjax.train import task as task_lib
 from kdjax.train.batch import BatchSpec, Field, abstract_batch
