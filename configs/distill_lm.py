@@ -15,8 +15,8 @@ the student's tokens and vocabulary by character offsets (kdjax.data.token_align
     python -m kdjax.main --config=configs/distill_lm.py:tiny --workdir=workdirs/distill-cross \
         --config.kd.source=topk --config.student.tokenizer=wordpiece
 
-kd.hidden adds an MSE between mapped hidden states (learned projections where the widths differ). On-policy KD is
-the next step of issue 26.
+kd.hidden adds an MSE between mapped hidden states (learned projections where the widths differ); kd.on_policy
+takes part of the KD term on the student's own samples (GKD).
 """
 
 import ml_collections
@@ -62,6 +62,9 @@ def get_config(variant: str = "tiny") -> ml_collections.ConfigDict:
         # + weight x MSE between mapped hidden states (student's projected onto the teacher's width when they
         # differ; online teacher, shared tokenizer); layer_map 'uniform' or 's:t,...' (hidden_states indices)
         "hidden": {"weight": 0.0, "layer_map": "uniform"},
+        # GKD: fraction (lambda) of the KD term taken on the student's own samples, scored by the online teacher:
+        # continuations of max_new_tokens sampled at `temperature` from each row's first prompt_tokens tokens
+        "on_policy": {"fraction": 0.0, "prompt_tokens": 8, "max_new_tokens": 16, "temperature": 1.0},
     })
     c.optim = ml_collections.ConfigDict({
         "lr": 3e-3, "b1": 0.9, "b2": 0.95, "eps": 1e-8, "weight_decay": 0.01, "clip_norm": 1.0,

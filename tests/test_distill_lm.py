@@ -126,12 +126,13 @@ def test_chunked_loss_is_the_dense_loss_without_the_vocabulary_sized_logits(sour
 def test_tiny_run_reports_held_out_perplexity_and_exports_to_transformers(tmp_path):
     wd = str(tmp_path / "run")
     runs.run("configs/distill_lm.py:tiny", wd, "--config.train.steps=20", "--config.eval.every=0",
-             "--config.kd.hidden.weight=0.5")
+             "--config.kd.hidden.weight=0.5", "--config.kd.on_policy.fraction=0.5")
     report = json.load(open(os.path.join(wd, "report.json")))
     rows = [json.loads(x) for x in open(os.path.join(wd, "metrics.jsonl"))]
     train = [r for r in rows if r["split"] == "train"]
     assert train[-1]["ce"] < train[0]["ce"] and "kd" in train[0]  # it learns, with the KD terms on
     assert train[-1]["hidden"] < train[0]["hidden"]
+    assert all(r["kd_on_policy"] > 0 and r["sampled_tokens"] > 0 for r in train)  # GKD's term, in the jitted step
     for split in ("dev", "test"):
         m = report["metrics"][split]
         assert m["perplexity"] == pytest.approx(np.exp(m["nll"]), rel=1e-6) and 1 < m["perplexity"] < report[
@@ -238,3 +239,60 @@ def test_student_with_its_own_tokenizer_learns_from_the_moved_top_k(tmp_path):
     tok = transformers.AutoTokenizer.from_pretrained(out)
     assert len(tok) == 2000 and tok.convert_ids_to_tokens(tok("a red apple")["input_ids"])[1:-1] == ["a", "red",
                                                                                                      "apple"]
+
+
+def test_on_policy_kd_scores_the_students_own_samples():
+    """GKD (kd.on_policy): prompts are each row's first sequence's first tokens, left-padded; the student's samples
+    (greedy as the temperature goes to 0, varied at 1) are scored by both models at their real positions; the loss
+    mixes the corpus KD and the KD on the samples (1 - lambda, lambda) and its gradient flows through the student's
+    scores, not through sampling."""
+    from kdjax.models import generate
+    from kdjax.systems.distill_lm import on_policy
+
+    cfg = config.get_config("tiny")
+    vocab = 50
+    student = Student(llama({**cfg.student.random, "eos_token_id": 2}, vocab, 0))
+    teacher = llama(cfg.teacher.random, vocab, 1)
+    rows = pack([[5, 6, 7], [8, 9, 10, 11, 12], list(range(13, 30)), [30, 31, 32, 33, 34, 35]], 12)
+    batch = {k: jnp.asarray(v) for k, v in rows.items()}
+    ids, seg = batch["input_ids"], batch["segment_ids"]
+    prompt, pmask = on_policy.prompts(ids, seg, 4)
+    assert np.asarray(prompt).tolist()[:2] == [[0, 5, 6, 7], [13, 14, 15, 16]]  # row 0's first sequence has 3
+    assert np.asarray(pmask).tolist()[0] == [0, 1, 1, 1]
+
+    kw = dict(prompt_tokens=4, max_new_tokens=6, eos_token_id=2)
+    cold = on_policy.sample(student.lm, ids, seg, jax.random.key(0), temperature=1e-4, **kw)
+    want, _ = generate.greedy(student.lm, student.lm.embed(prompt), pmask,
+                              generate.GenerateConfig(max_new_tokens=6, eos_token_id=2))
+    np.testing.assert_array_equal(np.asarray(cold[0][:, 4:]), np.asarray(want))
+    a, b = (on_policy.sample(student.lm, ids, seg, jax.random.key(k), temperature=1.0, **kw)[0] for k in (1, 2))
+    assert not np.array_equal(np.asarray(a), np.asarray(b))
+
+    # scoring a left-padded sequence gives the logits of its real tokens alone
+    seq, attn, counted = on_policy.sample(student.lm, ids, seg, jax.random.key(3), temperature=1.0, **kw)
+    logits, _, predicts = on_policy.score(student.lm, seq, attn, counted)
+    real = np.asarray(seq[0])[np.asarray(attn[0]) > 0]
+    alone = student.lm(jnp.asarray(real[None]))["logits"][0]
+    np.testing.assert_allclose(np.asarray(logits[0])[np.asarray(attn[0]) > 0], np.asarray(alone), atol=1e-5)
+    assert np.asarray(predicts).sum() == np.asarray(counted).sum() > 0
+
+    cfg.kd.alpha, cfg.kd.on_policy.fraction = 1.0, 0.25
+    cfg.kd.on_policy.prompt_tokens, cfg.kd.on_policy.max_new_tokens = 4, 6
+    cfg.kd.on_policy.temperature = 1e-4  # the greedy samples: what the loss drew is known here
+    loss, terms = make_loss(cfg.kd)(student, teacher, batch, nnx.Rngs(dropout=7))
+    assert float(loss) == pytest.approx(float(terms["ce"] + 0.75 * terms["kd"] + 0.25 * terms["kd_on_policy"]),
+                                        rel=1e-6)
+    seq, attn, counted = cold
+    s_logits, _, predicts = on_policy.score(student.lm, seq, attn, counted)
+    t_logits, _, _ = on_policy.score(teacher, seq, attn, counted)
+    assert float(terms["kd_on_policy"]) == pytest.approx(float(token_kd(s_logits, t_logits, predicts)), rel=1e-5)
+
+    cfg.kd.on_policy.temperature = 1.0
+
+    def grad(fraction):
+        cfg.kd.on_policy.fraction = fraction
+        g, _ = nnx.grad(lambda m: make_loss(cfg.kd)(m, teacher, batch, nnx.Rngs(dropout=7)), has_aux=True)(student)
+        return np.concatenate([np.ravel(x) for x in jax.tree.leaves(nnx.state(g, nnx.Param))])
+
+    g = grad(1.0)
+    assert np.all(np.isfinite(g)) and np.abs(g - grad(0.0)).max() > 1e-5

@@ -59,8 +59,10 @@ def _forbid_eos(logp, t, cfg):
     return jnp.where((t < cfg.min_new_tokens) & (jnp.arange(logp.shape[-1]) == cfg.eos_token_id), -jnp.inf, logp)
 
 
-def greedy(model, inputs_embeds: jax.Array, attention_mask: jax.Array, cfg: GenerateConfig
-           ) -> tuple[jax.Array, jax.Array]:
+def greedy(model, inputs_embeds: jax.Array, attention_mask: jax.Array, cfg: GenerateConfig,
+           key: jax.Array | None = None, temperature: float = 1.0) -> tuple[jax.Array, jax.Array]:
+    """Greedy decoding; with `key`, ancestral sampling from softmax(logits / temperature) instead (one key per
+    step, split from `key`): what on-policy distillation draws from the student."""
     b, p = inputs_embeds.shape[:2]
     n = cfg.max_new_tokens
     logits, cache, slot_mask, next_pos = _prefill(model, inputs_embeds, attention_mask, p + n)
@@ -72,7 +74,11 @@ def greedy(model, inputs_embeds: jax.Array, attention_mask: jax.Array, cfg: Gene
 
     def body(s):
         t, logits, cache, done, out, lengths = s
-        tok = jnp.argmax(_forbid_eos(logits, t, cfg), axis=-1).astype(jnp.int32)
+        scores = _forbid_eos(logits, t, cfg)
+        if key is None:
+            tok = jnp.argmax(scores, axis=-1).astype(jnp.int32)
+        else:
+            tok = jax.random.categorical(jax.random.fold_in(key, t), scores / temperature, axis=-1).astype(jnp.int32)
         tok = jnp.where(done, cfg.pad_token_id, tok)
         out = out.at[:, t].set(tok)
         lengths = jnp.where(done, lengths, t + 1)

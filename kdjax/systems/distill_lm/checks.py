@@ -45,6 +45,16 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
         spec = str(c.get("kd.hidden.layer_map") or "")
         if spec != "uniform" and not re.fullmatch(r"\s*\d+:\d+\s*(,\s*\d+:\d+\s*)*", spec):
             c.problem("kd.hidden.layer_map", f"'uniform' or pairs 's:t,s:t,...' of layer indices, got {spec!r}")
+    if float(c.get("kd.on_policy.fraction") or 0) > 0:
+        c.number("kd.on_policy.fraction", ge=0, le=1)
+        c.number("kd.on_policy.prompt_tokens", integer=True, gt=0)
+        c.number("kd.on_policy.max_new_tokens", integer=True, gt=0)
+        c.number("kd.on_policy.temperature", gt=0)
+        if source == "topk" or c.get("student.tokenizer"):
+            c.problem("kd.on_policy.fraction", "on-policy KD needs the teacher in the step to score the student's "
+                      "samples: kd.source='online' and no student.tokenizer")
+        if int(c.get("kd.on_policy.prompt_tokens") or 0) > int(c.get("data.length") or 0):
+            c.problem("kd.on_policy.prompt_tokens", "prompts are cut from packed rows: at most data.length tokens")
     stok = str(c.get("student.tokenizer") or "")
     if stok == "wordpiece":
         c.number("student.vocab_size", integer=True, gt=5)

@@ -18,6 +18,7 @@ from kdjax.losses.layers import layer_map
 from kdjax.losses.token_kd import segment_mask, sparse_token_kd, token_cross_entropy, token_kd
 from kdjax.models import llama as llama_lib
 from kdjax.systems.distill_lm import data as data_lib
+from kdjax.systems.distill_lm import on_policy
 from kdjax.systems.distill_lm import teacher as teacher_lib
 from kdjax.systems.distill_lm.models import STUDENT_AXES, Student, build_models, hidden_pairs, llama, student_overrides
 from kdjax.teachers import topk
@@ -52,6 +53,8 @@ def make_loss(kd: ml_collections.ConfigDict):
     alpha, kind, beta = float(kd.alpha), str(kd.kind), float(kd.beta)
     temperature, chunk, rest = float(kd.temperature), int(kd.chunk_tokens), bool(kd.rest)
     w_hidden = float(kd.hidden.weight)
+    op = kd.on_policy
+    lam = float(op.fraction)
 
     def outputs(m, ids, seg, **kw):
         """(logits, None, hidden states), or with chunk_tokens (final hidden states, head matrix, ...): no (tokens x
@@ -77,9 +80,21 @@ def make_loss(kd: ml_collections.ConfigDict):
         elif teacher is not None and (alpha > 0 or w_hidden > 0):
             t, t_head, t_hidden = outputs(teacher, ids, seg)
             if alpha > 0:
-                terms["kd"] = token_kd(x, t, mask, kind=kind, beta=beta, temperature=temperature,
-                                       chunk_tokens=chunk, student_head=head, teacher_head=t_head)
-                loss = loss + alpha * terms["kd"]
+                div = dict(kind=kind, beta=beta, temperature=temperature, chunk_tokens=chunk)
+                terms["kd"] = token_kd(x, t, mask, student_head=head, teacher_head=t_head, **div)
+                kd_total = terms["kd"]
+                if lam > 0:  # GKD: the divergence on the student's own samples, weighted lambda
+                    seq, attn, counted = on_policy.sample(
+                        model.lm, ids, seg, rngs.dropout(), prompt_tokens=int(op.prompt_tokens),
+                        max_new_tokens=int(op.max_new_tokens), temperature=float(op.temperature),
+                        eos_token_id=model.lm.cfg.eos_token_id)
+                    xs, hs, predicts = on_policy.score(model.lm, seq, attn, counted, chunked=bool(chunk),
+                                                       deterministic=False, rngs=rngs)
+                    xt, ht, _ = on_policy.score(teacher, seq, attn, counted, chunked=bool(chunk))
+                    terms["kd_on_policy"] = token_kd(xs, xt, predicts, student_head=hs, teacher_head=ht, **div)
+                    terms["sampled_tokens"] = counted.sum()
+                    kd_total = (1 - lam) * terms["kd"] + lam * terms["kd_on_policy"]
+                loss = loss + alpha * kd_total
             if w_hidden > 0:  # every real token's mapped hidden states, projected onto the teacher's width
                 pairs = layer_map(str(kd.hidden.layer_map), model.lm.cfg.num_hidden_layers,
                                   teacher.cfg.num_hidden_layers, key="kd.hidden.layer_map")
