@@ -16,7 +16,8 @@ the student's tokens and vocabulary by character offsets (kdjax.data.token_align
         --config.kd.source=topk --config.student.tokenizer=wordpiece
 
 kd.hidden adds an MSE between mapped hidden states (learned projections where the widths differ); kd.on_policy
-takes part of the KD term on the student's own samples (GKD).
+takes part of the KD term on the student's own samples (GKD); kd.sequence adds the teacher's continuations of the
+training documents as more training documents (sequence-level KD).
 """
 
 import ml_collections
@@ -40,7 +41,8 @@ def get_config(variant: str = "tiny") -> ml_collections.ConfigDict:
     c.teacher = ml_collections.ConfigDict({
         "checkpoint": "",  # HF LlamaForCausalLM directory or .gguf; "" = random (`random`, seed + 1)
         "random": dict(TINY_LLAMA),
-        "cache": {"dir": "", "batch_size": 8},  # kd.source='topk': "" = <workdir>/teacher_topk; windows per batch
+        # the teacher's cached outputs (top-k, generations) under dir ("" = the workdir); windows or prompts per batch
+        "cache": {"dir": "", "batch_size": 8},
     })
     c.student = ml_collections.ConfigDict({
         "from_teacher_layers": 0,  # > 0: the teacher checkpoint's first this many layers; 0: random (`random`)
@@ -65,6 +67,9 @@ def get_config(variant: str = "tiny") -> ml_collections.ConfigDict:
         # GKD: fraction (lambda) of the KD term taken on the student's own samples, scored by the online teacher:
         # continuations of max_new_tokens sampled at `temperature` from each row's first prompt_tokens tokens
         "on_policy": {"fraction": 0.0, "prompt_tokens": 8, "max_new_tokens": 16, "temperature": 1.0},
+        # sequence-level KD: the teacher continues each training document's first prompt_tokens tokens (greedy, or
+        # beam search with num_beams > 1); each continuation, as text, is one more training document (cached)
+        "sequence": {"enabled": False, "prompt_tokens": 8, "max_new_tokens": 24, "num_beams": 1},
     })
     c.optim = ml_collections.ConfigDict({
         "lr": 3e-3, "b1": 0.9, "b2": 0.95, "eps": 1e-8, "weight_decay": 0.01, "clip_norm": 1.0,

@@ -296,3 +296,36 @@ def test_on_policy_kd_scores_the_students_own_samples():
 
     g = grad(1.0)
     assert np.all(np.isfinite(g)) and np.abs(g - grad(0.0)).max() > 1e-5
+
+
+def test_sequence_level_kd_adds_the_teachers_continuations(tmp_path):
+    """kd.sequence: each training document's opening continued by the teacher (greedy here, as generate.greedy does
+    on the opening alone, left-padding notwithstanding) joins the training documents as text; cached, so a second
+    build reads it back."""
+    from kdjax.models import generate
+    from kdjax.systems.distill_lm import teacher as teacher_lib
+    from kdjax.systems.distill_lm.models import build_teacher
+    from kdjax.systems.distill_lm.task import build
+
+    cfg = config.get_config("tiny")
+    cfg.kd.alpha = 0.0  # the student learns from the teacher's text only
+    cfg.kd.sequence.enabled, cfg.kd.sequence.prompt_tokens, cfg.kd.sequence.max_new_tokens = True, 4, 6
+    alone = build(config.get_config("tiny"), str(tmp_path / "alone"))
+    task = build(cfg, str(tmp_path / "seq"))
+    n = alone.info["documents"]["train"]
+    seq = task.info["kd"]["sequence"]
+    assert seq["documents"] == n and seq["written"]["computed"] == n
+    assert task.info["documents"]["train"] == 2 * n and len(task.train_data) > len(alone.train_data)
+
+    texts = data_lib.split(data_lib.documents(cfg.data), tuple(cfg.data.fractions), 0)["train"]
+    tok = data_lib.tokenizer(cfg, texts, str(tmp_path / "seq"))
+    teacher = build_teacher(cfg, tok)
+    got, _ = teacher_lib.generations(cfg, teacher, tok, texts, str(tmp_path / "seq" / "teacher_generations"))
+    for i in (0, 7):
+        opening = teacher_lib.encode(tok, texts[i])[0][:4]
+        out, length = generate.greedy(teacher, teacher.embed(jnp.asarray(opening[None])), jnp.ones((1, len(opening))),
+                                      generate.GenerateConfig(max_new_tokens=6, eos_token_id=tok.eos_token_id or -1))
+        want = tok.decode(list(opening) + list(np.asarray(out[0, :int(length[0])])), skip_special_tokens=True)
+        assert got[i] == want
+    again = build(cfg, str(tmp_path / "seq"))
+    assert again.info["kd"]["sequence"]["written"]["computed"] == 0

@@ -55,6 +55,11 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
                       "samples: kd.source='online' and no student.tokenizer")
         if int(c.get("kd.on_policy.prompt_tokens") or 0) > int(c.get("data.length") or 0):
             c.problem("kd.on_policy.prompt_tokens", "prompts are cut from packed rows: at most data.length tokens")
+    if c.get("kd.sequence.enabled"):
+        c.number("kd.sequence.prompt_tokens", integer=True, gt=0)
+        c.number("kd.sequence.max_new_tokens", integer=True, gt=0)
+        c.number("kd.sequence.num_beams", integer=True, gt=0)
+        c.number("teacher.cache.batch_size", integer=True, gt=0)
     stok = str(c.get("student.tokenizer") or "")
     if stok == "wordpiece":
         c.number("student.vocab_size", integer=True, gt=5)

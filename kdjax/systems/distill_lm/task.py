@@ -139,8 +139,12 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     extras, step_teacher = None, teacher if alpha > 0 or float(cfg.kd.hidden.weight) > 0 else None
     teacher_info = teachers.describe(teachers.ONLINE, checkpoint=cfg.teacher.checkpoint or "random") \
         if alpha > 0 else {"kind": "none"}
+    if bool(cfg.kd.sequence.enabled):  # sequence-level KD: the teacher's continuations join the training documents
+        gen_dir = paths.join(cfg.teacher.cache.dir or workdir, "teacher_generations")
+        generated, gen_stats = teacher_lib.generations(cfg, teacher, tok, texts["train"], gen_dir)
+        texts["train"] = texts["train"] + generated
     if cached_teacher(cfg):  # the teacher's top-k once per training document; the step runs only the student
-        cache_dir = cfg.teacher.cache.dir or paths.join(workdir, "teacher_topk")
+        cache_dir = paths.join(cfg.teacher.cache.dir or workdir, "teacher_topk")
         cache, stats = teacher_lib.write_cache(cfg, teacher, tok, texts["train"], cache_dir)
         extras = teacher_lib.student_fields(cache, texts["train"], tok, stok)
         step_teacher = None
@@ -159,6 +163,9 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
                    "hidden_pairs": hidden_pairs(cfg, student.lm.cfg.num_hidden_layers,
                                                 teacher.cfg.num_hidden_layers),
                    "hidden_projection": student.hidden_proj is not None}}
+    if bool(cfg.kd.sequence.enabled):
+        info["kd"]["sequence"] = {"documents": len(generated), "written": gen_stats,
+                                  "example": generated[0] if generated else ""}
     if extras is not None:
         info["kd"]["aligned_tokens"] = int(sum(r[teacher_lib.MASK].sum() for r in rows["train"]))
     return Task(model=student, loss_fn=make_loss(cfg.kd), predict_fn=predict_fn,

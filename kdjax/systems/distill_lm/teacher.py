@@ -1,6 +1,9 @@
-"""distill_lm's cached teacher (`kd.source='topk'`): the teacher's top-k next-token log-probabilities of every
-training document, computed once (`kdjax.teachers.topk` on issue 9's cache) and moved to the student's tokens, so the
-step runs only the student and the teacher may use another tokenizer.
+"""distill_lm's cached teacher outputs, computed once per training document on issue 9's cache:
+
+- top-k (`kd.source='topk'`): the teacher's top-k next-token log-probabilities (`kdjax.teachers.topk`), moved to the
+  student's tokens, so the step runs only the student and the teacher may use another tokenizer;
+- generations (`kd.sequence`): sequence-level KD (Kim & Rush 2016): the teacher continues each document's opening
+  and the continuation, as text, becomes one more training document (in any student tokenizer).
 
 The teacher reads each document as its own tokenizer encodes it (BOS, tokens, EOS), in windows of `data.length`
 tokens from the document's start: with a shared tokenizer these are exactly the pieces packing cuts, so the cached
@@ -114,3 +117,44 @@ def student_fields(cache: cache_lib.OutputCache, texts: list[str], teacher_tok, 
             moved[name] = moved[name].astype(np.float16)
         out.append(moved)
     return out
+
+
+GENERATION = "text"
+
+
+def generations(cfg: ml_collections.ConfigDict, teacher: nnx.Module, tok, texts: list[str], cache_dir: str
+                ) -> tuple[list[str], dict]:
+    """Sequence-level KD's documents: per training document, the teacher's continuation (`kd.sequence`: greedy or
+    beam search, max_new_tokens) of its first prompt_tokens tokens, decoded with the opening as one text. Cached
+    (resumable); returns the texts in document order and what writing them took."""
+    from kdjax.models import generate
+
+    sq = cfg.kd.sequence
+    p, size = int(sq.prompt_tokens), int(cfg.teacher.cache.batch_size)
+    gcfg = generate.GenerateConfig(max_new_tokens=int(sq.max_new_tokens), num_beams=int(sq.num_beams),
+                                   eos_token_id=-1 if tok.eos_token_id is None else int(tok.eos_token_id),
+                                   pad_token_id=0)
+    gdef, state = nnx.split(teacher)
+    run = jax.jit(lambda s, ids, mask: generate.generate(nnx.merge(gdef, s), nnx.merge(gdef, s).embed(ids), mask,
+                                                         gcfg))
+
+    def compute(doc_ids: list[str]) -> list[dict]:
+        ids = np.zeros((size, p), np.int32)
+        mask = np.zeros((size, p), np.int32)
+        openings = []
+        for j, i in enumerate(doc_ids):
+            o = encode(tok, texts[int(i)])[0][:p]
+            ids[j, p - len(o):], mask[j, p - len(o):] = o, 1  # left-padded prompts
+            openings.append(o)
+        out, lengths = (np.asarray(a) for a in run(state, jnp.asarray(ids), jnp.asarray(mask)))
+        return [{"id": i, GENERATION: tok.decode(list(o) + list(out[j, :lengths[j]]), skip_special_tokens=True)}
+                for j, (i, o) in enumerate(zip(doc_ids, openings))]
+
+    ids = [str(i) for i in range(len(texts))]
+    stats = cache_lib.fill(cache_dir, ids, compute, {GENERATION: cache_lib.field(cache_lib.STR)}, batch_size=size,
+                           shard_size=size * 32, teacher=f"distill_lm teacher {cfg.teacher.checkpoint or 'random init'}",
+                           fingerprint={**fingerprint(cfg, texts), **{k: sq[k] for k in sq}},
+                           progress="teacher generations")
+    cache = cache_lib.OutputCache(cache_dir)
+    cache.check(ids)
+    return [cache.get(i)[GENERATION] for i in ids], stats
