@@ -32,9 +32,12 @@ def get_config(variant: str = "tiny") -> ml_collections.ConfigDict:
     c.seed = 0
     c.mesh = {"data": -1, "fsdp": 1, "tensor": 1}
     c.data = ml_collections.ConfigDict({
-        "source": "captions",  # the embedded English caption corpus; or 'jsonl': data.file, one {"text"} a line
+        # captions: the embedded English caption corpus; docstrings: the Python standard library's docstrings of
+        # at least min_words words (kdjax.data.docstring_corpus); jsonl: data.file, one {"text"} a line
+        "source": "captions", "min_words": 20,
         "file": "", "text_key": "text",
         "fractions": (0.8, 0.1, 0.1),  # train / validation / test, of the documents after a seeded shuffle
+        "split_seed": -1,  # the shuffle's seed; -1: the run's seed (>= 0 keeps one split across seeds)
         "length": 64,  # tokens per packed row
     })
     c.tokenizer = ""  # "" = the teacher checkpoint's; with a random teacher, word-level on the training texts

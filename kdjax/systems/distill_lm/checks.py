@@ -11,7 +11,7 @@ from kdjax.systems.checks import Checks
 
 
 def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
-    source = c.one_of("data.source", ("captions", "jsonl"))
+    source = c.one_of("data.source", ("captions", "docstrings", "jsonl"))
     if source == "jsonl":
         c.path("data.file", "file", required=True, why="data.source='jsonl'")
     fractions = tuple(c.get("data.fractions") or ())

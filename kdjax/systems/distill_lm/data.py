@@ -6,7 +6,7 @@ import ml_collections
 import numpy as np
 
 from kdjax import assets, paths
-from kdjax.data import caption_corpus, jsonl, tokenizers
+from kdjax.data import caption_corpus, docstring_corpus, jsonl, tokenizers
 from kdjax.data.packing import pack
 from kdjax.errors import InputError
 
@@ -16,6 +16,8 @@ SPLITS = ("train", "validation", "test")
 def documents(d: ml_collections.ConfigDict) -> list[str]:
     if d.source == "captions":
         return caption_corpus.texts()
+    if d.source == "docstrings":
+        return docstring_corpus.texts(int(d.min_words))
     if d.source == "jsonl":
         out = []
         for n, row in jsonl.read_rows(d.file, (d.text_key,)):
@@ -23,7 +25,26 @@ def documents(d: ml_collections.ConfigDict) -> list[str]:
                 raise InputError(f"{d.file}:{n}: {d.text_key!r} is not text")
             out.append(row[d.text_key])
         return out
-    raise InputError(f"data.source must be 'captions' or 'jsonl', got {d.source!r}")
+    raise InputError(f"data.source must be 'captions', 'docstrings' or 'jsonl', got {d.source!r}")
+
+
+def describe(d: ml_collections.ConfigDict, docs: list[str]) -> dict:
+    """What a report records of the corpus: its source, size and sha256 (and the Python, whose standard library the
+    docstrings corpus is)."""
+    import hashlib
+    import sys
+
+    out = {"source": d.source, "documents": len(docs), "words": sum(len(t.split()) for t in docs),
+           "sha256": hashlib.sha256("\x00".join(docs).encode("utf-8")).hexdigest()}
+    if d.source == "docstrings":
+        out["python"] = sys.version.split()[0]
+    return out
+
+
+def split_seed(cfg: ml_collections.ConfigDict) -> int:
+    """data.split_seed, or the run's seed when it is negative."""
+    s = int(cfg.data.get("split_seed", -1))
+    return int(cfg.seed) if s < 0 else s
 
 
 def split(docs: list[str], fractions, seed: int) -> dict[str, list[str]]:

@@ -131,7 +131,8 @@ def evaluate(preds: dict[str, np.ndarray], split: str) -> dict[str, float]:
 
 def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     d = cfg.data
-    texts = data_lib.split(data_lib.documents(d), tuple(d.fractions), int(cfg.seed))
+    docs = data_lib.documents(d)
+    texts = data_lib.split(docs, tuple(d.fractions), data_lib.split_seed(cfg))
     tok = data_lib.tokenizer(cfg, texts["train"], workdir)
     stok = data_lib.student_tokenizer(cfg, texts["train"], workdir, tok)
     student, teacher = build_models(cfg, tok, stok)
@@ -153,7 +154,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
                                              int(cfg.kd.top_k)), same_tokenizer=stok is tok)
     rows = {k: data_lib.rows(stok, v, int(d.length), extras if k == "train" else None, {topk.IDS: -1})
             for k, v in texts.items()}
-    info = {"documents": {k: len(v) for k, v in texts.items()}, "rows": {k: len(v) for k, v in rows.items()},
+    info = {"corpus": data_lib.describe(d, docs), "documents": {k: len(v) for k, v in texts.items()}, "rows": {k: len(v) for k, v in rows.items()},
             "target_tokens": {k: data_lib.target_tokens(v) for k, v in rows.items()},
             "vocab": len(stok), "student": {"layers": student.lm.cfg.num_hidden_layers,
                                             "hidden": student.lm.cfg.hidden_size},
