@@ -21,7 +21,7 @@ Prints one JSON line.
     python benchmarks/effaac_diagnosis.py --experiment=experiments/effaac_mini [--seed=0] [--clips=1000]
 
 `--parts=teacher` needs only the teacher's run (no student, no cache): the `mini_v2` design's gate, probed before
-any student runs.
+any student runs, and what the teacher's own test captions get right.
 """
 
 from __future__ import annotations
@@ -196,6 +196,10 @@ def main() -> None:
     if "teacher" in parts:
         for name, x in teacher_features(teacher_run, waves).items():
             result["probe"][name] = probe(x, events)
+        with open(os.path.join(teacher_run, "predictions", "test.jsonl"), encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f]
+        result["captions"]["teacher (its test captions)"] = caption_scores(
+            [r["prediction"] for r in rows], [events_of(r["references"][0]) for r in rows])
     if not students:
         print(json.dumps(result))
         return

@@ -54,7 +54,6 @@ def main() -> None:
     m = np.asarray(mask) > 0
     dense_fn = lambda z: token_kd(z, t_logits, mask)  # noqa: E731
     dense, g_dense = jax.value_and_grad(dense_fn)(s_logits)
-    log_p = jax.nn.log_softmax(t_logits, -1)
     out = {"benchmark": "topk_kl_error", "teacher": "SmolLM2-135M-Instruct (GGUF Q4_1, dequantised)",
            "student": f"its first {args.student_layers} layers", "windows": int(ids.shape[0]),
            "length": args.length, "tokens": int(m.sum()), "vocab": int(t_logits.shape[-1]),
