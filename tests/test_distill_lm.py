@@ -214,31 +214,31 @@ def test_cached_top_k_is_the_online_teachers_at_the_same_tokens(tmp_path):
 
 
 @pytest.mark.slow
-def test_student_with_its_own_tokenizer_learns_from_the_moved_top_k(tmp_path):
-    """A WordPiece student under the word-level teacher's cached top-k: most target tokens get a teacher
-    distribution, the KD term reaches the student and falls, the run resumes from the same cache without
-    recomputing it, and the export carries the student's tokenizer."""
+def test_student_with_another_real_tokenizer_learns_from_the_moved_top_k(tmp_path, minilm_dir):
+    """SmolLM2-135M-Instruct (real weights, byte-level BPE) as the cached teacher of a random student with MiniLM's
+    uncased WordPiece: most of the student's target tokens get a teacher distribution, the KD term reaches the student
+    and falls, and the export carries the student's tokenizer."""
     import transformers
 
+    from configs.multi2cap import SMOLLM2
+
     wd = str(tmp_path / "cross")
-    over = ("--config.kd.source=topk", "--config.student.tokenizer=wordpiece", "--config.kd.top_k=16",
-            "--config.eval.every=0")
+    over = ("--config.kd.source=topk", f"--config.student.tokenizer={minilm_dir}", f"--config.teacher.checkpoint={SMOLLM2}",
+            "--config.kd.top_k=16", "--config.eval.every=0")
     runs.run("configs/distill_lm.py:tiny", wd, *over, "--config.train.steps=30")
     report = json.load(open(os.path.join(wd, "report.json")))
     info = report["info"]
     assert info["teacher"]["kind"] == "cached" and not info["teacher"]["same_tokenizer"]
-    assert info["teacher"]["bytes_per_token"] == 16 * 6 + 2 and info["vocab"] == 2000
-    assert 0.5 < info["kd"]["aligned_tokens"] / info["target_tokens"]["train"] <= 1.0
+    assert info["teacher"]["bytes_per_token"] == 16 * 6 + 2 and info["vocab"] == 30522
+    assert 0.8 < info["kd"]["aligned_tokens"] / info["target_tokens"]["train"] <= 1.0
     train = runs.train_rows(wd)
     assert train[-1]["kd"] < train[0]["kd"] and all(0 < r["kd_tokens"] <= r["tokens"] for r in train)
-    p = runs.run("configs/distill_lm.py:tiny", wd, *over, "--config.train.steps=40", "--allow_config_change")
-    assert "0 to compute" in p.stderr and "top-k teacher cache" in p.stderr
 
     out = str(tmp_path / "export")
     runs.run_mode("export", wd, f"--out={out}")
     tok = transformers.AutoTokenizer.from_pretrained(out)
-    assert len(tok) == 2000 and tok.convert_ids_to_tokens(tok("a red apple")["input_ids"])[1:-1] == ["a", "red",
-                                                                                                     "apple"]
+    assert len(tok) == 30522 and tok.convert_ids_to_tokens(tok("A red Apple")["input_ids"]) == [
+        "[CLS]", "a", "red", "apple", "[SEP]"]
 
 
 def test_on_policy_kd_scores_the_students_own_samples():
@@ -320,7 +320,7 @@ def test_sequence_level_kd_adds_the_teachers_continuations(tmp_path):
     texts = data_lib.split(data_lib.documents(cfg.data), tuple(cfg.data.fractions), 0)["train"]
     tok = data_lib.tokenizer(cfg, texts, str(tmp_path / "seq"))
     teacher = build_teacher(cfg, tok)
-    got, _ = teacher_lib.generations(cfg, teacher, tok, texts, str(tmp_path / "seq" / "teacher_generations"))
+    got, _ = teacher_lib.generations(cfg, lambda: teacher, tok, texts, str(tmp_path / "seq" / "teacher_generations"))
     for i in (0, 7):
         opening = teacher_lib.encode(tok, texts[i])[0][:4]
         out, length = generate.greedy(teacher, teacher.embed(jnp.asarray(opening[None])), jnp.ones((1, len(opening))),

@@ -14,6 +14,26 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 
+def layout(lengths: Sequence[int], length: int) -> list[list[tuple[int, int, int]]]:
+    """Where packing puts each sequence: per row, its pieces (sequence index, from, to) in order."""
+    if length < 2:
+        raise ValueError(f"rows of {length} tokens hold no next-token target; use 2 or more")
+    rows: list[list[tuple[int, int, int]]] = []
+    parts: list[tuple[int, int, int]] = []
+    used = 0
+    for n, size in enumerate(lengths):
+        for start in range(0, size, length):
+            piece = min(length, size - start)
+            if used + piece > length:
+                rows.append(parts)
+                parts, used = [], 0
+            parts.append((n, start, start + piece))
+            used += piece
+    if parts:
+        rows.append(parts)
+    return rows
+
+
 def pack(sequences: Iterable[Sequence[int]], length: int,
          extras: Iterable[Mapping[str, np.ndarray]] | None = None,
          fill: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
@@ -21,29 +41,16 @@ def pack(sequences: Iterable[Sequence[int]], length: int,
 
     `extras`: per sequence, arrays whose first axis runs over its tokens (e.g. a cached teacher's top-k per token);
     they are packed with the tokens into (rows, length, ...) arrays, padded with `fill[name]` (default 0)."""
-    if length < 2:
-        raise ValueError(f"rows of {length} tokens hold no next-token target; use 2 or more")
-    rows: list[tuple[list[int], list[int], list[tuple[int, int, int]]]] = []  # ids, segments, (sequence, from, to)
-    ids: list[int] = []
-    seg: list[int] = []
-    parts: list[tuple[int, int, int]] = []
-    lengths: list[int] = []
-    for n, sequence in enumerate(sequences):
-        s = [int(t) for t in sequence]
-        lengths.append(len(s))
-        for start in range(0, len(s), length):
-            piece = s[start:start + length]
-            if len(ids) + len(piece) > length:
-                rows.append((ids, seg, parts))
-                ids, seg, parts = [], [], []
-            seg += [(seg[-1] if seg else 0) + 1] * len(piece)
-            ids += piece
-            parts.append((n, start, start + len(piece)))
-    if ids:
-        rows.append((ids, seg, parts))
+    seqs = [[int(t) for t in sequence] for sequence in sequences]
+    lengths = [len(x) for x in seqs]
+    rows = layout(lengths, length)
     out = {"input_ids": np.zeros((len(rows), length), np.int32), "segment_ids": np.zeros((len(rows), length), np.int32)}
-    for r, (i, s, _) in enumerate(rows):
-        out["input_ids"][r, :len(i)], out["segment_ids"][r, :len(s)] = i, s
+    for r, parts in enumerate(rows):
+        at = 0
+        for segment, (n, lo, hi) in enumerate(parts, start=1):
+            out["input_ids"][r, at:at + hi - lo] = seqs[n][lo:hi]
+            out["segment_ids"][r, at:at + hi - lo] = segment
+            at += hi - lo
     if extras is None:
         return out
     extras = list(extras)
@@ -55,7 +62,7 @@ def pack(sequences: Iterable[Sequence[int]], length: int,
         for k, x in enumerate(extras):
             if len(x[name]) != lengths[k]:
                 raise ValueError(f"sequence {k}: {name!r} has {len(x[name])} entries for {lengths[k]} tokens")
-        for r, (_, _, ps) in enumerate(rows):
+        for r, ps in enumerate(rows):
             at = 0
             for k, lo, hi in ps:
                 a[r, at:at + hi - lo] = np.asarray(extras[k][name])[lo:hi]

@@ -75,15 +75,19 @@ def build_teacher(cfg: ml_collections.ConfigDict, tok) -> llama_lib.LlamaForCaus
     return llama(t.random, tok, int(cfg.seed) + 1)
 
 
-def build_models(cfg: ml_collections.ConfigDict, tok, student_tok=None
-                 ) -> tuple[Student, llama_lib.LlamaForCausalLM]:
-    """(student, teacher): the teacher (`build_teacher`), the student LLaMA over `student_tok` (default `tok`) with
-    the projections hidden-state KD needs."""
-    teacher = build_teacher(cfg, tok)
-    lm = build_student_lm(cfg, student_tok if student_tok is not None else tok)
-    pairs = hidden_pairs(cfg, lm.cfg.num_hidden_layers, teacher.cfg.num_hidden_layers)
-    student = Student(lm, teacher.cfg.hidden_size, len(pairs), rngs=nnx.Rngs(int(cfg.seed) + 2))
-    if lm.cfg.vocab_size != teacher.cfg.vocab_size and not str(cfg.kd.source) == "topk":
-        raise ValueError(f"student vocabulary {lm.cfg.vocab_size} != teacher's {teacher.cfg.vocab_size}: "
-                         "teachers with another tokenizer are read from their top-k cache (kd.source='topk')")
-    return student, teacher
+def build_student(cfg: ml_collections.ConfigDict, student_tok, teacher: llama_lib.LlamaForCausalLM | None = None
+                  ) -> Student:
+    """The student LLaMA over `student_tok` with the projections hidden-state KD needs (onto `teacher`'s width;
+    hidden-state KD needs the teacher model)."""
+    lm = build_student_lm(cfg, student_tok)
+    pairs = hidden_pairs(cfg, lm.cfg.num_hidden_layers, teacher.cfg.num_hidden_layers) if teacher is not None else []
+    return Student(lm, teacher.cfg.hidden_size if teacher is not None else 0, len(pairs),
+                   rngs=nnx.Rngs(int(cfg.seed) + 2))
+
+
+def teacher_in_step(cfg: ml_collections.ConfigDict) -> bool:
+    """Whether the step runs the teacher: KD online, hidden-state KD or on-policy KD. A cached teacher's model is
+    built only to compute what its caches lack."""
+    kd = cfg.kd
+    return (float(kd.alpha) > 0 and str(kd.source) != "topk") or float(kd.hidden.weight) > 0 or \
+        (float(kd.alpha) > 0 and float(kd.on_policy.fraction) > 0)

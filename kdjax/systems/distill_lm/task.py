@@ -3,6 +3,7 @@ perplexity, the batch description and the abstract task for ahead-of-time compil
 
 from __future__ import annotations
 
+import functools
 import math
 
 import grain
@@ -20,7 +21,8 @@ from kdjax.models import llama as llama_lib
 from kdjax.systems.distill_lm import data as data_lib
 from kdjax.systems.distill_lm import on_policy
 from kdjax.systems.distill_lm import teacher as teacher_lib
-from kdjax.systems.distill_lm.models import STUDENT_AXES, Student, build_models, hidden_pairs, llama, student_overrides
+from kdjax.systems.distill_lm.models import (STUDENT_AXES, Student, build_student, build_teacher, hidden_pairs, llama,
+                                             student_overrides, teacher_in_step)
 from kdjax.teachers import topk
 from kdjax.train import task as task_lib
 from kdjax.train.batch import BatchSpec, Field, abstract_batch
@@ -135,20 +137,25 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     texts = data_lib.split(docs, tuple(d.fractions), data_lib.split_seed(cfg))
     tok = data_lib.tokenizer(cfg, texts["train"], workdir)
     stok = data_lib.student_tokenizer(cfg, texts["train"], workdir, tok)
-    student, teacher = build_models(cfg, tok, stok)
+    in_step = teacher_in_step(cfg)
+    teacher = build_teacher(cfg, tok) if in_step else None
+    lazy_teacher = functools.cache(lambda: teacher if teacher is not None else build_teacher(cfg, tok))
+    student = build_student(cfg, stok, teacher)
+    if teacher is not None and student.lm.cfg.vocab_size != teacher.cfg.vocab_size:
+        raise ValueError(f"student vocabulary {student.lm.cfg.vocab_size} != teacher's {teacher.cfg.vocab_size}: "
+                         "teachers with another tokenizer are read from their top-k cache (kd.source='topk')")
     alpha = float(cfg.kd.alpha)
-    extras, step_teacher = None, teacher if alpha > 0 or float(cfg.kd.hidden.weight) > 0 else None
+    extras = None
     teacher_info = teachers.describe(teachers.ONLINE, checkpoint=cfg.teacher.checkpoint or "random") \
-        if alpha > 0 else {"kind": "none"}
+        if in_step else {"kind": "none"}
     if bool(cfg.kd.sequence.enabled):  # sequence-level KD: the teacher's continuations join the training documents
         gen_dir = paths.join(cfg.teacher.cache.dir or workdir, "teacher_generations")
-        generated, gen_stats = teacher_lib.generations(cfg, teacher, tok, texts["train"], gen_dir)
+        generated, gen_stats = teacher_lib.generations(cfg, lazy_teacher, tok, texts["train"], gen_dir)
         texts["train"] = texts["train"] + generated
     if cached_teacher(cfg):  # the teacher's top-k once per training document; the step runs only the student
         cache_dir = paths.join(cfg.teacher.cache.dir or workdir, "teacher_topk")
-        cache, stats = teacher_lib.write_cache(cfg, teacher, tok, texts["train"], cache_dir)
+        cache, stats = teacher_lib.write_cache(cfg, lazy_teacher, tok, texts["train"], cache_dir)
         extras = teacher_lib.student_fields(cache, texts["train"], tok, stok)
-        step_teacher = None
         teacher_info = teachers.describe(teachers.CACHED, cache, stats, checkpoint=cfg.teacher.checkpoint or "random",
                                          top_k=int(cfg.kd.top_k), bytes_per_token=topk.bytes_per_token(
                                              int(cfg.kd.top_k)), same_tokenizer=stok is tok)
@@ -162,7 +169,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
             "kd": {"alpha": alpha, "kind": cfg.kd.kind, "temperature": float(cfg.kd.temperature),
                    "source": cfg.kd.source, "hidden_weight": float(cfg.kd.hidden.weight),
                    "hidden_pairs": hidden_pairs(cfg, student.lm.cfg.num_hidden_layers,
-                                                teacher.cfg.num_hidden_layers),
+                                                teacher.cfg.num_hidden_layers) if teacher is not None else [],
                    "hidden_projection": student.hidden_proj is not None}}
     if bool(cfg.kd.sequence.enabled):
         info["kd"]["sequence"] = {"documents": len(generated), "written": gen_stats,
@@ -174,7 +181,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
                 eval_data={"dev": grain.MapDataset.source(rows["validation"]),
                            "test": grain.MapDataset.source(rows["test"])},
                 evaluate=evaluate, logical_axes=STUDENT_AXES,
-                teacher=step_teacher, teacher_logical_axes=llama_lib.LOGICAL_AXES, info=info,
+                teacher=teacher, teacher_logical_axes=llama_lib.LOGICAL_AXES, info=info,
                 batch_spec=batch_spec(cfg), table_scale=1.0)
 
 
@@ -190,7 +197,7 @@ def abstract_task(cfg: ml_collections.ConfigDict) -> tuple[Task, dict]:
     student = nnx.eval_shape(student_)
     teacher = nnx.eval_shape(lambda: llama(cfg.teacher.random, vocab, 1))
     b = int(cfg.train.batch_size)
-    online = (float(cfg.kd.alpha) > 0 and not cached_teacher(cfg)) or float(cfg.kd.hidden.weight) > 0
+    online = teacher_in_step(cfg)
     task = task_lib.abstract(student, make_loss(cfg.kd), b, logical_axes=STUDENT_AXES,
                              teacher=teacher if online else None, teacher_logical_axes=llama_lib.LOGICAL_AXES)
     return task, abstract_batch(batch_spec(cfg), b)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +25,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from kdjax.data import token_alignment
+from kdjax.data import packing, token_alignment
 from kdjax.teachers import cache as cache_lib
 from kdjax.teachers import topk
 
@@ -53,39 +53,61 @@ def fingerprint(cfg: ml_collections.ConfigDict, texts: list[str]) -> dict[str, A
             "documents_sha256": hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()}
 
 
-def write_cache(cfg: ml_collections.ConfigDict, teacher: nnx.Module, tok, texts: list[str], cache_dir: str
-                ) -> tuple[cache_lib.OutputCache, dict]:
-    """The teacher's top-k (k = `kd.top_k`) at every position of every document, in fixed-shape batches of
-    `teacher.cache.batch_size` windows; resumable. Returns the cache and what writing it took."""
-    k, length, size = int(cfg.kd.top_k), int(cfg.data.length), int(cfg.teacher.cache.batch_size)
-    gdef, state = nnx.split(teacher)
+def _runner(teacher_fn: Callable[[], nnx.Module], make: Callable):
+    """`make(graphdef, state)` -> a jitted function of (state, ...), built with the teacher on first use: a cache that
+    is already complete never loads the teacher."""
+    built: list = []
 
-    @jax.jit
-    def run(s, ids, seg):
-        return topk.top_k(nnx.merge(gdef, s)(ids, segment_ids=seg)["logits"], k)
+    def call(*args):
+        if not built:
+            gdef, state = nnx.split(teacher_fn())
+            built.append((make(gdef), state))
+        fn, state = built[0]
+        return fn(state, *args)
+
+    return call
+
+
+def write_cache(cfg: ml_collections.ConfigDict, teacher_fn: Callable[[], nnx.Module], tok, texts: list[str],
+                cache_dir: str) -> tuple[cache_lib.OutputCache, dict]:
+    """The teacher's top-k (k = `kd.top_k`) at every position of every document, in fixed-shape batches of
+    `teacher.cache.batch_size` rows of `data.length` tokens (windows packed several to a row); resumable. Returns
+    the cache and what writing it took."""
+    k, length, size = int(cfg.kd.top_k), int(cfg.data.length), int(cfg.teacher.cache.batch_size)
+    run = _runner(teacher_fn, lambda gdef: jax.jit(
+        lambda s, ids, seg: topk.top_k(nnx.merge(gdef, s)(ids, segment_ids=seg)["logits"], k)))
 
     def compute(doc_ids: list[str]) -> list[dict]:
-        wins = []  # (document, start, tokens)
         encoded = {i: encode(tok, texts[int(i)])[0] for i in doc_ids}
-        for i, ids in encoded.items():
-            wins += [(i, s, ids[s:s + length]) for s in range(0, len(ids), length)]
+        # the documents' windows, packed several to a row (segments keep them apart): short documents would
+        # otherwise fill a batch with padding
+        wins = [(i, s, ids[s:s + length]) for i, ids in encoded.items() for s in range(0, len(ids), length)]
+        rows = packing.layout([len(w) for _, _, w in wins], length)
         lp = {i: np.zeros((len(ids), k), np.float32) for i, ids in encoded.items()}
         idx = {i: np.full((len(ids), k), -1, np.int32) for i, ids in encoded.items()}
         rest = {i: np.zeros((len(ids),), np.float32) for i, ids in encoded.items()}
-        for b0 in range(0, len(wins), size):
-            part = wins[b0:b0 + size]
+        for b0 in range(0, len(rows), size):
+            part = rows[b0:b0 + size]
             ids = np.zeros((size, length), np.int32)
             seg = np.zeros((size, length), np.int32)
-            for j, (_, _, w) in enumerate(part):
-                ids[j, :len(w)], seg[j, :len(w)] = w, 1
-            v, x, r = (np.asarray(a) for a in run(state, jnp.asarray(ids), jnp.asarray(seg)))
-            for j, (i, s, w) in enumerate(part):
-                n = len(w) - 1  # the window's last position predicts a token it has not seen
-                lp[i][s:s + n], idx[i][s:s + n], rest[i][s:s + n] = v[j, :n], x[j, :n], r[j, :n]
+            for j, pieces in enumerate(part):
+                at = 0
+                for n, (w, _, _) in enumerate(pieces, start=1):
+                    ids[j, at:at + len(wins[w][2])], seg[j, at:at + len(wins[w][2])] = wins[w][2], n
+                    at += len(wins[w][2])
+            v, x, r = (np.asarray(a) for a in run(jnp.asarray(ids), jnp.asarray(seg)))
+            for j, pieces in enumerate(part):
+                at = 0
+                for w, _, _ in pieces:
+                    i, s, win = wins[w]
+                    n = len(win) - 1  # the window's last position predicts a token it has not seen
+                    lp[i][s:s + n], idx[i][s:s + n], rest[i][s:s + n] = v[j, at:at + n], x[j, at:at + n], \
+                        r[j, at:at + n]
+                    at += len(win)
         return [topk.row(i, lp[i], idx[i], rest[i]) for i in doc_ids]
 
     ids = [str(i) for i in range(len(texts))]
-    stats = topk.fill(cache_dir, ids, compute, k, batch_size=max(1, size // 2), shard_size=256,
+    stats = topk.fill(cache_dir, ids, compute, k, batch_size=16 * size, shard_size=64 * size,
                       teacher=f"distill_lm teacher {cfg.teacher.checkpoint or 'random init'}",
                       fingerprint=fingerprint(cfg, texts))
     cache = cache_lib.OutputCache(cache_dir)
@@ -122,8 +144,8 @@ def student_fields(cache: cache_lib.OutputCache, texts: list[str], teacher_tok, 
 GENERATION = "text"
 
 
-def generations(cfg: ml_collections.ConfigDict, teacher: nnx.Module, tok, texts: list[str], cache_dir: str
-                ) -> tuple[list[str], dict]:
+def generations(cfg: ml_collections.ConfigDict, teacher_fn: Callable[[], nnx.Module], tok, texts: list[str],
+                cache_dir: str) -> tuple[list[str], dict]:
     """Sequence-level KD's documents: per training document, the teacher's continuation (`kd.sequence`: greedy or
     beam search, max_new_tokens) of its first prompt_tokens tokens, decoded with the opening as one text. Cached
     (resumable); returns the texts in document order and what writing them took."""
@@ -134,9 +156,8 @@ def generations(cfg: ml_collections.ConfigDict, teacher: nnx.Module, tok, texts:
     gcfg = generate.GenerateConfig(max_new_tokens=int(sq.max_new_tokens), num_beams=int(sq.num_beams),
                                    eos_token_id=-1 if tok.eos_token_id is None else int(tok.eos_token_id),
                                    pad_token_id=0)
-    gdef, state = nnx.split(teacher)
-    run = jax.jit(lambda s, ids, mask: generate.generate(nnx.merge(gdef, s), nnx.merge(gdef, s).embed(ids), mask,
-                                                         gcfg))
+    run = _runner(teacher_fn, lambda gdef: jax.jit(lambda s, ids, mask: generate.generate(
+        nnx.merge(gdef, s), nnx.merge(gdef, s).embed(ids), mask, gcfg)))
 
     def compute(doc_ids: list[str]) -> list[dict]:
         ids = np.zeros((size, p), np.int32)
@@ -146,7 +167,7 @@ def generations(cfg: ml_collections.ConfigDict, teacher: nnx.Module, tok, texts:
             o = encode(tok, texts[int(i)])[0][:p]
             ids[j, p - len(o):], mask[j, p - len(o):] = o, 1  # left-padded prompts
             openings.append(o)
-        out, lengths = (np.asarray(a) for a in run(state, jnp.asarray(ids), jnp.asarray(mask)))
+        out, lengths = (np.asarray(a) for a in run(jnp.asarray(ids), jnp.asarray(mask)))
         return [{"id": i, GENERATION: tok.decode(list(o) + list(out[j, :lengths[j]]), skip_special_tokens=True)}
                 for j, (i, o) in enumerate(zip(doc_ids, openings))]
 
