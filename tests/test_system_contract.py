@@ -77,7 +77,8 @@ def test_every_batch_spec_follows_from_the_config_alone():
 
 # ------------------------------------------------------------------------------------------- validate
 @pytest.mark.parametrize("module, variant", [("dsg_kd", "tiny"), ("dsg_kd", "smoke"), ("audio_tagging", "real_sounds"),
-                                             ("multi2cap", "tiny"), ("multi2cap", "smoke"), ("effaac", "smoke")])
+                                             ("multi2cap", "tiny"), ("multi2cap", "smoke"), ("effaac", "smoke"),
+                                             ("distill_lm", "tiny")])
 def test_shipped_variants_validate(module, variant):
     assert problems(_configs(module, variant)) == []
 
@@ -103,8 +104,10 @@ SYSTEM_BAD = {
                "student.encoder": "efficientnet-b9",
                "train.freeze": ("encoder", "head"), "kd.label_smoothing": 1.0, "aot.teacher_arch": "ced_giant",
                "data.max_caption_tokens": 1},
+    "distill_lm": {"data.source": "hub", "data.length": 1, "kd.kind": "kl", "kd.source": "disk", "kd.top_k": 0,
+                   "kd.temperature": 0.0, "student.from_teacher_layers": -1, "kd.chunk_tokens": -1},
 }
-BASE = {"dsg_kd": "tiny", "audio_tagging": "real_sounds", "multi2cap": "tiny", "effaac": "smoke"}
+BASE = {"dsg_kd": "tiny", "audio_tagging": "real_sounds", "multi2cap": "tiny", "effaac": "smoke", "distill_lm": "tiny"}
 
 
 def _set(cfg, key: str, value) -> None:
@@ -314,6 +317,8 @@ CASES = [
     ("multi2cap", "tiny", {"cfd.weight": 0.0, "teacher.kind": "none"}),  # LOAE: no image at all
     ("effaac", "smoke", {}),  # embeddings and captions from the shipped cache
     ("effaac", "smoke", {"kd.enc": "none"}),  # L_seq only
+    ("distill_lm", "tiny", {}),
+    ("distill_lm", "tiny", {"kd.source": "topk", "kd.top_k": 8}),  # the cached top-k at the student's tokens
 ]
 
 

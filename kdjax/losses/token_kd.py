@@ -24,14 +24,16 @@ smallest normal; temperature 1 only, as the cached log-probabilities fix the tea
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")
-_TINY = float(jnp.finfo(jnp.float32).tiny)
-_LOG_TINY = float(jnp.log(_TINY))
+_TINY = float(np.finfo(np.float32).tiny)
+_LOG_TINY = math.log(_TINY)  # numpy and math, not jnp: importing a loss must not start a JAX backend
 _ABSENT = -1e30  # the log-probability of an absent top-k entry (index < 0): exp underflows to exactly 0
 
 
