@@ -123,10 +123,24 @@ def test_chunked_loss_is_the_dense_loss_without_the_vocabulary_sized_logits(sour
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
 
 
-def test_tiny_run_reports_held_out_perplexity_and_exports_to_transformers(tmp_path):
+def test_tiny_run_resumes_exactly_reports_held_out_perplexity_and_exports_to_transformers(tmp_path):
+    """Every term at once (online KD, hidden-state MSE, on-policy samples): it learns; cut back to its step-10
+    checkpoint and resumed, it ends with the same parameters (the samples' random stream included); perplexity on
+    the held-out splits; the export is the student in transformers."""
+    import shutil
+
     wd = str(tmp_path / "run")
-    runs.run("configs/distill_lm.py:tiny", wd, "--config.train.steps=20", "--config.eval.every=0",
+    flags = ("--config.train.steps=20", "--config.train.checkpoint_every=10", "--config.eval.every=0",
              "--config.kd.hidden.weight=0.5", "--config.kd.on_policy.fraction=0.5")
+    runs.run("configs/distill_lm.py:tiny", wd, *flags)
+    first = runs.final_params(wd)
+    shutil.rmtree(os.path.join(wd, "checkpoints", "20"))
+    p = runs.run("configs/distill_lm.py:tiny", wd, *flags)
+    assert "resumed from step 10" in p.stderr
+    again = runs.final_params(wd)
+    assert int(first["__step__"]) == int(again["__step__"]) == 20 and first.keys() == again.keys()
+    for k in first:
+        np.testing.assert_array_equal(first[k], again[k], err_msg=k)
     report = json.load(open(os.path.join(wd, "report.json")))
     rows = [json.loads(x) for x in open(os.path.join(wd, "metrics.jsonl"))]
     train = [r for r in rows if r["split"] == "train"]
