@@ -77,6 +77,8 @@ attention output, both MLP layers) at rank 32 (alpha 128), instead of q and v at
 
     python -m kdjax.experiment --config=configs/experiments/effaac_table2.py:mini_v4 --workdir=experiments/effaac_v4
 
+Its result: the gate failed again (teacher test CIDEr-D 382.07 < 414.24; kind AUROC 96.85 passed); no student ran.
+
 Variant `mini_ci` (CI): the tiny Multi2Cap teacher and the scarce scratch and KD_contra students, one seed, a few
 steps: it checks the experiment runs end to end and produces its table, not its outcome.
 """
