@@ -77,6 +77,9 @@ def get_config(variant: str = "base") -> ml_collections.ConfigDict:
         "depth": 0, "chunk_mode": "concat",  # long clips: 10-s chunks whose tokens are concatenated (LOAE)
         "overrides": {},
         "lora": {"targets": (r"(^|\.)q_proj$", r"(^|\.)v_proj$"), "rank": 8, "alpha": 32.0, "dropout": 0.1},
+        # True: the CED's own weights trained with the captioner, no adapters on it (audio.lora unused); the paper
+        # keeps the base frozen under LoRA
+        "train_base": False,
     })
     c.qformer = ml_collections.ConfigDict({  # LOAE: BERT-base layers, 2 of them, one query per 17-token window
         "hidden_size": 768, "num_hidden_layers": 2, "num_attention_heads": 12, "intermediate_size": 3072,

@@ -216,3 +216,34 @@ def test_every_cfd_loss_runs_with_gradients(loss):
     assert np.isfinite(float(value)) and float(jnp.abs(g).sum()) > 0
     with pytest.raises(ValueError):
         multi2cap.cfd_loss("l3", a, i, c, jax.random.key(0))
+
+
+def test_audio_train_base_trains_the_ced_whole_without_adapters(tmp_path):
+    """`audio.train_base` (EffAAC v5's teacher): the CED gets no LoRA factors and its base weights leave the frozen
+    set (the optimiser and the checkpoint take them); the decoder stays frozen under LoRA; a fine-tuning stage must
+    agree on it with its pre-training workdir (a workdir written before the key existed counts as False)."""
+    from kdjax.systems.multi2cap.checks import init_from_differences
+    from kdjax.systems.multi2cap import frozen
+
+    from flax import nnx
+
+    def params(cfg, which):
+        task = multi2cap.build(cfg, str(tmp_path / str(cfg.audio.train_base)))
+        return task, {"/".join(map(str, k)) for k, _ in nnx.to_flat_state(nnx.state(task.model, which))}
+
+    base, whole = tiny_config(), tiny_config()
+    whole.audio.train_base = True
+    assert frozen(base) == ("audio_encoder", "decoder") and frozen(whole) == ("decoder",)
+    t0, frozen0 = params(base, lora.frozen_filter(frozen(base)))
+    t1, frozen1 = params(whole, lora.frozen_filter(frozen(whole)))
+    ced = {p for p in frozen0 if p.startswith("audio_encoder")}
+    assert ced and not {p for p in frozen1 if p.startswith("audio_encoder")}  # the CED's base is trained
+    assert {p for p in frozen1 if p.startswith("decoder")} == {p for p in frozen0 if p.startswith("decoder")}
+    assert lora.count(t1.model.audio_encoder) == 0 < lora.count(t0.model.audio_encoder)
+    n_ced = sum(x.size for x in jax.tree.leaves(nnx.state(t1.model.audio_encoder, nnx.Param)))
+    n_lora = lora.count(t0.model.audio_encoder)
+    assert t1.info["trainable_params"] - t0.info["trainable_params"] == n_ced - n_lora
+    stored = json.loads(base.to_json_best_effort())
+    del stored["audio"]["train_base"]  # a workdir from before the key
+    assert init_from_differences(base, stored) == []
+    assert any("audio.train_base" in d for d in init_from_differences(whole, stored))

@@ -21,7 +21,7 @@ from kdjax.systems import contract
 from kdjax.systems.multi2cap.checks import validate
 from kdjax.systems.multi2cap.export import export
 from kdjax.systems.multi2cap.loss import cfd_loss, make_loss_fn
-from kdjax.systems.multi2cap.models import (FROZEN, LOGICAL_AXES, build_model, build_teacher, build_tokenizer,
+from kdjax.systems.multi2cap.models import (FROZEN, LOGICAL_AXES, build_model, build_teacher, build_tokenizer, frozen,
                                             teacher_dim)
 from kdjax.systems.multi2cap.task import (abstract_task, batch_spec, build, predictor, cost_model,
                                           load_trained)
@@ -29,7 +29,7 @@ from kdjax.systems.multi2cap.teacher import cached_image_features, uses_teacher
 
 __all__ = ["SYSTEM", "FROZEN", "LOGICAL_AXES", "abstract_task", "batch_spec", "build", "build_model",
            "build_teacher", "build_tokenizer", "cached_image_features", "predictor", "cfd_loss", "cost_model",
-           "export", "load_trained", "make_loss_fn", "teacher_dim", "uses_teacher", "validate"]
+           "export", "frozen", "load_trained", "make_loss_fn", "teacher_dim", "uses_teacher", "validate"]
 
 SYSTEM = contract.System("multi2cap", validate=validate, batch_spec=batch_spec, build=build,
                          abstract_task=abstract_task, capabilities={contract.CAPTION, contract.COST, contract.EXPORT},

@@ -31,6 +31,12 @@ LOGICAL_AXES = (scoped("decoder", llama_lib.LOGICAL_AXES), scoped("qformer", qfo
 FROZEN = ("audio_encoder", "decoder")
 
 
+def frozen(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """The modules whose base weights stay fixed: both (the paper's recipe), or only the decoder with
+    `audio.train_base` (the audio encoder fully fine-tuned with the captioner)."""
+    return ("decoder",) if cfg.audio.get("train_base", False) else FROZEN
+
+
 def _lora_cfg(node) -> lora.LoraConfig:
     return lora.LoraConfig(targets=tuple(node.targets), rank=int(node.rank), alpha=float(node.alpha),
                            dropout=float(node.dropout))
@@ -75,7 +81,8 @@ def build_model(cfg: ml_collections.ConfigDict, tok) -> Multi2Cap:
     q = cfg.qformer
     qcfg = qformer_lib.QFormerConfig(encoder_hidden_size=ced.cfg.embed_dim, **dict(q))
     qformer = qformer_lib.QFormer(qcfg, rngs=rngs)
-    lora.apply(ced, _lora_cfg(a.lora), rngs)
+    if not a.get("train_base", False):  # a CED trained whole needs no adapters
+        lora.apply(ced, _lora_cfg(a.lora), rngs)
     lora.apply(decoder, _lora_cfg(d.lora), rngs)
     bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
     encode = lambda s: tok(s, add_special_tokens=False)["input_ids"]

@@ -26,7 +26,7 @@ from kdjax.models.multi2cap import Multi2Cap
 from kdjax.systems import captioning
 
 from kdjax.systems.multi2cap.loss import make_loss_fn
-from kdjax.systems.multi2cap.models import (FROZEN, LOGICAL_AXES, build_model, build_teacher, build_tokenizer,
+from kdjax.systems.multi2cap.models import (LOGICAL_AXES, build_model, build_teacher, build_tokenizer, frozen,
                                             teacher_dim, teacher_normalization)
 from kdjax.systems.multi2cap.teacher import cached_image_features, uses_teacher
 from kdjax.train import task as task_lib
@@ -62,7 +62,7 @@ def abstract_task(cfg: ml_collections.ConfigDict) -> tuple[Task, dict]:
     teacher = nnx.eval_shape(lambda: build_teacher(cfg)) if uses_teacher(cfg) and not cfg.teacher.cache else None
     b = int(cfg.train.batch_size)
     task = task_lib.abstract(
-        model, make_loss_fn(cfg), b, logical_axes=LOGICAL_AXES, frozen=lora.frozen_filter(FROZEN), teacher=teacher,
+        model, make_loss_fn(cfg), b, logical_axes=LOGICAL_AXES, frozen=lora.frozen_filter(frozen(cfg)), teacher=teacher,
         teacher_logical_axes=vit_lib.LOGICAL_AXES if cfg.teacher.kind == "vit" else resnet_lib.LOGICAL_AXES)
     return task, abstract_batch(batch_spec(cfg), b)
 
@@ -145,7 +145,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         "bad_audio": skipped[:100], "clip_samples": length, "decoder_vocab": len(tok),
         "prompt_tokens": [len(model.cfg.prompt_prefix), len(model.cfg.prompt_suffix)],
         "trainable_params": int(sum(x.size for x in jax.tree.leaves(
-            nnx.split(model, lora.frozen_filter(FROZEN), nnx.Param, ...)[2]))),
+            nnx.split(model, lora.frozen_filter(frozen(cfg)), nnx.Param, ...)[2]))),
         "lora_params": lora.count(model), "teacher": teacher_info, "init_from": init_info,
         "image_normalization": ({"mean": image_stats[0].tolist(), "std": image_stats[1].tolist(),
                                  "rescale": image_stats[2]} if use_images else None),
@@ -154,7 +154,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         model=model, loss_fn=loss_fn, predict_fn=predict_fn, train_data=data["train"].map(strip),
         eval_data={"dev": data["validation"].map(fixed), "test": data["test"].map(fixed)},
         evaluate=evaluator, prediction_rows=prediction_rows, train_transform=train_transform, logical_axes=LOGICAL_AXES,
-        frozen=lora.frozen_filter(FROZEN), teacher=teacher,
+        frozen=lora.frozen_filter(frozen(cfg)), teacher=teacher,
         teacher_logical_axes=vit_lib.LOGICAL_AXES if cfg.teacher.kind == "vit" else resnet_lib.LOGICAL_AXES,
         info=info, batch_spec=batch_spec(cfg))
 
@@ -165,7 +165,7 @@ def init_from(cfg: ml_collections.ConfigDict, model: Multi2Cap) -> dict[str, Any
     if not cfg.get("init_from"):
         return None
     params, source = read_params(cfg.init_from)
-    trainable = nnx.All(nnx.Param, nnx.Not(lora.frozen_filter(FROZEN)))
+    trainable = nnx.All(nnx.Param, nnx.Not(lora.frozen_filter(frozen(cfg))))
     unused = init_params(model, trainable, params, source)
     logging.info("initialised %d parameter arrays from %s%s", len(params) - len(unused), source,
                  f" (not used: {', '.join(unused)})" if unused else "")
@@ -178,7 +178,7 @@ def load_trained(cfg: ml_collections.ConfigDict, workdir: str) -> tuple[Multi2Ca
     from kdjax.train.restore import restore_trained
 
     tok = build_tokenizer(cfg, None, workdir)
-    return restore_trained(cfg, build_model(cfg, tok), lora.frozen_filter(FROZEN), workdir).audio_only(), tok
+    return restore_trained(cfg, build_model(cfg, tok), lora.frozen_filter(frozen(cfg)), workdir).audio_only(), tok
 
 
 def predictor(cfg: ml_collections.ConfigDict, workdir: str):
