@@ -64,6 +64,9 @@ def get_config(variant: str = "contra") -> ml_collections.ConfigDict:
         # 'code': the authors' code (cosines times logit_scale itself, tau ~0.38 at the start; the two directions
         # averaged); 'eq6': eq. 6 as written with CLIP's exp(logit_scale) (tau 0.07) and the directions summed
         "contra_form": "code",
+        # word-level KD (issue 26, not in the paper): + weight x KL(teacher || student) over the next-token
+        # distributions along the teacher's caption (its top_k, cached once per clip, moved to the student's words)
+        "word": {"weight": 0.0, "top_k": 32},
     })
     c.teacher = ml_collections.ConfigDict({
         "kind": "multi2cap",  # multi2cap (a kdjax workdir) | cache (imported outputs only) | none

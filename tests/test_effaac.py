@@ -212,6 +212,63 @@ def test_mse_kd_with_audio_only_clips(teacher_workdir, cache, tmp_path):
 
 
 @runs.SHARES_M2C_TINY
+@pytest.mark.slow
+def test_word_level_kd_reads_the_teachers_distributions_along_its_own_captions(teacher_workdir, cache, tmp_path):
+    """kd.word (issue 26 part 5): the teacher's top-k along its cached caption of each clip is written once beside
+    the caption cache, teacher-forced by the Multi2Cap teacher (the row of one clip is the top-k of the teacher's own logits on it); the
+    batch carries it at the student's words (here both vocabularies are words, so every word is aligned and only
+    EOS is not); the loss adds w x L_word."""
+    import jax.numpy as jnp
+
+    from kdjax.data import tokenizers
+    from kdjax.systems import effaac
+    from kdjax.systems.effaac import teacher as teacher_lib
+    from kdjax.teachers import cache as cache_lib
+    from kdjax.teachers import topk
+
+    from kdjax.data import real_sounds
+
+    # a 6-step teacher captions every clip '' (EOS alone): its caption cache is given the references instead (as a
+    # teacher from another framework would be imported) so that there are words to distil along
+    full = teacher_cache.read(cache)
+    refs = {r["id"]: r["captions"][0] for r in real_sounds.caption_rows()["train"]}
+    jl = tmp_path / "captions.jsonl"
+    jl.write_text("".join(json.dumps({"id": i, "embedding": full.embedding(i).tolist(), "caption": refs[i]}) + "\n"
+                          for i in full.index))
+    cache = str(tmp_path / "cache")
+    assert teacher_cache.import_file(str(jl), cache) == 86
+    cfg = tiny(teacher_workdir, cache, **{"kd.word.weight": 0.5, "kd.word.top_k": 8})
+    trainer, batch, m, _ = _one_step(cfg, str(tmp_path / "w"))
+    wdir = cache + "_word_top8"
+    rows = cache_lib.OutputCache(wdir)
+    assert len(rows.index) == 86 and trainer.task.info["kd"]["word"]["cache"] == wdir
+    stats = trainer.task.info["kd"]["word"]
+    stok = tokenizers.load(str(tmp_path / "w" / "tokenizer"))
+    cap_len = cfg.data.max_caption_tokens
+    words = sum(min(len(stok(refs[i], add_special_tokens=False)["input_ids"]), cap_len) for i in full.index)
+    assert stats["clips"] == 86 and stats["aligned_tokens"] == words  # every word L_seq reads, not EOS
+    assert 0.0 < stats["mean_mapped_mass"] <= 1.0
+
+    teacher, ttok = effaac.load_teacher(cfg)
+    ids, clips = teacher_lib._clips(cfg, teacher)
+    captions = teacher_cache.read(cache)
+    wave, mask = clips(ids[:1])
+    n = 2 * cfg.data.max_caption_tokens
+    cap, lens = tokenizers.encode_captions(ttok, [captions.caption(ids[0])], n)
+    logits = teacher.model(wave[:1], mask[:1], jnp.asarray(cap), jnp.asarray(np.arange(n)[None] < lens[:, None]))
+    want_lp, want_ids, _ = (np.asarray(a) for a in topk.top_k(logits["logits"], 8))
+    got = rows.get(ids[0])
+    assert len(got[topk.IDS]) == lens[0]  # the caption's tokens and its EOS
+    np.testing.assert_array_equal(got[topk.IDS], want_ids[0, :lens[0]])
+    np.testing.assert_allclose(got[topk.LOGPROBS].astype(np.float32), want_lp[0, :lens[0]], atol=2e-3)
+
+    words = (batch["teacher_mask"] * (batch["teacher_ids"] != stok.eos_token_id)).sum(-1)
+    assert (batch["word_mask"].sum(-1) == words).all() and (batch["word_mask"] <= batch["teacher_mask"]).all()  # every word of the teacher's caption, not EOS
+    assert m["l_word"] > 0
+    np.testing.assert_allclose(m["loss"], m["l_sup"] + m["l_seq"] + m["l_enc"] + 0.5 * m["l_word"], rtol=1e-5)
+
+
+@runs.SHARES_M2C_TINY
 def test_contra_kd_with_synthetic_labelled_and_audio_only_clips(teacher_workdir, tmp_path):
     """data.source='synthetic' with data.synthetic.num_audio_only: the teacher captions every generated training and
     audio-only clip once (made again when its batch is computed, never all held), and each batch pairs labelled

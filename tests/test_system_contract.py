@@ -103,7 +103,7 @@ SYSTEM_BAD = {
     "effaac": {"kd.enc": "kl", "student.memory": "shared", "teacher.kind": "htsat",
                "student.encoder": "efficientnet-b9",
                "train.freeze": ("encoder", "head"), "kd.label_smoothing": 1.0, "aot.teacher_arch": "ced_giant",
-               "data.max_caption_tokens": 1},
+               "data.max_caption_tokens": 1, "kd.word.weight": -1.0},
     "distill_lm": {"data.source": "hub", "data.length": 1, "kd.kind": "kl", "kd.source": "disk", "kd.top_k": 0,
                    "kd.temperature": 0.0, "student.from_teacher_layers": -1, "kd.chunk_tokens": -1},
 }
@@ -348,10 +348,12 @@ def test_effaac_abstract_batch_with_audio_only_clips_and_an_online_teacher(m2c_t
         _set(cfg, "teacher.cache_dir", str(tmp_path / "cache"))
         _set(cfg, "data.audio_only_manifest", str(manifest))
         _set(cfg, "teacher.online", online)
+        _set(cfg, "kd.word.weight", 0.0 if online else 1.0)  # word-level KD's top-k along the teacher's captions
         system, cfg, _ = registry.resolve(cfg)
         fields = _same_fields(system, cfg, str(tmp_path / f"wd{online}"))
         assert {"ao_wave", "ao_mask", "ao_teacher_ids", "ao_teacher_mask"} <= set(fields)
         assert ("teacher_emb" in fields) is (not online) and ("ao_teacher_emb" in fields) is (not online)
+        assert ({"word_logprobs", "ao_word_ids", "ao_word_mask"} <= set(fields)) is (not online)
 
 
 @pytest.mark.slow

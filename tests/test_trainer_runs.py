@@ -350,6 +350,11 @@ def test_resume_with_another_config_is_refused_naming_the_keys(tmp_path):
     moved = {**stored, "mesh": {"data": 8, "fsdp": 1, "tensor": 1}}
     assert resume_config.differences(stored, moved) == []
     assert resume_config.differences(stored, {**stored, "seed": 7}) == [f"seed: {stored['seed']} -> 7"]
+    # a key added after a workdir was written reads, in it, as the value that computes what it computed
+    old, new = {"kd": {"enc": "contra"}}, {"kd": {"enc": "contra", "word": {"weight": 0.0, "top_k": 32}}}
+    assert resume_config.differences(old, new) == []
+    assert resume_config.differences(old, {"kd": {"enc": "contra", "word": {"weight": 1.0, "top_k": 32}}}) == [
+        "kd.word.weight: 0.0 -> 1.0"]
 
 
 def test_sigkill_after_a_best_save_resumes(tmp_path):

@@ -81,7 +81,12 @@ Its result: the gate failed again (teacher test CIDEr-D 382.07 < 414.24; kind AU
 
 Variant `mini_v5` (the fifth design, written in benchmarks/EXPERIMENTS.md before it was built or run, not run yet):
 everything of `mini_v4`, gate included, except that the teacher's CED is fine-tuned whole with the captioner
-(`audio.train_base`: its base weights trained from the counts tagger's, no adapters on it):
+(`audio.train_base`: its base weights trained from the counts tagger's, no adapters on it), and one more student row
+in each regime for issue 26 part 5, written before the row was built or run: `KD_contra + word KD`, KD_contra plus
+word-level KD (kd.word: weight 1, the teacher's top-32 next-token distributions along its own caption of each clip,
+teacher-forced once and moved to the student's words; kdjax.systems.effaac.word_kd). Its comparison: against
+KD_contra in the same regime on CIDEr-D (paired over the 3 seeds); expected direction: word KD at or above KD_contra
+(the teacher's whole distribution carries more than its beam-search caption), largest with scarce data:
 
     python -m kdjax.experiment --config=configs/experiments/effaac_table2.py:mini_v5 --workdir=experiments/effaac_v5
 
@@ -131,8 +136,13 @@ CED_ALL_LINEAR_LORA = {"targets": (r"(^|\.)q_proj$", r"(^|\.)k_proj$", r"(^|\.)v
                                    r"(^|\.)fc1$", r"(^|\.)fc2$"), "rank": 32, "alpha": 128.0, "dropout": 0.1}
 
 
+# mini_v5's extra row (issue 26 part 5): KD_contra plus word-level KD on the teacher's top-32 along its captions
+WORD_ROW = "KD_contra + word KD"
+WORD_KD = {"kd.word.weight": 1.0, "kd.word.top_k": 32}
+
+
 def mini(e: ml_collections.ConfigDict, ci: bool, tagger: str = "", audio_lora: dict | None = None,
-         train_ced: bool = False) -> None:
+         train_ced: bool = False, word: bool = False) -> None:
     """Issue 24's experiment 1 (see the docstring); `ci` cuts it to a check that it runs; `tagger` (mini_v2:
     'synthetic', mini_v3: 'synthetic_counts'): the teacher's CED first trained as a tagger of the teacher's clips,
     by that variant of configs/audio_tagging.py."""
@@ -153,13 +163,14 @@ def mini(e: ml_collections.ConfigDict, ci: bool, tagger: str = "", audio_lora: d
     if ci:
         teacher.update({"data.synthetic": {"num_train": 16, "num_validation": 4, "num_test": 4, "seed": 1},
                         "train.steps": 2})
-        student.update({"data.synthetic.num_validation": 4, "data.synthetic.num_test": 4, "train.steps": 2})
+        student.update({"data.synthetic.num_validation": 4, "data.synthetic.num_test": 4, "train.steps": 2,
+                        "data.clip_seconds": 2.0})
         regimes = {"scarce": 8}
     e.rows = [{"name": MINI_TEACHER, "config": "configs/multi2cap.py:%s" % ("tiny" if ci else "smoke"),
                "overrides": teacher, "seeds": (0,)}]
     if tagger:
         e.name += "; the teacher's CED first trained as a tagger" + (" of counts too" if "counts" in tagger else "")
-        tag = {"model.depth": 2, "train.steps": 2, "data.clip_seconds": 2.0,
+        tag = {"model.depth": 2, "train.steps": 2, "train.batch_size": 4, "data.clip_seconds": 2.0,
                "data.synthetic": {"num_train": 16, "num_validation": 4, "num_test": 4, "seed": 1}} if ci else {}
         stage = MINI_COUNT_TAGGER if "counts" in tagger else MINI_TAGGER
         e.rows = [{"name": stage, "config": f"configs/audio_tagging.py:{tagger}", "overrides": tag,
@@ -178,6 +189,8 @@ def mini(e: ml_collections.ConfigDict, ci: bool, tagger: str = "", audio_lora: d
         rows = [("EffNet-Trm (scratch)", {"kd.enc": "none", "kd.seq_weight": 0.0, "teacher.kind": "none"}),
                 ("KD_mse", {"kd.enc": "mse", **kd}), ("KD_mse + audio-only", {"kd.enc": "mse", **kd, **ao}),
                 ("KD_contra", {"kd.enc": "contra", **kd}), ("KD_contra + audio-only", {"kd.enc": "contra", **kd, **ao})]
+        if word:  # issue 26 part 5
+            rows.append((WORD_ROW, {"kd.enc": "contra", **kd, **WORD_KD}))
         if ci:
             rows = [rows[0], rows[4]]
         for name, over in rows:
@@ -190,7 +203,8 @@ def mini(e: ml_collections.ConfigDict, ci: bool, tagger: str = "", audio_lora: d
     e.compare = [(f"{a}, {r}", f"{b}, {r}", "CIDEr") for r in regimes for a, b in (
         ("KD_contra", "EffNet-Trm (scratch)"), ("KD_mse", "EffNet-Trm (scratch)"), ("KD_contra", "KD_mse"),
         ("KD_contra + audio-only", "KD_contra"), ("KD_mse + audio-only", "KD_mse"),
-        ("KD_contra + audio-only", "EffNet-Trm (scratch)")) if f"{a}, {r}" in names and f"{b}, {r}" in names]
+        ("KD_contra + audio-only", "EffNet-Trm (scratch)"), (WORD_ROW, "KD_contra"))
+        if f"{a}, {r}" in names and f"{b}, {r}" in names]
     e.scale = 100.0
     e.figure = {"kind": "bars", "metric": "CIDEr", "title": "EffAAC in miniature: test CIDEr-D"}
 
@@ -202,7 +216,7 @@ def get_config(variant: str = "clotho") -> ml_collections.ConfigDict:
     if variant.removesuffix("_ci") in taggers:
         v = variant.removesuffix("_ci")
         mini(e, variant.endswith("_ci"), tagger=taggers[v], audio_lora=CED_ALL_LINEAR_LORA if v == "mini_v4" else None,
-             train_ced=v == "mini_v5")
+             train_ced=v == "mini_v5", word=v == "mini_v5")
         return e
     e.expect = ("deciding metric FENSE (footnote 2's test); the paper claims KD_contra and KD_mse beat the student "
                 'from scratch, and audio-only data helps both.')

@@ -16,6 +16,9 @@ from kdjax import paths
 from kdjax.errors import InputError
 
 EXEMPT = ("mesh",)  # top-level sections that say how, not what, a run computes
+# Keys added after workdirs were written, with the value that computes what such a workdir computed: a stored config
+# without the key reads as holding it (a run from before the key resumes; one that changes it is refused).
+ADDED = {"audio.train_base": False, "kd.word.weight": 0.0, "kd.word.top_k": 32}
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -30,6 +33,7 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
 def differences(stored: dict, current: dict) -> list[str]:
     """'key: old -> new' for each leaf that differs (a key only one side has counts), exempt sections left out."""
     a, b = _flat(stored), _flat(current)
+    a.update({k: v for k, v in ADDED.items() if k not in a and k in b})
     out = []
     for key in sorted(set(a) | set(b)):
         if key.split(".")[0] in EXEMPT or a.get(key, "<absent>") == b.get(key, "<absent>"):

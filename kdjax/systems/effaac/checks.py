@@ -38,10 +38,18 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
     c.number("kd.contra_dim", integer=True, gt=0)
     c.one_of("kd.contra_form", CONTRA_FORMS)
     c.number("kd.label_smoothing", ge=0, lt=1)
+    word = c.number("kd.word.weight", ge=0, default=0.0)
     kind = c.one_of("teacher.kind", ("multi2cap", "cache", "none"))
-    distils = enc not in ("none", None) or (isinstance(seq, (int, float)) and seq > 0) or memory == "teacher"
+    word = isinstance(word, (int, float)) and word > 0
+    if word:
+        c.number("kd.word.top_k", integer=True, gt=0)
+        if kind != "multi2cap":
+            c.problem("kd.word.weight", "word-level KD reads the teacher's decoder along its captions: needs "
+                                        f"teacher.kind='multi2cap' (is {kind!r})")
+    distils = (enc not in ("none", None) or (isinstance(seq, (int, float)) and seq > 0) or word
+               or memory == "teacher")
     if distils and kind == "none":
-        c.problem("teacher.kind", "'none', but the config distils (kd.enc, kd.seq_weight or student.memory="
+        c.problem("teacher.kind", "'none', but the config distils (kd.enc, kd.seq_weight, kd.word.weight or student.memory="
                                   "'teacher'): name a teacher, or set --config.kd.enc=none --config.kd.seq_weight=0")
     if kind == "multi2cap" and distils:
         c.path("teacher.workdir", "dir", required=True, why="teacher.kind='multi2cap': a trained Multi2Cap workdir",

@@ -9,7 +9,9 @@ import ml_collections
 
 from kdjax.losses import feature as feature_losses
 from kdjax.losses.effaac import total_loss
+from kdjax.losses.token_kd import sparse_token_kd
 from kdjax.models.layers import masked_mean
+from kdjax.systems.effaac import word_kd
 
 
 def _shift_right(ids: jax.Array, bos: int) -> jax.Array:
@@ -17,9 +19,11 @@ def _shift_right(ids: jax.Array, bos: int) -> jax.Array:
 
 
 def make_loss_fn(cfg: ml_collections.ConfigDict, bos: int):
-    """L = L_sup + w_seq L_seq + w_enc L_enc (seed 002 eq. 5); audio-only rows (`ao_*`) add L_seq + L_enc."""
+    """L = L_sup + w_seq L_seq + w_enc L_enc (seed 002 eq. 5), + w_word L_word (word-level KD, issue 26); audio-only
+    rows (`ao_*`) add their L_seq, L_word and L_enc."""
     kd = cfg.kd
     ls, w_seq, w_enc, kind = float(kd.label_smoothing), float(kd.seq_weight), float(kd.enc_weight), kd.enc
+    w_word = word_kd.weight(cfg)
     contra_form = str(kd.get("contra_form", "code"))
     freeze_enc = "encoder" in set(cfg.train.get("freeze", ()))
     if kind not in ("contra", "mse", "none"):
@@ -35,11 +39,12 @@ def make_loss_fn(cfg: ml_collections.ConfigDict, bos: int):
         ids = batch["caption_ids"]
         lab_memory = jax.tree.map(lambda x: x[:n_lab], memory)
         logits = model.decoder(*lab_memory, _shift_right(ids, bos), **kw)["logits"]
-        seq = {}
-        if w_seq > 0:
+        seq, seq_logits = {}, None
+        if w_seq > 0 or w_word > 0:
             t_ids = cat("teacher_ids")
-            seq = dict(seq_logits=model.decoder(*memory, _shift_right(t_ids, bos), **kw)["logits"], seq_ids=t_ids,
-                       seq_mask=cat("teacher_mask"), seq_weight=w_seq)
+            seq_logits = model.decoder(*memory, _shift_right(t_ids, bos), **kw)["logits"]
+        if w_seq > 0:
+            seq = dict(seq_logits=seq_logits, seq_ids=t_ids, seq_mask=cat("teacher_mask"), seq_weight=w_seq)
         l_enc, extra = None, {}
         if kind != "none":
             if teacher is not None:
@@ -55,6 +60,11 @@ def make_loss_fn(cfg: ml_collections.ConfigDict, bos: int):
                 l_enc = feature_losses.mse(masked_mean(enc["last_hidden_state"], enc["mask"]), t_emb)
         loss, metrics = total_loss(logits, ids, batch["caption_mask"], label_smoothing=ls, l_enc=l_enc,
                                    enc_weight=w_enc, **seq)
+        if w_word > 0:  # word-level KD on the same teacher-caption logits (kdjax.systems.effaac.word_kd)
+            extra["l_word"] = sparse_token_kd(
+                seq_logits, cat("word_logprobs"), cat("word_ids"), cat("teacher_mask") * cat("word_mask"),
+                rest=True, teacher_rest=cat("word_rest"))
+            loss = loss + w_word * extra["l_word"]
         return loss, {**metrics, **extra}
 
     return loss_fn

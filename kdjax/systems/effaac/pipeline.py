@@ -1,5 +1,6 @@
 """EffAAC's input pipeline: labelled clips with their reference captions and the teacher's fields (its caption
-of the clip for L_seq, its embedding for cached encoder KD), audio-only clips drawn one per labelled clip, the
+of the clip for L_seq, its next-token distributions along that caption for word-level KD, its embedding for cached
+encoder KD), audio-only clips drawn one per labelled clip, the
 random crops (at the teacher's rate too when an online teacher reads another one), and fixed evaluation crops.
 
 Audio-only clips stream from disk (seed 002 trains on AudioSet- and Freesound-scale audio-only sets): only their
@@ -18,6 +19,7 @@ from kdjax.audio.io import AudioError, crop_or_pad, duration, load_audio
 from kdjax.data import captions as caption_data
 from kdjax.data import jsonl, tokenizers
 from kdjax.errors import InputError
+from kdjax.systems.effaac.word_kd import FIELDS as WORD_FIELDS
 
 
 def uses_audio_only(cfg: ml_collections.ConfigDict) -> bool:
@@ -68,9 +70,10 @@ class Pipeline:
     """The examples of every split and the per-example training transform. `cache` is the teacher cache (None
     without one); `online_rate` the sample rate of an online teacher in the step (None: no online teacher)."""
 
-    def __init__(self, cfg: ml_collections.ConfigDict, tok, sources, ao_rows, cache, online_rate: int | None):
+    def __init__(self, cfg: ml_collections.ConfigDict, tok, sources, ao_rows, cache, online_rate: int | None,
+                 word=None):
         d = cfg.data
-        self.cfg, self.tok, self.cache = cfg, tok, cache
+        self.cfg, self.tok, self.cache, self.word = cfg, tok, cache, word  # word: word_kd.Aligner (word-level KD)
         self.length, self.cap_len, self.sr = int(round(d.clip_seconds * d.sample_rate)), int(d.max_caption_tokens), \
             int(d.sample_rate)
         self.online = online_rate is not None
@@ -85,9 +88,11 @@ class Pipeline:
         if self.cache is None:
             return {}
         out = {}
-        if float(kd.seq_weight) > 0:
+        if float(kd.seq_weight) > 0 or self.word is not None:
             ids, lens = tokenizers.encode_captions(self.tok, [self.cache.caption(clip_id)], self.cap_len)
             out.update(teacher_ids=ids[0], teacher_len=lens[0])
+        if self.word is not None:
+            out.update(self.word.fields(clip_id, self.cache.caption(clip_id)))
         if not self.online and kd.enc != "none":
             out["teacher_emb"] = self.cache.embedding(clip_id)
         return out
@@ -122,8 +127,9 @@ class Pipeline:
         if "teacher_ids" in ex:
             out = {prefix + "teacher_ids": ex["teacher_ids"],
                    prefix + "teacher_mask": (np.arange(self.cap_len) < ex["teacher_len"]).astype(np.int32)}
-        if "teacher_emb" in ex:
-            out[prefix + "teacher_emb"] = ex["teacher_emb"]
+        for name in ("teacher_emb",) + WORD_FIELDS:
+            if name in ex:
+                out[prefix + name] = ex[name]
         return out
 
     def train_transform(self, ex: dict, rng: np.random.Generator) -> dict:

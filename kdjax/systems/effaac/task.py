@@ -19,7 +19,7 @@ from kdjax.errors import InputError
 from kdjax.models import caption_decoder
 from kdjax.models.effaac import EffAAC
 from kdjax.systems import captioning
-from kdjax.systems.effaac import pipeline
+from kdjax.systems.effaac import pipeline, word_kd
 from kdjax.systems.effaac.loss import make_loss_fn
 from kdjax.systems.effaac.student import build_model, build_tokenizer, frozen_filter, load_trained, student_config
 from kdjax.systems.effaac.teacher import AudioTeacher, cache_dir, load_teacher, make_teacher_cache, online_teacher
@@ -34,7 +34,8 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     d, kd = cfg.data, cfg.kd
     if kd.enc not in ("contra", "mse", "none"):
         raise InputError(f"kd.enc must be contra, mse or none, got {kd.enc!r}")
-    uses_teacher = kd.enc != "none" or float(kd.seq_weight) > 0 or cfg.student.memory == "teacher"
+    uses_teacher = (kd.enc != "none" or float(kd.seq_weight) > 0 or word_kd.enabled(cfg)
+                    or cfg.student.memory == "teacher")
     if uses_teacher and cfg.teacher.kind == "none":
         raise InputError("this config distils (kd.enc or kd.seq_weight) but teacher.kind is 'none'")
     os.makedirs(workdir, exist_ok=True)
@@ -46,15 +47,20 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     online = loaded is not None and (bool(cfg.teacher.online) or cfg.student.memory == "teacher")
     if cfg.student.memory == "teacher" and kd.enc != "none":
         raise InputError("student.memory='teacher' reads the teacher's encoder: set kd.enc='none'")
-    cache = None
-    if uses_teacher and (float(kd.seq_weight) > 0 or (kd.enc != "none" and not online)):
+    cache, word = None, None
+    if uses_teacher and (float(kd.seq_weight) > 0 or word_kd.enabled(cfg) or (kd.enc != "none" and not online)):
         cdir = cache_dir(cfg)
         want = [r["id"] for r in sources["train"]] + [r["id"] for r in ao_rows]
         missing = set(want) - teacher_cache.done_ids(cdir)
+        if word_kd.enabled(cfg):
+            missing |= set(want) - teacher_cache.done_ids(word_kd.cache_dir(cfg, cdir))
         if loaded is not None and missing:
             make_teacher_cache(cfg, workdir, loaded)  # once per clip, before training
         cache = teacher_cache.read(cdir)
         cache.check(want)
+        if word_kd.enabled(cfg):
+            word = word_kd.Aligner(word_kd.cache_dir(cfg, cdir), loaded[1], tok, int(d.max_caption_tokens))
+            word.cache.check(want)
     teacher = loaded[0] if loaded is not None else None
     teacher_dim = teacher.dim if teacher is not None else (cache.dim if cache is not None else 0)
     model, model_info = build_model(cfg, tok, workdir, teacher_dim, teacher)
@@ -64,7 +70,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
 
     length = int(round(d.clip_seconds * d.sample_rate))
     tsr = step_teacher.sample_rate if step_teacher is not None else int(d.sample_rate)
-    pipe = pipeline.Pipeline(cfg, tok, sources, ao_rows, cache, tsr if step_teacher is not None else None)
+    pipe = pipeline.Pipeline(cfg, tok, sources, ao_rows, cache, tsr if step_teacher is not None else None, word)
     data, ao = pipe.data, pipe.ao
 
     fixed = captioning.fixed_example(length)
@@ -90,7 +96,9 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
                                      captions_cached=cache is not None and float(kd.seq_weight) > 0),
         "student_params": int(sum(x.size for x in jax.tree.leaves(nnx.state(model, student)))),
         "kd": {"enc": kd.enc, "seq_weight": float(kd.seq_weight), "enc_weight": float(kd.enc_weight),
-               **({"contra_form": kd.contra_form} if kd.enc == "contra" else {})},
+               **({"contra_form": kd.contra_form} if kd.enc == "contra" else {}),
+               **({"word": {"weight": float(kd.word.weight), "top_k": word.k, "cache": word.cache.dir,
+                            **word.stats(cache.caption, want)}} if word is not None else {})},
         **model_info,
     })
     return Task(
@@ -128,7 +136,8 @@ def cost_model(cfg: ml_collections.ConfigDict) -> tuple[EffAAC, Any]:
 def batch_spec(cfg: ml_collections.ConfigDict, teacher_dim: int | None = None, teacher_rate: int | None = None,
                online: bool | None = None) -> BatchSpec:
     """A labelled clip's crop and one reference caption; with L_seq the teacher's caption of the clip
-    (`teacher_ids`/`teacher_mask`); with encoder KD from the cache its embedding (`teacher_emb`, `teacher_dim`
+    (`teacher_ids`/`teacher_mask`), with word-level KD also the teacher's top-k along it moved to the student's words
+    (`word_*`, kdjax.systems.effaac.word_kd); with encoder KD from the cache its embedding (`teacher_emb`, `teacher_dim`
     wide), or with an online teacher that reads another sample rate (`teacher_rate`) the same crop at its rate
     (`teacher_wave`/`teacher_wave_mask`). With audio-only clips every example also carries one of them
     (`ao_` fields: the crop and its teacher fields, no reference caption)."""
@@ -147,9 +156,14 @@ def batch_spec(cfg: ml_collections.ConfigDict, teacher_dim: int | None = None, t
             m = int(round(d.clip_seconds * int(teacher_rate)))
             out.update({prefix + "teacher_wave": Field((m,), np.float32),
                         prefix + "teacher_wave_mask": Field((m,), np.bool_)})
-        if float(kd.seq_weight) > 0:
+        if float(kd.seq_weight) > 0 or word_kd.enabled(cfg):
             out.update({prefix + "teacher_ids": Field((cap,), np.int32),
                         prefix + "teacher_mask": Field((cap,), np.int32)})
+        if word_kd.enabled(cfg):
+            k = int(kd.word.top_k)
+            out.update({prefix + "word_logprobs": Field((cap, k), np.float32),
+                        prefix + "word_ids": Field((cap, k), np.int32),
+                        prefix + "word_rest": Field((cap,), np.float32), prefix + "word_mask": Field((cap,), np.float32)})
         if kd.enc != "none" and not online:
             out[prefix + "teacher_emb"] = Field((int(teacher_dim),), np.float32)
         return out

@@ -5,7 +5,7 @@ into the same cache (teacher.kind='cache')."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +19,7 @@ from kdjax.data import captions as caption_data
 from kdjax.data import teacher_cache, tokenizers
 from kdjax.errors import InputError
 from kdjax.systems import captioning
-from kdjax.systems.effaac import pipeline
+from kdjax.systems.effaac import pipeline, word_kd
 from kdjax.train.restore import workdir_config
 
 
@@ -105,14 +105,8 @@ def make_teacher_cache(cfg: ml_collections.ConfigDict, workdir: str,
         raise InputError("--mode=teacher_cache needs teacher.kind='multi2cap' and teacher.workdir")
     teacher, ttok = loaded
     out = cache_dir(cfg)
-    sources, _, _ = caption_data.sources(cfg.data)
-    # where each clip is, not its samples: a training clip is read (or made) again when its batch is computed
-    train = sources["train"]
-    where: dict[str, Any] = {r["id"]: i for i, r in enumerate(train)}
-    where.update({r["id"]: r for r in pipeline.audio_only_rows(cfg)[0]})
+    ids, clips = _clips(cfg, teacher)
     gen = captioning.generation(cfg.teacher.generate, ttok)
-    sr, tsr = int(cfg.data.sample_rate), teacher.sample_rate
-    length = int(round(cfg.data.clip_seconds * tsr))
     gdef, state = nnx.split(teacher)
 
     @jax.jit
@@ -123,23 +117,48 @@ def make_teacher_cache(cfg: ml_collections.ConfigDict, workdir: str,
     decode = tokenizers.text_decoder(ttok)
     b = int(cfg.teacher.batch_size)
 
-    def compute(ids: list[str]) -> list[dict]:
-        clips = [train[where[i]]["wave"] if isinstance(where[i], int) else pipeline.audio_only_wave(where[i], sr)
-                 for i in ids]
-        pairs = [crop_or_pad(resample(w, sr, tsr), length) for w in clips]
-        pairs += [pairs[-1]] * (b - len(ids))  # one shape: pad the last batch, drop the padding
-        wave, mask = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
-        tokens, emb = run(state, jnp.asarray(wave), jnp.asarray(mask))
+    def compute(part: list[str]) -> list[dict]:
+        tokens, emb = run(state, *clips(part))
         texts, emb = decode(np.asarray(tokens)), np.asarray(emb)
-        return [{"id": i, "embedding": emb[j], "caption": texts[j]} for j, i in enumerate(ids)]
+        return [{"id": i, "embedding": emb[j], "caption": texts[j]} for j, i in enumerate(part)]
 
-    cache_lib.fill(out, list(where), compute, teacher_cache.fields(teacher.dim), batch_size=b, shard_size=b * 16,
+    cache_lib.fill(out, ids, compute, teacher_cache.fields(teacher.dim), batch_size=b, shard_size=b * 16,
                    teacher=f"multi2cap {os.path.abspath(cfg.teacher.workdir)}", progress="EffAAC teacher cache")
+    _sync(f"teacher cache {out}")
+    if word_kd.enabled(cfg):  # the teacher's distributions along the captions it just wrote
+        captions = teacher_cache.read(out)
+        word_kd.write_cache(cfg, teacher, ttok, clips, captions.caption, ids, word_kd.cache_dir(cfg, out))
+        _sync(f"word-level teacher cache {out}")
+    return out
+
+
+def _sync(name: str) -> None:
     if jax.process_count() > 1:  # every host reads the whole cache
         from jax.experimental import multihost_utils
 
-        multihost_utils.sync_global_devices(f"teacher cache {out}")
-    return out
+        multihost_utils.sync_global_devices(name)
+
+
+def _clips(cfg: ml_collections.ConfigDict, teacher: Multi2CapTeacher
+           ) -> tuple[list[str], Callable[[list[str]], tuple[jax.Array, jax.Array]]]:
+    """The ids of the clips the teacher's caches cover (training, then audio-only) and `clips(ids)`: up to
+    teacher.batch_size of them as one fixed-size batch (wave, mask) at the teacher's rate and clip length."""
+    sources, _, _ = caption_data.sources(cfg.data)
+    # where each clip is, not its samples: a training clip is read (or made) again when its batch is computed
+    train = sources["train"]
+    where: dict[str, Any] = {r["id"]: i for i, r in enumerate(train)}
+    where.update({r["id"]: r for r in pipeline.audio_only_rows(cfg)[0]})
+    sr, tsr, b = int(cfg.data.sample_rate), teacher.sample_rate, int(cfg.teacher.batch_size)
+    length = int(round(cfg.data.clip_seconds * tsr))
+
+    def clips(ids: list[str]) -> tuple[jax.Array, jax.Array]:
+        waves = [train[where[i]]["wave"] if isinstance(where[i], int) else pipeline.audio_only_wave(where[i], sr)
+                 for i in ids]
+        pairs = [crop_or_pad(resample(w, sr, tsr), length) for w in waves]
+        pairs += [pairs[-1]] * (b - len(ids))  # one shape: pad the last batch, drop the padding
+        return jnp.asarray(np.stack([p[0] for p in pairs])), jnp.asarray(np.stack([p[1] for p in pairs]))
+
+    return list(where), clips
 
 
 def online_teacher(cfg: ml_collections.ConfigDict) -> bool:

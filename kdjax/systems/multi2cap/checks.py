@@ -32,7 +32,6 @@ def check_lora(c: Checks, key: str) -> None:
 INIT_SAME = ("system", "audio.arch", "audio.checkpoint", "audio.depth", "audio.overrides", "audio.lora",
              "audio.train_base",
              "decoder.checkpoint", "decoder.num_layers", "decoder.lora", "qformer")
-INIT_DEFAULTS = {"audio.train_base": False}  # what a workdir written before the key existed used
 
 
 def init_from_differences(cfg: ml_collections.ConfigDict, stored: dict) -> list[str]:
@@ -47,7 +46,7 @@ def init_from_differences(cfg: ml_collections.ConfigDict, stored: dict) -> list[
     def pick(d, key: str):
         for part in key.split("."):
             d = d.get(part, "<absent>") if isinstance(d, dict) else "<absent>"
-        return INIT_DEFAULTS.get(key, d) if d == "<absent>" else d
+        return resume_config.ADDED.get(key, d) if d == "<absent>" else d
 
     ours = json.loads(cfg.to_json_best_effort())
     return resume_config.differences({k: pick(stored, k) for k in keys}, {k: pick(ours, k) for k in keys})
