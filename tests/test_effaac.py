@@ -262,6 +262,15 @@ def test_word_level_kd_reads_the_teachers_distributions_along_its_own_captions(t
     np.testing.assert_array_equal(got[topk.IDS], want_ids[0, :lens[0]])
     np.testing.assert_allclose(got[topk.LOGPROBS].astype(np.float32), want_lp[0, :lens[0]], atol=2e-3)
 
+    # audio-only clips added later: both caches grow by them, the rows already written stay
+    extra = real_sounds.caption_rows()["validation"][:3]
+    manifest = runs.write_manifest(tmp_path / "ao.jsonl", [{"audio": r["audio"], "id": "ao/" + r["id"]} for r in extra])
+    effaac.make_teacher_cache(tiny(teacher_workdir, cache, **{"kd.word.weight": 0.5, "kd.word.top_k": 8,
+                                                              "data.audio_only_manifest": manifest}), str(tmp_path / "w2"))
+    grown = cache_lib.OutputCache(wdir)
+    assert len(grown.index) == 86 + 3 and len(teacher_cache.read(cache)) == 86 + 3
+    np.testing.assert_array_equal(grown.get(ids[0])[topk.IDS], got[topk.IDS])
+
     words = (batch["teacher_mask"] * (batch["teacher_ids"] != stok.eos_token_id)).sum(-1)
     assert (batch["word_mask"].sum(-1) == words).all() and (batch["word_mask"] <= batch["teacher_mask"]).all()  # every word of the teacher's caption, not EOS
     assert m["l_word"] > 0

@@ -17,7 +17,6 @@ predicted from a pseudo position on both sides (the teacher's last prompt token,
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Any, Callable, Sequence
 
@@ -78,10 +77,12 @@ def write_cache(cfg: ml_collections.ConfigDict, teacher, ttok, clips: Callable[[
         v, x, r = (np.asarray(a) for a in run(state, wave, mask, ids, cmask))
         return [topk.row(i, v[j, :lens[j]], x[j, :lens[j]], r[j, :lens[j]]) for j, i in enumerate(part)]
 
-    digest = hashlib.sha256("\x00".join(captions(i) for i in ids).encode("utf-8")).hexdigest()
+    # what makes a row: the teacher and the caption length (not the set of clips: audio-only clips added later extend
+    # both caches, each row computed from its own clip's caption)
+    workdir = cfg.teacher.workdir if "://" in cfg.teacher.workdir else os.path.abspath(cfg.teacher.workdir)
     return topk.fill(out, list(ids), compute, k, batch_size=b, shard_size=b * 16,
-                     teacher=f"multi2cap {os.path.abspath(cfg.teacher.workdir)} (teacher-forced on its captions)",
-                     fingerprint={"captions_sha256": digest, "caption_tokens": length})
+                     teacher=f"multi2cap {workdir} (teacher-forced on its captions)",
+                     fingerprint={"teacher": workdir, "caption_tokens": length})
 
 
 class Aligner:
