@@ -237,7 +237,8 @@ def test_student_with_another_real_tokenizer_learns_from_the_moved_top_k(tmp_pat
     from configs.multi2cap import SMOLLM2
 
     wd = str(tmp_path / "cross")
-    over = ("--config.kd.source=topk", f"--config.student.tokenizer={minilm_dir}", f"--config.teacher.checkpoint={SMOLLM2}",
+    over = ("--config.kd.source=topk", f"--config.student.tokenizer={minilm_dir}",
+            f"--config.teacher.checkpoint={SMOLLM2}",
             "--config.kd.top_k=16", "--config.eval.every=0", "--config.data.fractions=(0.2,0.4,0.4)")
     # a fifth of the documents to train on: the real teacher's cache is the run's cost (optimised code computes it)
     runs.run("configs/distill_lm.py:tiny", wd, *over, "--config.train.steps=30", optimize=True)

@@ -215,9 +215,9 @@ def test_mse_kd_with_audio_only_clips(teacher_workdir, cache, tmp_path):
 @pytest.mark.slow
 def test_word_level_kd_reads_the_teachers_distributions_along_its_own_captions(teacher_workdir, cache, tmp_path):
     """kd.word (issue 26 part 5): the teacher's top-k along its cached caption of each clip is written once beside
-    the caption cache, teacher-forced by the Multi2Cap teacher (the row of one clip is the top-k of the teacher's own logits on it); the
-    batch carries it at the student's words (here both vocabularies are words, so every word is aligned and only
-    EOS is not); the loss adds w x L_word."""
+    the caption cache, teacher-forced by the Multi2Cap teacher (the row of one clip is the top-k of the teacher's own
+    logits on it), and grows with clips added later; the batch carries it at the student's words (here both
+    vocabularies are words, so every word is aligned and only EOS is not); the loss adds w x L_word."""
     import jax.numpy as jnp
 
     from kdjax.data import tokenizers
@@ -265,14 +265,16 @@ def test_word_level_kd_reads_the_teachers_distributions_along_its_own_captions(t
     # audio-only clips added later: both caches grow by them, the rows already written stay
     extra = real_sounds.caption_rows()["validation"][:3]
     manifest = runs.write_manifest(tmp_path / "ao.jsonl", [{"audio": r["audio"], "id": "ao/" + r["id"]} for r in extra])
-    effaac.make_teacher_cache(tiny(teacher_workdir, cache, **{"kd.word.weight": 0.5, "kd.word.top_k": 8,
-                                                              "data.audio_only_manifest": manifest}), str(tmp_path / "w2"))
+    grow = tiny(teacher_workdir, cache,
+                **{"kd.word.weight": 0.5, "kd.word.top_k": 8, "data.audio_only_manifest": manifest})
+    effaac.make_teacher_cache(grow, str(tmp_path / "w2"))
     grown = cache_lib.OutputCache(wdir)
     assert len(grown.index) == 86 + 3 and len(teacher_cache.read(cache)) == 86 + 3
     np.testing.assert_array_equal(grown.get(ids[0])[topk.IDS], got[topk.IDS])
 
     words = (batch["teacher_mask"] * (batch["teacher_ids"] != stok.eos_token_id)).sum(-1)
-    assert (batch["word_mask"].sum(-1) == words).all() and (batch["word_mask"] <= batch["teacher_mask"]).all()  # every word of the teacher's caption, not EOS
+    # every word of the teacher's caption that L_seq reads, not EOS
+    assert (batch["word_mask"].sum(-1) == words).all() and (batch["word_mask"] <= batch["teacher_mask"]).all()
     assert m["l_word"] > 0
     np.testing.assert_allclose(m["loss"], m["l_sup"] + m["l_seq"] + m["l_enc"] + 0.5 * m["l_word"], rtol=1e-5)
 

@@ -49,8 +49,9 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
     distils = (enc not in ("none", None) or (isinstance(seq, (int, float)) and seq > 0) or word
                or memory == "teacher")
     if distils and kind == "none":
-        c.problem("teacher.kind", "'none', but the config distils (kd.enc, kd.seq_weight, kd.word.weight or student.memory="
-                                  "'teacher'): name a teacher, or set --config.kd.enc=none --config.kd.seq_weight=0")
+        c.problem("teacher.kind", "'none', but the config distils (kd.enc, kd.seq_weight, kd.word.weight or "
+                                  "student.memory='teacher'): name a teacher, or set --config.kd.enc=none "
+                                  "--config.kd.seq_weight=0")
     if kind == "multi2cap" and distils:
         c.path("teacher.workdir", "dir", required=True, why="teacher.kind='multi2cap': a trained Multi2Cap workdir",
                contains=("config.json",))

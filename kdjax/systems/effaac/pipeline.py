@@ -1,7 +1,7 @@
 """EffAAC's input pipeline: labelled clips with their reference captions and the teacher's fields (its caption
 of the clip for L_seq, its next-token distributions along that caption for word-level KD, its embedding for cached
-encoder KD), audio-only clips drawn one per labelled clip, the
-random crops (at the teacher's rate too when an online teacher reads another one), and fixed evaluation crops.
+encoder KD), audio-only clips drawn one per labelled clip, the random crops (at the teacher's rate too when an
+online teacher reads another one), and fixed evaluation crops.
 
 Audio-only clips stream from disk (seed 002 trains on AudioSet- and Freesound-scale audio-only sets): only their
 paths and durations are held, each is decoded when drawn, in the input pipeline's workers. Clips longer than
@@ -80,10 +80,11 @@ class Pipeline:
         self.tsr = int(online_rate) if online_rate else self.sr
         self.t_length = int(round(d.clip_seconds * self.tsr))
         self.data = {s: self._split(sources, s) for s in caption_data.SPLITS}
-        # paths or generators: decoded or made when drawn
-        self.ao = [{**{k: v for k, v in r.items() if k != "id"}, **self.teacher_fields(r["id"])} for r in ao_rows]
+        # paths or generators: decoded or made when drawn (their word-level KD fields too: audio-only sets are large)
+        self.ao = [{**{k: v for k, v in r.items() if k != "id"}, "clip_id": r["id"],
+                    **self.teacher_fields(r["id"], word=False)} for r in ao_rows]
 
-    def teacher_fields(self, clip_id: str) -> dict[str, np.ndarray]:
+    def teacher_fields(self, clip_id: str, word: bool = True) -> dict[str, np.ndarray]:
         kd = self.cfg.kd
         if self.cache is None:
             return {}
@@ -91,7 +92,7 @@ class Pipeline:
         if float(kd.seq_weight) > 0 or self.word is not None:
             ids, lens = tokenizers.encode_captions(self.tok, [self.cache.caption(clip_id)], self.cap_len)
             out.update(teacher_ids=ids[0], teacher_len=lens[0])
-        if self.word is not None:
+        if self.word is not None and word:
             out.update(self.word.fields(clip_id, self.cache.caption(clip_id)))
         if not self.online and kd.enc != "none":
             out["teacher_emb"] = self.cache.embedding(clip_id)
@@ -141,6 +142,8 @@ class Pipeline:
             a = self.ao[int(rng.integers(len(self.ao)))]
             out.update(self.crop(audio_only_wave(a, self.sr), rng, "ao_"))
             out.update(self.teacher_mask(a, "ao_"))
+            if self.word is not None:
+                out.update(self.word.fields(a["clip_id"], self.cache.caption(a["clip_id"]), "ao_"))
         return out
 
     def train(self) -> grain.MapDataset:

@@ -163,7 +163,8 @@ def batch_spec(cfg: ml_collections.ConfigDict, teacher_dim: int | None = None, t
             k = int(kd.word.top_k)
             out.update({prefix + "word_logprobs": Field((cap, k), np.float32),
                         prefix + "word_ids": Field((cap, k), np.int32),
-                        prefix + "word_rest": Field((cap,), np.float32), prefix + "word_mask": Field((cap,), np.float32)})
+                        prefix + "word_rest": Field((cap,), np.float32),
+                        prefix + "word_mask": Field((cap,), np.float32)})
         if kd.enc != "none" and not online:
             out[prefix + "teacher_emb"] = Field((int(teacher_dim),), np.float32)
         return out

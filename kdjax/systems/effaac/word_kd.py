@@ -109,8 +109,7 @@ class Aligner:
         none = [(0, 0)]
         # sequences with a pseudo token in front; position p predicts token p + 1
         t_off = np.asarray(none + list(t["offset_mapping"])[:n - 1] + none, np.int64)
-        pad = lambda a, m: np.concatenate([np.asarray(a, np.float32), np.zeros((m,) + a.shape[1:], np.float32)])  # noqa: E731
-        lp, rest = pad(row[topk.LOGPROBS][:len(t_off) - 1], 1), pad(row[topk.REST][:len(t_off) - 1], 1)
+        lp, rest = (_and_a_zero_row(row[name][:len(t_off) - 1]) for name in (topk.LOGPROBS, topk.REST))
         idx = np.concatenate([np.asarray(row[topk.IDS][:len(t_off) - 1]), np.full((1, self.k), -1, np.int32)])
         s_ids = ([self.stok.bos_token_id] + list(s["input_ids"]) + [self.stok.eos_token_id])[:self.cap_len + 1]
         s_off = np.asarray((none + list(s["offset_mapping"]) + none)[:len(s_ids)], np.int64)
@@ -134,3 +133,8 @@ class Aligner:
         aligned = int(sum(m.sum() for m in on))
         return {"clips": len(part), "aligned_tokens": aligned, "caption_tokens": int(lens.sum()),
                 "mean_mapped_mass": round(float(np.mean(np.concatenate(mass))), 4) if aligned else 0.0}
+
+
+def _and_a_zero_row(a: np.ndarray) -> np.ndarray:
+    """float32 `a` and one zero row after it: the last sequence position predicts nothing."""
+    return np.concatenate([np.asarray(a, np.float32), np.zeros((1,) + a.shape[1:], np.float32)])
