@@ -71,7 +71,7 @@ def test_a_missing_cache_is_named(toks, tmp_path):
         word_kd.Aligner(str(tmp_path / "none"), teacher, student, 8)
 
 
-def test_word_kd_needs_the_teachers_decoder():
+def test_word_kd_needs_the_teachers_decoder(tmp_path):
     """An imported teacher (captions and embeddings only) has no distributions to distil: refused when the config is
     read, naming the key."""
     from configs import effaac as effaac_config
@@ -82,3 +82,7 @@ def test_word_kd_needs_the_teachers_decoder():
     with pytest.raises(checks.ConfigError) as e:
         registry.validate(cfg)
     assert any(p.startswith("kd.word.weight") and "teacher.kind='multi2cap'" in p for p in e.value.problems)
+    from kdjax.systems import effaac
+
+    with pytest.raises(InputError, match="kd.word.weight > 0 needs the teacher's decoder"):  # build without the checks
+        effaac.build(cfg, str(tmp_path / "w"))

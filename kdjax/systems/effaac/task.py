@@ -59,6 +59,9 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         cache = teacher_cache.read(cdir)
         cache.check(want)
         if word_kd.enabled(cfg):
+            if loaded is None:  # the config checks say so too; build() may be called without them
+                raise InputError("kd.word.weight > 0 needs the teacher's decoder and tokenizer: "
+                                 f"teacher.kind='multi2cap' (is {cfg.teacher.kind!r})")
             word = word_kd.Aligner(word_kd.cache_dir(cfg, cdir), loaded[1], tok, int(d.max_caption_tokens))
             word.cache.check(want)
     teacher = loaded[0] if loaded is not None else None
