@@ -17,7 +17,7 @@ from kdjax.models import lora
 from kdjax.models.state import flatten
 from kdjax.systems import registry
 from kdjax.train.restore import workdir_config
-from kdjax.systems.multi2cap import task as m2c_task
+from kdjax.systems.multi2cap import models as m2c_models, task as m2c_task
 from tests import runs
 
 
@@ -55,7 +55,7 @@ def test_finetune_starts_from_the_pretrained_parameters_on_a_dataset_without_ima
     info = task.info["init_from"]
     assert info["checkpoint"].startswith(pre)
     assert info["unused"] == ["cfd_audio.bias", "cfd_audio.kernel", "cfd_image.bias", "cfd_image.kernel"]
-    trainable = flatten(nnx.state(task.model, nnx.All(nnx.Param, nnx.Not(lora.frozen_filter(m2c_task.FROZEN)))))
+    trainable = flatten(nnx.state(task.model, nnx.All(nnx.Param, nnx.Not(lora.frozen_filter(m2c_models.frozen(cfg))))))
     assert info["arrays"] == len(trainable) > 0
 
     # the CLI run trains on the image-less data and records where it started
