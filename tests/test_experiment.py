@@ -208,6 +208,24 @@ def test_every_experiment_file_reads_and_names_what_its_paper_variant_needs():
         assert all(r in {row.name for row in exp.rows} for r in exp.paper), name
 
 
+def test_effaac_mini_variants_change_only_what_their_designs_say():
+    """Each EffAAC design after v1 is written as "everything of the previous one except ...": the rows say so too."""
+    rows = lambda v: {r.name: dict(r.overrides) for r in spec.read(effaac_table2.get_config(v), "effaac_table2").rows}
+    v1, v4, v5, word = rows("mini"), rows("mini_v4"), rows("mini_v5"), rows("mini_word")
+    teacher = effaac_table2.MINI_TEACHER
+    assert v5[teacher] == {**{k: v for k, v in v4[teacher].items() if k != "audio.lora"}, "audio.train_base": True}
+    added = {n: o for n, o in v5.items() if n not in v4}
+    assert sorted(added) == [f"{effaac_table2.WORD_ROW}, {r}" for r in ("rich", "scarce")]
+    assert all(v5[n] == o for n, o in v4.items() if n != teacher)
+    for regime in ("scarce", "rich"):  # the word row is KD_contra plus word KD, in both designs
+        assert v5[f"{effaac_table2.WORD_ROW}, {regime}"] == {**v5[f"KD_contra, {regime}"], **effaac_table2.WORD_KD}
+    # mini_word: v1's teacher and scarce students, and the same word row
+    kept = [teacher, "EffNet-Trm (scratch), scarce", "KD_contra, scarce"]
+    assert list(word) == kept + [f"{effaac_table2.WORD_ROW}, scarce"]
+    assert all(word[n] == v1[n] for n in kept)
+    assert word[f"{effaac_table2.WORD_ROW}, scarce"] == {**v1["KD_contra, scarce"], **effaac_table2.WORD_KD}
+
+
 def _check_dsg_kd_mini(wd) -> None:
     kd = json.load(open(wd / "runs" / spec.slug(dsg_kd_table2_3.ROWS[0][0]) / "seed0" / "report.json"))
     assert kd["info"]["teacher_vocab"] == 30522 and kd["info"]["teacher"]["kind"] == "cached"  # MiniLM's WordPiece
