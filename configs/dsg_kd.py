@@ -60,6 +60,10 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
         "domain_words": "latin",  # 'latin' | 'file:PATH' | 'module:function'
         "max_words": 32,
         "teacher_max_length": 512, "student_max_length": 512,
+        # notes without labels for the KD terms only (a kdjax variant, not the thesis's recipe: it distils on its
+        # labelled notes): each training example is paired with one drawn at random, which adds L_hidn and L_attn
+        # on it and no CE. A .csv/.jsonl file (data.text_column; labels not read) or generated notes.
+        "unlabelled": {"file": "", "num_synthetic": 0, "seed": 1000},
     })
     c.teacher = _teacher()
     c.student = _side()

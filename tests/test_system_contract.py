@@ -93,7 +93,7 @@ SYSTEM_BAD = {
     "dsg_kd": {"data.source": "csv", "kd.attn_keys": "token", "kd.attn_heads": "all", "kd.layer_map": "0-0,1-2",
                "student.classifier_head": "mlp", "data.on_bad_input": "ignore", "data.domain_words": "greek",
                "kd.alpha": -0.5, "data.max_words": 0, "student.tokenizer": "wordpiece:x",
-               "train.early_stopping.metric": "bleu_4", "data.num_labels": 3},
+               "train.early_stopping.metric": "bleu_4", "data.num_labels": 3, "data.unlabelled.num_synthetic": -2},
     "audio_tagging": {"data.source": "folder", "model.arch": "ced_huge", "train.label_smoothing": 1.5,
                       "data.clip_seconds": 0.0, "train.early_stopping.metric": "auroc"},
     "multi2cap": {"teacher.kind": "clip", "cfd.loss": "kl", "cfd.negatives": "semi_hard", "audio.chunk_mode": "pool",
@@ -310,6 +310,8 @@ def _same_fields(system, cfg, workdir):
 CASES = [
     ("dsg_kd", "tiny", {}),
     ("dsg_kd", "smoke", {}),
+    ("dsg_kd", "tiny", {"data.unlabelled.num_synthetic": 8}),  # each note paired with an unlabelled one (u_*)
+    ("dsg_kd", "tiny", {"data.unlabelled.num_synthetic": 8, "teacher.cache.enabled": True}),
     ("audio_tagging", "real_sounds", {}),
     ("multi2cap", "tiny", {}),
     ("multi2cap", "smoke", {}),

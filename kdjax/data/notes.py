@@ -57,11 +57,12 @@ def _lines(path: str, bad: BadRows, on_bad: str, max_note_bytes: int) -> list[tu
     return out
 
 
-def load_notes(path: str, *, text_column: str = "text", label_column: str = "label",
+def load_notes(path: str, *, text_column: str = "text", label_column: str | None = "label",
                labels: Sequence[str] = ("0", "1"), on_bad: str = "error", max_note_bytes: int = 1 << 20,
                bad: BadRows | None = None) -> tuple[list[Note], BadRows]:
     """Read a .csv (header row) or .jsonl file of notes. Labels are matched as strings against
-    `labels` and returned as indices; a note longer than `max_note_bytes` (UTF-8) is a bad row."""
+    `labels` and returned as indices; a note longer than `max_note_bytes` (UTF-8) is a bad row.
+    `label_column=None`: unlabelled notes (label -1; a label column, if any, is not read)."""
     if on_bad not in ("error", "skip"):
         raise InputError(f"data.on_bad_input must be 'error' or 'skip', got {on_bad!r}")
     if not paths.isfile(path):
@@ -69,14 +70,15 @@ def load_notes(path: str, *, text_column: str = "text", label_column: str = "lab
     bad = bad if bad is not None else BadRows()
     notes: list[Note] = []
     rows = _lines(path, bad, on_bad, max_note_bytes)
-    add = lambda n, text, label: _add(notes, bad, f"{path}:{n}", text, label, labels, on_bad, max_note_bytes)
+    add = lambda n, text, label: _add(notes, bad, f"{path}:{n}", text, label, labels if label_column else None,
+                                      on_bad, max_note_bytes)
     ext = os.path.splitext(path)[1].lower()
     if ext == ".csv":
         numbers = [n for n, _ in rows]
         reader = csv.DictReader(io.StringIO("".join(line for _, line in rows)))
         previous = csv.field_size_limit(max(csv.field_size_limit(), 2 * max_note_bytes + (64 << 10)))
         try:
-            missing = {text_column, label_column} - set(reader.fieldnames or [])
+            missing = {text_column, label_column} - {None} - set(reader.fieldnames or [])
             if missing:
                 raise BadInputError(f"{path}: missing columns {sorted(missing)} (header: {reader.fieldnames})")
             while True:
@@ -89,7 +91,8 @@ def load_notes(path: str, *, text_column: str = "text", label_column: str = "lab
                             on_bad)
                     continue
                 # csv may span several physical lines per record; map back to the file's line numbers.
-                add(numbers[min(reader.line_num, len(numbers)) - 1], row.get(text_column), row.get(label_column))
+                add(numbers[min(reader.line_num, len(numbers)) - 1], row.get(text_column),
+                    row.get(label_column) if label_column else None)
         finally:
             csv.field_size_limit(previous)
     elif ext in (".jsonl", ".json"):
@@ -104,7 +107,7 @@ def load_notes(path: str, *, text_column: str = "text", label_column: str = "lab
             if not isinstance(row, dict):
                 bad.add(f"{path}:{n}", "not a JSON object", on_bad)
                 continue
-            add(n, row.get(text_column), row.get(label_column))
+            add(n, row.get(text_column), row.get(label_column) if label_column else None)
     else:
         raise BadInputError(f"{path}: unsupported notes format {ext!r}; use .csv or .jsonl")
     return notes, bad
@@ -117,6 +120,9 @@ def _add(notes, bad, where, text, raw_label, labels, on_bad, max_note_bytes) -> 
     size = len(str(text).encode("utf-8"))
     if size > max_note_bytes:
         bad.add(where, f"note of {size} bytes is longer than data.max_note_bytes={max_note_bytes}", on_bad)
+        return
+    if labels is None:  # unlabelled notes
+        notes.append(Note(str(text), -1, where))
         return
     if raw_label is None:
         bad.add(where, "missing label", on_bad)

@@ -12,15 +12,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Mapping
 
 import jax
 import numpy as np
 from flax import nnx
 
-from kdjax.losses.dsg_kd import total_loss
 from kdjax.systems.dsg_kd import teacher as teacher_lib
+from kdjax.systems.dsg_kd.loss import student_loss, with_weights
 
 BALANCES = ("none", "initial_gradients")
 NOT_ENCODER = ("classifier", "pooler", "hidden_proj")  # parameters CE reaches but the KD terms do not (or v.v.)
@@ -32,18 +31,9 @@ def encoder_gradient(model: Any, teacher: Any, batch: Mapping[str, Any], p: teac
     targets from `teacher` in process or, without one, from the batch (a cached teacher)."""
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     batch = {k: jax.numpy.asarray(v) for k, v in batch.items()}
-    t = teacher_lib.targets(teacher, batch, p) if teacher is not None else teacher_lib.from_batch(batch)
-
-    def loss(params):
-        m = nnx.merge(graphdef, params, rest)
-        s = m.student(batch["s_input_ids"], batch["s_attention_mask"], batch["s_token_type_ids"],
-                      output_hidden_states=alpha > 0, output_attentions=beta > 0, deterministic=True)
-        return total_loss(s["logits"], batch["label"], s.get("hidden_states"), s.get("attentions"),
-                          batch["s_word_ids"], t, alpha=alpha, beta=beta, num_words=p.num_words,
-                          layer_map=p.layer_map, keys=p.keys, average_heads=p.average_heads, project=m.project,
-                          form=p.form)[0]
-
-    grads = jax.jit(jax.grad(loss))(params)
+    q = with_weights(p, alpha, beta)
+    grads = jax.jit(jax.grad(lambda params: student_loss(nnx.merge(graphdef, params, rest), teacher, batch, q,
+                                                         deterministic=True)[0]))(params)
     leaves = [np.asarray(v).ravel() for path, v in jax.tree_util.tree_flatten_with_path(grads)[0]
               if not any(n in jax.tree_util.keystr(path) for n in NOT_ENCODER)]
     return np.concatenate(leaves)
@@ -68,4 +58,4 @@ def balance(model: Any, teacher: Any, batch: Mapping[str, Any], p: teacher_lib.P
         attn = float(np.linalg.norm(encoder_gradient(model, teacher, batch, p, alpha=0.0, beta=1.0) - ce))
         beta = p.beta * info["ce_grad_norm"] / attn
         info["attn_grad_norm"] = attn
-    return dataclasses.replace(p, alpha=float(alpha), beta=float(beta)), info
+    return with_weights(p, alpha, beta), info

@@ -38,6 +38,11 @@ def _check_side(c: Checks, name: str) -> None:
             c.problem(f"{name}.init.num_attention_heads", f"{n} heads do not divide hidden_size {h}")
 
 
+def _positive(c: Checks, key: str) -> bool:
+    v = c.get(key, 0)
+    return isinstance(v, (int, float)) and v > 0
+
+
 def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
     source = c.one_of("data.source", ("synthetic", "files"))
     if source == "files":
@@ -55,6 +60,15 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
         for key in ("num_train", "num_dev", "num_test"):
             c.number(f"data.synthetic.{key}", integer=True, gt=0)
     c.one_of("data.on_bad_input", ("error", "skip"))
+    c.path("data.unlabelled.file", "file")
+    ufile = c.get("data.unlabelled.file", "")
+    nsyn = c.number("data.unlabelled.num_synthetic", integer=True, ge=0, default=0)
+    c.number("data.unlabelled.seed", integer=True, default=1000)
+    if ufile and nsyn:
+        c.problem("data.unlabelled.num_synthetic", "set data.unlabelled.file or data.unlabelled.num_synthetic, "
+                  "not both")
+    if (ufile or nsyn) and not (_positive(c, "kd.alpha") or _positive(c, "kd.beta")):
+        c.problem("data.unlabelled", "unlabelled notes are read only by the KD terms: set kd.alpha or kd.beta > 0")
     n = c.number("data.num_labels", integer=True, ge=2)
     labels = tuple(c.get("data.labels") or ())
     if isinstance(n, int) and len(labels) != n:

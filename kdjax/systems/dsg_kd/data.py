@@ -48,6 +48,27 @@ def load_splits(cfg: ml_collections.ConfigDict) -> tuple[dict[str, list[syntheti
     return splits, bad.rows
 
 
+def uses_unlabelled(cfg: ml_collections.ConfigDict) -> bool:
+    u = cfg.data.get("unlabelled", {})
+    return bool(u.get("file", "")) or int(u.get("num_synthetic", 0)) > 0
+
+
+def load_unlabelled(cfg: ml_collections.ConfigDict) -> tuple[list[synthetic_notes.Note], list[str]]:
+    """The notes without labels the KD terms also read (`data.unlabelled`; label -1) and the bad rows skipped."""
+    u, d = cfg.data.unlabelled, cfg.data
+    if u.file:
+        bad = notes_lib.BadRows()
+        notes, _ = notes_lib.load_notes(u.file, text_column=d.text_column, label_column=None,
+                                        on_bad=d.on_bad_input, max_note_bytes=int(d.get("max_note_bytes", 1 << 20)),
+                                        bad=bad)
+        if not notes:
+            raise InputError(f"data.unlabelled.file: {u.file} holds no usable note")
+        return notes, bad.rows
+    # generated notes whose labels are dropped: the same generator as the labelled splits, another seed
+    return [synthetic_notes.Note(n.text, -1) for n in synthetic_notes.generate_notes(int(u.num_synthetic),
+                                                                                      int(u.seed))], []
+
+
 def tokenizer(side: ml_collections.ConfigDict, name: str, train_texts: list[str], workdir: str):
     spec = side.tokenizer or side.hf_dir
     if not spec:

@@ -18,43 +18,21 @@ from flax import nnx
 from kdjax import paths, teachers
 from kdjax.data import knowledge, synthetic_notes
 from kdjax.errors import InputError
-from kdjax.losses.dsg_kd import layer_weights, total_loss
+from kdjax.losses.dsg_kd import layer_weights
 from kdjax.metrics.classification import binary_metrics
 from kdjax.metrics.mwps import load_terms, mwps
 from kdjax.models.bert import LOGICAL_AXES, BertModel, SequenceClassifier
 from kdjax.systems import inference
 from kdjax.systems.dsg_kd import teacher as teacher_lib
-from kdjax.systems.dsg_kd.data import encode_fn, load_splits, teacher_tokenizer, tokenizer
+from kdjax.systems.dsg_kd.loss import UNLABELLED, make_loss
+from kdjax.systems.dsg_kd.data import (encode_fn, load_splits, load_unlabelled, teacher_tokenizer, tokenizer,
+                                       uses_unlabelled)
 from kdjax.losses.layers import layer_map
 from kdjax.systems.dsg_kd.models import (STUDENT_AXES, Student, bert_init, build_student, build_teacher,
                                          word_embeddings)
 from kdjax.train import task as task_lib
 from kdjax.train.batch import BatchSpec, Field, abstract_batch
 from kdjax.train.task import Task
-
-
-def make_loss(p: teacher_lib.Plan):
-    """(model, teacher, batch, rngs) -> (L_total, terms). The teacher's targets come from the frozen teacher in
-    the step when there is one, else from the batch (a cached teacher)."""
-
-    def loss_fn(model: Student, teacher: BertModel | None, batch, rngs):
-        s = model.student(batch["s_input_ids"], batch["s_attention_mask"], batch["s_token_type_ids"],
-                          output_hidden_states=p.alpha > 0, output_attentions=p.beta > 0, deterministic=False,
-                          rngs=rngs)
-        if not p.distils:
-            t = {}
-        elif teacher is not None:
-            t = teacher_lib.targets(teacher, batch, p)
-        else:
-            t = teacher_lib.from_batch(batch)
-        loss, metrics = total_loss(s["logits"], batch["label"], s.get("hidden_states"), s.get("attentions"),
-                                   batch["s_word_ids"], t, alpha=p.alpha, beta=p.beta, num_words=p.num_words,
-                                   layer_map=p.layer_map, keys=p.keys, average_heads=p.average_heads,
-                                   project=model.project, form=p.form)
-        metrics["domain_words"] = jnp.sum(batch["s_word_ids"].max(-1) > 0)
-        return loss, metrics
-
-    return loss_fn
 
 
 def predict_fn(model: Student, batch) -> dict[str, jax.Array]:
@@ -130,8 +108,9 @@ def cached_teacher(cfg: ml_collections.ConfigDict) -> bool:
 def batch_spec(cfg: ml_collections.ConfigDict, p: teacher_lib.Plan | None = None) -> BatchSpec:
     """A note as the student's tokenizer sees it (ids, attention and type masks, and the domain-word index of
     every token: 0 = none, k = the k-th domain word) and its label; for the teacher, the same token fields when
-    it runs in the step, or its cached targets (span-pooled hidden states and attention rows). `p` (what the
-    losses compare) defaults to the configs' own architectures."""
+    it runs in the step, or its cached targets (span-pooled hidden states and attention rows); with data.unlabelled,
+    the same fields of a paired unlabelled note (`u_`). `p` (what the losses compare) defaults to the configs' own
+    architectures."""
     if p is None:
         p = _abstract_models(cfg)[2]
     spec = {"label": Field((), np.int32)}
@@ -143,6 +122,8 @@ def batch_spec(cfg: ml_collections.ConfigDict, p: teacher_lib.Plan | None = None
             spec[f"{side}_{key}"] = Field((length,), np.int32)
     if cached_teacher(cfg):
         spec.update(p.fields())
+    if uses_unlabelled(cfg):  # the paired unlabelled note: every field but the label
+        spec.update({UNLABELLED + k: f for k, f in spec.items() if k != "label"})
     return spec
 
 
@@ -194,28 +175,36 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     p = teacher_lib.plan(cfg, lmap, base.cfg, teacher.cfg)
     encode = encode_fn(tok_s, tok_t, finder, cfg)
     data = {k: grain.MapDataset.source(v).map(encode) for k, v in splits.items()}
+    unlabelled, u_bad = load_unlabelled(cfg) if uses_unlabelled(cfg) else ([], [])
+    u_data = grain.MapDataset.source(unlabelled).map(encode) if unlabelled else None
     if cached_teacher(cfg):  # the teacher's targets once per note; the step runs only the student
         cdir = cfg.teacher.cache.dir or os.path.join(workdir, "teacher_cache")
         cache, stats = teacher_lib.write_cache(cfg, teacher, data["train"], p, cdir, train_texts)
         data["train"] = data["train"].map_with_index(
             teacher_lib.cached_example(cache, p, bool(cfg.teacher.cache.get("other_note", False))))
         step_teacher, teacher_info = None, teachers.describe(teachers.CACHED, cache, stats)
+        if u_data is not None:  # a cache of their own beside the training notes'
+            u_cache, u_stats = teacher_lib.write_cache(cfg, teacher, u_data, p, cdir.rstrip("/") + "_unlabelled",
+                                                       [clean(n.text) for n in unlabelled])
+            u_data = u_data.map_with_index(teacher_lib.cached_example(u_cache, p))
+            teacher_info["unlabelled_cache"] = teachers.describe(teachers.CACHED, u_cache, u_stats)
     else:
         step_teacher, teacher_info = teacher, teachers.describe(teachers.ONLINE)
+    transform = _pair_with(u_data) if u_data is not None else None
     balanced = {}
     if cfg.kd.get("balance", "none") == "initial_gradients" and p.distils:
         from kdjax.systems.dsg_kd.balance import balance
         from kdjax.train.trainer import training_order
 
         b = int(cfg.train.batch_size)  # the run's first global batch, its parameters before the first step
-        first = next(iter(training_order(data["train"], int(cfg.seed))[:b].batch(b)))
+        first = next(iter(training_order(data["train"], int(cfg.seed), transform)[:b].batch(b)))
         p, balanced = balance(model, step_teacher, first, p)
         logging.info("kd.balance: alpha %.4g -> %.4g, beta %.4g -> %.4g (encoder gradient norms %s)",
                      balanced["alpha_paper"], p.alpha, balanced["beta_paper"], p.beta,
                      {k: round(v, 6) for k, v in balanced.items() if k.endswith("norm")})
     report = _report(cfg, splits, texts, teacher, tok_t, tok_s, finder)
-    info = {"num_examples": {k: len(v) for k, v in splits.items()}, "bad_rows_skipped": len(bad_rows),
-            "bad_rows": bad_rows[:100], "layer_map": lmap, "teacher_vocab": len(tok_t),
+    info = {"num_examples": {k: len(v) for k, v in splits.items()}, "unlabelled_notes": len(unlabelled),
+            "bad_rows_skipped": len(bad_rows) + len(u_bad), "bad_rows": (bad_rows + u_bad)[:100], "layer_map": lmap, "teacher_vocab": len(tok_t),
             "student_vocab": len(tok_s), "hidden_projection": model.hidden_proj is not None,
             "teacher": teacher_info,
             "kd": {"alpha": p.alpha, "beta": p.beta, "loss_form": p.form, **balanced,
@@ -224,7 +213,18 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
                 eval_data={"dev": data["dev"], "test": data["test"]}, evaluate=evaluate,
                 prediction_rows=prediction_rows(list(cfg.data.labels), splits),
                 logical_axes=STUDENT_AXES, teacher=step_teacher, teacher_logical_axes=LOGICAL_AXES, report=report,
-                info=info, batch_spec=batch_spec(cfg, p))
+                info=info, batch_spec=batch_spec(cfg, p), train_transform=transform)
+
+
+def _pair_with(unlabelled: grain.MapDataset) -> Callable[[dict, np.random.Generator], dict]:
+    """The trainer's per-example transform with data.unlabelled: each training note paired with an unlabelled one
+    drawn at random (seeded by the run, so a resumed run draws the same), under `u_` names."""
+
+    def pair(ex: dict, rng: np.random.Generator) -> dict:
+        u = unlabelled[int(rng.integers(len(unlabelled)))]
+        return {**ex, **{UNLABELLED + k: v for k, v in u.items() if k != "label"}}
+
+    return pair
 
 
 EMBEDDINGS = "embeddings.npz"  # the report's word embeddings: teacher_x, teacher_domain, student_x, student_domain
