@@ -90,11 +90,11 @@ KD_contra in the same regime on CIDEr-D (paired over the 3 seeds); expected dire
 
     python -m kdjax.experiment --config=configs/experiments/effaac_table2.py:mini_v5 --workdir=experiments/effaac_v5
 
-Variant `mini_word` (issue 26 part 5's row where mini_v5's gate stops its students; written 2026-12-07 before mini_v5's
-gate was known and before this variant ran): `mini`'s teacher (the random CED adapted by LoRA: the teacher that set
+Variant `mini_word` (issue 26 part 5's row on the teacher that set mini_v5's gate's bar; written 2026-12-07 before
+mini_v5's gate was known and before this variant ran; run whatever that gate says): `mini`'s teacher (the random CED adapted by LoRA: the teacher that set
 the gate's bar, test CIDEr-D 414.24) and its students, scarce regime only (100 captioned clips), three rows: from
 scratch, KD_contra, KD_contra + word KD (as mini_v5's). Compared: KD_contra + word KD against KD_contra on CIDEr-D,
-paired over seeds 0-2; expected at or above it. Run only if mini_v5's gate fails; reported whichever way it comes out:
+paired over seeds 0-2; expected at or above it; reported whichever way it comes out:
 
     python -m kdjax.experiment --config=configs/experiments/effaac_table2.py:mini_word --workdir=experiments/effaac_word
 
