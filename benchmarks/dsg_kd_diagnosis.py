@@ -12,10 +12,12 @@ For a distilling run (its config, its teacher cache) it measures:
   CE keeps once L_hidn shares the coordinate, |g_ce| / sqrt(g_ce^2 + g_hidn^2) (1 without L_hidn).
 - collapse: for each student row's best checkpoint (seed 0), how much its last-layer states vary across dev notes
   (std of the mean token state and of the CLS state, rms over dimensions) and its logit margin's spread.
+- with --unlabelled (v5's data.unlabelled): the probe fitted on the training notes' targets and on those plus the
+  unlabelled notes', scored on the test notes (`probe_unlabelled`).
 
 Prints one JSON line.
 
-    python benchmarks/dsg_kd_diagnosis.py --experiment=experiments/dsg_mini_v1 [--seed=0]
+    python benchmarks/dsg_kd_diagnosis.py --experiment=experiments/dsg_mini_v1 [--seed=0] [--unlabelled]
 """
 
 from __future__ import annotations
@@ -70,10 +72,69 @@ def targets(batch: dict[str, np.ndarray]) -> list[dict[str, float]]:
     return out
 
 
+def _hidden_plan(cfg, task) -> teacher_lib.Plan:
+    """What L_hidn compares (L_attn off), as the run's config and layer map say."""
+    return teacher_lib.Plan(num_words=int(cfg.data.max_words),
+                            layer_map=tuple(tuple(x) for x in task.info["layer_map"]), alpha=float(cfg.kd.alpha) or 1.0,
+                            beta=0.0, keys=cfg.kd.attn_keys, average_heads=False, teacher_width=0, teacher_heads=0,
+                            teacher_length=0, form=cfg.kd.loss_form)
+
+
+def _pooled(targets: dict[str, np.ndarray]) -> np.ndarray:
+    """(notes, layers, width): each note's span-pooled teacher states averaged over its domain words."""
+    valid = (targets[teacher_lib.COUNTS] > 0).astype(np.float32)[:, None, :, None]
+    return (targets[teacher_lib.HIDDEN] * valid).sum(2) / np.maximum(valid.sum(2), 1)
+
+
+def probe_unlabelled(run: str, scratch: str) -> dict:
+    """DSG-KD v5's measurement (data.unlabelled): the probe above fitted on the training notes' targets, and on those
+    plus the unlabelled notes' (their generator's labels, read here only), each scored on the test notes' targets:
+    whether the unlabelled notes carry more of the teacher's knowledge than the training notes do. The teacher runs in
+    process (the test notes have no cache)."""
+    import jax
+    from flax import nnx
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    from kdjax.data import knowledge, synthetic_notes
+    from kdjax.systems.dsg_kd.data import encode_fn, teacher_tokenizer, trained_tokenizer
+
+    cfg = workdir_config(run)
+    u = cfg.data.unlabelled
+    if cfg.data.source != "synthetic" or not int(u.num_synthetic):
+        return {"skipped": "needs generated labelled and unlabelled notes (their labels are the generator's)"}
+    cfg.teacher.cache.enabled = False
+    task = dsg_kd.build(cfg, scratch)
+    p = _hidden_plan(cfg, task)
+    gdef, state = nnx.split(task.teacher)
+    run_teacher = jax.jit(lambda s, b: teacher_lib.targets(nnx.merge(gdef, s), b, p))
+    tok_t = teacher_tokenizer(cfg, [], run) if cfg.teacher.workdir else trained_tokenizer(cfg.teacher, "teacher", run)
+    encode = encode_fn(trained_tokenizer(cfg.student, "student", run), tok_t,
+                       knowledge.resolve_finder(cfg.data.domain_words), cfg)
+
+    def features(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        out = []
+        for i in range(0, len(rows), 64):
+            chunk = rows[i:i + 64]
+            batch = {k: np.stack([r[k] for r in chunk]) for k in teacher_lib.TOKEN_FIELDS}
+            t = jax.tree.map(np.asarray, run_teacher(state, batch))
+            out.append(_pooled({teacher_lib.COUNTS: t["counts"], teacher_lib.HIDDEN: t["hidden"]}))
+        return np.concatenate(out), np.array([int(r["label"]) for r in rows])
+
+    (xtr, ytr), (xte, yte) = (features([d[i] for i in range(len(d))])
+                              for d in (task.train_data, task.eval_data["test"]))
+    xu, yu = features([encode(n) for n in synthetic_notes.generate_notes(int(u.num_synthetic), int(u.seed))])
+    result = {"train_notes": len(ytr), "unlabelled_notes": len(yu), "test_notes": len(yte), "layers": []}
+    for i in range(xtr.shape[1]):
+        score = lambda x, y: round(100 * float(roc_auc_score(  # noqa: E731
+            yte, LogisticRegression(max_iter=2000).fit(x[:, i], y).predict_proba(xte[:, i])[:, 1])), 2)
+        result["layers"].append({"teacher_layer": p.hidden_layers[i], "train": score(xtr, ytr),
+                                 "train_and_unlabelled": score(np.concatenate([xtr, xu]), np.concatenate([ytr, yu]))})
+    return result
+
+
 def gradients(cfg, task, batch: dict[str, np.ndarray]) -> dict[str, float]:
-    p = teacher_lib.Plan(num_words=int(cfg.data.max_words), layer_map=tuple(tuple(x) for x in task.info["layer_map"]),
-                         alpha=float(cfg.kd.alpha), beta=0.0, keys=cfg.kd.attn_keys, average_heads=False,
-                         teacher_width=0, teacher_heads=0, teacher_length=0, form=cfg.kd.loss_form)
+    p = _hidden_plan(cfg, task)
     c = encoder_gradient(task.model, None, batch, p, alpha=0.0, beta=0.0)
     h = encoder_gradient(task.model, None, batch, p, alpha=p.alpha, beta=0.0) - c
     nz = c != 0
@@ -101,6 +162,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--experiment", required=True, help="a finished dsg_kd_table2_3.py:mini* experiment directory")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--unlabelled", action="store_true", help="also v5's probe: training vs training + unlabelled notes")
     a = ap.parse_args()
     run = lambda row: os.path.join(a.experiment, "runs", spec.slug(row), f"seed{a.seed}")  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,6 +175,8 @@ def main() -> None:
         for row in (ALONE, "L_pred + L_hidn", FULL):
             if os.path.isdir(run(row)):
                 result["collapse"][row] = collapse(run(row), os.path.join(tmp, spec.slug(row)))
+        if a.unlabelled:
+            result["probe_unlabelled_test_auroc"] = probe_unlabelled(run(FULL), os.path.join(tmp, "online"))
     print(json.dumps(result))
 
 
