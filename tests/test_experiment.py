@@ -183,6 +183,49 @@ def test_launch_commands_for_unfinished_runs(tmp_path):
     assert isinstance(dsg_kd_table2_3.get_config("smoke"), ml_collections.ConfigDict)
 
 
+_FAKE_MAIN = """#!{python}
+# stands in for `python -m kdjax.main`: writes the report a run with --config.score=S would (test CIDEr-D S)
+import json, os, sys
+args = dict(a[2:].split("=", 1) for a in sys.argv[3:] if a.startswith("--") and "=" in a)
+os.makedirs(args["workdir"], exist_ok=True)
+with open(os.path.join(args["workdir"], "report.json"), "w") as f:
+    json.dump({{"metrics": {{"test": {{"cider_d": float(args.get("config.score", 0))}}}}}}, f)
+"""
+
+
+def test_a_gate_keeps_the_rows_that_start_from_its_row_from_running(tmp_path):
+    """A row's gate (report conditions in the table's unit): the runs that start from it run only if its report meets
+    them; read again on every invocation, and left out of the launch commands."""
+    fake = tmp_path / "python"
+    fake.write_text(_FAKE_MAIN.format(python=sys.executable))
+    fake.chmod(0o755)
+
+    def experiment(teacher_score: float, gate=(("test.cider_d", ">=", 414.24),)):
+        return spec.read(ml_collections.ConfigDict({
+            "name": "gated", "base": "configs/effaac.py:tiny", "seeds": (0, 1), "scale": 100.0,
+            "metrics": [("CIDEr", "test.cider_d")], "figure": {"kind": "none"},
+            "rows": [{"name": "teacher", "overrides": {"score": teacher_score}, "seeds": (0,), "gate": list(gate)},
+                     {"name": "student", "overrides": {"score": 0.5, "teacher.workdir": "{row:teacher}"}},
+                     {"name": "alone", "overrides": {"score": 0.4}}]}), "gated.py")
+
+    said = []
+    exp = experiment(4.1)  # 410 < 414.24
+    status = runner.run_all(exp, str(tmp_path / "fail"), [], python=str(fake), say=said.append)
+    assert status["teacher / seed 0"]["gate"] == {"passed": False, "failed": ["test.cider_d = 410, not >= 414.24"]}
+    assert [status[f"student / seed {s}"]["status"] for s in (0, 1)] == ["gated", "gated"]
+    assert status["student / seed 0"]["by"] == {"teacher / seed 0": ["test.cider_d = 410, not >= 414.24"]}
+    assert all(status[f"alone / seed {s}"]["status"] == "finished" for s in (0, 1))  # not behind the gate
+    assert any("gate: FAILED" in line for line in said) and "failed: " in said[-1]
+    again = runner.run_all(exp, str(tmp_path / "fail"), [], python=str(fake), say=said.append)
+    assert again["student / seed 1"]["status"] == "gated"  # the finished teacher's report is read again
+    assert runner.launch_commands(exp, str(tmp_path / "fail"), []) == []
+    status = runner.run_all(experiment(4.2), str(tmp_path / "pass"), [], python=str(fake), say=said.append)
+    assert status["teacher / seed 0"]["gate"] == {"passed": True, "failed": []}
+    assert all(v["status"] == "finished" for v in status.values())
+    with pytest.raises(InputError, match=r"rows\[0\] \(teacher\).gate: \(report path, one of >= > <= <, number\)"):
+        experiment(1.0, gate=[("test.cider_d", "=", 1.0)])
+
+
 EXPERIMENTS = sorted(f[:-3] for f in os.listdir(os.path.join(runs.REPO, "configs", "experiments"))
                      if f.endswith(".py") and f not in ("__init__.py", "columns.py"))
 

@@ -27,6 +27,24 @@ def finished(run: Run) -> bool:
     return paths.isfile(paths.join(run.workdir, "report.json"))
 
 
+def gate_failures(exp: Experiment, run: Run) -> list[str]:
+    """The conditions of its row's gate a finished run's report does not meet ('path = value, not op threshold', in
+    the table's unit); [] when it meets them all or its row has none."""
+    if not run.row.gate:
+        return []
+    from kdjax.experiment.aggregate import report_value
+    from kdjax.experiment.spec import GATE_OPS
+
+    path = paths.join(run.workdir, "report.json")
+    report = _read_json(path, "the run's results")
+    out = []
+    for key, op, value in run.row.gate:
+        got = report_value(report, key, path) * exp.scale
+        if not GATE_OPS[op](got, value):
+            out.append(f"{key} = {got:.6g}, not {op} {value:g}")
+    return out
+
+
 def started(run: Run) -> bool:
     return resume_config.resuming(run.workdir)
 
@@ -160,6 +178,17 @@ def run_all(exp: Experiment, root: str, extra: list[str], *, allow_change: bool 
     took: list[float] = []
     by_name = {(r.row.name, r.seed): r for r in runs}
     for k, run in enumerate(todo):
+        # a later stage whose earlier stage did not meet its row's gate: not run, said so (on every invocation: the
+        # gate is read again from the earlier run's report)
+        gated = {f"{n} / seed {s}": gate_failures(exp, by_name[(n, s)]) for n, s in run.after
+                 if finished(by_name[(n, s)])}
+        gated = {n: f for n, f in gated.items() if f}
+        if gated:
+            status[run.name] = {"status": "gated", "by": gated}
+            say(f"[run {run.index} of {len(runs)}] {run.row.name}, seed {run.seed}: not run, the gate of "
+                + "; ".join(f"{n} failed ({', '.join(f)})" for n, f in gated.items()))
+            _save_status(root, status)
+            continue
         waiting = [f"{n} / seed {s}" for n, s in run.after if not finished(by_name[(n, s)])]
         if waiting:  # a later stage whose earlier stage failed: not run, said so
             status[run.name] = {"status": "waiting", "for": waiting}
@@ -184,6 +213,12 @@ def run_all(exp: Experiment, root: str, extra: list[str], *, allow_change: bool 
         if rc == 0 and finished(run):
             status[run.name] = {"status": "finished", "seconds": round(seconds, 1), "workdir": run.workdir}
             say(f"[run {run.index} of {len(runs)}] {run.row.name}, seed {run.seed}: finished in {_clock(seconds)}")
+            if run.row.gate:
+                failures = gate_failures(exp, run)
+                status[run.name]["gate"] = {"passed": not failures, "failed": failures}
+                say(f"[run {run.index} of {len(runs)}] gate: " + (f"FAILED ({', '.join(failures)}): the runs that "
+                                                                  "start from it will not run" if failures else
+                                                                  "passed"))
         else:
             error = _last_error(log)
             status[run.name] = {"status": "failed", "exit_code": rc, "error": error, "log": log,
@@ -191,7 +226,7 @@ def run_all(exp: Experiment, root: str, extra: list[str], *, allow_change: bool 
             say(f"[run {run.index} of {len(runs)}] {run.row.name}, seed {run.seed}: FAILED (exit {rc}): {error} "
                 f"(log: {log}); going on with the others")
         _save_status(root, status)
-    failed = [n for n, s in status.items() if s.get("status") in ("failed", "waiting")]
+    failed = [n for n, s in status.items() if s.get("status") in ("failed", "waiting", "gated")]
     say(f"{exp.name}: {sum(finished(r) for r in runs)} of {len(runs)} runs finished"
         + (f"; failed: {', '.join(failed)}" if failed else ""))
     return status
@@ -201,13 +236,16 @@ def launch_commands(exp: Experiment, root: str, extra: list[str], launcher: str 
                     launch_args: str = "") -> list[str]:
     """One shell command per run not yet finished: kdjax.main itself, or launch/slurm.py / launch/tpu.py run with
     `launch_args` (the cluster's flags); each resumes its run when given again. A run that starts from another
-    row's run (a fine-tuning stage) ends in a comment naming it: launch it once that one has finished."""
+    row's run (a fine-tuning stage) ends in a comment naming it: launch it once that one has finished. Runs whose
+    earlier stage failed its row's gate are left out."""
     if launcher not in LAUNCHERS:
         raise InputError(f"--print: one of {', '.join(LAUNCHERS)}, got {launcher!r}")
     out = []
-    for run in exp.runs(root):
-        if finished(run):
-            continue
+    runs = exp.runs(root)
+    by_name = {(r.row.name, r.seed): r for r in runs}
+    for run in runs:
+        if finished(run) or any(finished(by_name[a]) and gate_failures(exp, by_name[a]) for a in run.after):
+            continue  # done, or never to run: an earlier stage it starts from failed its gate
         where = [f"--config={run.row.config}", f"--workdir={run.workdir}"]
         if launcher == "main":
             out.append(shlex.join(["python", "-m", "kdjax.main", *where, *run.mode_flags(), *run.overrides(extra)]))

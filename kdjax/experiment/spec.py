@@ -13,6 +13,7 @@ import ml_collections
 from kdjax.errors import InputError
 
 FIGURES = ("none", "bars", "line", "embeddings")
+GATE_OPS = {">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b, "<": lambda a, b: a < b}
 MODES = ("train", "cost")  # kdjax.main modes a row may run: train a model, or measure what one costs
 PATH_REF = re.compile(r"\{path:([A-Za-z0-9_]+)\}")
 ROW_REF = re.compile(r"\{row:([^}]+)\}")
@@ -27,6 +28,9 @@ class Row:
     seeds: tuple[int, ...] | None = None  # this row's own seeds (e.g. one fixed teacher for every student seed)
     mode: str = "train"  # kdjax.main --mode: `cost` measures the config's model on this host (seeds: repeats)
     table: bool = True  # False: a stage later rows start from (e.g. a teacher's pre-training), not a table row
+    # (report path, op, value in the table's unit): the rows that start from this one ({row:NAME}) run only if its
+    # report meets every condition (a design's gate, e.g. a teacher good enough that it cannot confound the result)
+    gate: tuple[tuple[str, str, float], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,8 +166,16 @@ def read(cfg: ml_collections.ConfigDict, where: str = "the experiment") -> Exper
         table = r.get("table", True)
         if not isinstance(table, bool):
             problems.append(f"rows[{i}] ({r['name']}): table must be True or False, got {table!r}")
+        gate = []
+        for g in r.get("gate", []) or []:
+            if not (isinstance(g, list) and len(g) == 3 and isinstance(g[0], str) and "." in g[0] and g[1] in GATE_OPS
+                    and isinstance(g[2], (int, float)) and not isinstance(g[2], bool)):
+                problems.append(f"rows[{i}] ({r['name']}).gate: (report path, one of {' '.join(GATE_OPS)}, number) "
+                                f"triples, got {g!r}")
+            else:
+                gate.append((g[0], g[1], float(g[2])))
         rows.append(Row(r["name"], r.get("config") or base or "", over, x,
-                        tuple(row_seeds) if row_seeds is not None else None, mode, table is not False))
+                        tuple(row_seeds) if row_seeds is not None else None, mode, table is not False, tuple(gate)))
     names = [r.name for r in rows]
     paths = d.get("paths", {}) or {}
     if not isinstance(paths, dict):
