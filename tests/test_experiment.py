@@ -269,6 +269,32 @@ def test_effaac_mini_variants_change_only_what_their_designs_say():
     assert word[f"{effaac_table2.WORD_ROW}, scarce"] == {**v1["KD_contra, scarce"], **effaac_table2.WORD_KD}
 
 
+@pytest.mark.parametrize("experiment", ["effaac_table1:mini", "effaac_table2:mini", "effaac_table2:mini_v5",
+                                        "effaac_table2:mini_word", "dsg_kd_table2_3:mini", "distill_lm_smollm2:mini"])
+def test_every_run_of_a_mini_design_is_a_valid_config(experiment):
+    """Each run's config (its row's config file and overrides, its seed) passes its system's checks: a design that
+    cannot run is found when it is written, not hours into the experiment (paths aside: earlier rows' workdirs and the
+    users' files do not exist here)."""
+    import importlib
+
+    from kdjax.systems import registry
+
+    file, variant = experiment.split(":")
+    exp = spec.read(importlib.import_module(f"configs.experiments.{file}").get_config(variant), file)
+    for run in exp.runs("/exp"):
+        path, _, cvariant = run.row.config.partition(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        cfg = module.get_config(cvariant) if cvariant else module.get_config()
+        with cfg.unlocked():
+            for key, value in {**run.row.overrides, "seed": run.seed}.items():
+                *parents, leaf = key.split(".")
+                node = cfg
+                for part in parents:
+                    node = node[part]
+                node[leaf] = value
+        registry.validate(cfg, paths=False)
+
+
 def _check_dsg_kd_mini(wd) -> None:
     kd = json.load(open(wd / "runs" / spec.slug(dsg_kd_table2_3.ROWS[0][0]) / "seed0" / "report.json"))
     assert kd["info"]["teacher_vocab"] == 30522 and kd["info"]["teacher"]["kind"] == "cached"  # MiniLM's WordPiece

@@ -123,6 +123,10 @@ PAPER = {
 
 
 MINI_TEACHER = "teacher (Multi2Cap on 5000 clips)"
+MINI_TEACHER_RUN = {  # configs/multi2cap.py:smoke on 5000 synthetic captioned clips of clip seed 1, one epoch
+    "data.source": "synthetic", "data.synthetic": {"num_train": 5000, "num_validation": 100, "num_test": 200, "seed": 1},
+    "teacher.kind": "none", "cfd.weight": 0.0, "train.steps": 625, "train.log_every": 25, "train.checkpoint_every": 1000,
+}
 MINI_METRICS = (("BLEU4", "bleu_4"), ("ROUGE_L", "rouge_l"), ("CIDEr", "cider_d"))
 MINI_STUDENT = {  # variant `mini`: EffNet-Trm at CPU scale on synthetic clips (clip seed 0), the teacher's cache
     "data.source": "synthetic", "data.synthetic.num_validation": 100, "data.synthetic.num_test": 200,
@@ -164,10 +168,7 @@ def mini(e: ml_collections.ConfigDict, ci: bool, tagger: str = "", audio_lora: d
     e.base = "configs/effaac.py:smoke"
     e.seeds = (0,) if ci else (0, 1, 2)
     e.paths = {}
-    teacher = {"data.source": "synthetic", "data.synthetic": {"num_train": 5000, "num_validation": 100,
-                                                              "num_test": 200, "seed": 1},
-               "teacher.kind": "none", "cfd.weight": 0.0, "train.steps": 625, "train.log_every": 25,
-               "train.checkpoint_every": 1000}
+    teacher = dict(MINI_TEACHER_RUN)
     student, kd = dict(MINI_STUDENT), dict(MINI_KD)
     regimes = {"scarce": 100} if word_only else {"scarce": 100, "rich": 1000}
     if ci:
