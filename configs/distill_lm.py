@@ -61,8 +61,11 @@ def get_config(variant: str = "tiny") -> ml_collections.ConfigDict:
         "beta": 0.5,  # jsd's mixture weight
         "temperature": 1.0,
         "chunk_tokens": 0,  # > 0: the divergence over this many tokens at a time (large vocabularies)
-        "source": "online",  # online: the teacher in the step, dense; topk: its cached top-k (teacher.cache)
-        "top_k": 64,  # topk: log-probabilities kept per token (float16 + int32: 6 bytes each)
+        # online: the teacher in the step, dense; topk: its cached top-k (teacher.cache); sampled: a cache of top_k
+        # draws from its distribution (the distinct tokens drawn, their frequencies), the same bytes as the top-k:
+        # the dense forward KL's gradient in expectation (forward_kl, rest, temperature 1)
+        "source": "online",
+        "top_k": 64,  # topk: log-probabilities kept per token (float16 + int32: 6 bytes each); sampled: draws
         "rest": True,  # topk: k + 1 buckets (the teacher's mass outside its top-k kept); False: both renormalised
         # + weight x MSE between mapped hidden states (student's projected onto the teacher's width when they
         # differ; online teacher, shared tokenizer); layer_map 'uniform' or 's:t,...' (hidden_states indices)

@@ -190,6 +190,39 @@ def test_config_is_checked_when_read():
     cfg.kd.source, cfg.kd.temperature = "topk", 2.0
     with pytest.raises(Exception, match="kd.rest"):
         registry.validate(cfg)
+    cfg = config.get_config("tiny")
+    cfg.kd.source, cfg.kd.kind = "sampled", "reverse_kl"  # draws estimate the forward KL only
+    with pytest.raises(Exception, match=r"kd.source: 'sampled' estimates the forward KL"):
+        registry.validate(cfg)
+
+
+def test_a_cache_of_draws_holds_the_teachers_frequencies_at_the_same_bytes(tmp_path):
+    """kd.source='sampled': per position, the distinct tokens of k draws from the teacher and their frequencies (sum
+    1, nothing outside), in the top-k cache's form and bytes; the same documents draw the same tokens when the cache is
+    written again; the step reads it as it reads the top-k."""
+    from kdjax.systems.distill_lm.task import build
+    from kdjax.teachers import topk
+
+    cfg = config.get_config("tiny")
+    cfg.kd.source, cfg.kd.top_k = "sampled", 8
+    task = build(cfg, str(tmp_path / "a"))
+    t = task.info["teacher"]
+    assert t["kind"] == "cached" and t["selection"] == "sampled" and t["bytes_per_token"] == topk.bytes_per_token(8)
+    assert t["cache"].endswith("teacher_sampled")
+    again = build(cfg, str(tmp_path / "b"))
+    for r in (0, len(task.train_data) - 1):
+        row = task.train_data[r]
+        keep = row["topk_mask"] > 0
+        ids, freq = row[topk.IDS][keep], np.exp(row[topk.LOGPROBS][keep].astype(np.float64))
+        present = ids >= 0
+        assert np.allclose(np.where(present, freq, 0).sum(-1), 1.0, atol=2e-3)  # float16 frequencies
+        counts = np.where(present, freq * 8, 0)
+        assert np.allclose(counts, np.round(counts), atol=2e-2)  # whole numbers of the 8 draws
+        assert np.all(row[topk.REST][keep].astype(np.float32) < -80)  # no mass outside the draws
+        assert np.array_equal(row[topk.IDS], again.train_data[r][topk.IDS])
+    batch = {k: jnp.asarray(v[None]) for k, v in task.train_data[0].items()}
+    _, terms = make_loss(cfg.kd)(task.model, None, batch, nnx.Rngs(dropout=0))
+    assert np.isfinite(float(terms["kd"])) and float(terms["kd"]) > 0
 
 
 def test_cached_top_k_is_the_online_teachers_at_the_same_tokens(tmp_path):

@@ -321,6 +321,7 @@ CASES = [
     ("effaac", "smoke", {"kd.enc": "none"}),  # L_seq only
     ("distill_lm", "tiny", {}),
     ("distill_lm", "tiny", {"kd.source": "topk", "kd.top_k": 8}),  # the cached top-k at the student's tokens
+    ("distill_lm", "tiny", {"kd.source": "sampled", "kd.top_k": 8}),  # 8 draws, in the same form
 ]
 
 

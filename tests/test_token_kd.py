@@ -126,6 +126,43 @@ def test_top_k_forms_match_torch_values_and_gradients(rest, temperature, kind):
         assert float(given) == pytest.approx(float(derived), rel=1e-5)
 
 
+def test_a_cache_of_draws_gives_the_dense_kl_gradient_in_expectation():
+    """kd.source='sampled' (kdjax.teachers.topk.sampled): k draws from each position's teacher distribution, kept as
+    the distinct tokens and their frequencies, read by the rest form. Its gradient is q - p_hat per kept token; over
+    many sets of draws it averages to the dense forward KL's, q - p (float64 here, independent of kdjax), and the top-8
+    of the same teacher does not (it keeps the head and only the tail's total)."""
+    from kdjax.teachers import topk
+
+    s, t, mask = _inputs(5)
+    m = jnp.asarray(mask)
+    p = torch.softmax(torch.tensor(t, dtype=torch.float64), -1).numpy()
+    q = torch.softmax(torch.tensor(s, dtype=torch.float64), -1).numpy()
+    want = (q - p) * mask[..., None] / mask.sum()  # d KL(p || q) / d student logits, the mean over kept tokens
+
+    @jax.jit
+    def _grad(values, ids, rest):
+        return jax.grad(lambda x: sparse_token_kd(x, values.astype(jnp.float16), ids, m, rest=True,
+                                                  teacher_rest=rest.astype(jnp.float16)))(jnp.asarray(s))
+
+    grad = lambda *a: np.asarray(_grad(*a))  # noqa: E731
+
+    draw = jax.jit(lambda key: topk.sampled(jnp.asarray(t), 16, key))
+    sets = 600
+    mean = sum(grad(*draw(jax.random.PRNGKey(i))) for i in range(sets)) / sets
+    scale = np.abs(want).max()
+    assert np.abs(mean - want).max() < 0.06 * scale  # 9600 draws a token: the frequencies' spread is below that
+    one = grad(*draw(jax.random.PRNGKey(0)))
+    assert np.abs(one - want).max() > 0.2 * scale  # one set of 16 draws is noisy: the average above is the point
+    values, ids, _ = (np.asarray(a) for a in draw(jax.random.PRNGKey(0)))
+    kept = ids >= 0
+    assert np.allclose(np.where(kept, np.exp(values.astype(np.float64)), 0).sum(-1), 1.0, atol=1e-6)
+    assert all(len(set(r[k])) == k.sum() for r, k in zip(ids.reshape(-1, 16), kept.reshape(-1, 16)))
+    v8, i8, r8 = topk.top_k(jnp.asarray(t), 8)
+    top = np.asarray(jax.grad(lambda x: sparse_token_kd(x, v8.astype(jnp.float16), i8, m, rest=True,
+                                                        teacher_rest=r8.astype(jnp.float16)))(jnp.asarray(s)))
+    assert np.abs(top - want).max() > 0.1 * scale
+
+
 def test_top_k_of_the_whole_vocabulary_is_the_dense_loss():
     s, t, mask = _inputs(4)
     lp, idx = top_k_log_probs(jnp.asarray(t), V)

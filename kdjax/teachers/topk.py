@@ -7,7 +7,8 @@ log-probabilities lie in [-65504, 0], where float16 keeps about 3 significant di
 vocabulary ids (int32), fields `topk_logprobs` and `topk_ids` of shape (L, k), and the log of the mass outside them
 (`topk_rest`, (L,) float16: summed from the dense distribution, as 1 - the sum of float16 values is off by ~1e-3). A
 token costs k x 6 + 2 bytes (`bytes_per_token`), 386 for k = 64, against 4 x the vocabulary for dense float32 logits (196 kB for a 49k
-vocabulary). The loss reads them with `kdjax.losses.token_kd.sparse_token_kd`.
+vocabulary). The loss reads them with `kdjax.losses.token_kd.sparse_token_kd`. The same form holds k draws from the
+teacher's distribution instead (`sampled`): the distinct tokens drawn and their frequencies.
 """
 
 from __future__ import annotations
@@ -47,6 +48,32 @@ def top_k(logits, k: int):
 
     values, idx = top_k_log_probs(logits, k)
     return values, idx, rest_log_prob(logits, idx)
+
+
+def sampled(logits, k: int, key):
+    """(values, ids, rest) in top_k's form for a cache of k draws from each position's teacher distribution
+    (softmax(logits)): the distinct tokens drawn (ids; -1 in the slots their repeats leave) and the log of the fraction
+    of the k draws each got (values), no mass elsewhere (rest: float32's smallest normal). Read by
+    `sparse_token_kd(rest=True)`, the forward KL's gradient against this empirical distribution is, in expectation
+    over the draws, the dense KL's: an unbiased estimate at the top-k's bytes (random-sampling KD, Anshumann et al.
+    2025), where the top-k keeps the head exactly and only the tail's total mass."""
+    import jax
+    import jax.numpy as jnp
+
+    from kdjax.losses.token_kd import _LOG_TINY
+
+    logits = jnp.asarray(logits, jnp.float32)
+    draws = jax.random.categorical(key, logits[..., None, :], axis=-1, shape=logits.shape[:-1] + (k,))
+    s = jnp.sort(draws.astype(jnp.int32), -1)
+    first = jnp.concatenate([jnp.ones_like(s[..., :1], bool), s[..., 1:] != s[..., :-1]], -1)
+    pos = jnp.arange(k)
+    # a run of one token starts at a `first` slot and ends where the next run starts: its length is its count
+    starts = jnp.where(first, pos, k)
+    nxt = jax.lax.cummin(jnp.concatenate([starts[..., 1:], jnp.full_like(starts[..., :1], k)], -1), axis=s.ndim - 1,
+                         reverse=True)
+    count = jnp.where(first, nxt - pos, 1)
+    values = jnp.where(first, jnp.log(count / k), _LOG_TINY)
+    return values, jnp.where(first, s, -1), jnp.full(logits.shape[:-1], _LOG_TINY, jnp.float32)
 
 
 def row(example_id: str, logprobs: np.ndarray, ids: np.ndarray, rest: np.ndarray) -> dict:

@@ -30,16 +30,21 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
     c.number("kd.beta", gt=0, lt=1)  # jsd's mixture weight
     c.number("kd.temperature", gt=0)
     c.number("kd.chunk_tokens", integer=True, ge=0)
-    source = c.one_of("kd.source", ("online", "topk"))
+    source = c.one_of("kd.source", ("online", "topk", "sampled"))
+    cached = source in ("topk", "sampled")
     c.number("kd.top_k", integer=True, gt=0)
-    if source == "topk":
+    if source == "sampled" and (not c.get("kd.rest") or c.get("kd.kind") != "forward_kl"
+                                or float(c.get("kd.temperature") or 1.0) != 1.0):
+        c.problem("kd.source", "'sampled' estimates the forward KL's gradient from draws at temperature 1: it needs "
+                  "kd.kind='forward_kl', kd.rest=True and kd.temperature=1")
+    if cached:
         c.number("teacher.cache.batch_size", integer=True, gt=0)
         if c.get("kd.rest") and float(c.get("kd.temperature") or 1.0) != 1.0:
             c.problem("kd.rest", "the 'rest' bucket needs kd.temperature=1 (the cached log-probabilities fix the "
                       "teacher's temperature); set kd.rest=False to renormalise over the top-k")
     if float(c.get("kd.hidden.weight") or 0) > 0:
         c.number("kd.hidden.weight", ge=0)
-        if source == "topk" or c.get("student.tokenizer"):
+        if cached or c.get("student.tokenizer"):
             c.problem("kd.hidden.weight", "hidden-state KD needs the teacher in the step on the student's tokens: "
                       "kd.source='online' and no student.tokenizer")
         spec = str(c.get("kd.hidden.layer_map") or "")
@@ -50,7 +55,7 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
         c.number("kd.on_policy.prompt_tokens", integer=True, gt=0)
         c.number("kd.on_policy.max_new_tokens", integer=True, gt=0)
         c.number("kd.on_policy.temperature", gt=0)
-        if source == "topk" or c.get("student.tokenizer"):
+        if cached or c.get("student.tokenizer"):
             c.problem("kd.on_policy.fraction", "on-policy KD needs the teacher in the step to score the student's "
                       "samples: kd.source='online' and no student.tokenizer")
         if int(c.get("kd.on_policy.prompt_tokens") or 0) > int(c.get("data.length") or 0):
@@ -65,7 +70,7 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
         c.number("student.vocab_size", integer=True, gt=5)
     elif stok:
         c.path("student.tokenizer", "dir")
-    if stok and source != "topk" and float(c.get("kd.alpha") or 0) > 0:
+    if stok and not cached and float(c.get("kd.alpha") or 0) > 0:
         c.problem("student.tokenizer", "a student with its own tokenizer learns from the teacher's top-k moved to its "
                   "tokens: set kd.source='topk'")
     c.number("aot.vocab_size", integer=True, gt=0)

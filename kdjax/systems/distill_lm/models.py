@@ -85,9 +85,12 @@ def build_student(cfg: ml_collections.ConfigDict, student_tok, teacher: llama_li
                    rngs=nnx.Rngs(int(cfg.seed) + 2))
 
 
+CACHED = ("topk", "sampled")  # kd.source values read from a cache of the teacher's distributions (kdjax.teachers.topk)
+
+
 def teacher_in_step(cfg: ml_collections.ConfigDict) -> bool:
     """Whether the step runs the teacher: KD online, hidden-state KD or on-policy KD. A cached teacher's model is
     built only to compute what its caches lack."""
     kd = cfg.kd
-    return (float(kd.alpha) > 0 and str(kd.source) != "topk") or float(kd.hidden.weight) > 0 or \
+    return (float(kd.alpha) > 0 and str(kd.source) not in CACHED) or float(kd.hidden.weight) > 0 or \
         (float(kd.alpha) > 0 and float(kd.on_policy.fraction) > 0)

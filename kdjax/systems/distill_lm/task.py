@@ -21,7 +21,8 @@ from kdjax.models import llama as llama_lib
 from kdjax.systems.distill_lm import data as data_lib
 from kdjax.systems.distill_lm import on_policy
 from kdjax.systems.distill_lm import teacher as teacher_lib
-from kdjax.systems.distill_lm.models import (STUDENT_AXES, Student, build_student, build_teacher, hidden_pairs, llama,
+from kdjax.systems.distill_lm.models import (CACHED, STUDENT_AXES, Student, build_student, build_teacher, hidden_pairs,
+                                             llama,
                                              student_overrides, teacher_in_step)
 from kdjax.teachers import topk
 from kdjax.train import task as task_lib
@@ -30,7 +31,7 @@ from kdjax.train.task import Task
 
 
 def cached_teacher(cfg: ml_collections.ConfigDict) -> bool:
-    return str(cfg.kd.source) == "topk" and float(cfg.kd.alpha) > 0
+    return str(cfg.kd.source) in CACHED and float(cfg.kd.alpha) > 0
 
 
 def batch_spec(cfg: ml_collections.ConfigDict) -> BatchSpec:
@@ -153,11 +154,12 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         generated, gen_stats = teacher_lib.generations(cfg, lazy_teacher, tok, texts["train"], gen_dir)
         texts["train"] = texts["train"] + generated
     if cached_teacher(cfg):  # the teacher's top-k once per training document; the step runs only the student
-        cache_dir = paths.join(cfg.teacher.cache.dir or workdir, "teacher_topk")
+        cache_dir = paths.join(cfg.teacher.cache.dir or workdir, f"teacher_{cfg.kd.source}")
         cache, stats = teacher_lib.write_cache(cfg, lazy_teacher, tok, texts["train"], cache_dir)
         extras = teacher_lib.student_fields(cache, texts["train"], tok, stok)
         teacher_info = teachers.describe(teachers.CACHED, cache, stats, checkpoint=cfg.teacher.checkpoint or "random",
-                                         top_k=int(cfg.kd.top_k), bytes_per_token=topk.bytes_per_token(
+                                         top_k=int(cfg.kd.top_k), selection=str(cfg.kd.source),
+                                         bytes_per_token=topk.bytes_per_token(
                                              int(cfg.kd.top_k)), same_tokenizer=stok is tok)
     rows = {k: data_lib.rows(stok, v, int(d.length), extras if k == "train" else None, {topk.IDS: -1})
             for k, v in texts.items()}

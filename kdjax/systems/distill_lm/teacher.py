@@ -1,7 +1,8 @@
 """distill_lm's cached teacher outputs, computed once per training document on issue 9's cache:
 
 - top-k (`kd.source='topk'`): the teacher's top-k next-token log-probabilities (`kdjax.teachers.topk`), moved to the
-  student's tokens, so the step runs only the student and the teacher may use another tokenizer;
+  student's tokens, so the step runs only the student and the teacher may use another tokenizer; or, in the same
+  form, k draws from its distribution (`kd.source='sampled'`: the distinct tokens drawn and their frequencies);
 - generations (`kd.sequence`): sequence-level KD (Kim & Rush 2016): the teacher continues each document's opening
   and the continuation, as text, becomes one more training document (in any student tokenizer).
 
@@ -70,12 +71,14 @@ def _runner(teacher_fn: Callable[[], nnx.Module], make: Callable):
 
 def write_cache(cfg: ml_collections.ConfigDict, teacher_fn: Callable[[], nnx.Module], tok, texts: list[str],
                 cache_dir: str) -> tuple[cache_lib.OutputCache, dict]:
-    """The teacher's top-k (k = `kd.top_k`) at every position of every document, in fixed-shape batches of
-    `teacher.cache.batch_size` rows of `data.length` tokens (windows packed several to a row); resumable. Returns
-    the cache and what writing it took."""
+    """The teacher's top-k (k = `kd.top_k`; with kd.source='sampled', k draws: `topk.sampled`) at every position of
+    every document, in fixed-shape batches of `teacher.cache.batch_size` rows of `data.length` tokens (windows packed
+    several to a row); resumable. Returns the cache and what writing it took."""
     k, length, size = int(cfg.kd.top_k), int(cfg.data.length), int(cfg.teacher.cache.batch_size)
+    sampled = str(cfg.kd.source) == "sampled"
+    select = (lambda logits, key: topk.sampled(logits, k, key)) if sampled else (lambda logits, key: topk.top_k(logits, k))
     run = _runner(teacher_fn, lambda gdef: jax.jit(
-        lambda s, ids, seg: topk.top_k(nnx.merge(gdef, s)(ids, segment_ids=seg)["logits"], k)))
+        lambda s, ids, seg, key: select(nnx.merge(gdef, s)(ids, segment_ids=seg)["logits"], key)))
 
     def compute(doc_ids: list[str]) -> list[dict]:
         encoded = {i: encode(tok, texts[int(i)])[0] for i in doc_ids}
@@ -95,7 +98,9 @@ def write_cache(cfg: ml_collections.ConfigDict, teacher_fn: Callable[[], nnx.Mod
                 for n, (w, _, _) in enumerate(pieces, start=1):
                     ids[j, at:at + len(wins[w][2])], seg[j, at:at + len(wins[w][2])] = wins[w][2], n
                     at += len(wins[w][2])
-            v, x, r = (np.asarray(a) for a in run(jnp.asarray(ids), jnp.asarray(seg)))
+            # the draws of a sampled cache: fixed by the batch's first document and row, so a rewrite draws the same
+            key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(0), int(doc_ids[0])), b0)
+            v, x, r = (np.asarray(a) for a in run(jnp.asarray(ids), jnp.asarray(seg), key))
             for j, pieces in enumerate(part):
                 at = 0
                 for w, _, _ in pieces:
@@ -109,7 +114,7 @@ def write_cache(cfg: ml_collections.ConfigDict, teacher_fn: Callable[[], nnx.Mod
     ids = [str(i) for i in range(len(texts))]
     stats = topk.fill(cache_dir, ids, compute, k, batch_size=16 * size, shard_size=64 * size,
                       teacher=f"distill_lm teacher {cfg.teacher.checkpoint or 'random init'}",
-                      fingerprint=fingerprint(cfg, texts))
+                      fingerprint={**fingerprint(cfg, texts), "selection": "sampled" if sampled else "top"})
     cache = cache_lib.OutputCache(cache_dir)
     cache.check(ids)
     return cache, stats
