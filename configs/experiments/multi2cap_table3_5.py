@@ -8,11 +8,19 @@ Multi2Cap-base pre-training on VggCaps.
 
 Data and checkpoints as Table 3.8 (configs/experiments/multi2cap_table3_8.py). Variant `smoke` (CI): the `tiny`
 config with the triplet and MSE objectives, two seeds.
+
+Variant `mini` (issue 24's experiment 4, with Table 3.8's `mini`; written 2026-12-07 before it was run): that
+variant's data, model, image teacher and training, lambda 0.5, each of the five objectives, seeds 0-2. Deciding
+metric: test CIDEr-D; expected (the paper): Triplet the best, the contrastive objectives (InfoNCE, Triplet) above the
+regression ones (Smooth L1, MSE).
+
+    python -m kdjax.experiment --config=configs/experiments/multi2cap_table3_5.py:mini --workdir=experiments/m2c_t35_mini
 """
 
 import ml_collections
 
 from configs.experiments import columns
+from configs.experiments.multi2cap_table3_8 import MINI_DATA
 
 LOSSES = {"Smooth L1": "smooth_l1", "MSE": "mse", "InfoNCE": "info_nce", "Cosine": "cosine", "Triplet": "triplet"}
 COLUMNS = ("ME", "CD", "SP", "SD", "SD-F", "SB", "FS")
@@ -28,11 +36,18 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
     e.name = "Multi2Cap: CFD objective"
     e.source = "Cho, thesis Table 3.5 (Multi2Cap-base, lambda 0.5)"
     e.base, e.seeds, losses, cols = "configs/multi2cap.py:base", (0, 1, 2), tuple(LOSSES), COLUMNS
+    data = {}
     if variant == "smoke":
         e.base, e.seeds, losses, cols = "configs/multi2cap.py:tiny", (0, 1), ("Triplet", "MSE"), columns.SMOKE_CAPTION
+    elif variant == "mini":
+        e.name, e.source = "Multi2Cap in miniature: CFD objective", "thesis Table 3.5 in miniature (issue 24)"
+        e.expect = ("deciding metric CIDEr-D (test); expected (the paper): Triplet the best, InfoNCE and Triplet above "
+                    "Smooth L1 and MSE.")
+        e.base, e.seeds, losses, cols = "configs/multi2cap.py:tiny", (0, 1, 2), tuple(LOSSES), columns.SMOKE_CAPTION
+        data = MINI_DATA
     elif variant != "paper":
-        raise ValueError(f"{__file__}: unknown variant {variant!r} (paper, smoke)")
-    e.rows = [{"name": n, "overrides": {"cfd.loss": LOSSES[n], "cfd.weight": 0.5}} for n in losses]
+        raise ValueError(f"{__file__}: unknown variant {variant!r} (paper, smoke, mini)")
+    e.rows = [{"name": n, "overrides": {**data, "cfd.loss": LOSSES[n], "cfd.weight": 0.5}} for n in losses]
     e.metrics = columns.test_columns(cols)
     e.scale = 100.0
     e.paper = columns.paper_rows({n: dict(zip(COLUMNS, PAPER[n])) for n in losses}, cols)
