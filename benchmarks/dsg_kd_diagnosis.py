@@ -162,7 +162,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--experiment", required=True, help="a finished dsg_kd_table2_3.py:mini* experiment directory")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--unlabelled", action="store_true", help="also v5's probe: training vs training + unlabelled notes")
+    ap.add_argument("--unlabelled", action="store_true",
+                    help="also v5's probe: training vs training + unlabelled notes")
     a = ap.parse_args()
     run = lambda row: os.path.join(a.experiment, "runs", spec.slug(row), f"seed{a.seed}")  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:

@@ -39,7 +39,8 @@ everything of `mini`, and two more rows, so that the same directory resumes `min
 - Compared: the draws against the dense teacher (expected within two pooled standard deviations) and against the
   top-64 cache (expected below it), test perplexity, paired over seeds 0-2.
 
-    python -m kdjax.experiment --config=configs/experiments/distill_lm_smollm2.py:mini_v2 --workdir=experiments/distill_lm
+    python -m kdjax.experiment --config=configs/experiments/distill_lm_smollm2.py:mini_v2 \
+        --workdir=experiments/distill_lm
 
 Variant `smoke` (CI): configs/distill_lm.py:tiny, the student alone and top-k KD, so that the file runs end to end.
 """

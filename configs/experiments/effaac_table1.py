@@ -83,6 +83,8 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
                                                      "teacher.kind": "none"}})
     e.rows = rows
     metric = "CIDEr" if variant == "mini" else e.metrics[0][0]
-    e.compare = [(ROW2, ROW3, metric)] + ([(ROW2, SCRATCH, metric), (ROW3, SCRATCH, metric)] if variant == "mini" else [])
+    e.compare = [(ROW2, ROW3, metric)]
+    if variant == "mini":
+        e.compare += [(ROW2, SCRATCH, metric), (ROW3, SCRATCH, metric)]
     e.figure = {"kind": "bars", "metric": metric, "title": f"Table 1: {metric}"}
     return e

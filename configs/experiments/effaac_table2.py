@@ -91,10 +91,10 @@ KD_contra in the same regime on CIDEr-D (paired over the 3 seeds); expected dire
     python -m kdjax.experiment --config=configs/experiments/effaac_table2.py:mini_v5 --workdir=experiments/effaac_v5
 
 Variant `mini_word` (issue 26 part 5's row on the teacher that set mini_v5's gate's bar; written 2026-12-07 before
-mini_v5's gate was known and before this variant ran; run whatever that gate says): `mini`'s teacher (the random CED adapted by LoRA: the teacher that set
-the gate's bar, test CIDEr-D 414.24) and its students, scarce regime only (100 captioned clips), three rows: from
-scratch, KD_contra, KD_contra + word KD (as mini_v5's). Compared: KD_contra + word KD against KD_contra on CIDEr-D,
-paired over seeds 0-2; expected at or above it; reported whichever way it comes out:
+mini_v5's gate was known and before this variant ran; run whatever that gate says): `mini`'s teacher (the random CED
+adapted by LoRA: the teacher that set the gate's bar, test CIDEr-D 414.24) and its students, scarce regime only (100
+captioned clips), three rows: from scratch, KD_contra, KD_contra + word KD (as mini_v5's). Compared: KD_contra + word
+KD against KD_contra on CIDEr-D, paired over seeds 0-2; expected at or above it; reported whichever way it comes out:
 
     python -m kdjax.experiment --config=configs/experiments/effaac_table2.py:mini_word --workdir=experiments/effaac_word
 
@@ -124,8 +124,10 @@ PAPER = {
 
 MINI_TEACHER = "teacher (Multi2Cap on 5000 clips)"
 MINI_TEACHER_RUN = {  # configs/multi2cap.py:smoke on 5000 synthetic captioned clips of clip seed 1, one epoch
-    "data.source": "synthetic", "data.synthetic": {"num_train": 5000, "num_validation": 100, "num_test": 200, "seed": 1},
-    "teacher.kind": "none", "cfd.weight": 0.0, "train.steps": 625, "train.log_every": 25, "train.checkpoint_every": 1000,
+    "data.source": "synthetic",
+    "data.synthetic": {"num_train": 5000, "num_validation": 100, "num_test": 200, "seed": 1},
+    "teacher.kind": "none", "cfd.weight": 0.0, "train.steps": 625, "train.log_every": 25,
+    "train.checkpoint_every": 1000,
 }
 MINI_METRICS = (("BLEU4", "bleu_4"), ("ROUGE_L", "rouge_l"), ("CIDEr", "cider_d"))
 MINI_STUDENT = {  # variant `mini`: EffNet-Trm at CPU scale on synthetic clips (clip seed 0), the teacher's cache
@@ -269,7 +271,8 @@ def get_config(variant: str = "clotho") -> ml_collections.ConfigDict:
                      ("KD_contra + audio-only", "KD_contra", "FENSE")]
     else:
         raise ValueError(f"{__file__}: unknown variant {variant!r} (clotho, audiocaps, smoke, mini, mini_ci, mini_v2, "
-                         "mini_v2_ci, mini_v3, mini_v3_ci, mini_v4, mini_v4_ci, mini_v5, mini_v5_ci, mini_word, mini_word_ci)")
+                         "mini_v2_ci, mini_v3, mini_v3_ci, mini_v4, mini_v4_ci, mini_v5, mini_v5_ci, mini_word, "
+                         "mini_word_ci)")
     e.figure = {"kind": "bars", "metric": "FENSE" if variant != "smoke" else "CIDEr",
                 "title": f"{e.source}: {'FENSE' if variant != 'smoke' else 'CIDEr-D'}"}
     return e

@@ -14,7 +14,8 @@ variant's data, model, image teacher and training, lambda 0.5, each of the five 
 metric: test CIDEr-D; expected (the paper): Triplet the best, the contrastive objectives (InfoNCE, Triplet) above the
 regression ones (Smooth L1, MSE).
 
-    python -m kdjax.experiment --config=configs/experiments/multi2cap_table3_5.py:mini --workdir=experiments/m2c_t35_mini
+    python -m kdjax.experiment --config=configs/experiments/multi2cap_table3_5.py:mini \
+        --workdir=experiments/m2c_t35_mini
 """
 
 import ml_collections

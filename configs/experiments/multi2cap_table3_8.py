@@ -12,7 +12,8 @@ is Fig. 3.8's curve (SPIDEr by lambda). Variant `smoke` (CI): the `tiny` config 
 
 Variant `mini` (issue 24's experiment 4; benchmarks/EXPERIMENTS.md; written 2026-12-07 before it was run):
 
-    python -m kdjax.experiment --config=configs/experiments/multi2cap_table3_8.py:mini --workdir=experiments/m2c_t38_mini
+    python -m kdjax.experiment --config=configs/experiments/multi2cap_table3_8.py:mini \
+        --workdir=experiments/m2c_t38_mini
 
 - Data: kdjax.data.synthetic_sounds clips with their pictures (clip seed 0): 1000 training, 100 validation, 200 test;
   4-s clips at 16 kHz, one or two events (5 kinds, low or high, 1-4 repetitions); the picture draws the same events
@@ -39,7 +40,8 @@ PAPER = {0.0: (12.4, 47.6, 14.2, 30.9, 27.6, 61.8, 55.3), 0.1: (13.7, 54.4, 15.3
 COLUMNS = ("ME", "CD", "SP", "SD", "SD-F", "SB", "FS")
 MINI_LAMBDAS = (0.0, 0.25, 0.5, 1.0)
 MINI_DATA = {  # variant `mini` (and Table 3.5's): synthetic clips and the pictures of their events, tiny's model
-    "data.source": "synthetic", "data.synthetic": {"num_train": 1000, "num_validation": 100, "num_test": 200, "seed": 0},
+    "data.source": "synthetic",
+    "data.synthetic": {"num_train": 1000, "num_validation": 100, "num_test": 200, "seed": 0},
     "train.steps": 300, "train.log_every": 25, "train.checkpoint_every": 100,
 }
 

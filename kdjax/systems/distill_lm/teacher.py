@@ -76,7 +76,9 @@ def write_cache(cfg: ml_collections.ConfigDict, teacher_fn: Callable[[], nnx.Mod
     several to a row); resumable. Returns the cache and what writing it took."""
     k, length, size = int(cfg.kd.top_k), int(cfg.data.length), int(cfg.teacher.cache.batch_size)
     sampled = str(cfg.kd.source) == "sampled"
-    select = (lambda logits, key: topk.sampled(logits, k, key)) if sampled else (lambda logits, key: topk.top_k(logits, k))
+    def select(logits, key):
+        return topk.sampled(logits, k, key) if sampled else topk.top_k(logits, k)
+
     run = _runner(teacher_fn, lambda gdef: jax.jit(
         lambda s, ids, seg, key: select(nnx.merge(gdef, s)(ids, segment_ids=seg)["logits"], key)))
 

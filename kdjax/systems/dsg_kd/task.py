@@ -204,7 +204,8 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
                      {k: round(v, 6) for k, v in balanced.items() if k.endswith("norm")})
     report = _report(cfg, splits, texts, teacher, tok_t, tok_s, finder)
     info = {"num_examples": {k: len(v) for k, v in splits.items()}, "unlabelled_notes": len(unlabelled),
-            "bad_rows_skipped": len(bad_rows) + len(u_bad), "bad_rows": (bad_rows + u_bad)[:100], "layer_map": lmap, "teacher_vocab": len(tok_t),
+            "bad_rows_skipped": len(bad_rows) + len(u_bad), "bad_rows": (bad_rows + u_bad)[:100], "layer_map": lmap,
+            "teacher_vocab": len(tok_t),
             "student_vocab": len(tok_s), "hidden_projection": model.hidden_proj is not None,
             "teacher": teacher_info,
             "kd": {"alpha": p.alpha, "beta": p.beta, "loss_form": p.form, **balanced,
