@@ -163,6 +163,18 @@ def test_a_cache_of_draws_gives_the_dense_kl_gradient_in_expectation():
     assert np.abs(top - want).max() > 0.1 * scale
 
 
+def test_draws_never_hold_draws_times_vocabulary_floats():
+    """64 draws at each of 8 x 128 positions over SmolLM2's 49,152 tokens: a few positions x vocabulary arrays of
+    temporaries (the cumulative sums), never draws x positions x vocabulary (12.9 GB of float32; Gumbel-max sampling
+    allocated 51.5 GB and ran out of memory on a real run)."""
+    from kdjax.teachers import topk
+
+    logits = jax.ShapeDtypeStruct((8, 128, 49152), jnp.float32)
+    f = jax.jit(lambda x, key: topk.sampled(x, 64, key))
+    temp = f.lower(logits, jax.random.PRNGKey(0)).compile().memory_analysis().temp_size_in_bytes
+    assert temp < 4 * 8 * 128 * 49152 * 4
+
+
 def test_top_k_of_the_whole_vocabulary_is_the_dense_loss():
     s, t, mask = _inputs(4)
     lp, idx = top_k_log_probs(jnp.asarray(t), V)

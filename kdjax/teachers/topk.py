@@ -63,8 +63,13 @@ def sampled(logits, k: int, key):
     from kdjax.losses.token_kd import _LOG_TINY
 
     logits = jnp.asarray(logits, jnp.float32)
-    draws = jax.random.categorical(key, logits[..., None, :], axis=-1, shape=logits.shape[:-1] + (k,))
-    s = jnp.sort(draws.astype(jnp.int32), -1)
+    lead, vocab = logits.shape[:-1], logits.shape[-1]
+    # inverse-CDF draws: one cumulative sum per position and k uniforms (jax.random.categorical with k draws would
+    # hold k x vocabulary Gumbel noises per position: 51 GB for 8 x 128 positions, k = 64 and 49k tokens)
+    cdf = jnp.cumsum(jax.nn.softmax(logits, -1), -1).reshape(-1, vocab)
+    u = jax.random.uniform(key, (cdf.shape[0], k)) * cdf[:, -1:]
+    draws = jax.vmap(lambda c, x: jnp.searchsorted(c, x, side="right"))(cdf, u)
+    s = jnp.sort(jnp.minimum(draws, vocab - 1).astype(jnp.int32).reshape(lead + (k,)), -1)
     first = jnp.concatenate([jnp.ones_like(s[..., :1], bool), s[..., 1:] != s[..., :-1]], -1)
     pos = jnp.arange(k)
     # a run of one token starts at a `first` slot and ends where the next run starts: its length is its count
