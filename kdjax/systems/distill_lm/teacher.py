@@ -101,6 +101,7 @@ def write_cache(cfg: ml_collections.ConfigDict, teacher_fn: Callable[[], nnx.Mod
                     ids[j, at:at + len(wins[w][2])], seg[j, at:at + len(wins[w][2])] = wins[w][2], n
                     at += len(wins[w][2])
             # the draws of a sampled cache: fixed by the batch's first document and row, so a rewrite draws the same
+            # (a top-k cache keeps its fingerprint of before draws existed, so caches already written stay valid)
             key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(0), int(doc_ids[0])), b0)
             v, x, r = (np.asarray(a) for a in run(jnp.asarray(ids), jnp.asarray(seg), key))
             for j, pieces in enumerate(part):
@@ -116,7 +117,7 @@ def write_cache(cfg: ml_collections.ConfigDict, teacher_fn: Callable[[], nnx.Mod
     ids = [str(i) for i in range(len(texts))]
     stats = topk.fill(cache_dir, ids, compute, k, batch_size=16 * size, shard_size=64 * size,
                       teacher=f"distill_lm teacher {cfg.teacher.checkpoint or 'random init'}",
-                      fingerprint={**fingerprint(cfg, texts), "selection": "sampled" if sampled else "top"})
+                      fingerprint={**fingerprint(cfg, texts), **({"selection": "sampled"} if sampled else {})})
     cache = cache_lib.OutputCache(cache_dir)
     cache.check(ids)
     return cache, stats
