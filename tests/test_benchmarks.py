@@ -11,7 +11,7 @@ import pathlib
 import pytest
 
 BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
-OURS = ("kdjax", "configs", "benchmarks")
+OURS = ("kdjax", "configs", "benchmarks", "tests")  # tests: the PyTorch references some benchmarks time against
 
 
 def _references(path: pathlib.Path) -> list[tuple[int, str, str | None]]:

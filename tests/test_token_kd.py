@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from kdjax.losses.token_kd import (rest_log_prob, segment_mask, sparse_token_kd, token_cross_entropy, token_kd,
                                    top_k_log_probs)
+from tests.torch_token_kd import dense_loss, divergence, sparse_loss
 
 B, S, V, D = 3, 7, 53, 16
 
@@ -24,34 +25,13 @@ def _inputs(seed=0):
     return s, t, mask
 
 
-def _torch_divergence(log_t, log_s, kind, beta):
-    """Per token, float64: the KLs through torch.nn.KLDivLoss's elementwise form, JSD written out."""
-    if kind == "forward_kl":
-        return torch.nn.KLDivLoss(reduction="none", log_target=True)(log_s, log_t).sum(-1)
-    if kind == "reverse_kl":
-        return torch.nn.KLDivLoss(reduction="none", log_target=True)(log_t, log_s).sum(-1)
-    p, q = log_t.exp(), log_s.exp()
-    m = beta * p + (1 - beta) * q
-    return (beta * (p * (log_t - m.log())).sum(-1) + (1 - beta) * (q * (log_s - m.log())).sum(-1))
-
-
-def _torch_loss(s, t, mask, kind, beta, temperature):
-    s = torch.tensor(s, dtype=torch.float64, requires_grad=True)
-    log_s = F.log_softmax(s / temperature, -1)
-    log_t = F.log_softmax(torch.tensor(t, dtype=torch.float64) / temperature, -1)
-    m = torch.tensor(mask, dtype=torch.float64)
-    loss = temperature ** 2 * (_torch_divergence(log_t, log_s, kind, beta) * m).sum() / m.sum()
-    loss.backward()
-    return float(loss), s.grad.numpy()
-
-
 @pytest.mark.parametrize("kind, beta", [("forward_kl", 0.5), ("reverse_kl", 0.5), ("jsd", 0.1), ("jsd", 0.5),
                                         ("jsd", 0.9)])
 @pytest.mark.parametrize("temperature", [1.0, 2.0])
 @pytest.mark.parametrize("chunk", [0, 4])
 def test_dense_divergences_match_torch_values_and_gradients(kind, beta, temperature, chunk):
     s, t, mask = _inputs()
-    want, want_grad = _torch_loss(s, t, mask, kind, beta, temperature)
+    want, want_grad = dense_loss(s, t, mask, kind, beta, temperature)
     fn = lambda x: token_kd(x, jnp.asarray(t), jnp.asarray(mask), kind=kind, beta=beta,  # noqa: E731
                             temperature=temperature, chunk_tokens=chunk)
     got, grad = jax.value_and_grad(fn)(jnp.asarray(s))
@@ -83,31 +63,13 @@ def test_hidden_states_with_heads_and_chunks_equal_the_logits():
     np.testing.assert_allclose(np.asarray(ga), np.asarray(gb), atol=1e-6)
 
 
-def _torch_sparse(s, lp, idx, mask, kind, beta, temperature, rest):
-    s = torch.tensor(s, dtype=torch.float64, requires_grad=True)
-    lp, idx = torch.tensor(lp, dtype=torch.float64), torch.tensor(idx, dtype=torch.int64)
-    if not rest:
-        log_t = F.log_softmax(lp / temperature, -1)
-        log_s = F.log_softmax(torch.gather(s / temperature, -1, idx), -1)
-    else:
-        full = F.log_softmax(s, -1)
-        in_k = torch.gather(full, -1, idx)
-        q_rest = 1 - in_k.exp().sum(-1, keepdim=True)  # written the other way round from kdjax's logsumexp
-        log_s = torch.cat([in_k, q_rest.log()], -1)
-        log_t = torch.cat([lp, (1 - lp.exp().sum(-1, keepdim=True)).log()], -1)
-    m = torch.tensor(mask, dtype=torch.float64)
-    loss = temperature ** 2 * (_torch_divergence(log_t, log_s, kind, beta) * m).sum() / m.sum()
-    loss.backward()
-    return float(loss), s.grad.numpy()
-
-
 @pytest.mark.parametrize("rest, temperature", [(False, 1.0), (False, 2.0), (True, 1.0)])
 @pytest.mark.parametrize("kind", ["forward_kl", "reverse_kl", "jsd"])
 def test_top_k_forms_match_torch_values_and_gradients(rest, temperature, kind):
     s, t, mask = _inputs(3)
     lp, idx = top_k_log_probs(jnp.asarray(t), 8)
     lp16 = lp.astype(jnp.bfloat16)  # as a cache holds them
-    want, want_grad = _torch_sparse(s, np.asarray(lp16.astype(jnp.float32)), np.asarray(idx), mask, kind, 0.5,
+    want, want_grad = sparse_loss(s, np.asarray(lp16.astype(jnp.float32)), np.asarray(idx), mask, kind, 0.5,
                                     temperature, rest)
     fn = lambda x: sparse_token_kd(x, lp16, idx, jnp.asarray(mask), kind=kind, temperature=temperature,  # noqa
                                    rest=rest, chunk_tokens=6)
@@ -246,7 +208,7 @@ def test_absent_top_k_entries_are_left_out_of_both_distributions(rest, kind):
             log_s = torch.cat([ls_k, (1 - ls_k.exp().sum()).log()[None]])
         else:
             log_t, log_s = F.log_softmax(lt, -1), F.log_softmax(st[b, j][ids], -1)
-        total = total + _torch_divergence(log_t[None], log_s[None], kind, 0.5)[0]
+        total = total + divergence(log_t[None], log_s[None], kind, 0.5)[0]
     want = total / mask.sum()
     want.backward()
     fn = lambda x: sparse_token_kd(x, jnp.asarray(lp), jnp.asarray(idx), jnp.asarray(mask), kind=kind,  # noqa
