@@ -7,9 +7,9 @@ cached form (float16 top-k + the stored rest, `sparse_token_kd(rest=True)`; and 
 dense loss (`token_kd`), as relative errors of the batch mean; the cosine between the cached and the dense gradient
 with respect to the student's logits; and KL(P || P_k), P_k the teacher renormalised over its top-k (what the
 renormalised form throws away). And for a cache of k draws in the same form and bytes (`kd.source=sampled`,
-`topk.sampled`): the teacher's mass on the distinct tokens drawn, and the cosine to the dense gradient of one set of
-draws' gradient and of the mean over --draw_sets sets (unbiased: it tends to 1 as sets are added, where the top-k's
-bias stays). One JSON line.
+`topk.sampled`), and of the top k/2 kept exactly with k/2 draws from the rest (`kd.sampled_head`): the teacher's mass
+on the tokens kept, and the cosine to the dense gradient of one set's gradient and of the mean over --draw_sets sets
+(unbiased: it tends to 1 as sets are added, where the top-k's bias stays). One JSON line.
 
     python benchmarks/topk_kl_error.py [--windows=16 --length=128 --ks=8,16,32,64 --draw_sets=8]
 """
@@ -79,20 +79,22 @@ def main() -> None:
                          "grad_cosine": round(cosine(np.asarray(g).reshape(-1)), 5)}
         # KL(P || P_k): P_k the teacher renormalised over its top-k; = -log(mass in top-k) per token
         res["kl_teacher_to_renormalised_top_k"] = round(float(-np.log(mass).mean()), 5)
-        # k draws per position, kept as the distinct tokens and their frequencies (the rest form reads them)
-        grads, covered = [], []
-        for i in range(args.draw_sets):
-            dv, di, dr = topk.sampled(t_logits, k, jax.random.PRNGKey(i))
-            fn = lambda z: sparse_token_kd(z, dv.astype(jnp.float16), di, mask, rest=True,  # noqa: E731
-                                           teacher_rest=dr.astype(jnp.float16))
-            grads.append(np.asarray(jax.grad(fn)(s_logits)).reshape(-1))
-            got = jnp.where(di >= 0, jnp.take_along_axis(p_teacher, jnp.maximum(di, 0), -1), 0.0).sum(-1)
-            covered.append(np.asarray(got)[m])
-        covered = np.concatenate(covered)
-        res["draws"] = {"teacher_mass_on_drawn_tokens": {"mean": round(float(covered.mean()), 4),
+        # k draws per position, kept as the distinct tokens and their frequencies (the rest form reads them); and
+        # the top k/2 kept exactly with k/2 draws from the mass outside them (kd.sampled_head)
+        for name, head in (("draws", 0), ("top_half_and_draws", k // 2)):
+            grads, covered = [], []
+            for i in range(args.draw_sets):
+                dv, di, dr = topk.sampled(t_logits, k, jax.random.PRNGKey(i), head)
+                fn = lambda z: sparse_token_kd(z, dv.astype(jnp.float16), di, mask, rest=True,  # noqa: E731
+                                               teacher_rest=dr.astype(jnp.float16))
+                grads.append(np.asarray(jax.grad(fn)(s_logits)).reshape(-1))
+                got = jnp.where(di >= 0, jnp.take_along_axis(p_teacher, jnp.maximum(di, 0), -1), 0.0).sum(-1)
+                covered.append(np.asarray(got)[m])
+            covered = np.concatenate(covered)
+            res[name] = {"teacher_mass_on_kept_tokens": {"mean": round(float(covered.mean()), 4),
                                                          "p10": round(float(np.percentile(covered, 10)), 4)},
-                        "grad_cosine_one_set": round(float(np.mean([cosine(g) for g in grads])), 5),
-                        f"grad_cosine_mean_of_{args.draw_sets}_sets": round(cosine(np.mean(grads, 0)), 5)}
+                         "grad_cosine_one_set": round(float(np.mean([cosine(g) for g in grads])), 5),
+                         f"grad_cosine_mean_of_{args.draw_sets}_sets": round(cosine(np.mean(grads, 0)), 5)}
         out["k"][str(k)] = res
     out["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(out))

@@ -66,6 +66,9 @@ def get_config(variant: str = "tiny") -> ml_collections.ConfigDict:
         # the dense forward KL's gradient in expectation (forward_kl, rest, temperature 1)
         "source": "online",
         "top_k": 64,  # topk: log-probabilities kept per token (float16 + int32: 6 bytes each); sampled: draws
+        # sampled: the first sampled_head of the top_k entries are the teacher's most probable tokens, kept exactly;
+        # the other top_k - sampled_head are draws from the mass outside them (unbiased, less variance)
+        "sampled_head": 0,
         "rest": True,  # topk: k + 1 buckets (the teacher's mass outside its top-k kept); False: both renormalised
         # + weight x MSE between mapped hidden states (student's projected onto the teacher's width when they
         # differ; online teacher, shared tokenizer); layer_map 'uniform' or 's:t,...' (hidden_states indices)

@@ -194,17 +194,24 @@ def test_config_is_checked_when_read():
     cfg.kd.source, cfg.kd.kind = "sampled", "reverse_kl"  # draws estimate the forward KL only
     with pytest.raises(Exception, match=r"kd.source: 'sampled' estimates the forward KL"):
         registry.validate(cfg)
+    for source, head, why in (("topk", 4, "set kd.source='sampled'"), ("sampled", 64, "leaves no draws")):
+        cfg = config.get_config("tiny")
+        cfg.kd.source, cfg.kd.sampled_head = source, head
+        with pytest.raises(Exception, match=f"kd.sampled_head: .*{why}"):
+            registry.validate(cfg)
 
 
-def test_a_cache_of_draws_holds_the_teachers_frequencies_at_the_same_bytes(tmp_path):
+@pytest.mark.parametrize("head", [0, 3])
+def test_a_cache_of_draws_holds_the_teachers_frequencies_at_the_same_bytes(head, tmp_path):
     """kd.source='sampled': per position, the distinct tokens of k draws from the teacher and their frequencies (sum
-    1, nothing outside), in the top-k cache's form and bytes; the same documents draw the same tokens when the cache is
-    written again; the step reads it as it reads the top-k."""
+    1, nothing outside), in the top-k cache's form and bytes; with kd.sampled_head the first entries are the teacher's
+    most probable tokens and the draws share the mass outside them; the same documents draw the same tokens when the
+    cache is written again; the step reads it as it reads the top-k."""
     from kdjax.systems.distill_lm.task import build
     from kdjax.teachers import topk
 
     cfg = config.get_config("tiny")
-    cfg.kd.source, cfg.kd.top_k = "sampled", 8
+    cfg.kd.source, cfg.kd.top_k, cfg.kd.sampled_head = "sampled", 8, head
     task = build(cfg, str(tmp_path / "a"))
     t = task.info["teacher"]
     assert t["kind"] == "cached" and t["selection"] == "sampled" and t["bytes_per_token"] == topk.bytes_per_token(8)
@@ -216,8 +223,10 @@ def test_a_cache_of_draws_holds_the_teachers_frequencies_at_the_same_bytes(tmp_p
         ids, freq = row[topk.IDS][keep], np.exp(row[topk.LOGPROBS][keep].astype(np.float64))
         present = ids >= 0
         assert np.allclose(np.where(present, freq, 0).sum(-1), 1.0, atol=2e-3)  # float16 frequencies
-        counts = np.where(present, freq * 8, 0)
-        assert np.allclose(counts, np.round(counts), atol=2e-2)  # whole numbers of the 8 draws
+        assert present[:, :max(head, 1)].all() and all(len(set(i[p])) == p.sum() for i, p in zip(ids, present))
+        tail = 1 - freq[:, :head].sum(-1, keepdims=True)  # the mass the draws share
+        counts = np.where(present, freq / tail * (8 - head), 0)[:, head:]
+        assert np.allclose(counts, np.round(counts), atol=2e-2)  # whole numbers of the 8 - head draws
         assert np.all(row[topk.REST][keep].astype(np.float32) < -80)  # no mass outside the draws
         assert np.array_equal(row[topk.IDS], again.train_data[r][topk.IDS])
     batch = {k: jnp.asarray(v[None]) for k, v in task.train_data[0].items()}

@@ -271,7 +271,8 @@ def test_effaac_mini_variants_change_only_what_their_designs_say():
 
 @pytest.mark.parametrize("experiment", ["effaac_table1:mini", "effaac_table2:mini", "effaac_table2:mini_v5",
                                         "effaac_table2:mini_word", "dsg_kd_table2_3:mini", "distill_lm_smollm2:mini",
-                                        "distill_lm_smollm2:mini_v2", "multi2cap_table3_8:mini",
+                                        "distill_lm_smollm2:mini_v2", "distill_lm_smollm2:mini_v3",
+                                        "multi2cap_table3_8:mini",
                                         "multi2cap_table3_5:mini"])
 def test_every_run_of_a_mini_design_is_a_valid_config(experiment):
     """Each run's config (its row's config file and overrides, its seed) passes its system's checks: a design that

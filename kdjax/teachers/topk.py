@@ -50,35 +50,50 @@ def top_k(logits, k: int):
     return values, idx, rest_log_prob(logits, idx)
 
 
-def sampled(logits, k: int, key):
+def sampled(logits, k: int, key, head: int = 0):
     """(values, ids, rest) in top_k's form for a cache of k draws from each position's teacher distribution
     (softmax(logits)): the distinct tokens drawn (ids; -1 in the slots their repeats leave) and the log of the fraction
     of the k draws each got (values), no mass elsewhere (rest: float32's smallest normal). Read by
     `sparse_token_kd(rest=True)`, the forward KL's gradient against this empirical distribution is, in expectation
     over the draws, the dense KL's: an unbiased estimate at the top-k's bytes (random-sampling KD, Anshumann et al.
-    2025), where the top-k keeps the head exactly and only the tail's total mass."""
+    2025), where the top-k keeps the head exactly and only the tail's total mass.
+
+    head > 0: the `head` most probable tokens kept exactly (their log-probabilities first, as `top_k` gives them) and
+    k - head draws from the rest of the distribution, each distinct token drawn given its share of the draws times
+    the rest's mass: still unbiased, and the head's share of the estimate's variance gone."""
     import jax
     import jax.numpy as jnp
 
     from kdjax.losses.token_kd import _LOG_TINY
 
+    if not 0 <= head < k:
+        raise ValueError(f"sampled: head must be in [0, k) = [0, {k}), got {head}")
     logits = jnp.asarray(logits, jnp.float32)
-    lead, vocab = logits.shape[:-1], logits.shape[-1]
-    # inverse-CDF draws: one cumulative sum per position and k uniforms (jax.random.categorical with k draws would
-    # hold k x vocabulary Gumbel noises per position: 51 GB for 8 x 128 positions, k = 64 and 49k tokens)
+    lead, vocab, n = logits.shape[:-1], logits.shape[-1], k - head
+    log_scale = jnp.zeros(lead, jnp.float32)
+    if head:
+        head_values, head_ids, log_scale = top_k(logits, head)  # log_scale: the log-mass outside the head
+        flat = logits.reshape(-1, vocab)
+        logits = flat.at[jnp.arange(flat.shape[0])[:, None], head_ids.reshape(-1, head)].set(-jnp.inf).reshape(
+            logits.shape)
+    # inverse-CDF draws: one cumulative sum per position and n uniforms (jax.random.categorical with n draws would
+    # hold n x vocabulary Gumbel noises per position: 51 GB for 8 x 128 positions, n = 64 and 49k tokens)
     cdf = jnp.cumsum(jax.nn.softmax(logits, -1), -1).reshape(-1, vocab)
-    u = jax.random.uniform(key, (cdf.shape[0], k)) * cdf[:, -1:]
+    u = jax.random.uniform(key, (cdf.shape[0], n)) * cdf[:, -1:]
     draws = jax.vmap(lambda c, x: jnp.searchsorted(c, x, side="right"))(cdf, u)
-    s = jnp.sort(jnp.minimum(draws, vocab - 1).astype(jnp.int32).reshape(lead + (k,)), -1)
+    s = jnp.sort(jnp.minimum(draws, vocab - 1).astype(jnp.int32).reshape(lead + (n,)), -1)
     first = jnp.concatenate([jnp.ones_like(s[..., :1], bool), s[..., 1:] != s[..., :-1]], -1)
-    pos = jnp.arange(k)
+    pos = jnp.arange(n)
     # a run of one token starts at a `first` slot and ends where the next run starts: its length is its count
-    starts = jnp.where(first, pos, k)
-    nxt = jax.lax.cummin(jnp.concatenate([starts[..., 1:], jnp.full_like(starts[..., :1], k)], -1), axis=s.ndim - 1,
+    starts = jnp.where(first, pos, n)
+    nxt = jax.lax.cummin(jnp.concatenate([starts[..., 1:], jnp.full_like(starts[..., :1], n)], -1), axis=s.ndim - 1,
                          reverse=True)
     count = jnp.where(first, nxt - pos, 1)
-    values = jnp.where(first, jnp.log(count / k), _LOG_TINY)
-    return values, jnp.where(first, s, -1), jnp.full(logits.shape[:-1], _LOG_TINY, jnp.float32)
+    values = jnp.where(first, jnp.log(count / n) + log_scale[..., None], _LOG_TINY)
+    ids = jnp.where(first, s, -1)
+    if head:
+        values, ids = jnp.concatenate([head_values, values], -1), jnp.concatenate([head_ids, ids], -1)
+    return values, ids, jnp.full(lead, _LOG_TINY, jnp.float32)
 
 
 def row(example_id: str, logprobs: np.ndarray, ids: np.ndarray, rest: np.ndarray) -> dict:

@@ -19,7 +19,7 @@ EXEMPT = ("mesh",)  # top-level sections that say how, not what, a run computes
 # Keys added after workdirs were written, with the value that computes what such a workdir computed: a stored config
 # without the key reads as holding it (a run from before the key resumes; one that changes it is refused).
 ADDED = {"audio.train_base": False, "kd.word.weight": 0.0, "kd.word.top_k": 32, "data.unlabelled.file": "",
-         "data.unlabelled.num_synthetic": 0, "data.unlabelled.seed": 1000}
+         "data.unlabelled.num_synthetic": 0, "data.unlabelled.seed": 1000, "kd.sampled_head": 0}
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:

@@ -33,6 +33,13 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
     source = c.one_of("kd.source", ("online", "topk", "sampled"))
     cached = source in ("topk", "sampled")
     c.number("kd.top_k", integer=True, gt=0)
+    head = c.number("kd.sampled_head", integer=True, ge=0, default=0)
+    head = head if isinstance(head, int) else 0  # anything else is named above
+    if head and source != "sampled":
+        c.problem("kd.sampled_head", "the exactly kept head of a cache of draws: set kd.source='sampled', or 0")
+    elif head and isinstance(c.get("kd.top_k"), int) and head >= c.get("kd.top_k"):
+        c.problem("kd.sampled_head", f"{head} of kd.top_k={c.get('kd.top_k')} entries leaves no draws: it must be "
+                  "below kd.top_k (kd.source='topk' keeps the top-k exactly)")
     if source == "sampled" and (not c.get("kd.rest") or c.get("kd.kind") != "forward_kl"
                                 or float(c.get("kd.temperature") or 1.0) != 1.0):
         c.problem("kd.source", "'sampled' estimates the forward KL's gradient from draws at temperature 1: it needs "

@@ -71,13 +71,15 @@ def _runner(teacher_fn: Callable[[], nnx.Module], make: Callable):
 
 def write_cache(cfg: ml_collections.ConfigDict, teacher_fn: Callable[[], nnx.Module], tok, texts: list[str],
                 cache_dir: str) -> tuple[cache_lib.OutputCache, dict]:
-    """The teacher's top-k (k = `kd.top_k`; with kd.source='sampled', k draws: `topk.sampled`) at every position of
-    every document, in fixed-shape batches of `teacher.cache.batch_size` rows of `data.length` tokens (windows packed
-    several to a row); resumable. Returns the cache and what writing it took."""
+    """The teacher's top-k (k = `kd.top_k`; with kd.source='sampled', k draws, or its top kd.sampled_head and draws
+    from the rest: `topk.sampled`) at every position of every document, in fixed-shape batches of
+    `teacher.cache.batch_size` rows of `data.length` tokens (windows packed several to a row); resumable. Returns the
+    cache and what writing it took."""
     k, length, size = int(cfg.kd.top_k), int(cfg.data.length), int(cfg.teacher.cache.batch_size)
-    sampled = str(cfg.kd.source) == "sampled"
+    sampled, head = str(cfg.kd.source) == "sampled", int(cfg.kd.get("sampled_head", 0))
+
     def select(logits, key):
-        return topk.sampled(logits, k, key) if sampled else topk.top_k(logits, k)
+        return topk.sampled(logits, k, key, head) if sampled else topk.top_k(logits, k)
 
     run = _runner(teacher_fn, lambda gdef: jax.jit(
         lambda s, ids, seg, key: select(nnx.merge(gdef, s)(ids, segment_ids=seg)["logits"], key)))
@@ -117,7 +119,8 @@ def write_cache(cfg: ml_collections.ConfigDict, teacher_fn: Callable[[], nnx.Mod
     ids = [str(i) for i in range(len(texts))]
     stats = topk.fill(cache_dir, ids, compute, k, batch_size=16 * size, shard_size=64 * size,
                       teacher=f"distill_lm teacher {cfg.teacher.checkpoint or 'random init'}",
-                      fingerprint={**fingerprint(cfg, texts), **({"selection": "sampled"} if sampled else {})})
+                      fingerprint={**fingerprint(cfg, texts), **({"selection": "sampled"} if sampled else {}),
+                                   **({"head": head} if head else {})})  # a cache without a head keeps its print
     cache = cache_lib.OutputCache(cache_dir)
     cache.check(ids)
     return cache, stats
