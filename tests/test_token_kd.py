@@ -88,13 +88,9 @@ def test_top_k_forms_match_torch_values_and_gradients(rest, temperature, kind):
         assert float(given) == pytest.approx(float(derived), rel=1e-5)
 
 
-def test_a_cache_of_draws_gives_the_dense_kl_gradient_in_expectation():
-    """kd.source='sampled' (kdjax.teachers.topk.sampled): k draws from each position's teacher distribution, kept as
-    the distinct tokens and their frequencies, read by the rest form. Its gradient is q - p_hat per kept token; over
-    many sets of draws it averages to the dense forward KL's, q - p (float64 here, independent of kdjax), and the top-8
-    of the same teacher does not (it keeps the head and only the tail's total)."""
-    from kdjax.teachers import topk
-
+def _draws_setup():
+    """Inputs for the draw-cache tests: student logits s, teacher logits t, the mask, the dense forward KL's gradient
+    q - p (float64 torch, the mean over kept tokens) and the rest form's gradient from a cache's (values, ids, rest)."""
     s, t, mask = _inputs(5)
     m = jnp.asarray(mask)
     p = torch.softmax(torch.tensor(t, dtype=torch.float64), -1).numpy()
@@ -106,8 +102,17 @@ def test_a_cache_of_draws_gives_the_dense_kl_gradient_in_expectation():
         return jax.grad(lambda x: sparse_token_kd(x, values.astype(jnp.float16), ids, m, rest=True,
                                                   teacher_rest=rest.astype(jnp.float16)))(jnp.asarray(s))
 
-    grad = lambda *a: np.asarray(_grad(*a))  # noqa: E731
+    return s, t, m, want, lambda *a: np.asarray(_grad(*a))
 
+
+def test_a_cache_of_draws_gives_the_dense_kl_gradient_in_expectation():
+    """kd.source='sampled' (kdjax.teachers.topk.sampled): k draws from each position's teacher distribution, kept as
+    the distinct tokens and their frequencies, read by the rest form. Its gradient is q - p_hat per kept token; over
+    many sets of draws it averages to the dense forward KL's, q - p (float64 here, independent of kdjax), and the top-8
+    of the same teacher does not (it keeps the head and only the tail's total)."""
+    from kdjax.teachers import topk
+
+    s, t, m, want, grad = _draws_setup()
     draw = jax.jit(lambda key: topk.sampled(jnp.asarray(t), 16, key))
     sets = 600
     mean = sum(grad(*draw(jax.random.PRNGKey(i))) for i in range(sets)) / sets
@@ -131,20 +136,10 @@ def test_a_head_kept_exactly_leaves_the_draws_unbiased_and_less_noisy():
     closer to it than one set of 16 plain draws, at the same bytes."""
     from kdjax.teachers import topk
 
-    s, t, mask = _inputs(5)
-    m = jnp.asarray(mask)
-    p = torch.softmax(torch.tensor(t, dtype=torch.float64), -1).numpy()
-    q = torch.softmax(torch.tensor(s, dtype=torch.float64), -1).numpy()
-    want = (q - p) * mask[..., None] / mask.sum()
-
-    @jax.jit
-    def _grad(values, ids, rest):
-        return jax.grad(lambda x: sparse_token_kd(x, values.astype(jnp.float16), ids, m, rest=True,
-                                                  teacher_rest=rest.astype(jnp.float16)))(jnp.asarray(s))
-
+    s, t, m, want, grad = _draws_setup()
     draw = jax.jit(lambda key, head: topk.sampled(jnp.asarray(t), 16, key, head), static_argnums=1)
     sets = 600
-    grads = {h: [np.asarray(_grad(*draw(jax.random.PRNGKey(i), h))) for i in range(sets)] for h in (0, 4)}
+    grads = {h: [grad(*draw(jax.random.PRNGKey(i), h)) for i in range(sets)] for h in (0, 4)}
     scale = np.abs(want).max()
     assert np.abs(np.mean(grads[4], 0) - want).max() < 0.06 * scale
     noise = {h: np.mean([np.square(g - want).sum() for g in grads[h]]) for h in (0, 4)}
