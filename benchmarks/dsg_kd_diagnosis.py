@@ -14,10 +14,13 @@ For a distilling run (its config, its teacher cache) it measures:
   (std of the mean token state and of the CLS state, rms over dimensions) and its logit margin's spread.
 - with --unlabelled (v5's data.unlabelled): the probe fitted on the training notes' targets and on those plus the
   unlabelled notes', scored on the test notes (`probe_unlabelled`).
+- with --students (only this): the same probe on the trained students' own views (span-pooled states of the mapped
+  layers, the last layer's CLS) for the student alone and DSG-KD, seeds 0-2 (`probe_students`).
 
 Prints one JSON line.
 
     python benchmarks/dsg_kd_diagnosis.py --experiment=experiments/dsg_mini_v1 [--seed=0] [--unlabelled]
+    python benchmarks/dsg_kd_diagnosis.py --experiment=experiments/dsg_mini_v5 --students
 """
 
 from __future__ import annotations
@@ -86,6 +89,53 @@ def _pooled(targets: dict[str, np.ndarray]) -> np.ndarray:
     return (targets[teacher_lib.HIDDEN] * valid).sum(2) / np.maximum(valid.sum(2), 1)
 
 
+def _labelled_and_unlabelled(run: str, scratch: str):
+    """(cfg, task with the teacher in process, {"train", "unlabelled", "test": rows}) of a v5 run (data.unlabelled),
+    every note encoded as the run encodes it; the unlabelled notes keep their generator's labels, which only the
+    probes read. None without generated unlabelled notes."""
+    from kdjax.data import knowledge, synthetic_notes
+    from kdjax.systems.dsg_kd.data import encode_fn, teacher_tokenizer, trained_tokenizer
+
+    cfg = workdir_config(run)
+    u = cfg.data.unlabelled
+    if cfg.data.source != "synthetic" or not int(u.num_synthetic):
+        return None
+    cfg.teacher.cache.enabled = False  # the test and unlabelled notes' targets are computed here
+    task = dsg_kd.build(cfg, scratch)
+    tok_t = teacher_tokenizer(cfg, [], run) if cfg.teacher.workdir else trained_tokenizer(cfg.teacher, "teacher", run)
+    encode = encode_fn(trained_tokenizer(cfg.student, "student", run), tok_t,
+                       knowledge.resolve_finder(cfg.data.domain_words), cfg)
+    rows = {"train": [task.train_data[i] for i in range(len(task.train_data))],
+            "unlabelled": [encode(n) for n in synthetic_notes.generate_notes(int(u.num_synthetic), int(u.seed))],
+            "test": [task.eval_data["test"][i] for i in range(len(task.eval_data["test"]))]}
+    return cfg, task, rows
+
+
+def _views(rows: list[dict], fields: tuple[str, ...], fn) -> np.ndarray:
+    """fn(batch of `fields`) -> (notes, views, width), over `rows` in batches of 64."""
+    out = [fn({k: np.stack([r[k] for r in rows[i:i + 64]]) for k in fields}) for i in range(0, len(rows), 64)]
+    return np.concatenate(out)
+
+
+def _probe_scores(x: dict[str, np.ndarray], y: dict[str, np.ndarray], view: int) -> dict[str, float]:
+    """Test AUROC of a logistic regression on one view, fitted on the training notes and on those plus the
+    unlabelled notes."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    def score(xf: np.ndarray, yf: np.ndarray) -> float:
+        reader = LogisticRegression(max_iter=2000).fit(xf[:, view], yf)
+        return round(100 * float(roc_auc_score(y["test"], reader.predict_proba(x["test"][:, view])[:, 1])), 2)
+
+    return {"train": score(x["train"], y["train"]),
+            "train_and_unlabelled": score(np.concatenate([x["train"], x["unlabelled"]]),
+                                          np.concatenate([y["train"], y["unlabelled"]]))}
+
+
+def _labels(rows: dict[str, list[dict]]) -> dict[str, np.ndarray]:
+    return {k: np.array([int(r["label"]) for r in v]) for k, v in rows.items()}
+
+
 def probe_unlabelled(run: str, scratch: str) -> dict:
     """DSG-KD v5's measurement (data.unlabelled): the probe above fitted on the training notes' targets, and on those
     plus the unlabelled notes' (their generator's labels, read here only), each scored on the test notes' targets:
@@ -93,44 +143,81 @@ def probe_unlabelled(run: str, scratch: str) -> dict:
     process (the test notes have no cache)."""
     import jax
     from flax import nnx
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
 
-    from kdjax.data import knowledge, synthetic_notes
-    from kdjax.systems.dsg_kd.data import encode_fn, teacher_tokenizer, trained_tokenizer
-
-    cfg = workdir_config(run)
-    u = cfg.data.unlabelled
-    if cfg.data.source != "synthetic" or not int(u.num_synthetic):
+    got = _labelled_and_unlabelled(run, scratch)
+    if got is None:
         return {"skipped": "needs generated labelled and unlabelled notes (their labels are the generator's)"}
-    cfg.teacher.cache.enabled = False
-    task = dsg_kd.build(cfg, scratch)
+    cfg, task, rows = got
     p = _hidden_plan(cfg, task)
     gdef, state = nnx.split(task.teacher)
     run_teacher = jax.jit(lambda s, b: teacher_lib.targets(nnx.merge(gdef, s), b, p))
-    tok_t = teacher_tokenizer(cfg, [], run) if cfg.teacher.workdir else trained_tokenizer(cfg.teacher, "teacher", run)
-    encode = encode_fn(trained_tokenizer(cfg.student, "student", run), tok_t,
-                       knowledge.resolve_finder(cfg.data.domain_words), cfg)
 
-    def features(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-        out = []
-        for i in range(0, len(rows), 64):
-            chunk = rows[i:i + 64]
-            batch = {k: np.stack([r[k] for r in chunk]) for k in teacher_lib.TOKEN_FIELDS}
-            t = jax.tree.map(np.asarray, run_teacher(state, batch))
-            out.append(_pooled({teacher_lib.COUNTS: t["counts"], teacher_lib.HIDDEN: t["hidden"]}))
-        return np.concatenate(out), np.array([int(r["label"]) for r in rows])
+    def pooled(batch: dict[str, np.ndarray]) -> np.ndarray:
+        t = jax.tree.map(np.asarray, run_teacher(state, batch))
+        return _pooled({teacher_lib.COUNTS: t["counts"], teacher_lib.HIDDEN: t["hidden"]})
 
-    (xtr, ytr), (xte, yte) = (features([d[i] for i in range(len(d))])
-                              for d in (task.train_data, task.eval_data["test"]))
-    xu, yu = features([encode(n) for n in synthetic_notes.generate_notes(int(u.num_synthetic), int(u.seed))])
-    result = {"train_notes": len(ytr), "unlabelled_notes": len(yu), "test_notes": len(yte), "layers": []}
-    for i in range(xtr.shape[1]):
-        score = lambda x, y: round(100 * float(roc_auc_score(  # noqa: E731
-            yte, LogisticRegression(max_iter=2000).fit(x[:, i], y).predict_proba(xte[:, i])[:, 1])), 2)
-        result["layers"].append({"teacher_layer": p.hidden_layers[i], "train": score(xtr, ytr),
-                                 "train_and_unlabelled": score(np.concatenate([xtr, xu]), np.concatenate([ytr, yu]))})
+    x = {k: _views(v, teacher_lib.TOKEN_FIELDS, pooled) for k, v in rows.items()}
+    y = _labels(rows)
+    result = {"train_notes": len(y["train"]), "unlabelled_notes": len(y["unlabelled"]), "test_notes": len(y["test"]),
+              "layers": [{"teacher_layer": t, **_probe_scores(x, y, i)} for i, t in enumerate(p.hidden_layers)]}
     return result
+
+
+def probe_students(experiment: str, rows_: tuple[str, ...], seeds: tuple[int, ...], scratch: str) -> dict:
+    """Where the teacher's knowledge stops on its way to the student's decision (v5): for each row's trained student
+    (best checkpoint), the probe of `probe_unlabelled` on the student's own views, fitted on the training notes and
+    on those plus the unlabelled ones, scored on the test notes: its span-pooled states of each mapped layer (what
+    L_hidn pulls toward the teacher's targets) and its last layer's CLS state (what its classifier reads), beside
+    the test AUROC of its own classifier. A view that reads well with 2200 notes' labels but not with 200 holds the
+    knowledge in a form the 200 labelled notes cannot teach the classifier to read."""
+    import jax
+    from flax import nnx
+    from sklearn.metrics import roc_auc_score
+
+    from kdjax.losses.dsg_kd import teacher_hidden_targets
+
+    got = _labelled_and_unlabelled(os.path.join(experiment, "runs", spec.slug(FULL), "seed0"),
+                                   os.path.join(scratch, "notes"))
+    if got is None:
+        return {"skipped": "needs generated labelled and unlabelled notes (their labels are the generator's)"}
+    notes = got[2]  # every student of the experiment reads the same notes through the same tokenizers
+    layers = [s for s, _ in got[1].info["layer_map"]]  # the student alone's run has no KD terms to map
+    y = _labels(notes)
+    out: dict = {}
+    for row in rows_:
+        for seed in seeds:
+            run = os.path.join(experiment, "runs", spec.slug(row), f"seed{seed}")
+            if not os.path.isdir(run):
+                continue
+            cfg = workdir_config(run)
+            task = dsg_kd.build(cfg, os.path.join(scratch, spec.slug(row), str(seed)))
+            model = restore_trained(cfg, task.model, None, run)
+            gdef, state = nnx.split(model.student)
+            num_words = int(cfg.data.max_words)
+
+            @jax.jit
+            def student_views(state, b):
+                o = nnx.merge(gdef, state)(b["s_input_ids"], b["s_attention_mask"], b["s_token_type_ids"],
+                                           output_hidden_states=True, deterministic=True)
+                hidden, counts = teacher_hidden_targets(o["hidden_states"], b["s_word_ids"], num_words, layers)
+                return hidden, counts, o["last_hidden_state"][:, 0], o["logits"][:, 1] - o["logits"][:, 0]
+
+            fields = ("s_input_ids", "s_attention_mask", "s_token_type_ids", "s_word_ids")
+            margins = {}
+
+            def views(b: dict[str, np.ndarray], split: str = "") -> np.ndarray:
+                hidden, counts, cls, margin = jax.tree.map(np.asarray, student_views(state, b))
+                margins.setdefault(split, []).append(margin)
+                pooled = _pooled({teacher_lib.COUNTS: counts, teacher_lib.HIDDEN: hidden})
+                return np.concatenate([pooled, cls[:, None]], axis=1)
+
+            x = {k: _views(v, fields, lambda b, k=k: views(b, k)) for k, v in notes.items()}
+            names = [f"span-pooled layer {s}" for s in layers] + ["CLS, last layer"]
+            own = round(100 * float(roc_auc_score(y["test"], np.concatenate(margins["test"]))), 2)
+            out.setdefault(row, {})[f"seed{seed}"] = {
+                "own_classifier_test_auroc": own,
+                **{n: _probe_scores(x, y, i) for i, n in enumerate(names)}}
+    return out
 
 
 def gradients(cfg, task, batch: dict[str, np.ndarray]) -> dict[str, float]:
@@ -164,9 +251,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--unlabelled", action="store_true",
                     help="also v5's probe: training vs training + unlabelled notes")
+    ap.add_argument("--students", action="store_true",
+                    help="only v5's student probe (`probe_students`) of the student alone and DSG-KD, seeds 0-2")
     a = ap.parse_args()
     run = lambda row: os.path.join(a.experiment, "runs", spec.slug(row), f"seed{a.seed}")  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
+        if a.students:
+            print(json.dumps({"benchmark": "dsg_kd_diagnosis", "experiment": os.path.abspath(a.experiment),
+                              "probe_students": probe_students(a.experiment, (ALONE, FULL), (0, 1, 2), tmp)}))
+            return
         cfg, task = _task(run(FULL), os.path.join(tmp, "full"))
         train = _stack(task.train_data, 10_000)
         result = {"benchmark": "dsg_kd_diagnosis", "experiment": os.path.abspath(a.experiment), "seed": a.seed,
