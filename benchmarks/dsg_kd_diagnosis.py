@@ -190,6 +190,7 @@ def probe_students(experiment: str, rows_: tuple[str, ...], seeds: tuple[int, ..
             if not os.path.isdir(run):
                 continue
             cfg = workdir_config(run)
+            cfg.teacher.cache.enabled = False  # the student is all this reads: no teacher targets to cache
             task = dsg_kd.build(cfg, os.path.join(scratch, spec.slug(row), str(seed)))
             model = restore_trained(cfg, task.model, None, run)
             gdef, state = nnx.split(model.student)

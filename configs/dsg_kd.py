@@ -82,6 +82,9 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
         # of the terms' encoder gradient norms to CE's, measured once before the first step
         # (kdjax/systems/dsg_kd/balance.py)
         "balance": "none",
+        # CE's factor in L_total (eq. 2.8 has 1). 0: the KD terms alone, a pre-distillation stage a later run starts
+        # from (student.init_from; issue 24's sixth design, TinyBERT's order, a kdjax variant)
+        "ce_weight": 1.0,
     })
     c.optim = ml_collections.ConfigDict({
         "lr": 1e-5, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.01, "clip_norm": 1.0,
@@ -149,4 +152,7 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
         c.report.baselines = False
     else:
         raise ValueError(f"configs/dsg_kd.py: unknown variant {variant!r} (paper, smoke, tiny)")
+    # A trained DSG-KD workdir of the same student architecture and tokenizer: the student starts from its encoder
+    # (and hidden projection), with a fresh classifier head; the optimiser starts afresh (a teacher has none).
+    c.student.init_from = ""
     return c

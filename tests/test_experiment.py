@@ -269,8 +269,29 @@ def test_effaac_mini_variants_change_only_what_their_designs_say():
     assert word[f"{effaac_table2.WORD_ROW}, scarce"] == {**v1["KD_contra, scarce"], **effaac_table2.WORD_KD}
 
 
+def test_dsg_kd_mini_v6_keeps_v5_and_adds_its_stages():
+    """DSG-KD's sixth design: v5's rows as they ran, a pre-distillation stage per seed (the KD terms alone, nothing
+    selected by the untrained head), the full loss started from it, and the student alone for both stages' steps."""
+    dsg = dsg_kd_table2_3
+    read = lambda v: spec.read(dsg.get_config(v), "dsg_kd_table2_3")  # noqa: E731
+    v5, v6 = read("mini_v5"), read("mini")
+    rows5, rows6 = ({r.name: r for r in e.rows} for e in (v5, v6))
+    assert all(rows6[n] == r for n, r in rows5.items())
+    stage, after, alone40 = (rows6[n] for n in (dsg.PRE_DISTILLED, dsg.AFTER_STAGE_1, dsg.ALONE_40))
+    full, alone = rows5["L_pred + L_hidn + L_attn"].overrides, rows5["L_pred"].overrides
+    assert not stage.table and after.table
+    assert stage.overrides == {**full, "kd.ce_weight": 0.0, "kd.balance": "none", "train.early_stopping.metric": "",
+                               "report.baselines": False}
+    assert after.overrides == {**full, "student.init_from": "{row:%s}" % dsg.PRE_DISTILLED}
+    assert alone40.overrides == {**alone, "train.epochs": 40}
+    runs = {(r.row.name, r.seed): r for r in v6.runs("/x")}
+    assert all(runs[(dsg.AFTER_STAGE_1, s)].after[-1] == (dsg.PRE_DISTILLED, s) for s in (0, 1, 2))
+    assert {(dsg.AFTER_STAGE_1, n, "AUROC") for n in ("L_pred", dsg.ALONE_40)} <= set(v6.compare)
+
+
 @pytest.mark.parametrize("experiment", ["effaac_table1:mini", "effaac_table2:mini", "effaac_table2:mini_v5",
-                                        "effaac_table2:mini_word", "dsg_kd_table2_3:mini", "distill_lm_smollm2:mini",
+                                        "effaac_table2:mini_word", "dsg_kd_table2_3:mini", "dsg_kd_table2_3:mini_v5",
+                                        "distill_lm_smollm2:mini",
                                         "distill_lm_smollm2:mini_v2", "distill_lm_smollm2:mini_v3",
                                         "multi2cap_table3_8:mini",
                                         "multi2cap_table3_5:mini"])

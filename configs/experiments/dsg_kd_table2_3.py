@@ -13,10 +13,27 @@ alone (L_pred only) over the same seeds.
 Variant `smoke` (CI): the `tiny` DSG-KD config on the synthetic notes kdjax builds, two rows, two seeds: it checks
 the machinery (runs, resumes, aggregation), not the paper's claim.
 
-Variant `mini` (= `mini_v5`; issue 24; benchmarks/EXPERIMENTS.md), the comparison in miniature on data kdjax builds.
-Its fifth design (v5), written after v4's result and before it was built or run:
+Variant `mini` (= `mini_v6`; issue 24; benchmarks/EXPERIMENTS.md), the comparison in miniature on data kdjax builds.
+Its sixth design (v6), written after v5's deciding rows and before it was built or run (run in v5's directory, whose
+finished rows it keeps):
 
     python -m kdjax.experiment --config=configs/experiments/dsg_kd_table2_3.py:mini --workdir=experiments/dsg_mini_v5
+
+- Everything of v5 (below), its rows kept as they ran. v5's diagnosis: balanced against CE's gradient at a fresh head
+  (alpha' = 0.016), L_hidn ends 13% nearer its targets than it began, so the student's layers stay far from the
+  teacher's organisation; unbalanced (v2), the KD terms collapse what the head reads. v6 separates them in time, in
+  TinyBERT's order, a kdjax variant and not the thesis's single-stage method.
+- Stage 1, "pre-distilled student" (not a table row, seeds 0-2): the student trained by L_hidn + L_attn alone
+  (`kd.ce_weight=0`), alpha 0.6 and beta 0.2 on the losses (no balance: no CE to balance against), on v5's KD notes
+  (the 200 training notes, labels unread, each paired with one of the 2000 unlabelled notes), 250 steps, encoder lr
+  5e-5; its final parameters (no selection: an untrained head's dev AUROC says nothing).
+- Row "L_pred + L_hidn + L_attn after pre-distillation" (seeds 0-2): v5's full row started from stage 1's encoder of
+  the same seed (`student.init_from`), a fresh head. Control row "L_pred, 40 epochs": the student alone for the two
+  stages' 500 steps.
+- Deciding: test AUROC of the row after pre-distillation above the better (by mean) of the two student-alone rows by
+  more than two pooled standard deviations. Cost: about 85 min on top of v5's runs.
+
+Variant `mini_v5`, the fifth design, as run (written after v4's result and before it was built or run):
 
 - Everything of v4 (below): data, teacher run, student, 20 epochs of the 200 labelled notes, batch 16, v2's learning
   rates, `kd.balance='initial_gradients'`, the four rows, seeds 0-2, test AUROC deciding, the expected direction.
@@ -111,7 +128,15 @@ MINI_STUDENT_V4 = {  # variant `mini` (v4): v2's student, the KD weights read as
 UNLABELLED_V5 = {  # variant `mini` (v5): v4, and the KD rows' terms also read 2000 unlabelled notes (note seed 200)
     "data.unlabelled.num_synthetic": 2000, "data.unlabelled.seed": 200,
 }
-MINI_STUDENTS = {"mini": (MINI_STUDENT_V4, UNLABELLED_V5), "mini_v5": (MINI_STUDENT_V4, UNLABELLED_V5),
+# variant `mini` (v6): v5's rows, and a pre-distillation stage per seed (the KD terms alone, the paper's weights on
+# v5's notes, the final parameters kept) that a DSG-KD row starts from; the student alone for the stages' total steps
+PRE_DISTILLED = "pre-distilled student (L_hidn + L_attn alone)"
+STAGE_1_V6 = {"kd.alpha": 0.6, "kd.beta": 0.2, "kd.ce_weight": 0.0, "kd.balance": "none",
+              "train.early_stopping.metric": "", "report.baselines": False}
+AFTER_STAGE_1 = "L_pred + L_hidn + L_attn after pre-distillation"
+ALONE_40 = "L_pred, 40 epochs"
+MINI_STUDENTS = {"mini": (MINI_STUDENT_V4, UNLABELLED_V5), "mini_v6": (MINI_STUDENT_V4, UNLABELLED_V5),
+                 "mini_v5": (MINI_STUDENT_V4, UNLABELLED_V5),
                  "mini_ci": (MINI_STUDENT_V4, UNLABELLED_V5), "mini_v4": (MINI_STUDENT_V4, {}),
                  "mini_v3": (MINI_STUDENT, {}), "mini_v2": (MINI_STUDENT_V2, {}), "mini_v1": (MINI_STUDENT_V1, {})}
 MINI_TEACHER = {  # the teacher: a fine-tuned MiniLM classifier (its own teacher is a tiny placeholder it never uses)
@@ -125,9 +150,10 @@ MINI_TEACHER = {  # the teacher: a fine-tuned MiniLM classifier (its own teacher
 }
 
 
-def mini(e: ml_collections.ConfigDict, ci: bool, student: dict, unlabelled: dict) -> None:
+def mini(e: ml_collections.ConfigDict, ci: bool, student: dict, unlabelled: dict, staged: bool = False) -> None:
     """Issue 24's experiment 3 (see the docstring); `ci` cuts it to a check that it runs; `unlabelled`: the KD rows'
-    data.unlabelled (the student alone reads none: without a KD term they would change nothing)."""
+    data.unlabelled (the student alone reads none: without a KD term they would change nothing); `staged`: v6's
+    pre-distillation stage, the row that starts from it and the student alone for as many steps."""
     e.name = "DSG-KD in miniature: a fine-tuned MiniLM teacher, a small student on 200 notes"
     e.source = "Cho, thesis Tables 2.2-2.3 in miniature (issue 24)"
     e.expect = ("deciding metric AUROC (test); expected: L_pred + L_hidn + L_attn above L_pred alone by more than two "
@@ -146,19 +172,28 @@ def mini(e: ml_collections.ConfigDict, ci: bool, student: dict, unlabelled: dict
     e.rows = [{"name": TEACHER, "overrides": teacher, "seeds": (0,)}] + [
         {"name": n, "overrides": {**student, **cut, **(unlabelled if a or b else {}), "kd.alpha": a, "kd.beta": b}}
         for n, a, b in rows]
+    if staged:
+        e.rows += [
+            {"name": PRE_DISTILLED, "overrides": {**student, **unlabelled, **STAGE_1_V6}, "table": False},
+            {"name": AFTER_STAGE_1, "overrides": {**student, **unlabelled, "kd.alpha": 0.6, "kd.beta": 0.2,
+                                                  "student.init_from": "{row:%s}" % PRE_DISTILLED}},
+            {"name": ALONE_40, "overrides": {**student, "kd.alpha": 0.0, "kd.beta": 0.0, "train.epochs": 40}}]
     e.metrics = [("AUROC", "test.auroc"), ("AUPRC", "test.auprc"), ("F1", "test.f1"),
                  ("MWPS", "mwps.correct_test_notes")]
     e.scale = 100.0
     e.paper = [(n, PAPER[n]) for n, _, _ in rows]
     e.compare = [(ROWS[0][0], ROWS[1][0], m) for m in ("AUROC", "AUPRC", "F1")] + [
         (n, ROWS[1][0], "AUROC") for n, _, _ in rows[2:]] + [(ROWS[0][0], n, "AUROC") for n, _, _ in rows[2:]]
+    if staged:  # deciding: against the better of the two student-alone rows (benchmarks/EXPERIMENTS.md, v6)
+        e.compare += [(AFTER_STAGE_1, ROWS[1][0], "AUROC"), (AFTER_STAGE_1, ALONE_40, "AUROC"),
+                      (ALONE_40, ROWS[1][0], "AUROC"), (AFTER_STAGE_1, ROWS[0][0], "AUROC")]
     e.figure = {"kind": "bars", "metric": "AUROC", "title": "DSG-KD in miniature: test AUROC"}
 
 
 def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
     e = ml_collections.ConfigDict()
     if variant in MINI_STUDENTS:
-        mini(e, variant == "mini_ci", *MINI_STUDENTS[variant])
+        mini(e, variant == "mini_ci", *MINI_STUDENTS[variant], staged=variant in ("mini", "mini_v6"))
         return e
     e.expect = ('deciding metric AUROC (test); the paper claims all terms > L_pred alone, and that removing either '
                 'term lowers AUROC.')
@@ -172,7 +207,7 @@ def get_config(variant: str = "paper") -> ml_collections.ConfigDict:
         e.seeds = (0, 1)
         rows = ROWS[:2]
     elif variant != "paper":
-        raise ValueError(f"{__file__}: unknown variant {variant!r} (paper, smoke, mini (= mini_v5), mini_v4, "
+        raise ValueError(f"{__file__}: unknown variant {variant!r} (paper, smoke, mini (= mini_v6), mini_v5, mini_v4, "
                          "mini_v3, mini_v2, mini_v1, mini_ci)")
     e.rows = [{"name": n, "overrides": {"kd.alpha": a, "kd.beta": b}} for n, a, b in rows]
     e.metrics = [("AUROC", "test.auroc"), ("AUPRC", "test.auprc"), ("F1", "test.f1")]

@@ -27,6 +27,14 @@ def load(path: str):
     return tok
 
 
+def copy(src: str, out_dir: str):
+    """The tokenizer saved in directory `src`, saved again in `out_dir` (kept if already there) and loaded from it: a
+    later stage keeps an earlier stage's trained vocabulary where its own export and prediction read it."""
+    if paths.isfile(paths.join(out_dir, "tokenizer.json")):
+        return load(out_dir)
+    return _save(load(src), out_dir)
+
+
 def wordpiece_vocab(texts: Iterable[str], vocab_size: int, lowercase: bool = False,
                     max_piece: int = 8) -> list[str]:
     """A deterministic WordPiece vocabulary: specials, every character (word-initial and '##'

@@ -202,18 +202,20 @@ def total_loss(logits: jax.Array, labels: jax.Array, student_hidden: Sequence[ja
                student_attn: Sequence[jax.Array] | None, student_word_ids: jax.Array, teacher: dict[str, jax.Array],
                *, alpha: float, beta: float, num_words: int, layer_map: Sequence[tuple[int, int]], keys: str,
                average_heads: bool, project=None, form: str = "code",
-               label_weights: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+               label_weights: jax.Array | None = None, ce_weight: float = 1.0
+               ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """L_total = CE(S(x^S), y) + alpha * L_hidn + beta * L_attn (thesis eq. 2.3-2.9), from the student's outputs
     and the teacher's targets `teacher` = {"hidden" (b, n, k, d), "attn" (b, n', h, k, x), "counts" (b, k)}
     (`teacher_hidden_targets`, `teacher_attention_targets`: from the teacher in the step or from a cache).
     `form` scales the terms as the reference code does or as the equations write them (`layer_weights`); the
     logged "hidn" and "attn" are the stacked-layer MSEs either way. `label_weights` (b,): CE's weight per note (0 for a
-    note without a label, which the KD terms still read). Returns (loss, its terms)."""
+    note without a label, which the KD terms still read). `ce_weight`: CE's factor (eq. 2.8: 1; 0 for a stage that
+    distils the intermediate layers alone, a kdjax variant; CE is still logged). Returns (loss, its terms)."""
     from kdjax.losses.classification import cross_entropy
 
     w_hidn, w_attn = layer_weights(form, alpha, beta, layer_map)
     ce = cross_entropy(logits, labels, label_weights)
-    loss, metrics = ce, {"ce": ce}
+    loss, metrics = ce_weight * ce, {"ce": ce}
     if alpha > 0:
         h = hidden_loss_to(student_hidden, student_word_ids, teacher["hidden"], teacher["counts"], num_words,
                            [s for s, _ in layer_map], project)

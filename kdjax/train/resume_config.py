@@ -19,7 +19,8 @@ EXEMPT = ("mesh",)  # top-level sections that say how, not what, a run computes
 # Keys added after workdirs were written, with the value that computes what such a workdir computed: a stored config
 # without the key reads as holding it (a run from before the key resumes; one that changes it is refused).
 ADDED = {"audio.train_base": False, "kd.word.weight": 0.0, "kd.word.top_k": 32, "data.unlabelled.file": "",
-         "data.unlabelled.num_synthetic": 0, "data.unlabelled.seed": 1000, "kd.sampled_head": 0}
+         "data.unlabelled.num_synthetic": 0, "data.unlabelled.seed": 1000, "kd.sampled_head": 0,
+         "kd.ce_weight": 1.0, "student.init_from": ""}
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -41,6 +42,19 @@ def differences(stored: dict, current: dict) -> list[str]:
             continue
         out.append(f"{key}: {json.dumps(a.get(key, '<absent>'))} -> {json.dumps(b.get(key, '<absent>'))}")
     return out
+
+
+def differences_in(stored: dict, cfg: ml_collections.ConfigDict, keys: list[str] | tuple[str, ...]) -> list[str]:
+    """`differences` restricted to dotted `keys` (a section names every key under it): what a later stage must share
+    with the workdir it starts from (`stored`, that workdir's config.json)."""
+
+    def pick(d, key: str):
+        for part in key.split("."):
+            d = d.get(part, "<absent>") if isinstance(d, dict) else "<absent>"
+        return ADDED.get(key, d) if d == "<absent>" else d
+
+    ours = json.loads(cfg.to_json_best_effort())
+    return differences({k: pick(stored, k) for k in keys}, {k: pick(ours, k) for k in keys})
 
 
 def resuming(workdir: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import ml_collections
@@ -9,8 +10,12 @@ import ml_collections
 from kdjax.losses.dsg_kd import LOSS_FORMS
 from kdjax.systems.checks import Checks
 from kdjax.systems.dsg_kd.balance import BALANCES
+from kdjax.train import resume_config
 
 CLASSIFIER_HEADS = ("bert", "roberta", "dsg_kd", "first_token")
+# What decides the student's parameters and their meaning, which a stage shares with the workdir it starts from (a
+# random-init student's architecture too: `student.init`); shapes are checked again when the parameters are read
+INIT_SAME = ("system", "student.hf_dir", "student.tokenizer", "student.num_layers")
 BINARY_METRICS = ("accuracy", "auroc", "auprc", "recall", "precision", "f1", "average")
 
 
@@ -101,6 +106,21 @@ def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
     c.one_of("kd.attn_heads", ("match", "mean", "auto"))
     c.one_of("kd.loss_form", LOSS_FORMS)
     c.one_of("kd.balance", BALANCES)
+    if c.number("kd.ce_weight", ge=0, default=1.0) == 0:  # a pre-distillation stage: the KD terms alone
+        if not (_positive(c, "kd.alpha") or _positive(c, "kd.beta")):
+            c.problem("kd.ce_weight", "0 with kd.alpha and kd.beta 0 leaves nothing to train")
+        if c.get("kd.balance") == "initial_gradients":
+            c.problem("kd.ce_weight", "0: kd.balance='initial_gradients' measures the KD terms against CE; set "
+                      "kd.balance='none'")
+        if c.get("train.early_stopping.metric", ""):
+            c.problem("kd.ce_weight", "0 trains no classifier, so dev metrics cannot select a checkpoint: set "
+                      "train.early_stopping.metric=''")
+    init = c.path("student.init_from", "dir", contains=("config.json",), why="a trained DSG-KD workdir")
+    if init:
+        with open(os.path.join(init, "config.json"), encoding="utf-8") as f:
+            keys = INIT_SAME + (() if c.get("student.hf_dir") else ("student.init",))
+            for diff in resume_config.differences_in(json.load(f), cfg, keys):
+                c.problem("student.init_from", f"{init} was trained with another student: {diff}")
     if c.get("kd.balance") == "initial_gradients" and c.get("kd.loss_form") != "code":
         c.problem("kd.balance", "'initial_gradients' rescales the 'code' loss form's alpha and beta; set "
                   "kd.loss_form='code'")

@@ -91,6 +91,16 @@ def trained_tokenizer(side: ml_collections.ConfigDict, name: str, workdir: str):
     return tokenizer(side, name, [], workdir)
 
 
+def student_tokenizer(cfg: ml_collections.ConfigDict, train_texts: list[str], workdir: str):
+    """The student's tokenizer: its own, or with `student.init_from` the one the initialising run read with (a
+    WordPiece vocabulary it trained is copied into this workdir, never trained again: its rows are the
+    embeddings this student starts from)."""
+    s, src = cfg.student, cfg.student.get("init_from", "")
+    if src and (s.tokenizer or s.hf_dir).startswith("wordpiece:"):
+        return tokenizers.copy(paths.join(src, "tokenizers", "student"), paths.join(workdir, "tokenizers", "student"))
+    return tokenizer(s, "student", train_texts, workdir)
+
+
 def teacher_tokenizer(cfg: ml_collections.ConfigDict, train_texts: list[str], workdir: str):
     """The teacher's tokenizer: its own, or with `teacher.workdir` the one that run's classifier read with."""
     t = cfg.teacher

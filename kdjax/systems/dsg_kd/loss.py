@@ -45,7 +45,7 @@ def student_loss(model: Any, teacher: Any, batch: Mapping[str, jax.Array], p: te
     loss, metrics = total_loss(s["logits"], batch["label"], s.get("hidden_states"), s.get("attentions"),
                                batch["s_word_ids"], t, alpha=p.alpha, beta=p.beta, num_words=p.num_words,
                                layer_map=p.layer_map, keys=p.keys, average_heads=p.average_heads,
-                               project=model.project, form=p.form, label_weights=weights)
+                               project=model.project, form=p.form, label_weights=weights, ce_weight=p.ce_weight)
     metrics["domain_words"] = jnp.sum(batch["s_word_ids"].max(-1) > 0)
     return loss, metrics
 

@@ -25,8 +25,8 @@ from kdjax.models.bert import LOGICAL_AXES, BertModel, SequenceClassifier
 from kdjax.systems import inference
 from kdjax.systems.dsg_kd import teacher as teacher_lib
 from kdjax.systems.dsg_kd.loss import UNLABELLED, make_loss
-from kdjax.systems.dsg_kd.data import (encode_fn, load_splits, load_unlabelled, teacher_tokenizer, tokenizer,
-                                       uses_unlabelled)
+from kdjax.systems.dsg_kd.data import (encode_fn, load_splits, load_unlabelled, student_tokenizer,
+                                       teacher_tokenizer, uses_unlabelled)
 from kdjax.losses.layers import layer_map
 from kdjax.systems.dsg_kd.models import (STUDENT_AXES, Student, bert_init, build_student, build_teacher,
                                          word_embeddings)
@@ -163,7 +163,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
     texts = {k: [clean(n.text) for n in v] for k, v in splits.items()}
     train_texts = texts["train"]
     tok_t = teacher_tokenizer(cfg, train_texts, workdir)
-    tok_s = tokenizer(cfg.student, "student", train_texts, workdir)
+    tok_s = student_tokenizer(cfg, train_texts, workdir)
     finder = knowledge.resolve_finder(cfg.data.domain_words)
     teacher = build_teacher(cfg, len(tok_t))
     base = build_student(cfg, len(tok_s))
@@ -171,6 +171,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
         if len(tok) > m.vocab_size:
             raise InputError(f"{name}: tokenizer has {len(tok)} tokens but the model only {m.vocab_size}")
     model = Student(base, teacher.cfg.hidden_size, nnx.Rngs(cfg.seed + 2))
+    init_info = init_student(cfg, model)
     lmap = layer_map(cfg.kd.layer_map, base.cfg.num_hidden_layers, teacher.cfg.num_hidden_layers)
     p = teacher_lib.plan(cfg, lmap, base.cfg, teacher.cfg)
     encode = encode_fn(tok_s, tok_t, finder, cfg)
@@ -207,7 +208,7 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
             "bad_rows_skipped": len(bad_rows) + len(u_bad), "bad_rows": (bad_rows + u_bad)[:100], "layer_map": lmap,
             "teacher_vocab": len(tok_t),
             "student_vocab": len(tok_s), "hidden_projection": model.hidden_proj is not None,
-            "teacher": teacher_info,
+            "teacher": teacher_info, "init_from": init_info,
             "kd": {"alpha": p.alpha, "beta": p.beta, "loss_form": p.form, **balanced,
                    "weights": dict(zip(("hidn", "attn"), layer_weights(p.form, p.alpha, p.beta, p.layer_map)))}}
     return Task(model=model, loss_fn=make_loss(p), predict_fn=predict_fn, train_data=data["train"],
@@ -215,6 +216,20 @@ def build(cfg: ml_collections.ConfigDict, workdir: str) -> Task:
                 prediction_rows=prediction_rows(list(cfg.data.labels), splits),
                 logical_axes=STUDENT_AXES, teacher=step_teacher, teacher_logical_axes=LOGICAL_AXES, report=report,
                 info=info, batch_spec=batch_spec(cfg, p), train_transform=transform)
+
+
+def init_student(cfg: ml_collections.ConfigDict, model: Student) -> dict[str, str] | None:
+    """`student.init_from`: the student's encoder and hidden projection from a trained DSG-KD workdir (its kept best
+    model, else its newest intact checkpoint), its classifier head left as initialised here: a stage that starts
+    from a pre-distillation stage (`kd.ce_weight=0`). A workdir of another architecture is refused by parameter."""
+    src = cfg.student.get("init_from", "")
+    if not src:
+        return None
+    from kdjax.train.restore import init_params, read_params
+
+    params, where = read_params(src)
+    init_params(model, nnx.Param, params, where, keep=("student.classifier.*",))
+    return {"workdir": src, "checkpoint": where}
 
 
 def _pair_with(unlabelled: grain.MapDataset) -> Callable[[dict, np.random.Generator], dict]:

@@ -45,6 +45,7 @@ class Plan:
     teacher_heads: int
     teacher_length: int
     form: str = "code"  # how L_hidn and L_attn are scaled (kdjax.losses.dsg_kd.layer_weights)
+    ce_weight: float = 1.0  # CE's factor in L_total (0: a pre-distillation stage, the KD terms alone)
 
     @property
     def hidden_layers(self) -> list[int]:
@@ -78,7 +79,7 @@ def plan(cfg: ml_collections.ConfigDict, lmap: list[tuple[int, int]], student: B
     return Plan(num_words=int(cfg.data.max_words), layer_map=tuple(map(tuple, lmap)), alpha=float(kd.alpha),
                 beta=float(kd.beta), keys=kd.attn_keys, average_heads=avg, teacher_width=teacher.hidden_size,
                 teacher_heads=teacher.num_attention_heads, teacher_length=int(cfg.data.teacher_max_length),
-                form=str(kd.get("loss_form", "code")))
+                form=str(kd.get("loss_form", "code")), ce_weight=float(kd.get("ce_weight", 1.0)))
 
 
 def targets(teacher: nnx.Module, batch: dict[str, jax.Array], p: Plan) -> dict[str, jax.Array]:

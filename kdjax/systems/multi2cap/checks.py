@@ -42,14 +42,7 @@ def init_from_differences(cfg: ml_collections.ConfigDict, stored: dict) -> list[
         keys.append("decoder.random")
     if not (cfg.audio.checkpoint and cfg.decoder.checkpoint):
         keys.append("seed")  # a random frozen base is the seed's: the LoRA factors were trained on that one
-
-    def pick(d, key: str):
-        for part in key.split("."):
-            d = d.get(part, "<absent>") if isinstance(d, dict) else "<absent>"
-        return resume_config.ADDED.get(key, d) if d == "<absent>" else d
-
-    ours = json.loads(cfg.to_json_best_effort())
-    return resume_config.differences({k: pick(stored, k) for k in keys}, {k: pick(ours, k) for k in keys})
+    return resume_config.differences_in(stored, cfg, keys)
 
 
 def validate(cfg: ml_collections.ConfigDict, c: Checks) -> None:
