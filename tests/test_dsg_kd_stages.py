@@ -18,20 +18,14 @@ from kdjax.systems.dsg_kd.teacher import plan
 from kdjax.train import resume_config
 from kdjax.train.restore import read_params
 from kdjax.train.trainer import Trainer
-from tests import runs
+from tests import overrides, runs
 
 STAGE_1 = ("--config.kd.ce_weight=0", "--config.train.early_stopping.metric=", "--config.train.steps=3",
            "--config.eval.every=3")
 
 
 def _config(**over):
-    cfg = dsg_config.get_config("tiny")
-    for k, v in over.items():
-        node = cfg
-        *parents, leaf = k.split(".")
-        for part in parents:
-            node = node[part]
-        node[leaf] = v
+    cfg = overrides.apply(dsg_config.get_config("tiny"), over)
     registry.validate(cfg)
     return cfg
 

@@ -17,17 +17,11 @@ from kdjax.systems.dsg_kd.data import encode_fn, trained_tokenizer
 from kdjax.systems.dsg_kd.loss import UNLABELLED, student_loss
 from kdjax.systems.dsg_kd.teacher import plan
 from kdjax.train.trainer import Trainer
+from tests import overrides
 
 
 def _config(**over):
-    cfg = dsg_config.get_config("tiny")
-    cfg.data.unlabelled.num_synthetic = 12
-    for k, v in over.items():
-        node = cfg
-        *parents, leaf = k.split(".")
-        for part in parents:
-            node = node[part]
-        node[leaf] = v
+    cfg = overrides.apply(dsg_config.get_config("tiny"), {"data.unlabelled.num_synthetic": 12, **over})
     registry.validate(cfg)
     return cfg
 

@@ -11,7 +11,7 @@ import pytest
 
 from kdjax.systems import checks, contract, registry
 from kdjax.train import batch as batch_lib
-from tests import runs
+from tests import overrides, runs
 
 
 def _configs(module: str, variant: str):
@@ -110,29 +110,20 @@ SYSTEM_BAD = {
 BASE = {"dsg_kd": "tiny", "audio_tagging": "real_sounds", "multi2cap": "tiny", "effaac": "smoke", "distill_lm": "tiny"}
 
 
-def _set(cfg, key: str, value) -> None:
-    *parents, leaf = key.split(".")
-    node = cfg
-    for p in parents:
-        node = node[p]
-    with cfg.unlocked():
-        node[leaf] = value
-
-
 @pytest.mark.parametrize("system", sorted(BASE))
 def test_each_bad_value_is_named_by_its_key(system):
     """Every bad option string, number and combination at once: one message, one line per key."""
     cfg = _configs(system, BASE[system])
     bad = {**SHARED_BAD, **SYSTEM_BAD[system]}
     for k, v in bad.items():
-        _set(cfg, k, v)
+        overrides.set_key(cfg, k, v)
     found = problems(cfg)
     missed = set(bad) - keys(found)
     assert not missed, (missed, found)
     # one at a time, each is caught on its own too (no problem hides behind another)
     for k, v in bad.items():
         one = _configs(system, BASE[system])
-        _set(one, k, v)
+        overrides.set_key(one, k, v)
         assert k in keys(problems(one)), (k, v, problems(one))
 
 
@@ -141,29 +132,29 @@ def test_incompatible_options_and_missing_paths(tmp_path):
     manifest = tmp_path / "clips.jsonl"
     manifest.write_text(json.dumps({"audio": "a.wav", "caption": "a dog barks", "split": "train"}) + "\n")
     cfg = _configs("multi2cap", "tiny")
-    _set(cfg, "data.source", "manifest")
-    _set(cfg, "data.manifest_file", str(manifest))
+    overrides.set_key(cfg, "data.source", "manifest")
+    overrides.set_key(cfg, "data.manifest_file", str(manifest))
     found = problems(cfg)
     assert any(p.startswith("cfd.weight: lambda = 0.5 needs a picture of every training clip") and "clips.jsonl:1" in p
                for p in found), found
-    _set(cfg, "teacher.kind", "none")
+    overrides.set_key(cfg, "teacher.kind", "none")
     assert any("teacher.kind is 'none'" in p for p in problems(cfg))
-    _set(cfg, "cfd.weight", 0.0)
+    overrides.set_key(cfg, "cfd.weight", 0.0)
     assert problems(cfg) == []  # LOAE on an image-less dataset is fine
     # paths that are set must exist; `require`d ones must be set
     cfg = _configs("multi2cap", "tiny")
-    _set(cfg, "audio.checkpoint", str(tmp_path / "ced_base.pt"))
-    _set(cfg, "teacher.checkpoint", str(tmp_path))  # a directory without config.json
+    overrides.set_key(cfg, "audio.checkpoint", str(tmp_path / "ced_base.pt"))
+    overrides.set_key(cfg, "teacher.checkpoint", str(tmp_path))  # a directory without config.json
     found = problems(cfg)
     assert any(p.startswith("audio.checkpoint: path not found") for p in found), found
     assert any(p.startswith("teacher.checkpoint:") and "has no config.json" in p for p in found), found
     # EffAAC: the teacher's encoder as the student's memory excludes encoder KD; a cache must exist
     cfg = _configs("effaac", "smoke")
-    _set(cfg, "student.memory", "teacher")
+    overrides.set_key(cfg, "student.memory", "teacher")
     assert any(p.startswith("student.memory: 'teacher' reads the teacher's encoder: set kd.enc='none'")
                for p in problems(cfg))
     cfg = _configs("effaac", "smoke")
-    _set(cfg, "teacher.cache_dir", str(tmp_path / "nowhere"))
+    overrides.set_key(cfg, "teacher.cache_dir", str(tmp_path / "nowhere"))
     assert "teacher.cache_dir" in keys(problems(cfg))
     # DSG-KD's paper variant names every path it needs, each once
     found = problems(_configs("dsg_kd", "paper"))
@@ -177,7 +168,7 @@ def test_incompatible_options_and_missing_paths(tmp_path):
 def _caption_cfg(**over):
     cfg = _configs("multi2cap", "tiny")
     for k, v in over.items():
-        _set(cfg, k.replace("__", "."), v)
+        overrides.set_key(cfg, k.replace("__", "."), v)
     return cfg
 
 
@@ -221,7 +212,7 @@ def test_unavailable_metrics_dropped_when_asked():
     assert any("dropped ['spice', 'spider']" in n for n in notes)
     assert any("train.early_stopping.fallback='cider_d'" in n for n in notes)
     assert tuple(cfg.eval.metrics) == ("bleu_1", "cider_d", "spice", "spider")  # the caller's config is untouched
-    _set(cfg, "train.early_stopping.fallback", "spice")
+    overrides.set_key(cfg, "train.early_stopping.fallback", "spice")
     assert any(p.startswith("train.early_stopping.fallback: 'spice' is not among the computable")
                for p in problems(cfg))
 
@@ -330,7 +321,7 @@ CASES = [
 def test_abstract_batch_equals_the_first_real_batch(module, variant, over, tmp_path):
     cfg = _configs(module, variant)
     for k, v in over.items():
-        _set(cfg, k, v)
+        overrides.set_key(cfg, k, v)
     system, cfg, _ = registry.resolve(cfg)
     _same_fields(system, cfg, str(tmp_path))
 
@@ -347,11 +338,11 @@ def test_effaac_abstract_batch_with_audio_only_clips_and_an_online_teacher(m2c_t
     manifest.write_text("".join(json.dumps({"audio": r["audio"], "id": "ao/" + r["id"]}) + "\n" for r in extra))
     for online in (True, False):
         cfg = _configs("effaac", "tiny")
-        _set(cfg, "teacher.workdir", m2c_tiny_run)
-        _set(cfg, "teacher.cache_dir", str(tmp_path / "cache"))
-        _set(cfg, "data.audio_only_manifest", str(manifest))
-        _set(cfg, "teacher.online", online)
-        _set(cfg, "kd.word.weight", 0.0 if online else 1.0)  # word-level KD's top-k along the teacher's captions
+        overrides.set_key(cfg, "teacher.workdir", m2c_tiny_run)
+        overrides.set_key(cfg, "teacher.cache_dir", str(tmp_path / "cache"))
+        overrides.set_key(cfg, "data.audio_only_manifest", str(manifest))
+        overrides.set_key(cfg, "teacher.online", online)
+        overrides.set_key(cfg, "kd.word.weight", 0.0 if online else 1.0)  # word-level KD's top-k along the teacher's captions
         system, cfg, _ = registry.resolve(cfg)
         fields = _same_fields(system, cfg, str(tmp_path / f"wd{online}"))
         assert {"ao_wave", "ao_mask", "ao_teacher_ids", "ao_teacher_mask"} <= set(fields)
