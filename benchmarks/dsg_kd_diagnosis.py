@@ -15,7 +15,8 @@ For a distilling run (its config, its teacher cache) it measures:
 - with --unlabelled (v5's data.unlabelled): the probe fitted on the training notes' targets and on those plus the
   unlabelled notes', scored on the test notes (`probe_unlabelled`).
 - with --students (only this): the same probe on the trained students' own views (span-pooled states of the mapped
-  layers, the last layer's CLS) for the student alone and DSG-KD, seeds 0-2 (`probe_students`).
+  layers, the last layer's CLS) for the student alone and DSG-KD (and v6's rows where they ran), seeds 0-2
+  (`probe_students`).
 
 Prints one JSON line.
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 
 import numpy as np
@@ -38,7 +40,12 @@ from kdjax.systems.dsg_kd import teacher as teacher_lib
 from kdjax.systems.dsg_kd.balance import encoder_gradient
 from kdjax.train.restore import restore_trained, workdir_config
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/, run as a script
+
+from configs.experiments.dsg_kd_table2_3 import AFTER_STAGE_1, ALONE_40  # noqa: E402
+
 FULL, ALONE = "L_pred + L_hidn + L_attn", "L_pred"
+STAGED = (ALONE_40, AFTER_STAGE_1)  # v6's rows, probed where they ran
 
 
 def _task(run: str, scratch: str):
@@ -253,13 +260,15 @@ def main() -> None:
     ap.add_argument("--unlabelled", action="store_true",
                     help="also v5's probe: training vs training + unlabelled notes")
     ap.add_argument("--students", action="store_true",
-                    help="only v5's student probe (`probe_students`) of the student alone and DSG-KD, seeds 0-2")
+                    help="only the student probe (`probe_students`) of the student alone and DSG-KD, and v6's rows "
+                         "where they ran, seeds 0-2")
     a = ap.parse_args()
     run = lambda row: os.path.join(a.experiment, "runs", spec.slug(row), f"seed{a.seed}")  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
         if a.students:
             print(json.dumps({"benchmark": "dsg_kd_diagnosis", "experiment": os.path.abspath(a.experiment),
-                              "probe_students": probe_students(a.experiment, (ALONE, FULL), (0, 1, 2), tmp)}))
+                              "probe_students": probe_students(a.experiment, (ALONE, FULL, *STAGED), (0, 1, 2),
+                                                                tmp)}))
             return
         cfg, task = _task(run(FULL), os.path.join(tmp, "full"))
         train = _stack(task.train_data, 10_000)
