@@ -34,15 +34,14 @@ import tempfile
 
 import numpy as np
 
-from kdjax.experiment import spec
-from kdjax.systems import dsg_kd
-from kdjax.systems.dsg_kd import teacher as teacher_lib
-from kdjax.systems.dsg_kd.balance import encoder_gradient
-from kdjax.train.restore import restore_trained, workdir_config
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/, run as a script
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # kdjax/, configs/: run as a script
 
 from configs.experiments.dsg_kd_table2_3 import AFTER_STAGE_1, ALONE_40  # noqa: E402
+from kdjax.experiment import spec  # noqa: E402
+from kdjax.systems import dsg_kd  # noqa: E402
+from kdjax.systems.dsg_kd import teacher as teacher_lib  # noqa: E402
+from kdjax.systems.dsg_kd.balance import encoder_gradient  # noqa: E402
+from kdjax.train.restore import restore_trained, workdir_config  # noqa: E402
 
 FULL, ALONE = "L_pred + L_hidn + L_attn", "L_pred"
 STAGED = (ALONE_40, AFTER_STAGE_1)  # v6's rows, probed where they ran
