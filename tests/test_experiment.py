@@ -132,6 +132,13 @@ def test_cells_and_the_paired_test_over_seeds(tmp_path):
     assert csv[0] == "row,metric,mean,std,n,paper,seed0,seed1,seed2,seed3,seed4" and len(csv) == 1 + 4 * 3
 
 
+def test_aggregating_a_directory_that_does_not_exist_names_it(tmp_path):
+    missing = str(tmp_path / "typo")
+    with pytest.raises(InputError, match="typo: no such experiment directory"):
+        aggregate.write(spec.read(dsg_kd_table2_3.get_config("paper")), missing)
+    assert not os.path.exists(missing)
+
+
 def test_table_numbers_keep_small_values_readable():
     assert aggregate._fmt(79.583) == "79.58" and aggregate._fmt(0.00825) == "0.00825"  # 3 significant digits
     assert aggregate._fmt(1.77e-11) == "1.77e-11" and aggregate._fmt(0.0) == "0.00" and aggregate._fmt(None) == "-"

@@ -179,6 +179,8 @@ def figure(exp: Experiment, s: dict[str, Any], path: str, root: str = "") -> str
 
 def write(exp: Experiment, root: str) -> dict[str, Any]:
     """Aggregate the finished runs under `root` into table.md/.json/.csv and figure.png; returns the summary."""
+    if not paths.isdir(root):  # e.g. --aggregate_only with a mistyped --workdir: say so, not a write error
+        raise InputError(f"{root}: no such experiment directory (nothing has run there)")
     s = summarise(exp, root)
     paths.write_text(paths.join(root, "table.json"), json.dumps(s, indent=2))
     paths.write_text(paths.join(root, "table.md"), markdown(s))
