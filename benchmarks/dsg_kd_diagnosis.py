@@ -182,8 +182,13 @@ def probe_students(experiment: str, rows_: tuple[str, ...], seeds: tuple[int, ..
 
     from kdjax.losses.dsg_kd import teacher_hidden_targets
 
-    got = _labelled_and_unlabelled(os.path.join(experiment, "runs", spec.slug(FULL), "seed0"),
-                                   os.path.join(scratch, "notes"))
+    # the notes of any run that read the unlabelled ones (v5's full row, or v6's after pre-distillation where v5's
+    # rows were not run in this directory)
+    kd_runs = [r for r in (os.path.join(experiment, "runs", spec.slug(row), "seed0") for row in (FULL, AFTER_STAGE_1))
+               if os.path.isdir(r)]
+    if not kd_runs:
+        return {"skipped": f"{experiment}: neither {FULL!r} nor {AFTER_STAGE_1!r} has a seed 0 run"}
+    got = _labelled_and_unlabelled(kd_runs[0], os.path.join(scratch, "notes"))
     if got is None:
         return {"skipped": "needs generated labelled and unlabelled notes (their labels are the generator's)"}
     notes = got[2]  # every student of the experiment reads the same notes through the same tokenizers

@@ -172,7 +172,7 @@ def figure(exp: Experiment, s: dict[str, Any], path: str, root: str = "") -> str
     ax.set_title(exp.figure.get("title", s["experiment"]), fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # long row names, rotated, reach past the axes' left edge
     plt.close(fig)
     return path
 
