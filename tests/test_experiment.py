@@ -264,6 +264,13 @@ def test_effaac_mini_variants_change_only_what_their_designs_say():
     v1, v4, v5, word = rows("mini"), rows("mini_v4"), rows("mini_v5"), rows("mini_word")
     teacher = effaac_table2.MINI_TEACHER
     assert v5[teacher] == {**{k: v for k, v in v4[teacher].items() if k != "audio.lora"}, "audio.train_base": True}
+    # mini_v6: v5 without the tagger stage (the CED from random init, trained whole), the same gate on its teacher
+    v6_exp = spec.read(effaac_table2.get_config("mini_v6"), "effaac_table2")
+    v6 = {r.name: dict(r.overrides) for r in v6_exp.rows}
+    assert v6[teacher] == {k: v for k, v in v5[teacher].items() if k != "audio.checkpoint"}
+    assert sorted(v6) == sorted(n for n in v5 if n != effaac_table2.MINI_COUNT_TAGGER)
+    assert all(v6[n] == v5[n] for n in v6 if n != teacher)
+    assert next(r for r in v6_exp.rows if r.name == teacher).gate == (("test.cider_d", ">=", 414.24),)
     added = {n: o for n, o in v5.items() if n not in v4}
     assert sorted(added) == [f"{effaac_table2.WORD_ROW}, {r}" for r in ("rich", "scarce")]
     assert all(v5[n] == o for n, o in v4.items() if n != teacher)
@@ -297,8 +304,8 @@ def test_dsg_kd_mini_v6_keeps_v5_and_adds_its_stages():
 
 
 @pytest.mark.parametrize("experiment", ["effaac_table1:mini", "effaac_table2:mini", "effaac_table2:mini_v5",
-                                        "effaac_table2:mini_word", "dsg_kd_table2_3:mini", "dsg_kd_table2_3:mini_v5",
-                                        "distill_lm_smollm2:mini",
+                                        "effaac_table2:mini_v6", "effaac_table2:mini_word", "dsg_kd_table2_3:mini",
+                                        "dsg_kd_table2_3:mini_v5", "distill_lm_smollm2:mini",
                                         "distill_lm_smollm2:mini_v2", "distill_lm_smollm2:mini_v3",
                                         "multi2cap_table3_8:mini",
                                         "multi2cap_table3_5:mini"])

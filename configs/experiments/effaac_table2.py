@@ -90,6 +90,13 @@ KD_contra in the same regime on CIDEr-D (paired over the 3 seeds); expected dire
 
     python -m kdjax.experiment --config=configs/experiments/effaac_table2.py:mini_v5 --workdir=experiments/effaac_v5
 
+Variant `mini_v6` (the sixth design, written in benchmarks/EXPERIMENTS.md after v5's gate failed and before this
+variant was built or run): everything of `mini_v5` (rows, word-KD row, gate and its thresholds included) except that
+the teacher's CED has no tagger stage: it starts from random init, as v1's, and is fine-tuned whole with the captioner
+(`audio.train_base`) on the teacher's 5000 captioned clips:
+
+    python -m kdjax.experiment --config=configs/experiments/effaac_table2.py:mini_v6 --workdir=experiments/effaac_v6
+
 Variant `mini_word` (issue 26 part 5's row on the teacher that set mini_v5's gate's bar; written 2026-12-07 before
 mini_v5's gate was known and before this variant ran; run whatever that gate says): `mini`'s teacher (the random CED
 adapted by LoRA: the teacher that set the gate's bar, test CIDEr-D 414.24) and its students, scarce regime only (100
@@ -195,9 +202,9 @@ def mini(e: ml_collections.ConfigDict, ci: bool, tagger: str = "", audio_lora: d
     if train_ced:
         e.name += "; the CED fine-tuned whole under the captioner"
         e.rows[-1]["overrides"]["audio.train_base"] = True
-    if "counts" in tagger and not ci:
-        # v3-v5's gate: no student runs unless the teacher captions at least as well as v1's (the gate's other half,
-        # the embedding probe, is `benchmarks/effaac_diagnosis.py --parts=teacher`; it passed in v2-v4)
+    if ("counts" in tagger or train_ced) and not ci:
+        # v3-v6's gate: no student runs unless the teacher captions at least as well as v1's (the gate's other half,
+        # the embedding probe, is `benchmarks/effaac_diagnosis.py --parts=teacher`; it passed in v2-v5)
         e.rows[-1]["gate"] = [("test.cider_d", ">=", V1_TEACHER_CIDER)]
     names = []
     for regime, n in regimes.items():
@@ -231,11 +238,12 @@ def mini(e: ml_collections.ConfigDict, ci: bool, tagger: str = "", audio_lora: d
 def get_config(variant: str = "clotho") -> ml_collections.ConfigDict:
     e = ml_collections.ConfigDict()
     taggers = {"mini": "", "mini_v2": "synthetic", "mini_v3": "synthetic_counts", "mini_v4": "synthetic_counts",
-               "mini_v5": "synthetic_counts", "mini_word": ""}
+               "mini_v5": "synthetic_counts", "mini_word": "", "mini_v6": ""}
     if variant.removesuffix("_ci") in taggers:
         v = variant.removesuffix("_ci")
         mini(e, variant.endswith("_ci"), tagger=taggers[v], audio_lora=CED_ALL_LINEAR_LORA if v == "mini_v4" else None,
-             train_ced=v == "mini_v5", word=v in ("mini_v5", "mini_word"), word_only=v == "mini_word")
+             train_ced=v in ("mini_v5", "mini_v6"), word=v in ("mini_v5", "mini_v6", "mini_word"),
+             word_only=v == "mini_word")
         return e
     e.expect = ("deciding metric FENSE (footnote 2's test); the paper claims KD_contra and KD_mse beat the student "
                 'from scratch, and audio-only data helps both.')
