@@ -33,6 +33,10 @@ finished rows it keeps):
 - Deciding: test AUROC of the row after pre-distillation above the better (by mean) of the two student-alone rows by
   more than two pooled standard deviations. Cost: about 85 min on top of v5's runs.
 
+Its result (2026-12-08; benchmarks/EXPERIMENTS.md section 3): met. After pre-distillation 86.81 ± 0.67 test AUROC,
+the 40-epoch student alone 83.58 ± 1.04 (the better alone row; 20 epochs: 82.31 ± 1.32): +3.22 against two pooled
+standard deviations, 1.75, above it on every seed.
+
 Variant `mini_v5`, the fifth design, as run (written after v4's result and before it was built or run):
 
 - Everything of v4 (below): data, teacher run, student, 20 epochs of the 200 labelled notes, batch 16, v2's learning
