@@ -79,7 +79,7 @@ attention output, both MLP layers) at rank 32 (alpha 128), instead of q and v at
 
 Its result: the gate failed again (teacher test CIDEr-D 382.07 < 414.24; kind AUROC 96.85 passed); no student ran.
 
-Variant `mini_v5` (the fifth design, written in benchmarks/EXPERIMENTS.md before it was built or run, not run yet):
+Variant `mini_v5` (the fifth design, written in benchmarks/EXPERIMENTS.md before it was built or run):
 everything of `mini_v4`, gate included, except that the teacher's CED is fine-tuned whole with the captioner
 (`audio.train_base`: its base weights trained from the counts tagger's, no adapters on it), and one more student row
 in each regime for issue 26 part 5, written before the row was built or run: `KD_contra + word KD`, KD_contra plus
@@ -90,12 +90,18 @@ KD_contra in the same regime on CIDEr-D (paired over the 3 seeds); expected dire
 
     python -m kdjax.experiment --config=configs/experiments/effaac_table2.py:mini_v5 --workdir=experiments/effaac_v5
 
+Its result: the gate failed a third time (teacher test CIDEr-D 374.13 < 414.24; kind AUROC 97.75 passed); no student
+ran.
+
 Variant `mini_v6` (the sixth design, written in benchmarks/EXPERIMENTS.md after v5's gate failed and before this
 variant was built or run): everything of `mini_v5` (rows, word-KD row, gate and its thresholds included) except that
 the teacher's CED has no tagger stage: it starts from random init, as v1's, and is fine-tuned whole with the captioner
 (`audio.train_base`) on the teacher's 5000 captioned clips:
 
     python -m kdjax.experiment --config=configs/experiments/effaac_table2.py:mini_v6 --workdir=experiments/effaac_v6
+
+Its result: the gate failed on both halves (teacher test CIDEr-D 409.01 < 414.24; its CED mean's kind AUROC 91.61 <
+91.9); no student ran.
 
 Variant `mini_word` (issue 26 part 5's row on the teacher that set mini_v5's gate's bar; written 2026-12-07 before
 mini_v5's gate was known and before this variant ran; run whatever that gate says): `mini`'s teacher (the random CED
